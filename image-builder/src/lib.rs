@@ -1,0 +1,1 @@
+//! image-builder: a ZFS-native image builder for illumos and OpenIndiana.
