@@ -1,0 +1,267 @@
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{Cmd, Output, RunError, Runner};
+
+/// Spawns real processes.
+///
+/// Each command gets a cleared environment (a fixed `PATH` and a UTF-8 C locale, so tool
+/// output parses the same everywhere, plus whatever the [`Cmd`] adds), standard input from
+/// /dev/null unless given, its own process group (so a timeout kills its children too), and
+/// its output logged line by line under the command's tag.
+#[derive(Debug, Clone)]
+pub struct SystemRunner {
+    base_env: Vec<(OsString, OsString)>,
+    default_timeout: Option<Duration>,
+}
+
+impl Default for SystemRunner {
+    fn default() -> Self {
+        SystemRunner {
+            base_env: vec![
+                ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("LC_ALL".into(), "C.UTF-8".into()),
+            ],
+            default_timeout: None,
+        }
+    }
+}
+
+impl SystemRunner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A timeout for commands that do not set their own.
+    pub fn with_default_timeout(mut self, t: Duration) -> Self {
+        self.default_timeout = Some(t);
+        self
+    }
+
+    /// Adds (or replaces) a variable in the base environment every command sees.
+    pub fn with_base_env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
+        let k = k.into();
+        self.base_env.retain(|(key, _)| *key != k);
+        self.base_env.push((k, v.into()));
+        self
+    }
+}
+
+impl Runner for SystemRunner {
+    fn output(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let line = cmd.display();
+        let tag = cmd.get_tag().unwrap_or("").to_string();
+        tracing::debug!(tag = %tag, "run: {line}");
+        let mut c = Command::new(cmd.program());
+        c.args(cmd.get_args())
+            .env_clear()
+            .envs(self.base_env.iter().map(|(k, v)| (k, v)))
+            .envs(cmd.get_env().iter().map(|(k, v)| (k, v)))
+            .stdin(if cmd.get_stdin().is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(dir) = cmd.get_cwd() {
+            c.current_dir(dir);
+        }
+        let mut child = c.spawn().map_err(|source| RunError::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+
+        let stdin_writer = match (child.stdin.take(), cmd.get_stdin()) {
+            (Some(mut pipe), Some(bytes)) => {
+                let bytes = bytes.to_vec();
+                // A broken pipe only means the command did not read everything.
+                Some(thread::spawn(move || {
+                    let _ = pipe.write_all(&bytes);
+                }))
+            }
+            _ => None,
+        };
+        let out = collect(child.stdout.take(), tag.clone(), false);
+        let err = collect(child.stderr.take(), tag, true);
+
+        let timeout = cmd.get_timeout().or(self.default_timeout);
+        let status = wait(&mut child, timeout).map_err(|e| match e {
+            WaitError::Io(source) => RunError::Io {
+                cmd: line.clone(),
+                source,
+            },
+            WaitError::Timeout(after) => RunError::Timeout {
+                cmd: line.clone(),
+                after,
+            },
+        })?;
+        if let Some(w) = stdin_writer {
+            let _ = w.join();
+        }
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        Ok(Output {
+            code: status.code(),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// Reads a pipe to its end, logging each line, and returns everything read.
+fn collect<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    tag: String,
+    is_stderr: bool,
+) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let Some(pipe) = pipe else { return all };
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end();
+                    if is_stderr {
+                        tracing::info!(tag = %tag, "stderr: {text}");
+                    } else {
+                        tracing::debug!(tag = %tag, "{text}");
+                    }
+                    all.extend_from_slice(&line);
+                }
+            }
+        }
+        all
+    })
+}
+
+enum WaitError {
+    Io(std::io::Error),
+    Timeout(Duration),
+}
+
+fn wait(
+    child: &mut Child,
+    timeout: Option<Duration>,
+) -> Result<std::process::ExitStatus, WaitError> {
+    let Some(limit) = timeout else {
+        return child.wait().map_err(WaitError::Io);
+    };
+    let start = Instant::now();
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait().map_err(WaitError::Io)? {
+            return Ok(status);
+        }
+        if start.elapsed() >= limit {
+            kill_group(child);
+            let _ = child.wait();
+            return Err(WaitError::Timeout(limit));
+        }
+        thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    let _ = child.kill();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_exit_code() {
+        let r = SystemRunner::new();
+        let out = r
+            .output(&Cmd::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 3"]))
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn run_fails_with_command_line_status_and_stderr_tail() {
+        let r = SystemRunner::new();
+        let err = r
+            .run(&Cmd::new("/bin/sh").args(["-c", "echo boom >&2; exit 2"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "`/bin/sh -c 'echo boom >&2; exit 2'` failed (exit status 2): boom"
+        );
+    }
+
+    #[test]
+    fn environment_is_cleared_and_locale_is_utf8_c() {
+        std::env::set_var("RUNNER_TEST_LEAK", "1");
+        let out = SystemRunner::new()
+            .run(&Cmd::new("/usr/bin/env").env("EXTRA", "x"))
+            .unwrap()
+            .stdout_str();
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "EXTRA=x",
+                "LANG=C.UTF-8",
+                "LC_ALL=C.UTF-8",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+            ]
+        );
+    }
+
+    #[test]
+    fn stdin_is_fed_or_empty() {
+        let r = SystemRunner::new();
+        let fed = r.run(&Cmd::new("/bin/cat").stdin("hello")).unwrap();
+        assert_eq!(fed.stdout, b"hello");
+        let empty = r.run(&Cmd::new("/bin/cat")).unwrap();
+        assert!(empty.stdout.is_empty());
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_group() {
+        let r = SystemRunner::new();
+        let start = Instant::now();
+        // The grandchild `sleep` keeps stdout open; only a group kill lets us return.
+        let err = r
+            .output(
+                &Cmd::new("/bin/sh")
+                    .args(["-c", "sleep 30 & sleep 30"])
+                    .timeout(Duration::from_millis(300)),
+            )
+            .unwrap_err();
+        assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error_naming_it() {
+        let err = SystemRunner::new()
+            .output(&Cmd::new("/nonexistent/tool").arg("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot start `/nonexistent/tool x`"),
+            "{err}"
+        );
+    }
+}
