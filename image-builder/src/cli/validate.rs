@@ -1,0 +1,106 @@
+//! `image-builder validate`: report every problem of a template, or of a whole tree.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use image_builder::template::{self, Plan, PlanOptions};
+
+use super::args::{report, SourceArgs};
+
+/// Check a template (and everything it includes) without running anything.
+///
+/// Reports every problem found, not just the first: file, JSON path, line and column,
+/// the bad value and what is expected. Exits 0 when there is no error (warnings allowed),
+/// 1 otherwise.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Template group: templates are read from TEMPLATES/GROUP/NAME.json.
+    #[arg(
+        short = 'g',
+        long = "group",
+        value_name = "GROUP",
+        required_unless_present = "all"
+    )]
+    group: Option<String>,
+    /// Template name.
+    #[arg(
+        short = 'n',
+        long = "name",
+        value_name = "NAME",
+        required_unless_present = "all"
+    )]
+    name: Option<String>,
+    /// Validate every template under the template root (GROUP/*.json, not the include/
+    /// and files/ trees) instead of one.
+    #[arg(long, conflicts_with_all = ["group", "name"])]
+    all: bool,
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+pub fn run(a: ValidateArgs) -> Result<ExitCode> {
+    let root = a.source.root()?;
+    let features = a.source.features()?;
+    let external = a.source.external()?;
+    let present = a.source.assume_present(&root)?;
+    let opts = PlanOptions {
+        external: &external,
+        assume_present: &|p| present.contains(p),
+    };
+    let targets = match (a.group, a.name) {
+        (Some(g), Some(n)) => vec![(g, n)],
+        _ => main_templates(&root)?,
+    };
+    let mut failed = 0;
+    for (group, name) in &targets {
+        let plan = template::plan(&root, group, name, &features, &opts);
+        if report(&plan) > 0 {
+            failed += 1;
+        }
+        summary(&plan);
+    }
+    if targets.len() > 1 {
+        eprintln!("{} template(s), {failed} with errors", targets.len());
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn summary(plan: &Plan) {
+    eprintln!(
+        "{}/{}: {} error(s), {} warning(s), {} step(s)",
+        plan.group,
+        plan.name,
+        plan.errors().count(),
+        plan.warnings().count(),
+        plan.steps.len()
+    );
+}
+
+/// Every `GROUP/NAME.json` under `root`, skipping the `include` and `files` trees.
+pub fn main_templates(root: &Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for g in std::fs::read_dir(root)? {
+        let g = g?;
+        let group = g.file_name().to_string_lossy().into_owned();
+        if !g.file_type()?.is_dir() || group == "include" || group == "files" {
+            continue;
+        }
+        for t in std::fs::read_dir(g.path())? {
+            let t = t?;
+            let file = t.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".json") {
+                if t.file_type()?.is_file() {
+                    out.push((group.clone(), name.to_string()));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

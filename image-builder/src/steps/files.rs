@@ -1,0 +1,268 @@
+//! File steps: `ensure_dir` (alias `ensure_directory`), `ensure_file`, `ensure_symlink`,
+//! `ensure_perms`, `remove_files`. Every path is inside the image and absolute.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::StepArgs;
+use crate::template::check::{Checker, Expander};
+
+/// Make sure a directory exists with the given owner, group and mode.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnsureDir {
+    /// Absolute path inside the image.
+    pub dir: String,
+    /// User name (resolved through the image's `/etc/passwd`) or numeric id.
+    pub owner: String,
+    /// Group name (resolved through the image's `/etc/group`) or numeric id.
+    pub group: String,
+    /// Octal mode, e.g. `"755"`.
+    pub mode: String,
+}
+
+impl StepArgs for EnsureDir {
+    fn expand(&self, _x: &mut Expander) -> Self {
+        self.clone()
+    }
+
+    fn check(&self, c: &mut Checker) {
+        c.image_path("dir", &self.dir);
+        c.owner("owner", &self.owner);
+        c.group("group", &self.group);
+        c.mode("mode", &self.mode);
+    }
+}
+
+/// Write a file into the image from exactly one source.
+///
+/// Sources: `src` (template tree: `{T}/{group}/files/`, then `{T}/files/`), `extsrc` (the
+/// `-E` trees, in order), `outputsrc` (the output directory), `imagesrc` (another file in
+/// the image), `tarsrc` (the scratch tree of the last `unpack_tar` with `into_tmp`), or
+/// `contents` (literal text, never macro-expanded). When several are given the first in
+/// that order wins, with a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnsureFile {
+    /// Absolute path of the file inside the image. Macros are expanded.
+    pub file: String,
+    /// Relative path in the template tree's `files` directories. Macros are expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// Relative path in the `-E` directories. Macros are expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extsrc: Option<String>,
+    /// Relative path in the output directory. Macros are expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputsrc: Option<String>,
+    /// Absolute path of a file already in the image. Macros are expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imagesrc: Option<String>,
+    /// Absolute path in the tree of the last `unpack_tar` with `into_tmp`. Macros are
+    /// expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tarsrc: Option<String>,
+    /// Literal file contents. Not expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
+    /// User name or numeric id.
+    pub owner: String,
+    /// Group name or numeric id.
+    pub group: String,
+    /// Octal mode, e.g. `"644"`.
+    pub mode: String,
+}
+
+impl EnsureFile {
+    /// The sources given, in the order of precedence.
+    pub fn sources(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("src", &self.src),
+            ("extsrc", &self.extsrc),
+            ("outputsrc", &self.outputsrc),
+            ("imagesrc", &self.imagesrc),
+            ("tarsrc", &self.tarsrc),
+            ("contents", &self.contents),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+impl StepArgs for EnsureFile {
+    fn expand(&self, x: &mut Expander) -> Self {
+        EnsureFile {
+            file: x.one("file", &self.file),
+            src: x.opt("src", &self.src),
+            extsrc: x.opt("extsrc", &self.extsrc),
+            outputsrc: x.opt("outputsrc", &self.outputsrc),
+            imagesrc: x.opt("imagesrc", &self.imagesrc),
+            tarsrc: x.opt("tarsrc", &self.tarsrc),
+            ..self.clone()
+        }
+    }
+
+    fn check(&self, c: &mut Checker) {
+        c.image_path("file", &self.file);
+        c.owner("owner", &self.owner);
+        c.group("group", &self.group);
+        c.mode("mode", &self.mode);
+        let sources = self.sources();
+        match sources.as_slice() {
+            [] => c.error(
+                "file",
+                "no source: give one of src, extsrc, outputsrc, imagesrc, tarsrc or contents",
+            ),
+            [(winner, _), rest @ ..] if !rest.is_empty() => {
+                let others: Vec<&str> = rest.iter().map(|(k, _)| *k).collect();
+                c.warn(
+                    winner,
+                    format!(
+                        "several sources given; `{winner}` is used and {} ignored",
+                        others.join(", ")
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let Some(&(kind, value)) = sources.first() else {
+            return;
+        };
+        match kind {
+            "src" => {
+                c.template_file("src", value);
+            }
+            "extsrc" => {
+                c.external_file("extsrc", value);
+            }
+            "outputsrc" => c.relative("outputsrc", value),
+            "imagesrc" | "tarsrc" => c.image_path(kind, value),
+            _ => {}
+        }
+    }
+}
+
+/// Make sure a symbolic link exists with the given target (the target is not resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnsureSymlink {
+    /// Absolute path of the link inside the image.
+    pub link: String,
+    /// What the link points to, stored as written.
+    pub target: String,
+    /// User name or numeric id of the link itself.
+    pub owner: String,
+    /// Group name or numeric id of the link itself.
+    pub group: String,
+}
+
+impl StepArgs for EnsureSymlink {
+    fn expand(&self, _x: &mut Expander) -> Self {
+        self.clone()
+    }
+
+    fn check(&self, c: &mut Checker) {
+        c.image_path("link", &self.link);
+        if self.target.is_empty() {
+            c.error("target", "the link target is empty");
+        }
+        c.owner("owner", &self.owner);
+        c.group("group", &self.group);
+    }
+}
+
+/// Set owner, group and mode of an existing path in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnsurePerms {
+    /// Absolute path inside the image.
+    pub path: String,
+    /// User name or numeric id.
+    pub owner: String,
+    /// Group name or numeric id.
+    pub group: String,
+    /// Octal mode, e.g. `"755"`.
+    pub mode: String,
+}
+
+impl StepArgs for EnsurePerms {
+    fn expand(&self, _x: &mut Expander) -> Self {
+        self.clone()
+    }
+
+    fn check(&self, c: &mut Checker) {
+        c.image_path("path", &self.path);
+        c.owner("owner", &self.owner);
+        c.group("group", &self.group);
+        c.mode("mode", &self.mode);
+    }
+}
+
+/// Remove a file, a directory tree, or every regular file whose name matches a glob
+/// pattern. Exactly one of `file`, `dir` and `pattern`. A missing target is not an error.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveFiles {
+    /// Absolute path of one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Absolute path of a directory tree to remove (symlinks are removed, not followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Glob (`*`, `?`, `[...]`) matched against file names anywhere in the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+impl StepArgs for RemoveFiles {
+    fn expand(&self, _x: &mut Expander) -> Self {
+        self.clone()
+    }
+
+    fn check(&self, c: &mut Checker) {
+        match (&self.file, &self.dir, &self.pattern) {
+            (Some(f), None, None) => c.image_path("file", f),
+            (None, Some(d), None) => {
+                c.image_path("dir", d);
+                if d.trim_end_matches('/').is_empty() {
+                    c.error("dir", "refusing to remove the whole image root");
+                }
+            }
+            (None, None, Some(p)) => {
+                if let Err(e) = crate::steps::files::glob_check(p) {
+                    c.error("pattern", format!("invalid pattern {p:?}: {e}"));
+                }
+            }
+            _ => c.error("t", "give exactly one of `file`, `dir` and `pattern`"),
+        }
+    }
+}
+
+/// Checks that a glob pattern is well formed: brackets closed, not empty.
+pub fn glob_check(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Err("the pattern is empty".into());
+    }
+    if p.contains('/') {
+        return Err("patterns match file names, so they cannot contain `/`".into());
+    }
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        if c == '[' {
+            let mut closed = false;
+            let mut first = true;
+            for d in chars.by_ref() {
+                if d == ']' && !first {
+                    closed = true;
+                    break;
+                }
+                first = false;
+            }
+            if !closed {
+                return Err("`[` without a closing `]`".into());
+            }
+        }
+    }
+    Ok(())
+}
