@@ -9,6 +9,7 @@ pub mod model;
 pub mod plan;
 pub mod position;
 pub mod problem;
+pub mod reference;
 
 pub use features::{FeatureError, Features};
 pub use load::Target;

@@ -1,0 +1,232 @@
+//! Every real template in the shared corpus validates and plans, with exactly the three
+//! defects the corpus README documents reported, each precisely.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use image_builder::template::{plan, Features, PlanOptions, Problem};
+
+/// The feature set the corpus README gives for validating the whole corpus.
+const FEATURES: &[&str] = &[
+    "name=helios",
+    "heliosver=2.0",
+    "publisher=helios-dev",
+    "console=ttya",
+    "baud=115200",
+    "ufs=generic-ttya-ufs",
+    "iso_type=generic",
+    "no-metadata-agent",
+];
+
+fn corpus() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    assert!(
+        p.is_dir(),
+        "the template corpus is expected at {} (the shared material beside the checkout)",
+        p.display()
+    );
+    p
+}
+
+/// Paths listed in UPSTREAM-FILES.txt exist upstream (scripts were left out on purpose).
+fn upstream(tree: &Path) -> HashSet<PathBuf> {
+    std::fs::read_to_string(tree.join("UPSTREAM-FILES.txt"))
+        .expect("UPSTREAM-FILES.txt")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| tree.join(l.trim()))
+        .collect()
+}
+
+fn main_templates(tree: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for g in std::fs::read_dir(tree).unwrap() {
+        let g = g.unwrap();
+        let group = g.file_name().to_string_lossy().into_owned();
+        if !g.path().is_dir() || group == "include" || group == "files" {
+            continue;
+        }
+        for t in std::fs::read_dir(g.path()).unwrap() {
+            let name = t.unwrap().file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_suffix(".json") {
+                out.push((group.clone(), n.to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (tree, group, name) -> every error, as (file relative to the tree, path, message).
+fn corpus_errors() -> Vec<(String, String, String, String, String, String)> {
+    let features = Features::from_directives(FEATURES).unwrap();
+    let mut out = Vec::new();
+    let mut count = 0;
+    for tree in ["helios-engvm", "toasterson-installer"] {
+        let root = corpus().join(tree);
+        let present = upstream(&root);
+        let opts = PlanOptions {
+            external: &[],
+            assume_present: &|p| present.contains(p),
+        };
+        for (group, name) in main_templates(&root) {
+            count += 1;
+            let p = plan(&root, &group, &name, &features, &opts);
+            assert!(!p.steps.is_empty(), "{tree} {group}/{name} has no steps");
+            assert!(p.target.is_some(), "{tree} {group}/{name} has no target");
+            serde_json::to_string(&p).expect("the plan serializes");
+            for e in p.errors() {
+                out.push(row(tree, &group, &name, &root, e));
+            }
+        }
+    }
+    assert_eq!(count, 44, "the corpus has 44 main templates");
+    out
+}
+
+fn row(
+    tree: &str,
+    g: &str,
+    n: &str,
+    root: &Path,
+    e: &Problem,
+) -> (String, String, String, String, String, String) {
+    let file = e
+        .file
+        .strip_prefix(root)
+        .unwrap_or(&e.file)
+        .display()
+        .to_string();
+    (
+        tree.into(),
+        format!("{g}/{n}"),
+        file,
+        e.path.clone(),
+        e.message.clone(),
+        e.included_from.join(" | "),
+    )
+}
+
+#[test]
+fn corpus_reports_exactly_the_three_known_defects() {
+    let errors = corpus_errors();
+    let brief: Vec<(String, String, String, String)> = errors
+        .iter()
+        .map(|(t, tpl, f, p, _, _)| (t.clone(), tpl.clone(), f.clone(), p.clone()))
+        .collect();
+    let want: Vec<(String, String, String, String)> = [
+        (
+            "toasterson-installer",
+            "cloudimage/ttya-openindiana-hipster-dev",
+            "include/sysconfig-dev.json",
+            "steps[7].src",
+        ),
+        (
+            "toasterson-installer",
+            "cloudimage/ttya-openindiana-hipster-dev",
+            "include/sysconfig-dev.json",
+            "steps[8].src",
+        ),
+        (
+            "toasterson-installer",
+            "cloudimage/ttya-openindiana-hipster-dev",
+            "include/sysconfig-dev.json",
+            "steps[9].src",
+        ),
+        (
+            "toasterson-installer",
+            "cloudimage/ttya-openindiana-hipster-dev",
+            "include/sysconfig-dev.json",
+            "steps[10].src",
+        ),
+        (
+            "toasterson-installer",
+            "installer/generic-ttya-ufs",
+            "include/machined-dev.json",
+            "steps[0].src",
+        ),
+        (
+            "toasterson-installer",
+            "installer/generic-ttya-zfs",
+            "installer/generic-ttya-zfs.json",
+            "steps[8].src",
+        ),
+    ]
+    .iter()
+    .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+    .collect();
+    assert_eq!(brief, want, "full errors: {errors:#?}");
+}
+
+#[test]
+fn corpus_defects_name_the_value_the_lookup_and_the_include_site() {
+    let errors = corpus_errors();
+    let msg = |tpl: &str, path: &str| {
+        errors
+            .iter()
+            .find(|e| e.1 == tpl && e.3 == path)
+            .map(|e| (e.4.clone(), e.5.clone()))
+            .unwrap()
+    };
+    let (m, from) = msg("cloudimage/ttya-openindiana-hipster-dev", "steps[7].src");
+    assert!(
+        m.starts_with(
+            "source file \"files/sysconfig-dev/sysconfig-wrapper\" not found; looked for "
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("cloudimage/files/files/sysconfig-dev/sysconfig-wrapper and "),
+        "{m}"
+    );
+    assert!(
+        from.ends_with("cloudimage/ttya-openindiana-hipster-dev.json steps[11]"),
+        "{from}"
+    );
+    let (m, from) = msg("installer/generic-ttya-ufs", "steps[0].src");
+    assert!(m.starts_with("source file \"machined\" not found"), "{m}");
+    assert!(
+        from.ends_with("installer/generic-ttya-ufs.json steps[8]"),
+        "{from}"
+    );
+    let (m, from) = msg("installer/generic-ttya-zfs", "steps[8].src");
+    assert!(
+        m.starts_with("source file \"install-helios.sh\" not found"),
+        "{m}"
+    );
+    assert_eq!(from, "");
+}
+
+#[test]
+fn corpus_plan_expands_macros_and_marks_skipped_steps() {
+    let root = corpus().join("helios-engvm");
+    let f = Features::from_directives(FEATURES.iter().chain(&["onu=https://onu.example/repo"]))
+        .unwrap();
+    let p = plan(
+        &root,
+        "helios",
+        "base-01-strap",
+        &f,
+        &PlanOptions::default(),
+    );
+    assert!(p.is_valid(), "{:?}", p.problems);
+    let target = serde_json::to_value(&p.target).unwrap();
+    assert_eq!(target["kind"], "dataset");
+    assert_eq!(target["name"], "base-onu");
+    let publisher = p
+        .steps
+        .iter()
+        .filter(|s| s.t == "pkg_set_publisher")
+        .collect::<Vec<_>>();
+    assert_eq!(publisher.len(), 2);
+    assert_eq!(
+        publisher[0].skip.as_deref(),
+        Some("\"with\": \"serdev\" and feature \"serdev\" is not set")
+    );
+    assert_eq!(publisher[1].skip, None);
+    assert_eq!(publisher[1].args["publisher"], "helios-dev");
+    assert_eq!(
+        publisher[1].args["uri"],
+        "https://pkg.oxide.computer/helios/2.0/dev/"
+    );
+}
