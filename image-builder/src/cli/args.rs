@@ -74,7 +74,8 @@ impl SourceArgs {
         if !root.is_dir() {
             bail!("template root {} is not a directory", root.display());
         }
-        Ok(root)
+        // Resolve `..` and links once, so every message names a plain path.
+        Ok(root.canonicalize().unwrap_or(root))
     }
 
     /// The paths named by `--assume-present`, made absolute under `root`.

@@ -1,0 +1,197 @@
+//! The `image-builder` command as a user runs it: exit codes and messages, never a panic.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_image-builder"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run image-builder")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn corpus() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus/toasterson-installer")
+        .display()
+        .to_string()
+}
+
+fn assert_no_panic(o: &Output) {
+    let e = stderr(o);
+    assert!(!e.contains("panicked"), "panic: {e}");
+    assert_ne!(o.status.code(), Some(101), "exit 101 is a panic: {e}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        vec!["--help"],
+        vec!["build", "--help"],
+        vec!["validate", "--help"],
+        vec!["plan", "--help"],
+        vec!["schema", "--help"],
+    ] {
+        let o = run(&cmd);
+        assert!(o.status.success(), "{cmd:?}: {}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage: image-builder"),
+            "{cmd:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_feature_directives_exit_2_with_the_directive_named() {
+    for bad in ["^a~=x", "^a=1", "1abc", "a=", "a-", "=x", ""] {
+        let o = run(&[
+            "build",
+            "-d",
+            "rpool/images",
+            "-g",
+            "openindiana",
+            "-n",
+            "hipster-01-strap",
+            "-T",
+            &corpus(),
+            "-F",
+            bad,
+        ]);
+        assert_no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with(&format!("error: invalid feature directive {bad:?}: ")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn unknown_arguments_and_missing_required_ones_are_errors() {
+    let o = run(&["build", "-g", "g", "-n", "n", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unexpected argument '--bogus'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["build", "-g", "g", "-n", "n"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--dataset <DATASET>"), "{}", stderr(&o));
+}
+
+#[test]
+fn external_source_directories_must_exist() {
+    let o = run(&[
+        "validate",
+        "-T",
+        &corpus(),
+        "-g",
+        "openindiana",
+        "-n",
+        "hipster-01-strap",
+        "-E",
+        "/nonexistent/proto",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: -E /nonexistent/proto: external file source must be an existing directory\n"
+    );
+}
+
+#[test]
+fn validate_exit_status_follows_errors() {
+    let ok = run(&[
+        "validate",
+        "-T",
+        &corpus(),
+        "-g",
+        "openindiana",
+        "-n",
+        "hipster-02-image",
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(
+        stderr(&ok),
+        "openindiana/hipster-02-image: 0 error(s), 0 warning(s), 4 step(s)\n"
+    );
+    let bad = run(&[
+        "validate",
+        "-T",
+        &corpus(),
+        "-g",
+        "installer",
+        "-n",
+        "generic-ttya-zfs",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("steps[8].src: source file \"install-helios.sh\" not found"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn build_validates_first_and_says_execution_is_not_available() {
+    let o = run(&[
+        "build",
+        "-d",
+        "rpool/images",
+        "-T",
+        &corpus(),
+        "-g",
+        "openindiana",
+        "-n",
+        "hipster-01-strap",
+    ]);
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("openindiana/hipster-01-strap is valid (4 steps), but executing builds is not implemented"), "{}", stderr(&o));
+}
+
+#[test]
+fn plan_json_lists_expanded_steps_with_their_sources() {
+    let present = format!("{}/UPSTREAM-FILES.txt", corpus());
+    let o = run(&[
+        "plan",
+        "--json",
+        "-T",
+        &corpus(),
+        "--assume-present",
+        &present,
+        "-g",
+        "cloudimage",
+        "-n",
+        "ttya-openindiana-hipster",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["target"]["kind"], "pool");
+    assert_eq!(v["target"]["name"], "rpool");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["t"], "create_be");
+    assert_eq!(steps[1]["args"]["name"], "openindiana-hipster.tar.gz");
+    let devfs = steps.iter().find(|s| s["t"] == "devfsadm").unwrap();
+    assert!(devfs["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("include/devfs.json"));
+    assert_eq!(devfs["step_index"], 0);
+}
+
+#[test]
+fn schema_is_json_and_markdown_covers_every_step() {
+    let o = run(&["schema"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["oneOf"].as_array().unwrap().len(), 27);
+    let md = String::from_utf8(run(&["schema", "--markdown"]).stdout).unwrap();
+    assert!(md.contains("### `pkg_install`"));
+}
