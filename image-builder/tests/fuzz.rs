@@ -11,7 +11,7 @@ fn features() -> Features {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(500))]
 
     #[test]
     fn feature_directives_never_panic(d in "\\PC{0,24}|[\\^a-z_=+~-]{0,12}") {
