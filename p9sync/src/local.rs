@@ -14,14 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::names::{self, Name};
+
 pub type Io<T> = Result<T, std::io::Error>;
 
 /// Permission bits carried over from the server. setuid/setgid are dropped: a
 /// mirror run as root must not turn a file from the share into a privileged one.
 pub const MODE_MASK: u32 = 0o1777;
 
-pub fn lstat(dir: &OwnedFd, name: &OsStr) -> Io<Option<Stat>> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+pub fn lstat(dir: &OwnedFd, name: Name) -> Io<Option<Stat>> {
+    match rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
@@ -32,21 +34,26 @@ pub fn kind(st: &Stat) -> FileType {
     FileType::from_raw_mode(st.st_mode as _)
 }
 
-pub fn open_dir(dir: &OwnedFd, name: &OsStr) -> Io<OwnedFd> {
+pub fn open_dir(dir: &OwnedFd, name: Name) -> Io<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?)
+    Ok(rustix::fs::openat(
+        dir,
+        name.as_os_str(),
+        flags,
+        Mode::empty(),
+    )?)
 }
 
 /// Opens `name` as a directory, replacing whatever non-directory is there.
 /// Returns the fd and whether the directory had to be created.
-pub fn ensure_dir(dir: &OwnedFd, name: &OsStr) -> Io<(OwnedFd, bool)> {
+pub fn ensure_dir(dir: &OwnedFd, name: Name) -> Io<(OwnedFd, bool)> {
     let created = match lstat(dir, name)? {
         Some(st) if kind(&st) == FileType::Directory => false,
         other => {
             if other.is_some() {
                 remove(dir, name)?;
             }
-            rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?;
+            rustix::fs::mkdirat(dir, name.as_os_str(), Mode::from_raw_mode(0o700))?;
             true
         }
     };
@@ -61,18 +68,28 @@ pub fn chmod(fd: impl AsFd, mode: u32) -> Io<()> {
 }
 
 /// Removes `name` and, for a directory, everything below it, never following links.
-pub fn remove(dir: &OwnedFd, name: &OsStr) -> Io<()> {
+pub fn remove(dir: &OwnedFd, name: Name) -> Io<()> {
     let Some(st) = lstat(dir, name)? else {
         return Ok(());
     };
     if kind(&st) != FileType::Directory {
-        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
+        return Ok(rustix::fs::unlinkat(
+            dir,
+            name.as_os_str(),
+            AtFlags::empty(),
+        )?);
     }
     let sub = open_dir(dir, name)?;
     for child in names(&sub)? {
-        remove(&sub, &child)?;
+        if let Ok(child) = names::check(child.as_bytes()) {
+            remove(&sub, child)?;
+        }
     }
-    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+    Ok(rustix::fs::unlinkat(
+        dir,
+        name.as_os_str(),
+        AtFlags::REMOVEDIR,
+    )?)
 }
 
 /// The entries of an open directory, without `.` and `..`.
@@ -96,6 +113,11 @@ fn temp_name() -> std::ffi::OsString {
     format!(".p9sync.{}.{n}.tmp", std::process::id()).into()
 }
 
+fn as_name(n: &OsStr) -> Io<Name<'_>> {
+    names::check(n.as_bytes())
+        .map_err(|why| std::io::Error::other(format!("bad name {n:?}: {why:?}")))
+}
+
 fn timespec((sec, nsec): (u64, u64)) -> Timespec {
     Timespec {
         tv_sec: i64::try_from(sec).unwrap_or(i64::MAX),
@@ -117,17 +139,18 @@ pub struct FileMeta {
 /// (writing in place would also fail with ETXTBSY on a running executable).
 pub fn replace_file(
     dir: &OwnedFd,
-    name: &OsStr,
+    name: Name,
     meta: &FileMeta,
     fill: impl FnOnce(&mut File) -> Result<(), crate::error::SyncError>,
 ) -> Result<(), crate::error::SyncError> {
-    let tmp = temp_name();
+    let tmp_buf = temp_name();
     let local = |e: std::io::Error| crate::error::SyncError::Local {
-        path: name.into(),
+        path: name.as_os_str().into(),
         source: e,
     };
+    let tmp = as_name(&tmp_buf).map_err(local)?;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, &tmp, flags, Mode::from_raw_mode(0o600))
+    let fd = rustix::fs::openat(dir, tmp.as_os_str(), flags, Mode::from_raw_mode(0o600))
         .map_err(|e| local(e.into()))?;
     let mut f = File::from(fd);
     let result = fill(&mut f).and_then(|_| {
@@ -144,36 +167,47 @@ pub fn replace_file(
                     remove(dir, name)?;
                 }
             }
-            Ok(rustix::fs::renameat(dir, &tmp, dir, name)?)
+            Ok(rustix::fs::renameat(
+                dir,
+                tmp.as_os_str(),
+                dir,
+                name.as_os_str(),
+            )?)
         })()
         .map_err(local)
     });
     if result.is_err() {
-        let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+        let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
     }
     result
 }
 
 /// Points `name` at `target`, replacing what is there atomically.
-pub fn replace_symlink(dir: &OwnedFd, name: &OsStr, target: &OsStr) -> Io<()> {
-    let tmp = temp_name();
-    rustix::fs::symlinkat(target, dir, &tmp)?;
+pub fn replace_symlink(dir: &OwnedFd, name: Name, target: &OsStr) -> Io<()> {
+    let tmp_buf = temp_name();
+    let tmp = as_name(&tmp_buf)?;
+    rustix::fs::symlinkat(target, dir, tmp.as_os_str())?;
     let r = (|| -> Io<()> {
         if let Some(st) = lstat(dir, name)? {
             if kind(&st) == FileType::Directory {
                 remove(dir, name)?;
             }
         }
-        Ok(rustix::fs::renameat(dir, &tmp, dir, name)?)
+        Ok(rustix::fs::renameat(
+            dir,
+            tmp.as_os_str(),
+            dir,
+            name.as_os_str(),
+        )?)
     })();
     if r.is_err() {
-        let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+        let _ = rustix::fs::unlinkat(dir, tmp.as_os_str(), AtFlags::empty());
     }
     r
 }
 
-pub fn readlink(dir: &OwnedFd, name: &OsStr) -> Io<Vec<u8>> {
-    Ok(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
+pub fn readlink(dir: &OwnedFd, name: Name) -> Io<Vec<u8>> {
+    Ok(rustix::fs::readlinkat(dir, name.as_os_str(), Vec::new())?.into_bytes())
 }
 
 /// True when the local file already matches the remote size, mtime and mode.

@@ -15,7 +15,7 @@ use crate::client::{Client, Fid};
 use crate::error::{ClientError, SyncError};
 use crate::local::{self, FileMeta};
 use crate::msg::{Attr, GETATTR_BASIC, GETATTR_MODE};
-use crate::names;
+use crate::names::{self, Name};
 use crate::transport::Transport;
 
 const S_IFMT: u32 = 0o170000;
@@ -140,7 +140,7 @@ impl<T: Transport> Syncer<'_, T> {
                     continue;
                 }
             };
-            if seen.contains(name) {
+            if seen.contains(name.as_os_str()) {
                 tracing::warn!(name = ?name, "server listed a name twice; keeping the first");
                 continue;
             }
@@ -149,13 +149,16 @@ impl<T: Transport> Syncer<'_, T> {
                 return Err(SyncError::TooManyEntries(self.opts.max_entries));
             }
             if self.entry(dfid, dir, rel, name, depth)? {
-                seen.insert(name.to_owned());
+                seen.insert(name.as_os_str().to_owned());
             }
         }
         if self.opts.delete {
             let gone = local::names(dir).map_err(|e| self.local(rel, e))?;
             for n in gone.into_iter().filter(|n| !seen.contains(n)) {
-                local::remove(dir, &n).map_err(|e| self.local(&rel.join(&n), e))?;
+                let Ok(name) = names::check(n.as_bytes()) else {
+                    continue;
+                };
+                local::remove(dir, name).map_err(|e| self.local(&rel.join(&n), e))?;
                 self.report.deleted.push(rel.join(&n));
             }
         }
@@ -168,10 +171,10 @@ impl<T: Transport> Syncer<'_, T> {
         dfid: Fid,
         dir: &OwnedFd,
         rel: &Path,
-        name: &OsStr,
+        name: Name,
         depth: usize,
     ) -> Result<bool, SyncError> {
-        let fid = match self.c.walk(dfid, &[name.as_bytes()]) {
+        let fid = match self.c.walk(dfid, &[name.as_os_str().as_bytes()]) {
             Ok(f) => f,
             // Removed between readdir and walk: treat as gone.
             Err(e) if e.errno() == Some(ENOENT) => return Ok(false),
@@ -189,14 +192,14 @@ impl<T: Transport> Syncer<'_, T> {
         fid: Fid,
         dir: &OwnedFd,
         rel: &Path,
-        name: &OsStr,
+        name: Name,
         depth: usize,
     ) -> Result<bool, SyncError> {
         let attr = self.c.getattr(fid, GETATTR_BASIC)?;
         if attr.valid & GETATTR_MODE == 0 {
             return Err(ClientError::Protocol("getattr reply without a valid mode".into()).into());
         }
-        let path = rel.join(name);
+        let path = rel.join(name.as_os_str());
         match attr.mode & S_IFMT {
             S_IFDIR => {
                 let (sub, created) =
@@ -223,7 +226,7 @@ impl<T: Transport> Syncer<'_, T> {
         fid: Fid,
         dir: &OwnedFd,
         path: &Path,
-        name: &OsStr,
+        name: Name,
         attr: &Attr,
     ) -> Result<(), SyncError> {
         let st = local::lstat(dir, name).map_err(|e| self.local(path, e))?;
@@ -272,7 +275,7 @@ impl<T: Transport> Syncer<'_, T> {
         fid: Fid,
         dir: &OwnedFd,
         path: &Path,
-        name: &OsStr,
+        name: Name,
     ) -> Result<bool, SyncError> {
         let target = self.c.readlink(fid)?;
         // The target is stored, never followed by the sync, so `..` in it is harmless;
