@@ -1,6 +1,7 @@
 //! A real diod server on 127.0.0.1 for the integration tests, killed on drop.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,7 +29,13 @@ impl Diod {
     /// not installed.
     pub fn start(export: &Path) -> Option<Diod> {
         let Some(bin) = find_diod() else {
-            eprintln!("SKIPPED: diod is not installed (Debian: apt-get install diod)");
+            // Written to the stderr handle, not through eprintln!, so libtest's output
+            // capture does not hide the skip.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {}: diod is not installed (Debian: apt-get install diod)",
+                std::thread::current().name().unwrap_or("test")
+            );
             return None;
         };
         for _ in 0..5 {
