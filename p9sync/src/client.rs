@@ -398,7 +398,9 @@ impl<T: Transport> Client<T> {
             let Some(last) = batch.last() else {
                 return Ok(all);
             };
-            if last.offset == offset && offset != 0 {
+            // A cookie names the entry after it, so one equal to the offset we asked
+            // from would return the same batch forever.
+            if last.offset == offset {
                 return Err(ClientError::Protocol(
                     "readdir offset did not advance".into(),
                 ));

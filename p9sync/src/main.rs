@@ -140,7 +140,7 @@ fn main() -> Result<()> {
             let (mut c, root) = connect(&conn)?;
             let parts = p9sync::sync::remote_components(&remote)?;
             let dir = c.walk(root, &parts)?;
-            let mut entries = c.list(dir, 1 << 22)?;
+            let mut entries = c.list(dir, 1_000_000)?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             for e in entries {
                 let name = String::from_utf8_lossy(&e.name);

@@ -31,7 +31,10 @@ pub struct Options {
     pub dest: PathBuf,
     /// Delete local entries the server does not list.
     pub delete: bool,
+    /// Deepest directory nesting followed; a server can fake an endless tree.
     pub max_depth: usize,
+    /// Most entries in the whole tree (and in one directory); bounds the memory a
+    /// server can make the listing use.
     pub max_entries: usize,
 }
 
@@ -42,7 +45,7 @@ impl Options {
             dest: dest.into(),
             delete: true,
             max_depth: 64,
-            max_entries: 1 << 22,
+            max_entries: 1_000_000,
         }
     }
 }
