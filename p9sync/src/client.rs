@@ -164,7 +164,9 @@ impl<T: Transport> Client<T> {
         self.msize - IOHDR
     }
 
-    fn rpc(&mut self, op: &'static str, m: &Tmsg) -> Result<Rmsg<'_>, ClientError> {
+    /// Encodes and sends one request; returns its tag. Transport failures poison
+    /// the session.
+    pub(crate) fn submit(&mut self, m: &Tmsg) -> Result<u16, ClientError> {
         if self.poisoned {
             return Err(ClientError::Poisoned);
         }
@@ -184,23 +186,45 @@ impl<T: Transport> Client<T> {
         }
         self.stats.requests += 1;
         self.stats.largest_sent = self.stats.largest_sent.max(self.out.len());
-        let io = self
-            .t
-            .send(&self.out)
-            .and_then(|_| self.t.recv(&mut self.inb, self.msize));
-        if let Err(e) = io {
+        if let Err(e) = self.t.send(&self.out) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        Ok(tag)
+    }
+
+    /// Receives and decodes the next reply, whichever request it answers.
+    pub(crate) fn receive(&mut self) -> Result<(u16, Rmsg<'_>), ClientError> {
+        if self.poisoned {
+            return Err(ClientError::Poisoned);
+        }
+        if let Err(e) = self.t.recv(&mut self.inb, self.msize) {
             self.poisoned = true;
             return Err(e.into());
         }
         self.stats.largest_received = self.stats.largest_received.max(self.inb.len());
-        let (rtag, r) = msg::decode_reply(&self.inb)?;
+        Ok(msg::decode_reply(&self.inb)?)
+    }
+
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    pub(crate) fn count_data(&mut self, n: usize) {
+        self.stats.data_bytes += n as u64;
+    }
+
+    fn rpc(&mut self, op: &'static str, m: &Tmsg) -> Result<Rmsg<'_>, ClientError> {
+        let tag = self.submit(m)?;
+        let (rtag, _) = self.receive()?;
         if rtag != tag {
             self.poisoned = true;
             return Err(ClientError::Protocol(format!(
                 "reply tag {rtag} for request tag {tag}"
             )));
         }
-        match r {
+        // Decoded again to hand out a borrow the tag check did not hold.
+        match msg::decode_reply(&self.inb)?.1 {
             Rmsg::Lerror { ecode } => Err(ClientError::Remote { op, errno: ecode }),
             r => Ok(r),
         }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod local;
 pub mod msg;
 pub mod names;
+pub mod readahead;
 pub mod sync;
 pub mod transport;
 pub mod wire;

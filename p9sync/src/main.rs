@@ -33,6 +33,9 @@ enum Cmd {
         /// Keep local files that no longer exist on the server.
         #[arg(long)]
         no_delete: bool,
+        /// Reads kept in flight per file (1..=8; 1 is strictly one at a time).
+        #[arg(long, default_value_t = 4)]
+        read_ahead: usize,
     },
     /// List a remote directory.
     Ls {
@@ -115,11 +118,13 @@ fn main() -> Result<()> {
             remote,
             dest,
             no_delete,
+            read_ahead,
         } => {
             let t0 = Instant::now();
             let (mut c, root) = connect(&conn)?;
             let mut opts = p9sync::Options::new(remote, dest);
             opts.delete = !no_delete;
+            opts.read_ahead = read_ahead;
             let r = p9sync::sync(&mut c, root, &opts)?;
             let secs = t0.elapsed().as_secs_f64();
             println!(

@@ -36,6 +36,8 @@ pub struct Options {
     /// Most entries in the whole tree (and in one directory); bounds the memory a
     /// server can make the listing use.
     pub max_entries: usize,
+    /// Reads kept in flight per file (1 = strictly one request at a time).
+    pub read_ahead: usize,
 }
 
 impl Options {
@@ -46,6 +48,7 @@ impl Options {
             delete: true,
             max_depth: 64,
             max_entries: 1_000_000,
+            read_ahead: 4,
         }
     }
 }
@@ -69,7 +72,6 @@ struct Syncer<'a, T: Transport> {
     opts: &'a Options,
     report: Report,
     entries: usize,
-    buf: Vec<u8>,
 }
 
 /// Splits the user's remote path into walk names, refusing `..` so a mirror is
@@ -115,7 +117,6 @@ pub fn sync<T: Transport>(
         opts,
         report: Report::default(),
         entries: 0,
-        buf: Vec::new(),
     };
     let r = s.dir(start, &dest, Path::new(""), 0);
     let clunked = s.c.clunk(start);
@@ -245,24 +246,17 @@ impl<T: Transport> Syncer<'_, T> {
         };
         let want = attr.size;
         let c = &mut *self.c;
-        let buf = &mut self.buf;
-        buf.resize(c.io_size() as usize, 0);
+        let depth = self.opts.read_ahead;
         let mut done = 0u64;
         local::replace_file(dir, name, &meta, |f| {
             // Read no further than the size getattr announced: a server that keeps
             // sending data cannot fill the disk.
-            while done < want {
-                let room = (want - done).min(buf.len() as u64) as usize;
-                let n = c.read(fid, done, iounit, &mut buf[..room])?;
-                if n == 0 {
-                    break;
-                }
-                f.write_all(&buf[..n]).map_err(|e| SyncError::Local {
+            done = c.read_to(fid, want, iounit, depth, |data| {
+                f.write_all(data).map_err(|e| SyncError::Local {
                     path: path.into(),
                     source: e,
-                })?;
-                done += n as u64;
-            }
+                })
+            })?;
             Ok(())
         })?;
         if done != want {

@@ -33,6 +33,10 @@ pub struct Quirks {
     pub readdir_never_advances: bool,
     pub wrong_tag_on_walk: bool,
     pub silent_on_attach: bool,
+    /// Answer pipelined reads newest first.
+    pub reorder_reads: bool,
+    /// Return about half of what each read asks for.
+    pub short_reads: bool,
 }
 
 struct Server {
@@ -158,6 +162,11 @@ impl Server {
                 };
                 let start = (offset as usize).min(b.len());
                 let end = (start + count as usize).min(b.len());
+                let end = if self.q.short_reads {
+                    start + (end - start).div_ceil(2)
+                } else {
+                    end
+                };
                 let mut data = b[start..end].to_vec();
                 if self.q.read_returns_extra {
                     data.resize(count as usize + 100, b'X');
@@ -183,17 +192,37 @@ impl Server {
 pub fn spawn(tree: Node, q: Quirks) -> UnixStream {
     let (client, mut s) = UnixStream::pair().unwrap();
     std::thread::spawn(move || {
+        let reorder = q.reorder_reads;
         let mut srv = Server {
             tree,
             q,
             fids: HashMap::new(),
         };
-        let mut out = Vec::new();
-        loop {
-            let mut size = [0u8; 4];
-            if s.read_exact(&mut size).is_err() {
-                return;
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        // While holding replies, a quiet pause means the client waits for them.
+        let flush = |s: &mut UnixStream, held: &mut Vec<Vec<u8>>| {
+            while let Some(f) = held.pop() {
+                if s.write_all(&f).is_err() {
+                    return false;
+                }
             }
+            true
+        };
+        loop {
+            let pause = (reorder && !held.is_empty()).then(|| std::time::Duration::from_millis(30));
+            s.set_read_timeout(pause).unwrap();
+            let mut size = [0u8; 4];
+            match s.read_exact(&mut size) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if !flush(&mut s, &mut held) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            }
+            s.set_read_timeout(None).unwrap();
             let mut buf = size.to_vec();
             buf.resize(u32::from_le_bytes(size) as usize, 0);
             if s.read_exact(&mut buf[4..]).is_err() {
@@ -201,6 +230,7 @@ pub fn spawn(tree: Node, q: Quirks) -> UnixStream {
             }
             let (tag, m) = decode_request(&buf).unwrap();
             let is_walk = matches!(m, Tmsg::Walk { .. });
+            let is_read = matches!(m, Tmsg::Read { .. });
             if srv.q.giant_frame_on_getattr && matches!(m, Tmsg::Getattr { .. }) {
                 let _ = s.write_all(&[0xf0, 0xff, 0xff, 0xff, 25]);
                 std::thread::sleep(std::time::Duration::from_secs(5));
@@ -215,8 +245,13 @@ pub fn spawn(tree: Node, q: Quirks) -> UnixStream {
             } else {
                 tag
             };
+            let mut out = Vec::new();
             r.encode(tag, &mut out).unwrap();
-            if s.write_all(&out).is_err() {
+            if reorder && is_read {
+                held.push(out);
+                continue;
+            }
+            if !flush(&mut s, &mut held) || s.write_all(&out).is_err() {
                 return;
             }
         }
