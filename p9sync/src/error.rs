@@ -32,6 +32,8 @@ pub enum TransportError {
     Oversize { size: u32, max: u32 },
     #[error("server announced a {0}-byte message, shorter than a 9P header")]
     Undersize(u32),
+    #[error("{0} is already open: vio9p allows one opener at a time (another p9sync running?)")]
+    Busy(PathBuf),
     #[error("cannot open {path}: {source}")]
     Open {
         path: PathBuf,

@@ -185,11 +185,13 @@ impl DeviceTransport {
         use rustix::fs::{Mode, OFlags};
         let flags =
             OFlags::RDWR | OFlags::EXCL | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-        let fd =
-            rustix::fs::open(path, flags, Mode::empty()).map_err(|e| TransportError::Open {
+        let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
+            rustix::io::Errno::BUSY => TransportError::Busy(path.to_owned()),
+            e => TransportError::Open {
                 path: path.to_owned(),
                 source: e.into(),
-            })?;
+            },
+        })?;
         Ok(Self::from_file(File::from(fd), timeout))
     }
 
