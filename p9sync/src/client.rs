@@ -4,6 +4,8 @@
 //! oversized frame) poisons the session, because a late reply could otherwise be
 //! taken for the answer to a later request.
 
+use std::collections::HashSet;
+
 use crate::dirent;
 use crate::error::{ClientError, CodecError};
 use crate::msg::{self, Attr, Rmsg, Tmsg, MAXWELEM, NOFID, NOTAG};
@@ -51,12 +53,12 @@ pub struct Stats {
 struct FidPool {
     next: u32,
     free: Vec<u32>,
-    live: usize,
+    live: HashSet<u32>,
 }
 
 impl FidPool {
     fn take(&mut self) -> Result<Fid, ClientError> {
-        if self.live >= MAX_FIDS {
+        if self.live.len() >= MAX_FIDS {
             return Err(ClientError::FidsExhausted);
         }
         let f = match self.free.pop() {
@@ -67,13 +69,18 @@ impl FidPool {
                 f
             }
         };
-        self.live += 1;
+        self.live.insert(f);
         Ok(Fid(f))
     }
 
     fn give(&mut self, f: Fid) {
-        self.live -= 1;
-        self.free.push(f.0);
+        if self.live.remove(&f.0) {
+            self.free.push(f.0);
+        }
+    }
+
+    fn is_live(&self, f: Fid) -> bool {
+        self.live.contains(&f.0)
     }
 }
 
@@ -393,6 +400,10 @@ impl<T: Transport> Client<T> {
 
     /// Releases `fid`. The fid is gone afterwards even if the server complains.
     pub fn clunk(&mut self, fid: Fid) -> Result<(), ClientError> {
+        // A second clunk could hit a newer fid that reused the number.
+        if !self.fids.is_live(fid) {
+            return Err(ClientError::StaleFid(fid.0));
+        }
         let r = match self.rpc("clunk", &Tmsg::Clunk { fid: fid.0 }) {
             Ok(Rmsg::Clunk) => Ok(()),
             Ok(r) => Err(unexpected("Tclunk", &r)),

@@ -58,6 +58,8 @@ pub enum ClientError {
     Version(String),
     #[error("no free fids left (server leaks or client bug)")]
     FidsExhausted,
+    #[error("fid {0} was already clunked")]
+    StaleFid(u32),
     #[error("session unusable after an earlier transport failure; reconnect")]
     Poisoned,
 }

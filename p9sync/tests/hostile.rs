@@ -283,3 +283,16 @@ fn wrong_version_and_inflated_msize_are_refused() {
     .unwrap();
     assert!(matches!(e, ClientError::Protocol(_)), "{e}");
 }
+
+#[test]
+fn clunking_a_fid_twice_is_refused_locally() {
+    let top = tempfile::tempdir().unwrap();
+    let mut c = client(hostile_tree(top.path()), Quirks::default()).unwrap();
+    let root = c.attach("root", "", 0).unwrap();
+    let f = c.walk(root, &[b"ok.txt"]).unwrap();
+    c.clunk(f).unwrap();
+    let sent = c.stats().requests;
+    assert!(matches!(c.clunk(f), Err(ClientError::StaleFid(_))));
+    assert_eq!(c.stats().requests, sent, "nothing sent for a stale fid");
+    c.clunk(root).unwrap();
+}
