@@ -133,11 +133,14 @@ impl<T: Transport> Syncer<'_, T> {
         let entries = self.c.list(dfid, self.opts.max_entries)?;
         let mut seen: HashSet<OsString> = HashSet::new();
         for e in entries {
+            // Refused names count too, so a server cannot grow the report without bound.
+            self.entries += 1;
+            if self.entries > self.opts.max_entries {
+                return Err(SyncError::TooManyEntries(self.opts.max_entries));
+            }
             let name = match names::check(&e.name) {
                 Ok(n) => n,
-                Err(names::Rejected::Dot | names::Rejected::DotDot) if e.name.len() <= 2 => {
-                    continue
-                }
+                Err(names::Rejected::Dot | names::Rejected::DotDot) => continue,
                 Err(why) => {
                     tracing::warn!(name = ?String::from_utf8_lossy(&e.name), ?why, dir = %rel.display(), "refusing server-supplied name");
                     self.report.rejected.push(e.name.clone());
@@ -147,10 +150,6 @@ impl<T: Transport> Syncer<'_, T> {
             if seen.contains(name.as_os_str()) {
                 tracing::warn!(name = ?name, "server listed a name twice; keeping the first");
                 continue;
-            }
-            self.entries += 1;
-            if self.entries > self.opts.max_entries {
-                return Err(SyncError::TooManyEntries(self.opts.max_entries));
             }
             if self.entry(dfid, dir, rel, name, depth)? {
                 seen.insert(name.as_os_str().to_owned());
