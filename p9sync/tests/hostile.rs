@@ -296,3 +296,33 @@ fn clunking_a_fid_twice_is_refused_locally() {
     assert_eq!(c.stats().requests, sent, "nothing sent for a stale fid");
     c.clunk(root).unwrap();
 }
+
+#[test]
+fn trees_deeper_or_larger_than_the_limits_are_refused() {
+    let top = tempfile::tempdir().unwrap();
+    let mut deep = dir(vec![]);
+    for _ in 0..10 {
+        deep = dir(vec![(b"d", deep)]);
+    }
+    let mut c = client(deep, Quirks::default()).unwrap();
+    let root = c.attach("root", "", 0).unwrap();
+    let mut opts = Options::new("", top.path().join("deep"));
+    opts.max_depth = 3;
+    let e = sync(&mut c, root, &opts).unwrap_err();
+    assert!(matches!(e, SyncError::TooDeep(3)), "{e}");
+
+    let names: Vec<Vec<u8>> = (0..50).map(|i| format!("f{i}").into_bytes()).collect();
+    let wide = Node::Dir(names.into_iter().map(|n| (n, file(b"x"))).collect());
+    let mut c = client(wide, Quirks::default()).unwrap();
+    let root = c.attach("root", "", 0).unwrap();
+    let mut opts = Options::new("", top.path().join("wide"));
+    opts.max_entries = 10;
+    let e = sync(&mut c, root, &opts).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SyncError::Client(ClientError::Protocol(_)) | SyncError::TooManyEntries(10)
+        ),
+        "{e}"
+    );
+}
