@@ -1,0 +1,165 @@
+//! `p9sync`: mirror or list a 9P2000.L share from a vio9p device, TCP or Unix socket.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use p9sync::{Client, DeviceTransport, StreamTransport, Transport};
+
+#[derive(Parser)]
+#[command(
+    name = "p9sync",
+    version,
+    about = "Userland 9P2000.L client: mirror a 9P share into a local directory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Mirror a remote directory into a local one, copying only what changed.
+    Sync {
+        #[command(flatten)]
+        conn: Conn,
+        /// Directory inside the export to mirror (e.g. target/release).
+        #[arg(long, default_value = "")]
+        remote: String,
+        /// Local destination directory (created if missing).
+        #[arg(long)]
+        dest: PathBuf,
+        /// Keep local files that no longer exist on the server.
+        #[arg(long)]
+        no_delete: bool,
+        /// Reads kept in flight per file (1..=8; 1 is strictly one at a time).
+        #[arg(long, default_value_t = 4)]
+        read_ahead: usize,
+    },
+    /// List a remote directory.
+    Ls {
+        #[command(flatten)]
+        conn: Conn,
+        /// Directory inside the export to list.
+        #[arg(default_value = "")]
+        remote: String,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false, id = "transport")]
+struct Where {
+    /// vio9p device, e.g. /dev/9p/repo (messages limited to 8192 bytes).
+    #[arg(long, group = "transport")]
+    dev: Option<PathBuf>,
+    /// TCP server address, e.g. 127.0.0.1:564.
+    #[arg(long, group = "transport")]
+    tcp: Option<String>,
+    /// Unix socket path of a 9P server.
+    #[arg(long, group = "transport")]
+    unix: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct Conn {
+    #[command(flatten)]
+    at: Where,
+    /// Export to attach to (server-specific; diod wants the exported path).
+    #[arg(long, default_value = "")]
+    aname: String,
+    /// User name sent in Tattach.
+    #[arg(long, default_value = "root")]
+    uname: String,
+    /// Numeric uid sent in Tattach (defaults to the caller's uid).
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Largest message to propose; the server and the device may lower it.
+    #[arg(long, default_value_t = 262_144)]
+    msize: u32,
+    /// Seconds to wait for any single reply before giving up.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+fn connect(c: &Conn) -> Result<(Client<Box<dyn Transport>>, p9sync::Fid)> {
+    let timeout = Duration::from_secs(c.timeout.max(1));
+    let t: Box<dyn Transport> = if let Some(d) = &c.at.dev {
+        Box::new(DeviceTransport::open(d, timeout)?)
+    } else if let Some(a) = &c.at.tcp {
+        Box::new(
+            StreamTransport::tcp(a.as_str(), timeout)
+                .with_context(|| format!("connecting to {a}"))?,
+        )
+    } else if let Some(u) = &c.at.unix {
+        Box::new(StreamTransport::unix(u, timeout)?)
+    } else {
+        anyhow::bail!("give one of --dev, --tcp or --unix");
+    };
+    let mut client = Client::connect(t, c.msize).context("9P version negotiation")?;
+    let uid = c.uid.unwrap_or_else(|| rustix::process::getuid().as_raw());
+    let root = client
+        .attach(&c.uname, &c.aname, uid)
+        .with_context(|| format!("attaching to export {:?}", c.aname))?;
+    tracing::debug!(msize = client.msize(), "attached");
+    Ok((client, root))
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::from_default_env().add_directive("p9sync=info".parse()?),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Sync {
+            conn,
+            remote,
+            dest,
+            no_delete,
+            read_ahead,
+        } => {
+            let t0 = Instant::now();
+            let (mut c, root) = connect(&conn)?;
+            let mut opts = p9sync::Options::new(remote, dest);
+            opts.delete = !no_delete;
+            opts.read_ahead = read_ahead;
+            let r = p9sync::sync(&mut c, root, &opts)?;
+            let secs = t0.elapsed().as_secs_f64();
+            println!(
+                "copied {} files ({} bytes), {} links, {} unchanged, {} deleted, {} names refused in {:.2}s ({:.1} MB/s, msize {})",
+                r.copied.len(),
+                r.bytes_copied,
+                r.links.len(),
+                r.unchanged,
+                r.deleted.len(),
+                r.rejected.len(),
+                secs,
+                r.bytes_copied as f64 / 1e6 / secs.max(1e-9),
+                c.msize()
+            );
+            c.clunk(root)?;
+        }
+        Cmd::Ls { conn, remote } => {
+            let (mut c, root) = connect(&conn)?;
+            let parts = p9sync::sync::remote_components(&remote)?;
+            let dir = c.walk(root, &parts)?;
+            let mut entries = c.list(dir, 1_000_000)?;
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            for e in entries {
+                let name = String::from_utf8_lossy(&e.name);
+                let kind = match e.dtype {
+                    4 => "dir ",
+                    8 => "file",
+                    10 => "link",
+                    _ => "?   ",
+                };
+                println!("{kind} {name}");
+            }
+            c.clunk(dir)?;
+            c.clunk(root)?;
+        }
+    }
+    Ok(())
+}
