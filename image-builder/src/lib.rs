@@ -1,4 +1,5 @@
 //! image-builder: a ZFS-native image builder for illumos and OpenIndiana.
 
+pub mod archive;
 pub mod steps;
 pub mod template;
