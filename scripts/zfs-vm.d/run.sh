@@ -80,7 +80,7 @@ cmd_run() {
 		-kernel "$dir/vmlinux" -initrd "$dir/initrd.gz"
 		-append 'console=ttyS0 quiet panic=-1'
 		-serial "file:$RUN_DIR/console.log"
-		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on
+		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
 		-virtfs "local,path=$RUN_DIR/ctl,mount_tag=ctl,security_model=none"
 		-device virtio-serial-pci
 		-chardev stdio,id=zout -device virtserialport,chardev=zout,name=zfs-vm.out)

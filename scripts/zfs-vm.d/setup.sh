@@ -80,7 +80,7 @@ installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = i
 
 ensure_packages() {
 	local kver=$1 p missing=()
-	for p in qemu-system-x86 busybox-static cpio kmod fdisk xz-utils dkms \
+	for p in qemu-system-x86 busybox-static cpio kmod fdisk xz-utils jq dkms \
 		"linux-headers-$kver" zfs-dkms zfsutils-linux; do
 		installed "$p" || missing+=("$p")
 	done
@@ -97,8 +97,8 @@ ensure_packages() {
 		apt_q install --no-install-recommends "${target[@]}" qemu-system-x86 >/dev/null
 	fi
 	# Installing the headers may already build zfs.ko through the DKMS kernel hook.
-	log "apt-get install busybox-static cpio kmod fdisk xz-utils dkms linux-headers-$kver zfs-dkms zfsutils-linux"
-	apt_q install --no-install-recommends busybox-static cpio kmod fdisk xz-utils dkms \
+	log "apt-get install busybox-static cpio kmod fdisk xz-utils jq dkms linux-headers-$kver zfs-dkms zfsutils-linux"
+	apt_q install --no-install-recommends busybox-static cpio kmod fdisk xz-utils jq dkms \
 		"linux-headers-$kver" zfs-dkms zfsutils-linux >/dev/null
 }
 
