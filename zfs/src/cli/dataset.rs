@@ -1,0 +1,225 @@
+//! Data set and snapshot operations (`zfs`).
+
+use runner::{RunError, Runner};
+
+use super::{failed, prop_args, split_lines, ZfsCli};
+use crate::error::{Result, ZfsError};
+use crate::name::{self, Parent};
+use crate::options::CreateOptions;
+use crate::Zfs;
+
+pub(super) fn create<R: Runner>(z: &ZfsCli<R>, ds: &str, opts: &CreateOptions) -> Result<()> {
+    name::dataset(ds)?;
+    let mut cmd = z.zfs().arg("create");
+    if opts.parents {
+        cmd = cmd.arg("-p");
+    }
+    if let Some(size) = opts.volume_size {
+        cmd = cmd.arg("-V").arg(size.to_string());
+    }
+    cmd = cmd
+        .args(prop_args(
+            "-o",
+            opts.props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?)
+        .arg(ds);
+    z.run(&cmd).map_err(|e| already_or(z, ds, e))?;
+    Ok(())
+}
+
+/// A failed create whose target exists afterwards failed because it was already there.
+fn already_or<R: Runner>(z: &ZfsCli<R>, name: &str, err: RunError) -> ZfsError {
+    match (&err, z.exists(name)) {
+        (RunError::Failed { .. }, Ok(true)) => ZfsError::AlreadyExists {
+            name: name.to_string(),
+        },
+        _ => ZfsError::Run(err),
+    }
+}
+
+pub(super) fn destroy<R: Runner>(z: &ZfsCli<R>, target: &str, recursive: bool) -> Result<()> {
+    name::any(target)?;
+    let mut cmd = z.zfs().arg("destroy");
+    if recursive {
+        cmd = cmd.arg("-r");
+    }
+    z.run(&cmd.arg(target))
+        .map_err(|e| z.missing_or(target, e))?;
+    Ok(())
+}
+
+pub(super) fn snapshot<R: Runner>(z: &ZfsCli<R>, snap: &str, props: &[(&str, &str)]) -> Result<()> {
+    name::snapshot(snap)?;
+    let cmd = z
+        .zfs()
+        .arg("snapshot")
+        .args(prop_args("-o", props.iter().copied())?)
+        .arg(snap);
+    z.run(&cmd).map_err(|e| match z.exists(snap) {
+        Ok(true) => ZfsError::AlreadyExists {
+            name: snap.to_string(),
+        },
+        _ => z.missing_or(name::parent_dataset(snap), e),
+    })?;
+    Ok(())
+}
+
+pub(super) fn rollback<R: Runner>(z: &ZfsCli<R>, snap: &str) -> Result<()> {
+    name::snapshot(snap)?;
+    // -r: later snapshots are destroyed; without it rollback refuses when any exist.
+    let cmd = z.zfs().args(["rollback", "-r", snap]);
+    z.run(&cmd).map_err(|e| z.missing_or(snap, e))?;
+    Ok(())
+}
+
+pub(super) fn clone_snapshot<R: Runner>(
+    z: &ZfsCli<R>,
+    snap: &str,
+    target: &str,
+    props: &[(&str, &str)],
+) -> Result<()> {
+    name::snapshot(snap)?;
+    name::dataset(target)?;
+    let cmd = z
+        .zfs()
+        .arg("clone")
+        .args(prop_args("-o", props.iter().copied())?)
+        .args([snap, target]);
+    z.run(&cmd).map_err(|e| match z.exists(snap) {
+        Ok(false) => ZfsError::NotFound {
+            name: snap.to_string(),
+        },
+        _ => already_or(z, target, e),
+    })?;
+    Ok(())
+}
+
+/// Lists `name` itself; if that fails, asks its parent (or the pool list) whether it is
+/// there, so "missing" is a listing's answer and anything else stays an error.
+pub(super) fn exists<R: Runner>(z: &ZfsCli<R>, target: &str) -> Result<bool> {
+    name::any(target)?;
+    let cmd = z
+        .zfs()
+        .args(["list", "-H", "-p", "-o", "name", "-t", "all", target]);
+    let out = z.runner.output(&cmd)?;
+    if out.success() {
+        return Ok(split_lines(&out).iter().any(|l| l == target));
+    }
+    let direct = failed(&cmd, &out);
+    match name::parent(target) {
+        Parent::Pool => {
+            if z.pools()?.iter().any(|p| p == target) {
+                Err(direct.into())
+            } else {
+                Ok(false)
+            }
+        }
+        Parent::Dataset(parent) => {
+            let list = z.zfs().args([
+                "list", "-H", "-p", "-o", "name", "-t", "all", "-d", "1", parent,
+            ]);
+            let out = z.runner.output(&list)?;
+            if out.success() {
+                if split_lines(&out).iter().any(|l| l == target) {
+                    Err(direct.into())
+                } else {
+                    Ok(false)
+                }
+            } else if exists(z, parent)? {
+                Err(direct.into())
+            } else {
+                Ok(false)
+            }
+        }
+    }
+}
+
+pub(super) fn get<R: Runner>(z: &ZfsCli<R>, target: &str, prop: &str) -> Result<Option<String>> {
+    name::any(target)?;
+    name::property(prop)?;
+    // The source column tells an unset user property ("-", source "-") from one set to
+    // the string "-" (source "local").
+    let cmd = z
+        .zfs()
+        .args(["get", "-H", "-p", "-o", "value,source", prop, target]);
+    let out = z.run(&cmd).map_err(|e| z.missing_or(target, e))?;
+    let text = out.stdout_str();
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let (value, source) = line.rsplit_once('\t').ok_or_else(|| ZfsError::Parse {
+        cmd: cmd.display(),
+        detail: format!("expected VALUE<TAB>SOURCE, got {line:?}"),
+    })?;
+    if value == "-" && source == "-" {
+        Ok(None)
+    } else {
+        Ok(Some(value.to_string()))
+    }
+}
+
+pub(super) fn set<R: Runner>(z: &ZfsCli<R>, target: &str, prop: &str, value: &str) -> Result<()> {
+    name::any(target)?;
+    let cmd = z
+        .zfs()
+        .arg("set")
+        .arg(super::assignment(prop, value)?)
+        .arg(target);
+    z.run(&cmd).map_err(|e| z.missing_or(target, e))?;
+    Ok(())
+}
+
+pub(super) fn children<R: Runner>(z: &ZfsCli<R>, ds: &str) -> Result<Vec<String>> {
+    name::dataset(ds)?;
+    let cmd = z.zfs().args([
+        "list",
+        "-H",
+        "-p",
+        "-o",
+        "name",
+        "-t",
+        "filesystem,volume",
+        "-d",
+        "1",
+        "-s",
+        "name",
+        ds,
+    ]);
+    let mut names = z.lines(&cmd).map_err(|e| z.missing_or(ds, e))?;
+    names.retain(|n| n != ds);
+    Ok(names)
+}
+
+pub(super) fn snapshots<R: Runner>(z: &ZfsCli<R>, ds: &str) -> Result<Vec<String>> {
+    name::dataset(ds)?;
+    let cmd = z.zfs().args([
+        "list",
+        "-H",
+        "-p",
+        "-o",
+        "name",
+        "-t",
+        "snapshot",
+        "-d",
+        "1",
+        "-s",
+        "createtxg",
+        ds,
+    ]);
+    z.lines(&cmd).map_err(|e| z.missing_or(ds, e))
+}
+
+pub(super) fn mount<R: Runner>(z: &ZfsCli<R>, ds: &str) -> Result<()> {
+    name::dataset(ds)?;
+    z.run(&z.zfs().args(["mount", ds]))
+        .map_err(|e| z.missing_or(ds, e))?;
+    Ok(())
+}
+
+pub(super) fn unmount<R: Runner>(z: &ZfsCli<R>, ds: &str, force: bool) -> Result<()> {
+    name::dataset(ds)?;
+    let mut cmd = z.zfs().arg("unmount");
+    if force {
+        cmd = cmd.arg("-f");
+    }
+    z.run(&cmd.arg(ds)).map_err(|e| z.missing_or(ds, e))?;
+    Ok(())
+}

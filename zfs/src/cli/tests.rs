@@ -1,0 +1,380 @@
+//! Exact command lines, pinned with the recorder (illumos paths: the primary target).
+
+use std::time::Duration;
+
+use runner::{Output, Recorder};
+
+use super::{ExportRetry, ZfsCli, ZfsTools};
+use crate::{CreateOptions, Health, PoolCreate, PoolImport, Zfs, ZfsError};
+
+fn cli(rec: &Recorder) -> ZfsCli<&Recorder> {
+    ZfsCli::new(rec, ZfsTools::in_dir("/usr/sbin")).with_export_retry(ExportRetry {
+        attempts: 3,
+        delay: Duration::ZERO,
+    })
+}
+
+#[test]
+fn pool_create_pins_the_whole_command_line() {
+    let rec = Recorder::new();
+    let spec = PoolCreate::new("rpool", ["/dev/lofi/1"])
+        .no_features()
+        .temp_name("TEMP-x")
+        .altroot("/a")
+        .pool_prop("ashift", "12");
+    cli(&rec).pool_create(&spec).unwrap();
+    assert_eq!(
+        rec.lines(),
+        ["/usr/sbin/zpool create -d -t TEMP-x -R /a -o ashift=12 rpool /dev/lofi/1"]
+    );
+}
+
+#[test]
+fn pool_create_with_every_option() {
+    let rec = Recorder::new();
+    let spec = PoolCreate::new("tank", ["mirror", "/dev/dsk/c1t0d0s0", "/dev/dsk/c1t1d0s0"])
+        .force()
+        .mountpoint("none")
+        .pool_prop("cachefile", "none")
+        .pool_prop("comment", "built image")
+        .fs_prop("compression", "lz4")
+        .fs_prop("atime", "off");
+    cli(&rec).pool_create(&spec).unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zpool create -f -m none -o cachefile=none -o 'comment=built image' \
+          -O compression=lz4 -O atime=off tank mirror /dev/dsk/c1t0d0s0 /dev/dsk/c1t1d0s0"
+        ]
+    );
+}
+
+#[test]
+fn pool_create_refuses_bad_input_without_running_anything() {
+    let rec = Recorder::new();
+    let z = cli(&rec);
+    let none: [&str; 0] = [];
+    assert!(matches!(
+        z.pool_create(&PoolCreate::new("p", none)),
+        Err(ZfsError::InvalidOptions(_))
+    ));
+    assert!(z.pool_create(&PoolCreate::new("p", ["-f"])).is_err());
+    assert!(z.pool_create(&PoolCreate::new("-p", ["/f"])).is_err());
+    assert!(z
+        .pool_create(&PoolCreate::new("p", ["/f"]).pool_prop("a=b", "c"))
+        .is_err());
+    assert!(rec.lines().is_empty());
+}
+
+#[test]
+fn create_with_parents_volume_and_props() {
+    let rec = Recorder::new();
+    let z = cli(&rec);
+    z.create(
+        "rpool/images/work",
+        &CreateOptions::new()
+            .parents()
+            .prop("mountpoint", "/images")
+            .prop("sync", "disabled"),
+    )
+    .unwrap();
+    z.create("rpool/swap", &CreateOptions::new().volume(1 << 30))
+        .unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zfs create -p -o mountpoint=/images -o sync=disabled rpool/images/work",
+            "/usr/sbin/zfs create -V 1073741824 rpool/swap",
+        ]
+    );
+}
+
+#[test]
+fn create_of_an_existing_dataset_is_reported_as_such() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs create", Output::failed(1, "any text at all"))
+        .on("/usr/sbin/zfs list", Output::ok("rpool/a\n"));
+    let err = cli(&rec)
+        .create("rpool/a", &CreateOptions::new())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "`rpool/a` already exists");
+}
+
+#[test]
+fn dataset_verbs() {
+    let rec = Recorder::new();
+    let z = cli(&rec);
+    z.destroy("rpool/a", true).unwrap();
+    z.destroy("rpool/a@s", false).unwrap();
+    z.snapshot("rpool/a@s1", &[("org.illumos.image-builder:key", "k1")])
+        .unwrap();
+    z.rollback("rpool/a@s1").unwrap();
+    z.clone_snapshot("rpool/a@s1", "rpool/b", &[("canmount", "noauto")])
+        .unwrap();
+    z.set("rpool/a", "org.illumos.image-builder:key", "a b")
+        .unwrap();
+    z.mount("rpool/a").unwrap();
+    z.unmount("rpool/a", false).unwrap();
+    z.unmount("rpool/a", true).unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zfs destroy -r rpool/a",
+            "/usr/sbin/zfs destroy rpool/a@s",
+            "/usr/sbin/zfs snapshot -o org.illumos.image-builder:key=k1 rpool/a@s1",
+            "/usr/sbin/zfs rollback -r rpool/a@s1",
+            "/usr/sbin/zfs clone -o canmount=noauto rpool/a@s1 rpool/b",
+            "/usr/sbin/zfs set 'org.illumos.image-builder:key=a b' rpool/a",
+            "/usr/sbin/zfs mount rpool/a",
+            "/usr/sbin/zfs unmount rpool/a",
+            "/usr/sbin/zfs unmount -f rpool/a",
+        ]
+    );
+}
+
+#[test]
+fn exists_true_from_one_listing() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs list", Output::ok("rpool/a@s\n"));
+    assert!(cli(&rec).exists("rpool/a@s").unwrap());
+    assert_eq!(
+        rec.lines(),
+        ["/usr/sbin/zfs list -H -p -o name -t all rpool/a@s"]
+    );
+}
+
+#[test]
+fn exists_false_is_decided_by_the_parent_listing() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs list", Output::failed(1, "whatever language"))
+        .on(
+            "/usr/sbin/zfs list",
+            Output::ok("rpool/a\nrpool/a/c\nrpool/a@s\n"),
+        );
+    assert!(!cli(&rec).exists("rpool/a/b").unwrap());
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zfs list -H -p -o name -t all rpool/a/b",
+            "/usr/sbin/zfs list -H -p -o name -t all -d 1 rpool/a",
+        ]
+    );
+}
+
+#[test]
+fn exists_walks_up_to_the_pool_list() {
+    let rec = Recorder::new();
+    rec.always("/usr/sbin/zfs list", Output::failed(1, ""))
+        .on("/usr/sbin/zpool list", Output::ok("rpool\n"));
+    assert!(!cli(&rec).exists("tank/a").unwrap());
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zfs list -H -p -o name -t all tank/a",
+            "/usr/sbin/zfs list -H -p -o name -t all -d 1 tank",
+            "/usr/sbin/zfs list -H -p -o name -t all tank",
+            "/usr/sbin/zpool list -H -o name",
+        ]
+    );
+}
+
+#[test]
+fn exists_is_an_error_when_zfs_cannot_answer() {
+    // The parent lists the name, yet listing the name itself failed: not "missing".
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs list", Output::failed(1, "I/O error"))
+        .on("/usr/sbin/zfs list", Output::ok("rpool\nrpool/a\n"));
+    assert!(matches!(cli(&rec).exists("rpool/a"), Err(ZfsError::Run(_))));
+
+    // A pool that is imported but cannot be listed.
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs list", Output::failed(1, ""))
+        .on("/usr/sbin/zpool list", Output::ok("rpool\n"));
+    assert!(cli(&rec).exists("rpool").is_err());
+
+    // No ZFS at all.
+    let rec = Recorder::new();
+    rec.always("/usr/sbin/", Output::failed(1, "/dev/zfs missing"));
+    assert!(cli(&rec).exists("rpool").is_err());
+}
+
+#[test]
+fn get_tells_unset_from_set() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs get", Output::ok("-\t-\n"))
+        .on("/usr/sbin/zfs get", Output::ok("-\tlocal\n"))
+        .on("/usr/sbin/zfs get", Output::ok("1073741824\tdefault\n"))
+        .on(
+            "/usr/sbin/zfs get",
+            Output::ok("a\tb\tinherited from rpool\n"),
+        );
+    let z = cli(&rec);
+    assert_eq!(z.get("rpool/a", "org.x:k").unwrap(), None);
+    assert_eq!(z.get("rpool/a", "org.x:k").unwrap().as_deref(), Some("-"));
+    assert_eq!(
+        z.get("rpool/a", "quota").unwrap().as_deref(),
+        Some("1073741824")
+    );
+    assert_eq!(
+        z.get("rpool/a", "org.x:k").unwrap().as_deref(),
+        Some("a\tb")
+    );
+    assert_eq!(
+        rec.lines()[0],
+        "/usr/sbin/zfs get -H -p -o value,source org.x:k rpool/a"
+    );
+}
+
+#[test]
+fn get_on_a_missing_dataset_is_not_found() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs get", Output::failed(1, ""))
+        .on("/usr/sbin/zfs list", Output::failed(1, ""))
+        .on("/usr/sbin/zfs list", Output::ok("rpool\n"));
+    let err = cli(&rec).get("rpool/gone", "mountpoint").unwrap_err();
+    assert_eq!(err.to_string(), "`rpool/gone` does not exist");
+}
+
+#[test]
+fn get_with_garbage_output_is_a_parse_error() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zfs get", Output::ok("no tab here\n"));
+    assert!(matches!(
+        cli(&rec).get("rpool", "compression"),
+        Err(ZfsError::Parse { .. })
+    ));
+}
+
+#[test]
+fn children_and_snapshots() {
+    let rec = Recorder::new();
+    rec.on(
+        "/usr/sbin/zfs list",
+        Output::ok("rpool/a\nrpool/a/b\nrpool/a/c\n"),
+    )
+    .on("/usr/sbin/zfs list", Output::ok("rpool/a@1\nrpool/a@2\n"));
+    let z = cli(&rec);
+    assert_eq!(z.children("rpool/a").unwrap(), ["rpool/a/b", "rpool/a/c"]);
+    assert_eq!(z.snapshots("rpool/a").unwrap(), ["rpool/a@1", "rpool/a@2"]);
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zfs list -H -p -o name -t filesystem,volume -d 1 -s name rpool/a",
+            "/usr/sbin/zfs list -H -p -o name -t snapshot -d 1 -s createtxg rpool/a",
+        ]
+    );
+}
+
+#[test]
+fn import_with_every_option() {
+    let rec = Recorder::new();
+    let z = cli(&rec);
+    z.pool_import(
+        &PoolImport::new("rpool")
+            .new_name("img-1")
+            .temporary()
+            .dir("/var/tmp/vdevs")
+            .dir("/dev/lofi")
+            .altroot("/a")
+            .no_mount()
+            .readonly()
+            .force()
+            .prop("cachefile", "none"),
+    )
+    .unwrap();
+    z.pool_import(&PoolImport::new("1234567890")).unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zpool import -f -N -t -d /var/tmp/vdevs -d /dev/lofi -R /a \
+             -o readonly=on -o cachefile=none rpool img-1",
+            "/usr/sbin/zpool import 1234567890",
+        ]
+    );
+    assert!(matches!(
+        z.pool_import(&PoolImport::new("rpool").temporary()),
+        Err(ZfsError::InvalidOptions(_))
+    ));
+}
+
+#[test]
+fn export_retries_while_the_pool_stays_imported() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zpool export", Output::failed(1, "pool is busy"))
+        .on("/usr/sbin/zpool list", Output::ok("rpool\n"))
+        .on("/usr/sbin/zpool export", Output::ok(""));
+    cli(&rec).pool_export("rpool", false).unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zpool export rpool",
+            "/usr/sbin/zpool list -H -o name",
+            "/usr/sbin/zpool export rpool",
+        ]
+    );
+}
+
+#[test]
+fn export_gives_up_after_the_bound() {
+    let rec = Recorder::new();
+    rec.always("/usr/sbin/zpool export", Output::failed(1, "pool is busy"))
+        .always("/usr/sbin/zpool list", Output::ok("rpool\n"));
+    let err = cli(&rec).pool_export("rpool", true).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pool `rpool` could not be exported after 3 attempts"
+    );
+    let exports = rec
+        .lines()
+        .into_iter()
+        .filter(|l| l == "/usr/sbin/zpool export -f rpool")
+        .count();
+    assert_eq!(exports, 3);
+}
+
+#[test]
+fn export_of_a_pool_that_is_not_imported_is_not_found() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zpool export", Output::failed(1, ""))
+        .on("/usr/sbin/zpool list", Output::ok("other\n"));
+    let err = cli(&rec).pool_export("rpool", false).unwrap_err();
+    assert!(matches!(err, ZfsError::NotFound { .. }), "{err}");
+    assert_eq!(rec.lines().len(), 2);
+}
+
+#[test]
+fn pool_properties_and_health() {
+    let rec = Recorder::new();
+    rec.on("/usr/sbin/zpool get", Output::ok("rpool/ROOT/oi\n"))
+        .on("/usr/sbin/zpool list", Output::ok("DEGRADED\n"))
+        .on("/usr/sbin/zpool list", Output::ok("rpool\ntank\n"));
+    let z = cli(&rec);
+    assert_eq!(z.pool_get("rpool", "bootfs").unwrap(), "rpool/ROOT/oi");
+    z.pool_set("rpool", "bootfs", "rpool/ROOT/oi").unwrap();
+    assert_eq!(z.pool_health("rpool").unwrap(), Health::Degraded);
+    assert_eq!(z.pools().unwrap(), ["rpool", "tank"]);
+    z.pool_destroy("tank", true).unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zpool get -H -p -o value bootfs rpool",
+            "/usr/sbin/zpool set bootfs=rpool/ROOT/oi rpool",
+            "/usr/sbin/zpool list -H -o health rpool",
+            "/usr/sbin/zpool list -H -o name",
+            "/usr/sbin/zpool destroy -f tank",
+        ]
+    );
+}
+
+#[test]
+fn names_that_look_like_options_never_reach_a_command() {
+    let rec = Recorder::new();
+    let z = cli(&rec);
+    assert!(z.destroy("-r", false).is_err());
+    assert!(z.snapshot("rpool/a", &[]).is_err());
+    assert!(z.rollback("rpool/a").is_err());
+    assert!(z.set("rpool/a", "k=v", "x").is_err());
+    assert!(z.exists("rpool/a b").is_err());
+    assert!(z.pool_get("-a", "health").is_err());
+    assert!(rec.lines().is_empty());
+}

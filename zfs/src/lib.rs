@@ -1,0 +1,75 @@
+//! Typed ZFS operations.
+//!
+//! [`Zfs`] is what the rest of the workspace calls; [`ZfsCli`] implements it with the
+//! `zfs` and `zpool` commands (machine-readable `-H -p` output) through a
+//! [`runner::Runner`], so tests pin the exact command lines with [`runner::Recorder`] and
+//! the ZFS test tier runs the same code against a real OpenZFS.
+
+mod cli;
+mod error;
+pub mod name;
+mod options;
+
+pub use cli::{ExportRetry, ZfsCli, ZfsTools};
+pub use error::{Result, ZfsError};
+pub use options::{CreateOptions, Health, PoolCreate, PoolImport};
+
+/// ZFS operations. Names are full names (`pool/a/b`, `pool/a@snap`).
+pub trait Zfs {
+    /// Creates a file system (or a volume) with properties.
+    fn create(&self, dataset: &str, opts: &CreateOptions) -> Result<()>;
+
+    /// Destroys a data set or snapshot; `recursive` also destroys its children and
+    /// snapshots.
+    fn destroy(&self, name: &str, recursive: bool) -> Result<()>;
+
+    /// Creates `dataset@name`, with properties set atomically at creation.
+    fn snapshot(&self, snapshot: &str, props: &[(&str, &str)]) -> Result<()>;
+
+    /// Rolls the data set back to `snapshot`, destroying any later snapshots.
+    fn rollback(&self, snapshot: &str) -> Result<()>;
+
+    /// Creates `target` as a clone of `snapshot`.
+    fn clone_snapshot(&self, snapshot: &str, target: &str, props: &[(&str, &str)]) -> Result<()>;
+
+    /// Whether a data set, volume or snapshot exists. Decided by listing, never by reading
+    /// an error message; an error means ZFS itself could not be asked.
+    fn exists(&self, name: &str) -> Result<bool>;
+
+    /// A property's parsable value (`-p`: bytes, not "1.5G"); `None` for a user property
+    /// that is not set.
+    fn get(&self, name: &str, property: &str) -> Result<Option<String>>;
+
+    fn set(&self, name: &str, property: &str, value: &str) -> Result<()>;
+
+    /// Direct child file systems and volumes, sorted by name.
+    fn children(&self, dataset: &str) -> Result<Vec<String>>;
+
+    /// Snapshots of `dataset` itself, oldest first.
+    fn snapshots(&self, dataset: &str) -> Result<Vec<String>>;
+
+    fn mount(&self, dataset: &str) -> Result<()>;
+
+    fn unmount(&self, dataset: &str, force: bool) -> Result<()>;
+
+    fn pool_create(&self, spec: &PoolCreate) -> Result<()>;
+
+    /// Destroys a pool and everything in it.
+    fn pool_destroy(&self, pool: &str, force: bool) -> Result<()>;
+
+    /// Exports a pool, retrying for a bounded time while it is still busy (a file system
+    /// released a moment ago may still hold it).
+    fn pool_export(&self, pool: &str, force: bool) -> Result<()>;
+
+    fn pool_import(&self, spec: &PoolImport) -> Result<()>;
+
+    /// Names of the imported pools, sorted.
+    fn pools(&self) -> Result<Vec<String>>;
+
+    /// A pool property's parsable value.
+    fn pool_get(&self, pool: &str, property: &str) -> Result<String>;
+
+    fn pool_set(&self, pool: &str, property: &str, value: &str) -> Result<()>;
+
+    fn pool_health(&self, pool: &str) -> Result<Health>;
+}
