@@ -1,5 +1,6 @@
 //! image-builder: a ZFS-native image builder for illumos and OpenIndiana.
 
 pub mod archive;
+pub mod host;
 pub mod steps;
 pub mod template;

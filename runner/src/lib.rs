@@ -6,6 +6,7 @@
 //! command lines on any host.
 
 mod cmd;
+pub mod interrupt;
 mod recorder;
 mod system;
 
@@ -32,6 +33,8 @@ pub enum RunError {
     },
     #[error("`{cmd}` did not finish within {}s and was killed", .after.as_secs())]
     Timeout { cmd: String, after: Duration },
+    #[error("`{cmd}` was interrupted")]
+    Interrupted { cmd: String },
     #[error("i/o error while running `{cmd}`: {source}")]
     Io {
         cmd: String,

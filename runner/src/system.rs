@@ -55,6 +55,9 @@ impl SystemRunner {
 impl Runner for SystemRunner {
     fn output(&self, cmd: &Cmd) -> Result<Output, RunError> {
         let line = cmd.display();
+        if crate::interrupt::requested() {
+            return Err(RunError::Interrupted { cmd: line });
+        }
         let tag = cmd.get_tag().unwrap_or("").to_string();
         tracing::debug!(tag = %tag, "run: {line}");
         let mut c = Command::new(cmd.program());
@@ -101,6 +104,7 @@ impl Runner for SystemRunner {
                 cmd: line.clone(),
                 after,
             },
+            WaitError::Interrupted => RunError::Interrupted { cmd: line.clone() },
         })?;
         if let Some(w) = stdin_writer {
             let _ = w.join();
@@ -149,22 +153,25 @@ fn collect<R: Read + Send + 'static>(
 enum WaitError {
     Io(std::io::Error),
     Timeout(Duration),
+    Interrupted,
 }
 
 fn wait(
     child: &mut Child,
     timeout: Option<Duration>,
 ) -> Result<std::process::ExitStatus, WaitError> {
-    let Some(limit) = timeout else {
-        return child.wait().map_err(WaitError::Io);
-    };
     let start = Instant::now();
     let mut nap = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait().map_err(WaitError::Io)? {
             return Ok(status);
         }
-        if start.elapsed() >= limit {
+        if crate::interrupt::requested() {
+            kill_group(child);
+            let _ = child.wait();
+            return Err(WaitError::Interrupted);
+        }
+        if let Some(limit) = timeout.filter(|l| start.elapsed() >= *l) {
             kill_group(child);
             let _ = child.wait();
             return Err(WaitError::Timeout(limit));

@@ -69,3 +69,34 @@ impl MakeBootable {
     pub const NAME: &'static str = "make_bootable";
 }
 no_args_step!(MakeBootable, targets = &[TargetKind::Pool]);
+
+use super::exec::{Execute, StepCx, StepError};
+
+fn pool_only(cx: &StepCx, step: &str) -> Result<(), StepError> {
+    match cx.pool {
+        Some(_) => Err(StepError::msg(format!(
+            "{step}: building pool images is not available in this version"
+        ))),
+        None => Err(StepError::msg(format!(
+            "{step} only runs in a pool template"
+        ))),
+    }
+}
+
+impl Execute for CreateBe {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        pool_only(cx, "create_be")
+    }
+}
+
+impl Execute for CreateDataset {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        pool_only(cx, "create_dataset")
+    }
+}
+
+impl Execute for MakeBootable {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        pool_only(cx, "make_bootable")
+    }
+}

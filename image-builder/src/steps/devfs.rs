@@ -16,3 +16,17 @@ impl Devfsadm {
     pub const NAME: &'static str = "devfsadm";
 }
 no_args_step!(Devfsadm);
+
+use super::exec::{Execute, StepCx, StepError};
+use crate::host::Tool;
+
+impl Execute for Devfsadm {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Devfsadm]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        cx.run(cx.cmd(Tool::Devfsadm).arg("-r").arg(cx.root_path()))?;
+        Ok(())
+    }
+}

@@ -88,3 +88,76 @@ impl StepArgs for Gzip {
         c.mode("mode", &self.mode);
     }
 }
+
+use std::io::Read;
+use std::path::Path;
+
+use super::exec::{Execute, StepCx, StepError};
+use super::perms::Perms;
+
+impl Execute for Digest {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let perms = Perms::resolve(cx, &self.owner, &self.group, Some(&self.mode))?;
+        let src = cx.output_file(&self.src);
+        let mut line = hash_file(&src, &self.algorithm)?;
+        line.push('\n');
+        let current = cx
+            .root
+            .try_metadata(&self.target)?
+            .map(|_| cx.root.read(&self.target))
+            .transpose()?;
+        if current.as_deref() != Some(line.as_bytes()) {
+            cx.root
+                .write_atomic(&self.target, line.as_bytes(), perms.mode.unwrap_or(0o644))?;
+        }
+        perms.apply(cx, Path::new(&self.target))
+    }
+}
+
+/// The lowercase hex digest of a host file.
+pub fn hash_file(path: &Path, algorithm: &str) -> Result<String, StepError> {
+    use sha2::Digest as _;
+    let mut f = std::fs::File::open(path).map_err(|e| StepError::host(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut md5 = md5::Md5::new();
+    let mut sha1 = sha1::Sha1::new();
+    let mut sha256 = sha2::Sha256::new();
+    loop {
+        let n = f.read(&mut buf).map_err(|e| StepError::host(path, e))?;
+        if n == 0 {
+            break;
+        }
+        match algorithm {
+            "md5" => md5.update(&buf[..n]),
+            "sha1" => sha1.update(&buf[..n]),
+            _ => sha256.update(&buf[..n]),
+        }
+    }
+    let bytes: Vec<u8> = match algorithm {
+        "md5" => md5.finalize().to_vec(),
+        "sha1" => sha1.finalize().to_vec(),
+        "sha256" => sha256.finalize().to_vec(),
+        other => {
+            return Err(StepError::msg(format!(
+                "unknown digest algorithm {other:?}"
+            )))
+        }
+    };
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Execute for Gzip {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let perms = Perms::resolve(cx, &self.owner, &self.group, Some(&self.mode))?;
+        let src = cx.output_file(&self.src);
+        let mut input = std::fs::File::open(&src).map_err(|e| StepError::host(&src, e))?;
+        cx.root
+            .write_atomic_with(&self.target, perms.mode.unwrap_or(0o644), |f| {
+                let mut gz = crate::archive::ParGzEncoder::new(f, 6, crate::archive::all_cores())?;
+                std::io::copy(&mut input, &mut gz)?;
+                gz.finish()?;
+                Ok(())
+            })?;
+        perms.apply(cx, Path::new(&self.target))
+    }
+}

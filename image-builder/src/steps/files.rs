@@ -266,3 +266,184 @@ pub fn glob_check(p: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ---- execution -------------------------------------------------------------------------
+
+use std::path::Path;
+
+use super::exec::{Execute, StepCx, StepError};
+use super::perms::Perms;
+
+impl Execute for EnsureDir {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let perms = Perms::resolve(cx, &self.owner, &self.group, Some(&self.mode))?;
+        match cx.root.try_metadata(&self.dir)? {
+            Some(m) if m.is_dir() => {}
+            Some(_) => {
+                return Err(StepError::msg(format!(
+                    "{} exists and is not a directory",
+                    self.dir
+                )))
+            }
+            None => cx.root.create_dir(&self.dir, perms.mode.unwrap_or(0o755))?,
+        }
+        perms.apply(cx, Path::new(&self.dir))
+    }
+}
+
+impl Execute for EnsureFile {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let perms = Perms::resolve(cx, &self.owner, &self.group, Some(&self.mode))?;
+        let contents = self.contents(cx)?;
+        let current = match cx.root.try_metadata(&self.file)? {
+            Some(m) if m.is_file() => Some(cx.root.read(&self.file)?),
+            Some(m) if m.is_dir() => {
+                return Err(StepError::msg(format!("{} is a directory", self.file)))
+            }
+            _ => None,
+        };
+        if current.as_deref() != Some(&contents[..]) {
+            cx.root
+                .write_atomic(&self.file, &contents, perms.mode.unwrap_or(0o644))?;
+        }
+        perms.apply(cx, Path::new(&self.file))
+    }
+}
+
+impl EnsureFile {
+    /// The bytes to install, from the winning source.
+    fn contents(&self, cx: &StepCx) -> Result<Vec<u8>, StepError> {
+        let read_host = |p: &Path| std::fs::read(p).map_err(|e| StepError::host(p, e));
+        match self.sources().first() {
+            Some(("src", s)) => read_host(&cx.template_file(s)?),
+            Some(("extsrc", s)) => read_host(&cx.external_file(s)?),
+            Some(("outputsrc", s)) => read_host(&cx.output_file(s)),
+            Some(("imagesrc", s)) => Ok(cx.root.read(s)?),
+            Some(("tarsrc", s)) => {
+                let tree = confine::Root::open(cx.tmp_dir.join("unpack_tar"))?;
+                Ok(tree.read(s)?)
+            }
+            Some(("contents", s)) => Ok(s.as_bytes().to_vec()),
+            _ => Err(StepError::msg(format!("{}: no source given", self.file))),
+        }
+    }
+}
+
+impl Execute for EnsureSymlink {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let perms = Perms::resolve(cx, &self.owner, &self.group, None)?;
+        match cx.root.try_metadata(&self.link)? {
+            Some(m) if m.is_symlink() => {
+                if cx.root.read_link(&self.link)? != Path::new(&self.target) {
+                    cx.root.remove_file(&self.link)?;
+                    cx.root.symlink(&self.target, &self.link)?;
+                }
+            }
+            Some(m) if m.is_dir() => {
+                return Err(StepError::msg(format!(
+                    "{} is a directory; refusing to replace it with a symlink",
+                    self.link
+                )))
+            }
+            Some(_) => {
+                cx.root.remove_file(&self.link)?;
+                cx.root.symlink(&self.target, &self.link)?;
+            }
+            None => cx.root.symlink(&self.target, &self.link)?,
+        }
+        perms.apply(cx, Path::new(&self.link))
+    }
+}
+
+impl Execute for EnsurePerms {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let perms = Perms::resolve(cx, &self.owner, &self.group, Some(&self.mode))?;
+        perms.apply(cx, Path::new(&self.path))
+    }
+}
+
+impl Execute for RemoveFiles {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        if let Some(f) = &self.file {
+            return match cx.root.remove_file(f) {
+                Err(e) if e.is_not_found() => Ok(()),
+                other => Ok(other?),
+            };
+        }
+        if let Some(d) = &self.dir {
+            return match cx.root.remove_dir_all(d) {
+                Err(e) if e.is_not_found() => Ok(()),
+                other => Ok(other?),
+            };
+        }
+        let pattern = self.pattern.as_deref().unwrap_or_default();
+        let mut stack = vec![std::path::PathBuf::from("/")];
+        while let Some(dir) = stack.pop() {
+            for e in cx.root.read_dir(&dir)? {
+                let path = dir.join(&e.name);
+                let meta = &e.metadata;
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if meta.is_file() && glob_match(pattern, &e.name.to_string_lossy()) {
+                    cx.root.remove_file(&path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shell-style matching of one file name: `*`, `?`, `[abc]`, `[a-z]`, `[!a]`.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    glob_at(&p, &n)
+}
+
+fn glob_at(p: &[char], n: &[char]) -> bool {
+    match p.first() {
+        None => n.is_empty(),
+        Some('*') => (0..=n.len()).any(|i| glob_at(&p[1..], &n[i..])),
+        Some('?') => !n.is_empty() && glob_at(&p[1..], &n[1..]),
+        Some('[') => {
+            let Some(close) = p.iter().skip(2).position(|c| *c == ']').map(|i| i + 2) else {
+                return n.first() == Some(&'[') && glob_at(&p[1..], &n[1..]);
+            };
+            let Some(&c) = n.first() else { return false };
+            let (negate, set) = match p[1] {
+                '!' | '^' => (true, &p[2..close]),
+                _ => (false, &p[1..close]),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < set.len() {
+                if i + 2 < set.len() && set[i + 1] == '-' {
+                    hit |= set[i] <= c && c <= set[i + 2];
+                    i += 3;
+                } else {
+                    hit |= set[i] == c;
+                    i += 1;
+                }
+            }
+            hit != negate && glob_at(&p[close + 1..], &n[1..])
+        }
+        Some(&c) => n.first() == Some(&c) && glob_at(&p[1..], &n[1..]),
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.orig", "a.orig"));
+        assert!(!glob_match("*.orig", "a.orig.bak"));
+        assert!(glob_match("lib?.so", "libc.so"));
+        assert!(glob_match("[a-c]x", "bx"));
+        assert!(!glob_match("[!a-c]x", "bx"));
+        assert!(glob_match("*", ""));
+        assert!(glob_check("[abc").is_err());
+        assert!(glob_check("a/b").is_err());
+    }
+}

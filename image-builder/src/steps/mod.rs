@@ -6,11 +6,16 @@ pub mod assemble;
 pub mod boot;
 pub mod devfs;
 pub mod digest;
+pub mod exec;
 pub mod files;
+pub mod ids;
+pub mod perms;
 pub mod pkg;
 pub mod shadow;
 pub mod smf;
 pub mod tar;
+
+pub use exec::{Execute, SmfSeeding, StepCx, StepError};
 
 use crate::template::check::{Checker, Expander};
 

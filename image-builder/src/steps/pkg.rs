@@ -255,3 +255,265 @@ impl StepArgs for Onu {
         }
     }
 }
+
+// ---- execution -------------------------------------------------------------------------
+
+use runner::Cmd;
+
+use super::exec::{Execute, StepCx, StepError};
+use crate::host::Tool;
+
+/// pkg(1) exits 4 when there was nothing to do; for an idempotent step that is success.
+const PKG_NOTHING_TO_DO: i32 = 4;
+
+/// `pkg -R <root> ARGS...`
+fn pkg(cx: &StepCx) -> Cmd {
+    cx.cmd(Tool::Pkg).arg("-R").arg(cx.root_path())
+}
+
+/// Runs a pkg command that may legitimately have nothing to do.
+fn run_allowing_nothing_to_do(cx: &StepCx, cmd: Cmd) -> Result<(), StepError> {
+    let out = cx.runner.output(&cmd)?;
+    match out.code {
+        Some(0) | Some(PKG_NOTHING_TO_DO) => Ok(()),
+        _ => Err(StepError::Command(runner::RunError::Failed {
+            cmd: cmd.display(),
+            status: out.status_text(),
+            stderr_tail: out.stderr_tail(8),
+        })),
+    }
+}
+
+impl Execute for PkgImageCreate {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let mut cmd = cx.cmd(Tool::Pkg).args(["image-create", "--full"]);
+        if let (Some(p), Some(u)) = (&self.publisher, &self.uri) {
+            cmd = cmd.arg("--publisher").arg(format!("{p}={u}"));
+        }
+        cx.run(cmd.arg(cx.root_path()))?;
+        Ok(())
+    }
+}
+
+impl Execute for PkgSetPublisher {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let mut cmd = pkg(cx).args(["set-publisher", "--no-refresh"]);
+        if let Some(uri) = &self.uri {
+            cmd = cmd.arg("-O").arg(uri);
+        }
+        if let Some(m) = &self.mirror_uri {
+            // There is no "set the mirror" option, only add and remove: drop them all first.
+            cmd = cmd.args(["-M", "*", "-m"]).arg(m);
+        }
+        cx.run(cmd.arg(&self.publisher))?;
+        Ok(())
+    }
+}
+
+impl Execute for PkgApproveCaCert {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let cert = cx.template_file(&self.certfile)?;
+        let mut arg = std::ffi::OsString::from("--approve-ca-cert=");
+        arg.push(cert.as_os_str());
+        cx.run(pkg(cx).arg("set-publisher").arg(arg).arg(&self.publisher))?;
+        Ok(())
+    }
+}
+
+impl Execute for PkgSetProperty {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        cx.run(pkg(cx).arg("set-property").arg(&self.name).arg(&self.value))?;
+        Ok(())
+    }
+}
+
+impl Execute for PkgInstall {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        run_allowing_nothing_to_do(cx, pkg(cx).arg("install").args(&self.pkgs))?;
+        if !self.include_optional {
+            return Ok(());
+        }
+        let strip = self.strip_optional_publishers.unwrap_or(true);
+        let mut optional: Vec<String> = Vec::new();
+        for p in &self.pkgs {
+            for dep in optional_deps(cx, p)? {
+                let dep = if strip { strip_publisher(&dep) } else { dep };
+                if !optional.contains(&dep) {
+                    tracing::info!("optional package: {p} -> {dep}");
+                    optional.push(dep);
+                }
+            }
+        }
+        if optional.is_empty() {
+            return Ok(());
+        }
+        run_allowing_nothing_to_do(cx, pkg(cx).arg("install").args(&optional))
+    }
+}
+
+/// The FMRIs of `package`'s optional dependencies.
+fn optional_deps(cx: &StepCx, package: &str) -> Result<Vec<String>, StepError> {
+    let cmd = pkg(cx).args([
+        "contents",
+        "-t",
+        "depend",
+        "-a",
+        "type=optional",
+        "-H",
+        "-o",
+        "fmri",
+        package,
+    ]);
+    let out = cx.runner.output(&cmd)?;
+    if !out.success() {
+        // pkg cannot tell "no optional dependencies" from other failures except by this
+        // message, so it is the one place English output is matched.
+        if String::from_utf8_lossy(&out.stderr).contains("no matching actions found") {
+            return Ok(Vec::new());
+        }
+        return Err(StepError::Command(runner::RunError::Failed {
+            cmd: cmd.display(),
+            status: out.status_text(),
+            stderr_tail: out.stderr_tail(8),
+        }));
+    }
+    Ok(out
+        .stdout_str()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// `pkg://publisher/name@version` -> `pkg:/name@version`; other forms are unchanged.
+pub fn strip_publisher(fmri: &str) -> String {
+    match fmri.strip_prefix("pkg://") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, name)) => format!("pkg:/{name}"),
+            None => fmri.to_string(),
+        },
+        None => fmri.to_string(),
+    }
+}
+
+impl Execute for PkgUninstall {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        cx.run(pkg(cx).arg("uninstall").args(&self.pkgs))?;
+        Ok(())
+    }
+}
+
+/// The current value of `kind` (`variant` or `facet`) `name`, from `pkg variant|facet -F json`.
+fn current_value(cx: &StepCx, kind: &str, name: &str) -> Result<Option<String>, StepError> {
+    let out = cx.run(pkg(cx).args([kind, "-F", "json"]))?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| StepError::msg(format!("cannot parse `pkg {kind} -F json` output: {e}")))?;
+    let full = format!("{kind}.{name}");
+    Ok(rows
+        .iter()
+        .find(|r| r[kind].as_str() == Some(&full))
+        .and_then(|r| r["value"].as_str().map(str::to_string)))
+}
+
+impl Execute for PkgChangeVariant {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        if current_value(cx, "variant", &self.variant)?.as_deref() == Some(&self.value) {
+            tracing::info!("variant {} is already {}", self.variant, self.value);
+            return Ok(());
+        }
+        run_allowing_nothing_to_do(
+            cx,
+            pkg(cx)
+                .arg("change-variant")
+                .arg(format!("{}={}", self.variant, self.value)),
+        )
+    }
+}
+
+impl Execute for PkgChangeFacet {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        if current_value(cx, "facet", &self.facet)?.as_deref() == Some(&self.value) {
+            tracing::info!("facet {} is already {}", self.facet, self.value);
+            return Ok(());
+        }
+        run_allowing_nothing_to_do(
+            cx,
+            pkg(cx)
+                .arg("change-facet")
+                .arg(format!("{}={}", self.facet, self.value)),
+        )
+    }
+}
+
+impl Execute for PkgPurgeHistory {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        cx.run(pkg(cx).arg("purge-history"))?;
+        Ok(())
+    }
+}
+
+impl Execute for Onu {
+    fn needs(&self) -> &'static [Tool] {
+        &[Tool::Pkg]
+    }
+
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        const ONU_PUBLISHER: &str = "on-nightly";
+        cx.run(
+            pkg(cx)
+                .args(["set-publisher", "--no-refresh", "--non-sticky"])
+                .arg(&self.publisher),
+        )?;
+        cx.run(
+            pkg(cx)
+                .args(["set-publisher", "-e", "--no-refresh", "-P", "-O"])
+                .arg(&self.repo)
+                .arg(ONU_PUBLISHER),
+        )?;
+        cx.run(pkg(cx).args(["refresh", "--full"]))?;
+        if !self.uninstall.is_empty() {
+            cx.run(pkg(cx).arg("uninstall").args(&self.uninstall))?;
+        }
+        run_allowing_nothing_to_do(cx, pkg(cx).args(["change-facet", "onu.ooceonly=false"]))?;
+        run_allowing_nothing_to_do(cx, pkg(cx).arg("update"))?;
+        cx.run(pkg(cx).arg("purge-history"))?;
+        Ok(())
+    }
+}

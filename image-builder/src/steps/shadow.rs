@@ -38,3 +38,50 @@ impl StepArgs for Shadow {
         }
     }
 }
+
+use super::exec::{Execute, StepCx, StepError};
+
+impl Execute for Shadow {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        const SHADOW: &str = "/etc/shadow";
+        let text = String::from_utf8(cx.root.read(SHADOW)?)
+            .map_err(|_| StepError::msg("/etc/shadow is not UTF-8 text"))?;
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            let f: Vec<String> = l.split(':').map(str::to_string).collect();
+            if f.len() != 9 {
+                return Err(StepError::msg(format!(
+                    "/etc/shadow line {} has {} fields, expected 9",
+                    i + 1,
+                    f.len()
+                )));
+            }
+            lines.push(f);
+        }
+        let matches = lines.iter().filter(|f| f[0] == self.username).count();
+        if matches != 1 {
+            return Err(StepError::msg(format!(
+                "found {matches} entries for user {:?} in /etc/shadow, expected exactly 1",
+                self.username
+            )));
+        }
+        let Some(password) = &self.password else {
+            return Ok(());
+        };
+        for f in lines.iter_mut().filter(|f| f[0] == self.username) {
+            f[1] = password.clone();
+        }
+        let mut new: String = lines
+            .iter()
+            .map(|f| f.join(":"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        new.push('\n');
+        if new != text {
+            cx.root.write_atomic(SHADOW, new.as_bytes(), 0o400)?;
+            cx.root.set_owner(SHADOW, Some(0), Some(0))?;
+            cx.root.set_mode(SHADOW, 0o400)?;
+        }
+        Ok(())
+    }
+}

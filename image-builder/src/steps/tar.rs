@@ -73,3 +73,52 @@ fn check_archive_name(c: &mut Checker, name: &str) {
         );
     }
 }
+
+use std::path::PathBuf;
+
+use super::exec::{Execute, StepCx, StepError};
+use crate::archive::{self, PackOptions, UnpackOptions};
+
+impl Execute for UnpackTar {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let archive = cx.output_file(&self.name);
+        if !archive.is_file() {
+            return Err(StepError::msg(format!(
+                "archive {} not found in the output directory (build the stage that packs it first)",
+                archive.display()
+            )));
+        }
+        let opts = UnpackOptions::default();
+        if self.into_tmp == Some(true) {
+            // A fresh scratch tree each time, for `ensure_file` with `tarsrc`.
+            let dir = cx.tmp_dir.join("unpack_tar");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| StepError::host(&dir, e))?;
+            }
+            std::fs::create_dir(&dir).map_err(|e| StepError::host(&dir, e))?;
+            let tree = confine::Root::open(&dir)?;
+            archive::unpack(&archive, &tree, &opts, &mut |_| {})?;
+        } else {
+            archive::unpack(&archive, cx.root, &opts, &mut |_| {})?;
+        }
+        Ok(())
+    }
+}
+
+impl Execute for PackTar {
+    fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        let archive = cx.output_file(&self.name);
+        let opts = PackOptions {
+            include: self
+                .include
+                .iter()
+                .flatten()
+                .map(|p| PathBuf::from(p.trim_start_matches("./")))
+                .collect(),
+            source_date_epoch: cx.source_date_epoch,
+            ..PackOptions::default()
+        };
+        archive::pack(cx.root, &archive, &opts, &mut |_| {})?;
+        Ok(())
+    }
+}

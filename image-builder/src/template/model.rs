@@ -192,6 +192,16 @@ macro_rules! step_kinds {
             pub fn check(&self, c: &mut Checker) {
                 match self { $( StepKind::$variant(s) => s.check(c), )* }
             }
+
+            /// Host tools the step needs.
+            pub fn needs(&self) -> &'static [crate::host::Tool] {
+                match self { $( StepKind::$variant(s) => crate::steps::Execute::needs(s), )* }
+            }
+
+            /// Runs the step.
+            pub fn execute(&self, cx: &crate::steps::StepCx) -> Result<(), crate::steps::StepError> {
+                match self { $( StepKind::$variant(s) => crate::steps::Execute::execute(s, cx), )* }
+            }
         }
     };
 }
@@ -271,4 +281,11 @@ impl StepArgs for Include {
 
     /// Includes are resolved (and their problems reported) while loading.
     fn check(&self, _c: &mut Checker) {}
+}
+
+impl crate::steps::Execute for Include {
+    /// Includes are spliced in while loading; one that reaches execution was skipped.
+    fn execute(&self, _cx: &crate::steps::StepCx) -> Result<(), crate::steps::StepError> {
+        Ok(())
+    }
 }
