@@ -2,6 +2,7 @@
 
 mod args;
 mod build;
+mod clean;
 mod plan;
 mod schema;
 mod validate;
@@ -21,6 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Build(build::BuildArgs),
+    Clean(clean::CleanArgs),
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Schema(schema::SchemaArgs),
@@ -41,6 +43,7 @@ pub fn run() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Build(a) => build::run(a),
+        Command::Clean(a) => clean::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),

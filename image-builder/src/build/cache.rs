@@ -1,0 +1,137 @@
+//! The stage cache key: a hash of everything a dataset stage's result depends on. The
+//! output snapshot carries it as a user property; a stage is skipped only when the key
+//! matches, so editing a template or a file it installs rebuilds the stage.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::steps::files::EnsureFile;
+use crate::template::{Plan, StepKind};
+
+/// The ZFS user property holding a stage's cache key.
+pub const KEY_PROPERTY: &str = "org.illumos.image-builder:key";
+
+/// Everything that goes into a key, kept so `plan` can say why a key changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInputs {
+    pub tool_version: String,
+    pub target: serde_json::Value,
+    pub steps: serde_json::Value,
+    pub features: Vec<String>,
+    /// Files read from the template tree and `-E` dirs, with the SHA-256 of their bytes.
+    pub files: Vec<(PathBuf, String)>,
+    /// The GUID of the input snapshot (a new one each time the previous stage rebuilds).
+    pub input_guid: Option<String>,
+}
+
+impl KeyInputs {
+    pub fn key(&self) -> String {
+        let canonical = serde_json::to_vec(&json!({
+            "tool": self.tool_version,
+            "target": self.target,
+            "steps": self.steps,
+            "features": self.features,
+            "files": self.files,
+            "input": self.input_guid,
+        }))
+        .unwrap_or_default();
+        hex(&Sha256::digest(&canonical))
+    }
+}
+
+/// Gathers a stage's key inputs: the expanded plan and the bytes of the source files its
+/// running steps read.
+pub fn inputs(
+    plan: &Plan,
+    template_root: &Path,
+    external: &[PathBuf],
+    output_dir: &Path,
+    input_guid: Option<String>,
+) -> std::io::Result<KeyInputs> {
+    let mut files = Vec::new();
+    let mut steps = Vec::new();
+    for s in &plan.steps {
+        steps.push(json!({ "t": s.t, "args": s.args, "skip": s.skip.is_some() }));
+        if s.skip.is_some() {
+            continue;
+        }
+        for path in source_files(s.kind.as_ref(), template_root, &plan.group, external) {
+            let bytes = std::fs::read(&path)?;
+            files.push((path, hex(&Sha256::digest(&bytes))));
+        }
+        // Archives and images from earlier builds can be large: their size and mtime
+        // stand for their bytes (a rebuild rewrites them).
+        for name in output_files(s.kind.as_ref()) {
+            let path = output_dir.join(name);
+            let print = match std::fs::metadata(&path) {
+                Ok(m) => {
+                    use std::os::unix::fs::MetadataExt;
+                    format!("size={} mtime={}.{:09}", m.len(), m.mtime(), m.mtime_nsec())
+                }
+                Err(_) => "missing".to_string(),
+            };
+            files.push((path, print));
+        }
+    }
+    Ok(KeyInputs {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        target: serde_json::to_value(&plan.target).unwrap_or_default(),
+        steps: serde_json::Value::Array(steps),
+        features: plan.features.clone(),
+        files,
+        input_guid,
+    })
+}
+
+/// The host files a step reads from the template tree or `-E` dirs.
+fn source_files(
+    kind: Option<&StepKind>,
+    root: &Path,
+    group: &str,
+    external: &[PathBuf],
+) -> Vec<PathBuf> {
+    let template = |name: &str| {
+        [
+            root.join(group).join("files").join(name),
+            root.join("files").join(name),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+    };
+    match kind {
+        Some(StepKind::EnsureFile(f)) => ensure_file_source(f, &template, external)
+            .into_iter()
+            .collect(),
+        Some(StepKind::PkgApproveCaCert(c)) => template(&c.certfile).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The output-directory files a step reads.
+fn output_files(kind: Option<&StepKind>) -> Vec<&str> {
+    match kind {
+        Some(StepKind::UnpackTar(u)) => vec![u.name.as_str()],
+        Some(StepKind::Digest(d)) => vec![d.src.as_str()],
+        Some(StepKind::Gzip(g)) => vec![g.src.as_str()],
+        Some(StepKind::EnsureFile(f)) => f.outputsrc.as_deref().into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn ensure_file_source(
+    f: &EnsureFile,
+    template: &dyn Fn(&str) -> Option<PathBuf>,
+    external: &[PathBuf],
+) -> Option<PathBuf> {
+    match f.sources().first() {
+        Some(("src", s)) => template(s),
+        Some(("extsrc", s)) => external.iter().map(|d| d.join(s)).find(|p| p.is_file()),
+        _ => None,
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

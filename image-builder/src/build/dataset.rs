@@ -1,0 +1,296 @@
+//! Dataset builds: a stage of an image tree on a work dataset that persists between
+//! stages, from an input snapshot to an output snapshot.
+//!
+//! Unlike the reference tool, an existing output snapshot is reused only when its cache key
+//! matches this build's; otherwise the stage is rebuilt from its input snapshot. A failed
+//! or interrupted stage leaves the work dataset at its input snapshot (or removes it, when
+//! this build created it), and the scratch dataset is always removed.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use zfs::CreateOptions;
+
+use super::cache::{self, KEY_PROPERTY};
+use super::error::BuildError;
+use super::journal::{Journal, Mark, Undo};
+use super::layout::{self, Layout};
+use super::lock::{self, Lock};
+use super::record::{self, Record};
+use super::{BuildOptions, Env, Event, Outcome};
+use crate::steps::StepCx;
+use crate::template::model::Dataset;
+use crate::template::Plan;
+
+pub fn build(
+    plan: &Plan,
+    target: &Dataset,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Outcome, BuildError> {
+    let started = Instant::now();
+    let zfs = env.zfs;
+    let output_name = opts
+        .output_name
+        .clone()
+        .unwrap_or_else(|| plan.name.clone());
+    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
+    let work = layout.work.clone().unwrap_or_default();
+    events(&Event::Start {
+        group: plan.group.clone(),
+        name: plan.name.clone(),
+        target: "dataset".into(),
+        work: Some(work.clone()),
+    });
+
+    if !zfs.exists(&layout.root)? {
+        return Err(BuildError::State(format!(
+            "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
+            layout.root, layout.root
+        )));
+    }
+    if !zfs.exists(&layout.output)? {
+        zfs.create(&layout.output, &CreateOptions::new())?;
+    }
+    let output_dir = layout::mountpoint(zfs, &layout.output)?;
+    let state = layout::state_dir(&output_dir);
+    let _lock = Lock::acquire(&state.join("locks"), &work)?;
+    let mut journal = Journal::open(&state.join("journals"), &lock::key(&work))?;
+    if !journal.is_empty() {
+        for u in journal.pending() {
+            events(&Event::Cleanup {
+                undo: format!("{u:?}"),
+            });
+        }
+        let failed = journal.unwind(zfs);
+        if !failed.is_empty() {
+            return Err(BuildError::State(format!(
+                "could not clean up after an earlier build: {}",
+                failed.join("; ")
+            )));
+        }
+    }
+
+    let result = stage(
+        plan,
+        target,
+        opts,
+        env,
+        &layout,
+        &output_dir,
+        &mut journal,
+        events,
+    );
+    if result.is_err() {
+        // Cleanup must run its own commands even after an interrupt.
+        runner::interrupt::clear();
+        for u in journal.pending() {
+            events(&Event::Cleanup {
+                undo: format!("{u:?}"),
+            });
+        }
+        let failed = journal.unwind(zfs);
+        for f in failed {
+            tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
+        }
+        return result.map(|(o, _)| o);
+    }
+    let (outcome, mut rec) = result?;
+    record::update_sums(&output_dir, &state)?;
+    rec.seconds = started.elapsed().as_secs_f64();
+    let path = rec.write(&output_dir)?;
+    events(&Event::Finish {
+        seconds: rec.seconds,
+        outputs: rec.outputs.clone(),
+        record: path.display().to_string(),
+    });
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stage(
+    plan: &Plan,
+    target: &Dataset,
+    opts: &BuildOptions,
+    env: &Env,
+    layout: &Layout,
+    output_dir: &std::path::Path,
+    journal: &mut Journal,
+    events: &mut dyn FnMut(&Event),
+) -> Result<(Outcome, Record), BuildError> {
+    let zfs = env.zfs;
+    let work = layout.work.clone().unwrap_or_default();
+    let snap = |s: &str| format!("{work}@{s}");
+    let mut rec = Record {
+        group: plan.group.clone(),
+        name: plan.name.clone(),
+        output_name: opts
+            .output_name
+            .clone()
+            .unwrap_or_else(|| plan.name.clone()),
+        host: env.host.name().to_string(),
+        started: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        seconds: 0.0,
+        cache: String::new(),
+        key: None,
+        inputs: None,
+        steps: Vec::new(),
+        outputs: Vec::new(),
+    };
+
+    // Scratch space for this build only: recreated every time, never worth syncing.
+    if zfs.exists(&layout.tmp)? {
+        zfs.destroy(&layout.tmp, true)?;
+    }
+    let tmp_mark = journal.push(Undo::DestroyDataset {
+        name: layout.tmp.clone(),
+    })?;
+    zfs.create(
+        &layout.tmp,
+        &CreateOptions::new().parents().prop("sync", "disabled"),
+    )?;
+    let tmp_dir = layout::mountpoint(zfs, &layout.tmp)?;
+
+    if opts.fullreset && zfs.exists(&work)? {
+        tracing::info!("-x: destroying work dataset {work}");
+        zfs.destroy(&work, true)?;
+    }
+
+    let input_guid = match &target.input_snapshot {
+        Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
+        _ => None,
+    };
+    let inputs = cache::inputs(
+        plan,
+        &opts.template_root,
+        &opts.external,
+        output_dir,
+        input_guid,
+    )
+    .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let key = inputs.key();
+    rec.key = Some(key.clone());
+    rec.inputs = Some(inputs);
+
+    let work_mark: Mark;
+    if zfs.exists(&work)? {
+        if let Some(out) = &target.output_snapshot {
+            let reason = if !zfs.exists(&snap(out))? {
+                format!("{} does not exist", snap(out))
+            } else if opts.reset {
+                "-r was given".to_string()
+            } else {
+                match zfs.get(&snap(out), KEY_PROPERTY)? {
+                    Some(k) if k == key => {
+                        zfs.rollback(&snap(out))?;
+                        events(&Event::CacheHit {
+                            snapshot: snap(out),
+                            key: key.clone(),
+                        });
+                        zfs.destroy(&layout.tmp, true)?;
+                        journal.done(tmp_mark)?;
+                        rec.cache = "hit".into();
+                        return Ok((Outcome::Cached, rec));
+                    }
+                    Some(_) => {
+                        "the template, its files, its features or its input changed".to_string()
+                    }
+                    None => format!("{} has no cache key (made by another tool?)", snap(out)),
+                }
+            };
+            events(&Event::CacheMiss { reason });
+        }
+        match &target.input_snapshot {
+            Some(s) if zfs.exists(&snap(s))? => {
+                zfs.rollback(&snap(s))?;
+                work_mark = journal.push(Undo::Rollback { snapshot: snap(s) })?;
+            }
+            Some(s) => {
+                return Err(BuildError::State(format!(
+                    "{work} exists but its input snapshot {} does not; rebuild the earlier stages or start over with -x",
+                    snap(s)
+                )))
+            }
+            None => {
+                // A first stage has nothing to roll back to: it starts from scratch.
+                zfs.destroy(&work, true)?;
+                work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
+                zfs.create(&work, &CreateOptions::new().parents())?;
+            }
+        }
+    } else {
+        if let Some(s) = &target.input_snapshot {
+            return Err(BuildError::State(format!(
+                "this stage starts from {}, which does not exist: build the stage that makes it first",
+                snap(s)
+            )));
+        }
+        events(&Event::CacheMiss {
+            reason: format!("{work} does not exist"),
+        });
+        work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
+        zfs.create(&work, &CreateOptions::new().parents())?;
+    }
+
+    let root_dir = layout::mountpoint(zfs, &work)?;
+    let root = confine::Root::open(&root_dir).map_err(|e| {
+        BuildError::State(format!(
+            "cannot open the image root {}: {e}",
+            root_dir.display()
+        ))
+    })?;
+    let mut cx = StepCx {
+        host: env.host,
+        runner: env.runner,
+        zfs,
+        root: &root,
+        template_root: &opts.template_root,
+        group: &plan.group,
+        external: &opts.external,
+        output_dir,
+        tmp_dir: &tmp_dir,
+        svccfg: &opts.svccfg,
+        smf: opts.smf,
+        source_date_epoch: opts.source_date_epoch,
+        pool: None,
+        tag: String::new(),
+    };
+    let before = list_outputs(output_dir);
+    rec.steps = super::run_steps(plan, &mut cx, events)?;
+
+    if let Some(out) = &target.output_snapshot {
+        zfs.snapshot(&snap(out), &[(KEY_PROPERTY, &key)])?;
+    }
+    journal.done(work_mark)?;
+    zfs.destroy(&layout.tmp, true)?;
+    journal.done(tmp_mark)?;
+    rec.cache = "miss".into();
+    rec.outputs = list_outputs(output_dir)
+        .into_iter()
+        .filter(|(n, m)| before.iter().all(|(bn, bm)| bn != n || bm != m))
+        .map(|(n, _)| n)
+        .collect();
+    Ok((Outcome::Built, rec))
+}
+
+/// Output files with their modification times, to tell which ones a build wrote.
+fn list_outputs(dir: &std::path::Path) -> Vec<(String, Option<SystemTime>)> {
+    let mut v: Vec<(String, Option<SystemTime>)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().ok().and_then(|m| m.modified().ok()),
+            )
+        })
+        .filter(|(n, _)| !n.starts_with('.') && n != "SHA256SUMS" && !n.ends_with(".build.json"))
+        .collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,42 @@
+//! Why a build failed.
+
+use crate::steps::StepError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the template has {0} error(s); nothing was built")]
+    Invalid(usize),
+    #[error("{0}")]
+    Preflight(String),
+    #[error(transparent)]
+    Zfs(#[from] zfs::ZfsError),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another build holds {lock}: {holder}")]
+    Locked { lock: String, holder: String },
+    #[error("step {index} ({t}, {location}) failed: {source}")]
+    Step {
+        index: usize,
+        t: String,
+        location: String,
+        #[source]
+        source: StepError,
+    },
+    #[error("{0}")]
+    State(String),
+    #[error("the build was interrupted")]
+    Interrupted,
+}
+
+impl BuildError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The cleanup journal: every temporary thing a build creates is written down before it is
+//! created, and crossed off when it is kept or removed. Whatever is still written down when
+//! a build fails, is interrupted or crashes is undone, in reverse order: at once, or at the
+//! next start, or by `image-builder clean`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zfs::Zfs;
+
+use super::error::BuildError;
+
+/// How to undo one thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "snake_case")]
+pub enum Undo {
+    /// Destroy a dataset (and its children and snapshots) the build created.
+    DestroyDataset { name: String },
+    /// Roll a kept dataset back to the snapshot it started from.
+    Rollback { snapshot: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    id: u64,
+    #[serde(flatten)]
+    undo: Undo,
+}
+
+/// A token for an entry, to cross it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(u64);
+
+pub struct Journal {
+    path: PathBuf,
+    entries: Vec<Entry>,
+    next: u64,
+}
+
+impl Journal {
+    /// Opens the journal `name` in `dir`, with whatever a previous run left in it.
+    pub fn open(dir: &Path, name: &str) -> Result<Journal, BuildError> {
+        std::fs::create_dir_all(dir).map_err(|e| BuildError::io(dir, e))?;
+        let path = dir.join(format!("{name}.journal.json"));
+        let entries: Vec<Entry> = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                BuildError::State(format!(
+                    "cleanup journal {} is damaged: {e}",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(BuildError::io(&path, e)),
+        };
+        let next = entries.iter().map(|e| e.id + 1).max().unwrap_or(0);
+        Ok(Journal {
+            path,
+            entries,
+            next,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The pending undos, oldest first.
+    pub fn pending(&self) -> Vec<Undo> {
+        self.entries.iter().map(|e| e.undo.clone()).collect()
+    }
+
+    /// Writes `undo` down (durably) before the thing it undoes is done.
+    pub fn push(&mut self, undo: Undo) -> Result<Mark, BuildError> {
+        let id = self.next;
+        self.next += 1;
+        self.entries.push(Entry { id, undo });
+        self.save()?;
+        Ok(Mark(id))
+    }
+
+    /// Crosses an entry off: the thing is kept, or was undone.
+    pub fn done(&mut self, mark: Mark) -> Result<(), BuildError> {
+        self.entries.retain(|e| e.id != mark.0);
+        self.save()
+    }
+
+    /// Undoes every pending entry, newest first. Returns the undos that failed (they stay
+    /// in the journal for the next attempt).
+    pub fn unwind(&mut self, zfs: &dyn Zfs) -> Vec<String> {
+        let mut failed = Vec::new();
+        while let Some(e) = self.entries.last().cloned() {
+            let result = match &e.undo {
+                Undo::DestroyDataset { name } => match zfs.exists(name) {
+                    Ok(true) => zfs.destroy(name, true),
+                    Ok(false) => Ok(()),
+                    Err(err) => Err(err),
+                },
+                Undo::Rollback { snapshot } => zfs.rollback(snapshot),
+            };
+            self.entries.pop();
+            match result {
+                Ok(()) => tracing::info!("cleanup: undid {:?}", e.undo),
+                Err(err) => {
+                    tracing::error!("cleanup: could not undo {:?}: {err}", e.undo);
+                    failed.push((e, err.to_string()));
+                }
+            }
+        }
+        let messages = failed
+            .iter()
+            .map(|(e, m)| format!("{:?}: {m}", e.undo))
+            .collect();
+        self.entries = failed.into_iter().rev().map(|(e, _)| e).collect();
+        if let Err(e) = self.save() {
+            tracing::error!("cleanup: {e}");
+        }
+        messages
+    }
+
+    fn save(&self) -> Result<(), BuildError> {
+        if self.entries.is_empty() {
+            return match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(BuildError::io(&self.path, e))
+                }
+                _ => Ok(()),
+            };
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(&self.entries).unwrap_or_default();
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| BuildError::io(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runner::{Output, Recorder};
+
+    fn zfs(rec: &Recorder) -> zfs::ZfsCli<&Recorder> {
+        zfs::ZfsCli::new(rec, zfs::ZfsTools::new("/sbin/zfs", "/sbin/zpool"))
+    }
+
+    #[test]
+    fn entries_survive_a_crash_and_unwind_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path(), "x").unwrap();
+            j.push(Undo::DestroyDataset {
+                name: "p/tmp/g/n".into(),
+            })
+            .unwrap();
+            let m = j
+                .push(Undo::Rollback {
+                    snapshot: "p/work/g/n@strap".into(),
+                })
+                .unwrap();
+            j.push(Undo::DestroyDataset {
+                name: "p/other".into(),
+            })
+            .unwrap();
+            j.done(m).unwrap();
+            // dropped without unwinding: a crash
+        }
+        let mut j = Journal::open(dir.path(), "x").unwrap();
+        assert_eq!(
+            j.pending(),
+            [
+                Undo::DestroyDataset {
+                    name: "p/tmp/g/n".into()
+                },
+                Undo::DestroyDataset {
+                    name: "p/other".into()
+                }
+            ]
+        );
+        let rec = Recorder::new();
+        rec.on(
+            "/sbin/zfs list -H -p -o name -t all p/other",
+            Output::ok("p/other\n"),
+        );
+        rec.on(
+            "/sbin/zfs list -H -p -o name -t all p/tmp/g/n",
+            Output::ok("p/tmp/g/n\n"),
+        );
+        assert!(j.unwind(&zfs(&rec)).is_empty());
+        assert!(j.is_empty());
+        let destroys: Vec<String> = rec
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(" destroy "))
+            .collect();
+        assert_eq!(
+            destroys,
+            [
+                "/sbin/zfs destroy -r p/other",
+                "/sbin/zfs destroy -r p/tmp/g/n"
+            ]
+        );
+        assert!(!dir.path().join("x.journal.json").exists());
+    }
+
+    #[test]
+    fn failed_undos_stay_for_the_next_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "y").unwrap();
+        j.push(Undo::Rollback {
+            snapshot: "p/w@a".into(),
+        })
+        .unwrap();
+        let rec = Recorder::new();
+        rec.always(
+            "/sbin/zfs rollback",
+            Output::failed(1, "cannot rollback: busy"),
+        );
+        let failed = j.unwind(&zfs(&rec));
+        assert_eq!(failed.len(), 1);
+        assert_eq!(
+            Journal::open(dir.path(), "y").unwrap().pending(),
+            [Undo::Rollback {
+                snapshot: "p/w@a".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! Where a build's datasets and files live, following the reference tool's layout:
+//!
+//! | dataset | holds |
+//! |---|---|
+//! | `DATASET/work/GROUP/NAME` | the image tree of a dataset build, kept between stages |
+//! | `DATASET/output` | archives and images, `SHA256SUMS`, build records |
+//! | `DATASET/tmp/GROUP/OUTPUT` | scratch for one build, `sync=disabled`, destroyed after |
+//!
+//! Locks and the cleanup journal live in `DATASET/output/.image-builder/`.
+
+use std::path::{Path, PathBuf};
+
+use zfs::Zfs;
+
+use super::error::BuildError;
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: String,
+    pub output: String,
+    pub tmp: String,
+    /// The work dataset of a dataset build.
+    pub work: Option<String>,
+}
+
+impl Layout {
+    pub fn new(root: &str, group: &str, output_name: &str, work_name: Option<&str>) -> Layout {
+        Layout {
+            root: root.to_string(),
+            output: format!("{root}/output"),
+            tmp: format!("{root}/tmp/{group}/{output_name}"),
+            work: work_name.map(|n| format!("{root}/work/{group}/{n}")),
+        }
+    }
+}
+
+/// The directory a mounted dataset lives at.
+pub fn mountpoint(zfs: &dyn Zfs, dataset: &str) -> Result<PathBuf, BuildError> {
+    let mp = zfs.get(dataset, "mountpoint")?.unwrap_or_default();
+    if !mp.starts_with('/') {
+        return Err(BuildError::State(format!(
+            "dataset {dataset} has mountpoint {mp:?}; image-builder needs it mounted at a path"
+        )));
+    }
+    if zfs.get(dataset, "mounted")?.as_deref() != Some("yes") {
+        zfs.mount(dataset)?;
+    }
+    Ok(PathBuf::from(mp))
+}
+
+/// The directory for locks and journals under the output directory.
+pub fn state_dir(output_dir: &Path) -> PathBuf {
+    output_dir.join(".image-builder")
+}

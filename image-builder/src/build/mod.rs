@@ -1,0 +1,282 @@
+//! Running a validated plan: the build targets, the stage cache, locking and cleanup.
+
+pub mod cache;
+mod dataset;
+pub mod error;
+pub mod journal;
+pub mod layout;
+pub mod lock;
+pub mod record;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use runner::Runner;
+use zfs::Zfs;
+
+pub use error::BuildError;
+
+use crate::host::{Host, Tool};
+use crate::steps::{SmfSeeding, StepCx};
+use crate::template::{Plan, StepKind, Target};
+
+/// How to build, beyond the template.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The root dataset (`-d`).
+    pub dataset: String,
+    /// Name for the work area and outputs (`-N`), default the template name.
+    pub output_name: Option<String>,
+    /// `-S`: the svccfg for `seed_smf`.
+    pub svccfg: PathBuf,
+    /// `-r`: rebuild even when the stage is current.
+    pub reset: bool,
+    /// `-x`: destroy the work dataset first.
+    pub fullreset: bool,
+    pub smf: SmfSeeding,
+    pub source_date_epoch: Option<i64>,
+    pub template_root: PathBuf,
+    pub external: Vec<PathBuf>,
+}
+
+/// What happens during a build, for the CLI to show (plain lines or `--json` events).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Start {
+        group: String,
+        name: String,
+        target: String,
+        work: Option<String>,
+    },
+    Cleanup {
+        undo: String,
+    },
+    CacheHit {
+        snapshot: String,
+        key: String,
+    },
+    CacheMiss {
+        reason: String,
+    },
+    StepStart {
+        index: usize,
+        t: String,
+        location: String,
+    },
+    StepFinish {
+        index: usize,
+        t: String,
+        seconds: f64,
+    },
+    StepSkipped {
+        index: usize,
+        t: String,
+        reason: String,
+    },
+    Finish {
+        seconds: f64,
+        outputs: Vec<String>,
+        record: String,
+    },
+}
+
+/// The system a build works on.
+pub struct Env<'a> {
+    pub host: Host,
+    pub runner: &'a dyn Runner,
+    pub zfs: &'a dyn Zfs,
+}
+
+/// Whether the stage was built or taken from the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Built,
+    Cached,
+}
+
+/// Builds `plan`. Nothing touches the system unless the plan is valid and the host has
+/// every tool its running steps need.
+pub fn build(
+    plan: &Plan,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Outcome, BuildError> {
+    let errors = plan.errors().count();
+    if errors > 0 {
+        return Err(BuildError::Invalid(errors));
+    }
+    preflight(plan, opts, env.host)?;
+    match &plan.target {
+        Some(Target::Dataset(d)) => dataset::build(plan, d, opts, env, events),
+        Some(other) => Err(BuildError::State(format!(
+            "{} builds are not available in this version; dataset builds are",
+            other.kind().key()
+        ))),
+        None => Err(BuildError::Invalid(1)),
+    }
+}
+
+/// Refuses, before anything happens, a plan whose running steps need tools this host lacks.
+pub fn preflight(plan: &Plan, opts: &BuildOptions, host: Host) -> Result<(), BuildError> {
+    let mut missing = Vec::new();
+    for s in plan.steps.iter().filter(|s| s.skip.is_none()) {
+        let Some(kind) = &s.kind else { continue };
+        let at = format!(
+            "step {} ({}, {} steps[{}])",
+            s.index,
+            s.t,
+            s.file.display(),
+            s.step_index
+        );
+        if let StepKind::SeedSmf(_) = kind {
+            if opts.smf == SmfSeeding::Import && !is_executable(&opts.svccfg) {
+                missing.push(format!(
+                    "{at} needs svccfg at {} (give an illumos svccfg with -S, or use --smf-at-first-boot to let the image import its manifests when it first boots)",
+                    opts.svccfg.display()
+                ));
+            }
+            continue;
+        }
+        for tool in kind.needs() {
+            if !host.has(*tool) {
+                missing.push(format!(
+                    "{at} needs {}, which this {} host does not have: {}",
+                    host.tool(*tool),
+                    host.name(),
+                    which_host(*tool)
+                ));
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::Preflight(missing.join("\n")))
+    }
+}
+
+fn which_host(tool: Tool) -> &'static str {
+    match tool {
+        Tool::Pkg => "IPS steps run on an illumos host with pkg(1) (OpenIndiana, OmniOS, Helios)",
+        Tool::Devfsadm => "devfsadm runs on an illumos host",
+        _ => "this step runs on an illumos host",
+    }
+}
+
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Runs every step of `plan` against `cx_template`'s root, timing each.
+pub(crate) fn run_steps(
+    plan: &Plan,
+    cx: &mut StepCx,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Vec<record::StepTiming>, BuildError> {
+    let root = plan
+        .file
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.to_path_buf());
+    let mut timings = Vec::new();
+    for s in &plan.steps {
+        let file = root
+            .as_deref()
+            .and_then(|r| s.file.strip_prefix(r).ok())
+            .unwrap_or(&s.file);
+        let location = format!("{}:steps[{}]", file.display(), s.step_index);
+        if let Some(why) = &s.skip {
+            events(&Event::StepSkipped {
+                index: s.index,
+                t: s.t.clone(),
+                reason: why.clone(),
+            });
+            timings.push(record::StepTiming {
+                index: s.index,
+                t: s.t.clone(),
+                location,
+                seconds: 0.0,
+                skipped: true,
+            });
+            continue;
+        }
+        let Some(kind) = &s.kind else { continue };
+        if runner::interrupt::requested() {
+            return Err(BuildError::Interrupted);
+        }
+        events(&Event::StepStart {
+            index: s.index,
+            t: s.t.clone(),
+            location: location.clone(),
+        });
+        cx.tag = format!("{}:{}", s.index, s.t);
+        let start = Instant::now();
+        kind.execute(cx).map_err(|source| {
+            if runner::interrupt::requested() {
+                BuildError::Interrupted
+            } else {
+                BuildError::Step {
+                    index: s.index,
+                    t: s.t.clone(),
+                    location: location.clone(),
+                    source,
+                }
+            }
+        })?;
+        let seconds = start.elapsed().as_secs_f64();
+        events(&Event::StepFinish {
+            index: s.index,
+            t: s.t.clone(),
+            seconds,
+        });
+        timings.push(record::StepTiming {
+            index: s.index,
+            t: s.t.clone(),
+            location,
+            seconds,
+            skipped: false,
+        });
+    }
+    Ok(timings)
+}
+
+/// Undoes what crashed or killed builds under `dataset` left behind: every cleanup journal
+/// whose build is no longer running. Returns what was undone.
+pub fn clean(dataset: &str, zfs: &dyn Zfs) -> Result<Vec<String>, BuildError> {
+    let output = format!("{dataset}/output");
+    if !zfs.exists(&output)? {
+        return Ok(Vec::new());
+    }
+    let state = layout::state_dir(&layout::mountpoint(zfs, &output)?);
+    let dir = state.join("journals");
+    let mut done = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(done);
+    };
+    for e in entries.filter_map(Result::ok) {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_suffix(".journal.json") else {
+            continue;
+        };
+        // A running build holds its lock; its journal is not ours to unwind.
+        let Ok(_lock) = lock::Lock::acquire(&state.join("locks"), &name.replace('%', "/")) else {
+            continue;
+        };
+        let mut j = journal::Journal::open(&dir, name)?;
+        let pending = j.pending();
+        let failed = j.unwind(zfs);
+        if !failed.is_empty() {
+            return Err(BuildError::State(format!(
+                "could not undo: {}",
+                failed.join("; ")
+            )));
+        }
+        done.extend(pending.into_iter().map(|u| format!("{u:?}")));
+    }
+    Ok(done)
+}

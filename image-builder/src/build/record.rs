@@ -1,0 +1,148 @@
+//! What a build leaves beside its outputs: `SHA256SUMS` for every output file, and a JSON
+//! record of the build (inputs and their hashes, cache key, step timings, outputs).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::cache::{hex, KeyInputs};
+use super::error::BuildError;
+
+/// Timing of one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTiming {
+    pub index: usize,
+    pub t: String,
+    pub location: String,
+    pub seconds: f64,
+    pub skipped: bool,
+}
+
+/// The build record written to `DATASET/output/GROUP-OUTPUT.build.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub group: String,
+    pub name: String,
+    pub output_name: String,
+    pub host: String,
+    pub started: u64,
+    pub seconds: f64,
+    pub cache: String,
+    pub key: Option<String>,
+    pub inputs: Option<KeyInputs>,
+    pub steps: Vec<StepTiming>,
+    pub outputs: Vec<String>,
+}
+
+impl Record {
+    pub fn write(&self, output_dir: &Path) -> Result<PathBuf, BuildError> {
+        let path = output_dir.join(format!("{}-{}.build.json", self.group, self.output_name));
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        write_atomic(&path, &bytes)?;
+        Ok(path)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SumCache {
+    /// name -> (size, mtime in ns, sha256)
+    files: BTreeMap<String, (u64, i128, String)>,
+}
+
+/// Rewrites `SHA256SUMS` for the regular files in `output_dir` (hidden files, the sums file
+/// and build records excluded). Unchanged files (same size and mtime) are not read again.
+pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError> {
+    let cache_path = state_dir.join("sums-cache.json");
+    let old: SumCache = std::fs::read(&cache_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut new = SumCache::default();
+    let mut names: Vec<String> = std::fs::read_dir(output_dir)
+        .map_err(|e| BuildError::io(output_dir, e))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !n.starts_with('.')
+                && n != "SHA256SUMS"
+                && !n.ends_with(".build.json")
+                && !n.ends_with(".partial")
+        })
+        .collect();
+    names.sort();
+    let mut text = String::new();
+    for n in names {
+        let path = output_dir.join(&n);
+        let meta = std::fs::metadata(&path).map_err(|e| BuildError::io(&path, e))?;
+        let mtime = {
+            use std::os::unix::fs::MetadataExt;
+            meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+        };
+        let sum = match old.files.get(&n) {
+            Some((size, m, sum)) if *size == meta.len() && *m == mtime => sum.clone(),
+            _ => sha256_file(&path)?,
+        };
+        text.push_str(&format!("{sum}  {n}\n"));
+        new.files.insert(n, (meta.len(), mtime, sum));
+    }
+    write_atomic(&output_dir.join("SHA256SUMS"), text.as_bytes())?;
+    std::fs::create_dir_all(state_dir).map_err(|e| BuildError::io(state_dir, e))?;
+    write_atomic(&cache_path, &serde_json::to_vec(&new).unwrap_or_default())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
+    let mut f = std::fs::File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| BuildError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| BuildError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_match_sha256sum_and_skip_records_and_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        std::fs::write(out.join("b.tar.gz"), b"bbb").unwrap();
+        std::fs::write(out.join("a.raw"), vec![7u8; 100_000]).unwrap();
+        std::fs::write(out.join("g-n.build.json"), b"{}").unwrap();
+        std::fs::create_dir(out.join(".image-builder")).unwrap();
+        update_sums(out, &out.join(".image-builder")).unwrap();
+        let got = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+        let want = std::process::Command::new("sha256sum")
+            .args(["a.raw", "b.tar.gz"])
+            .current_dir(out)
+            .output()
+            .unwrap();
+        assert_eq!(got, String::from_utf8(want.stdout).unwrap());
+        // A changed file is hashed again even though its name is cached.
+        std::fs::write(out.join("b.tar.gz"), b"changed").unwrap();
+        update_sums(out, &out.join(".image-builder")).unwrap();
+        assert!(std::fs::read_to_string(out.join("SHA256SUMS"))
+            .unwrap()
+            .contains(&sha256_file(&out.join("b.tar.gz")).unwrap()));
+    }
+}
