@@ -1,0 +1,305 @@
+//! ZFS tier: the build engine against a real OpenZFS (run by `scripts/zfs-tier` inside the
+//! zfs-vm guest with `IB_ZFS_TIER=1`; elsewhere these tests say they are skipped).
+//!
+//! Three chained dataset stages on a pool backed by a sparse file: cache hits, misses after
+//! a template edit and after a source file edit, `-r`, `-x`, a failing step leaving the
+//! work dataset at its input snapshot, and a concurrent build refused.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use image_builder::build::{self, BuildError, BuildOptions, Env, Outcome};
+use image_builder::host::Host;
+use image_builder::steps::SmfSeeding;
+use image_builder::template::{plan, Features, PlanOptions};
+use runner::SystemRunner;
+use tempfile::TempDir;
+use zfs::{CreateOptions, PoolCreate, Zfs, ZfsCli, ZfsTools};
+
+type Cli = ZfsCli<SystemRunner>;
+
+fn tier() -> Option<Cli> {
+    if std::env::var_os("IB_ZFS_TIER").is_none() {
+        let test = std::thread::current().name().unwrap_or("").to_string();
+        let _ = std::io::stderr()
+            .write_all(format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n").as_bytes());
+        return None;
+    }
+    assert!(
+        Path::new("/dev/zfs").exists(),
+        "IB_ZFS_TIER is set but /dev/zfs is missing"
+    );
+    Some(ZfsCli::new(
+        SystemRunner::new(),
+        ZfsTools::in_dir("/usr/sbin"),
+    ))
+}
+
+/// A pool on a sparse file with a root dataset `POOL/images`, destroyed when dropped.
+struct World<'a> {
+    zfs: &'a Cli,
+    pool: String,
+    dir: TempDir,
+}
+
+impl<'a> World<'a> {
+    fn new(zfs: &'a Cli) -> World<'a> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let pool = format!(
+            "ibb{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let vdev = dir.path().join("vdev");
+        std::fs::File::create(&vdev)
+            .and_then(|f| f.set_len(256 << 20))
+            .unwrap();
+        zfs.pool_create(
+            &PoolCreate::new(&pool, [vdev.display().to_string()])
+                .altroot(dir.path().join("mnt").display().to_string())
+                .pool_prop("cachefile", "none"),
+        )
+        .unwrap();
+        zfs.create(&format!("{pool}/images"), &CreateOptions::new())
+            .unwrap();
+        for (path, text) in TEMPLATES {
+            let p = dir.path().join("t").join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        World { zfs, pool, dir }
+    }
+
+    fn templates(&self) -> PathBuf {
+        self.dir.path().join("t")
+    }
+
+    fn dataset(&self) -> String {
+        format!("{}/images", self.pool)
+    }
+
+    fn work(&self) -> String {
+        format!("{}/images/work/g/w", self.pool)
+    }
+
+    fn output_dir(&self) -> PathBuf {
+        PathBuf::from(
+            self.zfs
+                .get(&format!("{}/images/output", self.pool), "mountpoint")
+                .unwrap()
+                .unwrap(),
+        )
+    }
+
+    fn work_dir(&self) -> PathBuf {
+        PathBuf::from(self.zfs.get(&self.work(), "mountpoint").unwrap().unwrap())
+    }
+
+    fn opts(&self) -> BuildOptions {
+        BuildOptions {
+            dataset: self.dataset(),
+            output_name: None,
+            svccfg: PathBuf::from("/nonexistent/svccfg"),
+            reset: false,
+            fullreset: false,
+            smf: SmfSeeding::AtFirstBoot,
+            source_date_epoch: Some(1_700_000_000),
+            template_root: self.templates(),
+            external: Vec::new(),
+        }
+    }
+
+    fn build_with(&self, name: &str, opts: BuildOptions) -> Result<Outcome, BuildError> {
+        let p = plan(
+            &self.templates(),
+            "g",
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        assert!(p.is_valid(), "{:?}", p.problems);
+        let runner = SystemRunner::new();
+        let env = Env {
+            host: Host::Linux,
+            runner: &runner,
+            zfs: self.zfs,
+        };
+        build::build(&p, &opts, &env, &mut |e| {
+            eprintln!("{}", serde_json::to_string(e).unwrap())
+        })
+    }
+
+    fn build(&self, name: &str) -> Outcome {
+        self.build_with(name, self.opts()).unwrap()
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        std::fs::write(self.templates().join(path), text).unwrap();
+    }
+
+    fn snapshots(&self) -> Vec<String> {
+        self.zfs.snapshots(&self.work()).unwrap()
+    }
+}
+
+impl Drop for World<'_> {
+    fn drop(&mut self) {
+        let _ = self.zfs.pool_destroy(&self.pool, true);
+    }
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("files/motd", "welcome\n"),
+    (
+        "g/s1.json",
+        r#"{ "dataset": { "name": "w", "output_snapshot": "one" }, "steps": [
+            { "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "sys", "mode": "755" },
+            { "t": "ensure_file", "file": "/etc/motd", "src": "motd", "owner": "root", "group": "sys", "mode": "644" },
+            { "t": "ensure_file", "file": "/etc/a", "contents": "a\n", "owner": "root", "group": "root", "mode": "600" } ] }"#,
+    ),
+    (
+        "g/s2.json",
+        r#"{ "dataset": { "name": "w", "input_snapshot": "one", "output_snapshot": "two" }, "steps": [
+            { "t": "ensure_file", "file": "/etc/b", "contents": "b\n", "owner": "root", "group": "root", "mode": "644" },
+            { "t": "remove_files", "file": "/etc/a" } ] }"#,
+    ),
+    (
+        "g/s3.json",
+        r#"{ "dataset": { "name": "w", "input_snapshot": "two" }, "steps": [
+            { "t": "pack_tar", "name": "w.tar.gz" } ] }"#,
+    ),
+    (
+        "g/s2fail.json",
+        r#"{ "dataset": { "name": "w", "input_snapshot": "one", "output_snapshot": "two" }, "steps": [
+            { "t": "ensure_file", "file": "/etc/b", "contents": "b\n", "owner": "root", "group": "root", "mode": "644" },
+            { "t": "ensure_perms", "path": "/does/not/exist", "owner": "root", "group": "root", "mode": "644" } ] }"#,
+    ),
+];
+
+#[test]
+fn three_chained_stages_then_cache_hits_and_misses() {
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs);
+    assert_eq!(w.build("s1"), Outcome::Built);
+    assert_eq!(w.build("s2"), Outcome::Built);
+    assert_eq!(w.build("s3"), Outcome::Built);
+    let snaps = w.snapshots();
+    assert_eq!(
+        snaps,
+        [format!("{}@one", w.work()), format!("{}@two", w.work())]
+    );
+    for s in &snaps {
+        let key = zfs.get(s, "org.illumos.image-builder:key").unwrap();
+        assert_eq!(
+            key.as_deref().map(str::len),
+            Some(64),
+            "{s} has no cache key"
+        );
+    }
+    let tar = w.output_dir().join("w.tar.gz");
+    let list = Command::new("tar").arg("tzf").arg(&tar).output().unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.lines().any(|l| l == "./etc/b"), "{list}");
+    assert!(!list.lines().any(|l| l == "./etc/a"), "{list}");
+    let sums = std::fs::read_to_string(w.output_dir().join("SHA256SUMS")).unwrap();
+    assert!(sums.ends_with("  w.tar.gz\n"), "{sums}");
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.output_dir().join("g-s3.build.json")).unwrap())
+            .unwrap();
+    assert_eq!(rec["outputs"], serde_json::json!(["w.tar.gz"]));
+
+    // Nothing changed: both stages come from the cache.
+    assert_eq!(w.build("s1"), Outcome::Cached);
+    assert_eq!(w.build("s2"), Outcome::Cached);
+    // A source file edit invalidates stage 1, and through its new snapshot, stage 2.
+    w.write("files/motd", "changed\n");
+    assert_eq!(w.build("s1"), Outcome::Built);
+    assert_eq!(
+        std::fs::read_to_string(w.work_dir().join("etc/motd")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(w.build("s2"), Outcome::Built);
+    assert_eq!(w.build("s2"), Outcome::Cached);
+    // A template edit invalidates only its own stage.
+    let s2 = std::fs::read_to_string(w.templates().join("g/s2.json")).unwrap();
+    w.write("g/s2.json", &s2.replace("\"b\\n\"", "\"b2\\n\""));
+    assert_eq!(w.build("s1"), Outcome::Cached);
+    assert_eq!(w.build("s2"), Outcome::Built);
+    assert_eq!(
+        std::fs::read_to_string(w.work_dir().join("etc/b")).unwrap(),
+        "b2\n"
+    );
+    // -r rebuilds a current stage.
+    assert_eq!(
+        w.build_with(
+            "s2",
+            BuildOptions {
+                reset: true,
+                ..w.opts()
+            }
+        )
+        .unwrap(),
+        Outcome::Built
+    );
+    // -x starts over: the later stage's snapshot is gone with the old work dataset.
+    assert_eq!(
+        w.build_with(
+            "s1",
+            BuildOptions {
+                fullreset: true,
+                ..w.opts()
+            }
+        )
+        .unwrap(),
+        Outcome::Built
+    );
+    assert_eq!(w.snapshots(), [format!("{}@one", w.work())]);
+}
+
+#[test]
+fn a_failing_step_leaves_the_work_dataset_at_its_input_snapshot() {
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs);
+    w.build("s1");
+    let e = w.build_with("s2fail", w.opts()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("step 1 (ensure_perms, g/s2fail.json:steps[1]) failed: "),
+        "{e}"
+    );
+    assert_eq!(w.snapshots(), [format!("{}@one", w.work())]);
+    assert!(
+        !w.work_dir().join("etc/b").exists(),
+        "the failed stage's writes were not rolled back"
+    );
+    assert!(w.work_dir().join("etc/a").exists());
+    assert!(
+        !zfs.exists(&format!("{}/images/tmp/g/s2fail", w.pool))
+            .unwrap(),
+        "scratch dataset left behind"
+    );
+    let journals = w.output_dir().join(".image-builder/journals");
+    assert_eq!(
+        std::fs::read_dir(&journals).unwrap().count(),
+        0,
+        "journal not emptied"
+    );
+    // The stage builds normally afterwards.
+    assert_eq!(w.build("s2"), Outcome::Built);
+}
+
+#[test]
+fn a_second_concurrent_build_of_the_same_work_dataset_is_refused() {
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs);
+    w.build("s1");
+    let locks = w.output_dir().join(".image-builder/locks");
+    let held = build::lock::Lock::acquire(&locks, &w.work()).unwrap();
+    let e = w.build_with("s2", w.opts()).unwrap_err();
+    assert!(matches!(e, BuildError::Locked { .. }), "{e}");
+    drop(held);
+    assert_eq!(w.build("s2"), Outcome::Built);
+}
