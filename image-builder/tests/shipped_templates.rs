@@ -1,13 +1,14 @@
-//! Every template shipped in the project's templates/ tree validates.
+//! Every template shipped in the project's templates/ tree validates: with no features
+//! and no `-E` tree the only warnings are the unchecked `extsrc` files, and with a proto
+//! tree holding those files there is no problem at all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use image_builder::template::{plan, Features, PlanOptions};
+use image_builder::template::{plan, Features, Plan, PlanOptions};
 
-#[test]
-fn shipped_templates_validate_without_features() {
+fn shipped() -> (PathBuf, Vec<(String, String)>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
-    let mut count = 0;
+    let mut found = Vec::new();
     for g in std::fs::read_dir(&root).unwrap() {
         let g = g.unwrap().path();
         let group = g.file_name().unwrap().to_string_lossy().into_owned();
@@ -16,20 +17,152 @@ fn shipped_templates_validate_without_features() {
         }
         for t in std::fs::read_dir(&g).unwrap() {
             let f = t.unwrap().file_name().to_string_lossy().into_owned();
-            let Some(name) = f.strip_suffix(".json") else {
-                continue;
-            };
-            let p = plan(
-                &root,
-                &group,
-                name,
-                &Features::default(),
-                &PlanOptions::default(),
-            );
-            let problems: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
-            assert!(problems.is_empty(), "{group}/{name}: {problems:#?}");
-            count += 1;
+            if let Some(name) = f.strip_suffix(".json") {
+                found.push((group.clone(), name.to_string()));
+            }
         }
     }
-    assert!(count >= 3, "found only {count} templates");
+    found.sort();
+    (root, found)
+}
+
+fn extsrc_paths(p: &Plan) -> Vec<String> {
+    p.steps
+        .iter()
+        .filter(|s| s.skip.is_none())
+        .filter_map(|s| s.args.get("extsrc").and_then(|v| v.as_str()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn shipped_templates_validate_without_features() {
+    let (root, templates) = shipped();
+    for (group, name) in &templates {
+        let p = plan(
+            &root,
+            group,
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        let unexpected: Vec<String> = p
+            .problems
+            .iter()
+            .filter(|p| p.is_error() || !p.message.contains("no -E directory was given"))
+            .map(|p| p.to_string())
+            .collect();
+        assert!(unexpected.is_empty(), "{group}/{name}: {unexpected:#?}");
+        assert_eq!(
+            p.problems.len(),
+            extsrc_paths(&p).len(),
+            "{group}/{name}: one warning per extsrc file"
+        );
+    }
+    assert!(
+        templates.len() >= 5,
+        "found only {} templates",
+        templates.len()
+    );
+}
+
+#[test]
+fn shipped_templates_are_clean_with_a_proto_tree() {
+    let (root, templates) = shipped();
+    let proto = tempfile::tempdir().unwrap();
+    let mut staged = 0;
+    for (group, name) in &templates {
+        let p = plan(
+            &root,
+            group,
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        for rel in extsrc_paths(&p) {
+            let dest = proto.path().join(&rel);
+            assert!(
+                dest.starts_with(proto.path()) && !rel.contains(".."),
+                "{group}/{name}: extsrc {rel:?} leaves the proto tree"
+            );
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::write(&dest, b"#!/bin/false\n").unwrap();
+            staged += 1;
+        }
+    }
+    assert!(staged > 0, "no template uses extsrc");
+    let external = [proto.path().to_path_buf()];
+    for (group, name) in &templates {
+        let p = plan(
+            &root,
+            group,
+            name,
+            &Features::default(),
+            &PlanOptions {
+                external: &external,
+                ..PlanOptions::default()
+            },
+        );
+        let problems: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+        assert!(problems.is_empty(), "{group}/{name}: {problems:#?}");
+    }
+}
+
+#[test]
+fn dev_image_is_the_release_image_plus_the_dev_include() {
+    let (root, _) = shipped();
+    let steps = |name: &str| -> Vec<(String, serde_json::Value)> {
+        let p = plan(
+            &root,
+            "cloudimage",
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        p.steps
+            .iter()
+            .map(|s| (s.t.clone(), s.args.clone()))
+            .collect()
+    };
+    let release = steps("ttya-openindiana-hipster");
+    let dev = steps("ttya-openindiana-hipster-dev");
+    // Everything but finalise (the last step) comes first, in the same order.
+    let (last, body) = release.split_last().unwrap();
+    assert_eq!(&dev[..body.len()], body);
+    assert_eq!(dev.last().unwrap(), last);
+    assert_eq!(last.0, "seed_smf");
+    let extra = &dev[body.len()..dev.len() - 1];
+    let has = |t: &str, field: &str, value: &str, src: Option<&str>| {
+        extra.iter().any(|(st, a)| {
+            st == t
+                && a.get(field).and_then(|v| v.as_str()) == Some(value)
+                && src.is_none_or(|s| a.get("src").and_then(|v| v.as_str()) == Some(s))
+        })
+    };
+    assert!(has("ensure_dir", "dir", "/repo", None));
+    assert!(has(
+        "ensure_file",
+        "file",
+        "/etc/sysconfig.toml",
+        Some("sysconfig/dev/sysconfig.toml")
+    ));
+    assert!(has(
+        "ensure_file",
+        "file",
+        "/lib/svc/manifest/system/sysconfig.xml",
+        Some("smf/sysconfig-dev.xml")
+    ));
+    assert!(has(
+        "ensure_file",
+        "file",
+        "/lib/svc/manifest/system/dev-9p-mount.xml",
+        Some("smf/dev-9p-mount.xml")
+    ));
+    assert!(has(
+        "ensure_file",
+        "file",
+        "/lib/svc/method/dev-9p-mount",
+        Some("smf/method/dev-9p-mount")
+    ));
+    assert!(has("assemble_files", "output", "/etc/vfstab", None));
 }
