@@ -4,15 +4,36 @@
 
 RUN_DIR=
 QEMU_PID=
+COPY_PIDS=()
 
-# Kills the guest (through `timeout`, which forwards the signal to its process group) and
-# removes the run directory. Runs on every exit path, including signals.
+# The copiers drain the output FIFOs and end at EOF once QEMU has closed them; one still
+# blocked opening its FIFO (QEMU never got that far) is killed after a short grace.
+stop_copiers() {
+	local p i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		for p in "${COPY_PIDS[@]}"; do
+			kill -0 "$p" 2>/dev/null && break
+			p=
+		done
+		[ -z "${p:-}" ] && break
+		sleep 0.2
+	done
+	for p in "${COPY_PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	COPY_PIDS=()
+}
+
+# Kills the guest (through `timeout`, which passes the signal on to QEMU) and removes the
+# run directory. Runs on every exit path, including signals.
 run_cleanup() {
 	if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
 		kill -TERM "$QEMU_PID" 2>/dev/null || true
 		wait "$QEMU_PID" 2>/dev/null || true
 	fi
 	QEMU_PID=
+	stop_copiers
 	if [ -n "$RUN_DIR" ]; then
 		rm -rf "$RUN_DIR"
 		RUN_DIR=
@@ -36,7 +57,7 @@ EOF
 
 cmd_run() {
 	local timeout=${ZFS_VM_TIMEOUT:-600} mem=${ZFS_VM_MEM:-2048} smp=${ZFS_VM_SMP:-2}
-	local console_copy= disks=() rw=() envs=()
+	local console_copy='' disks=() rw=() envs=()
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--timeout) timeout=${2:?}; shift 2 ;;
@@ -65,6 +86,9 @@ cmd_run() {
 	local dir accel
 	dir=$(current_dir) || die "the guest is not set up: run scripts/zfs-vm setup (as root)"
 	accel=${ZFS_VM_ACCEL:-$(cat "$dir/accel")}
+	# ZFS_VM_DEBUG=1: kernel messages and a trace of the guest's init on the console log.
+	local kargs=quiet
+	[ "${ZFS_VM_DEBUG:-0}" = 1 ] && kargs=zfs_vm.debug
 
 	trap run_cleanup EXIT
 	trap 'on_signal INT' INT
@@ -75,27 +99,22 @@ cmd_run() {
 	mkdir "$RUN_DIR/ctl"
 	install -m 0644 "$ZFS_VM_LIB/stage2" "$RUN_DIR/ctl/stage2"
 
+	# shellcheck disable=SC2054 # commas separate QEMU's own sub-options
 	local qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
 		-m "$mem" -smp "$smp"
 		-kernel "$dir/vmlinux" -initrd "$dir/initrd.gz"
-		-append 'console=ttyS0 quiet panic=-1'
+		-append "console=ttyS0 panic=-1 $kargs"
 		-serial "file:$RUN_DIR/console.log"
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
 		-virtfs "local,path=$RUN_DIR/ctl,mount_tag=ctl,security_model=none"
 		-device virtio-serial-pci
-		-chardev stdio,id=zout -device virtserialport,chardev=zout,name=zfs-vm.out)
+		-chardev "file,id=zout,path=$RUN_DIR/out" -device virtserialport,chardev=zout,name=zfs-vm.out
+		-chardev "file,id=zerr,path=$RUN_DIR/err" -device virtserialport,chardev=zerr,name=zfs-vm.err)
 	case $accel in
 	kvm) qemu+=(-accel kvm -cpu host) ;;
 	tcg) qemu+=(-accel tcg) ;;
 	*) die "unknown accelerator '$accel' (ZFS_VM_ACCEL: tcg or kvm)" ;;
 	esac
-	# The guest's stderr goes to this script's own stderr, reopened by QEMU; where that
-	# cannot be reopened (a socket), it joins stdout.
-	if [ -e "/proc/$$/fd/2" ]; then
-		qemu+=(-chardev "file,id=zerr,path=/proc/$$/fd/2,append=on"
-			-device virtserialport,chardev=zerr,name=zfs-vm.err)
-	fi
-
 	local i=0 d devs=() letters=abcdefghijklmnopqrstuvwxyz
 	for d in "${disks[@]}"; do
 		if [ "$i" -ge 26 ]; then die "at most 26 disks"; fi
@@ -124,6 +143,15 @@ cmd_run() {
 		printf '\n'
 	} >"$RUN_DIR/ctl/cmd"
 
+	# The command's output reaches this script's stdout and stderr through FIFOs, whatever
+	# those are (terminal, pipe, file, socket). Not `-chardev stdio`: QEMU reads its stdin
+	# there, and at EOF marks the port closed, which blocks every guest write.
+	mkfifo "$RUN_DIR/out" "$RUN_DIR/err"
+	cat "$RUN_DIR/out" &
+	COPY_PIDS+=($!)
+	cat "$RUN_DIR/err" >&2 &
+	COPY_PIDS+=($!)
+
 	local t0 qrc=0
 	t0=$(now)
 	# `timeout` bounds a hung guest even if this script itself is killed with SIGKILL.
@@ -131,6 +159,7 @@ cmd_run() {
 	QEMU_PID=$!
 	wait "$QEMU_PID" || qrc=$?
 	QEMU_PID=
+	stop_copiers
 
 	[ -n "$console_copy" ] && cp "$RUN_DIR/console.log" "$console_copy"
 	if [ -f "$RUN_DIR/ctl/rc" ]; then

@@ -23,7 +23,7 @@ debian_mirror() {
 		echo "$ZFS_VM_MIRROR"
 		return
 	fi
-	local m=
+	local m=''
 	if [ -f /etc/apt/sources.list.d/debian.sources ]; then
 		m=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)
 	elif [ -f /etc/apt/sources.list ]; then
@@ -32,13 +32,24 @@ debian_mirror() {
 	echo "${m:-http://deb.debian.org/debian}"
 }
 
+# Whether apt is configured to fetch SUITE's COMPONENT (whatever the mirror or file).
+apt_has() {
+	# shellcheck disable=SC2016 # apt's own $(FIELD) syntax
+	apt-get indextargets --format '$(RELEASE) $(COMPONENT)' 'Created-By: Packages' 2>/dev/null |
+		grep -qx "$1 $2"
+}
+
+apt_sources_ok() { apt_has bookworm contrib && apt_has bookworm-backports main && apt_has bookworm-backports contrib; }
+
 # zfs-dkms and zfsutils-linux live in contrib; qemu-system-x86 may have to come from
-# bookworm-backports (below).
+# bookworm-backports (below). Sources the machine already has are left alone: listing
+# them twice makes every apt run warn.
 ensure_apt_sources() {
-	local want mirror
+	apt_sources_ok && return 0
+	local mirror
 	mirror=$(debian_mirror)
-	want=$(
-		cat <<EOF
+	log "writing $APT_SOURCES"
+	cat >"$APT_SOURCES" <<EOF
 # Written by image-builder's scripts/zfs-vm setup.
 Types: deb
 URIs: $mirror
@@ -52,13 +63,9 @@ Suites: bookworm-backports
 Components: main contrib
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-	)
-	if [ "$(cat "$APT_SOURCES" 2>/dev/null)" != "$want" ]; then
-		log "writing $APT_SOURCES"
-		printf '%s\n' "$want" >"$APT_SOURCES"
-		APT_UPDATED=0
-		apt_update_once
-	fi
+	APT_UPDATED=0
+	apt_update_once
+	apt_sources_ok || die "apt still lacks bookworm contrib or bookworm-backports (see $APT_SOURCES)"
 }
 
 # Debian's packaged kernel ABI (e.g. 6.1.0-28-amd64), the one linux-image-amd64 points

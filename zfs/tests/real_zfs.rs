@@ -23,12 +23,11 @@ type Cli = ZfsCli<SystemRunner>;
 /// The real `zfs`/`zpool`, or `None` (after saying so) outside the ZFS tier.
 fn tier() -> Option<Cli> {
     if std::env::var_os("IB_ZFS_TIER").is_none() {
-        // Written to the real stderr, past the test harness's capture: a skip must show.
+        // Straight to stderr, past the test harness's capture (a skip must show), in one
+        // write so that tests skipping in parallel do not interleave their lines.
         let test = std::thread::current().name().unwrap_or("").to_string();
-        let _ = writeln!(
-            std::io::stderr(),
-            "{test}: skipped: no /dev/zfs (run scripts/zfs-tier)"
-        );
+        let line = format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n");
+        let _ = std::io::stderr().write_all(line.as_bytes());
         return None;
     }
     assert!(
