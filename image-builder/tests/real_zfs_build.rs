@@ -132,6 +132,17 @@ impl<'a> World<'a> {
         })
     }
 
+    fn status(&self, name: &str) -> build::CacheStatus {
+        let p = plan(
+            &self.templates(),
+            "g",
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        build::cache_status(&p, &self.opts(), self.zfs).unwrap()
+    }
+
     fn build(&self, name: &str) -> Outcome {
         self.build_with(name, self.opts()).unwrap()
     }
@@ -214,8 +225,15 @@ fn three_chained_stages_then_cache_hits_and_misses() {
     // Nothing changed: both stages come from the cache.
     assert_eq!(w.build("s1"), Outcome::Cached);
     assert_eq!(w.build("s2"), Outcome::Cached);
+    assert!(matches!(w.status("s2"), build::CacheStatus::Hit(_)));
     // A source file edit invalidates stage 1, and through its new snapshot, stage 2.
     w.write("files/motd", "changed\n");
+    assert_eq!(
+        w.status("s1"),
+        build::CacheStatus::Miss(
+            "the template, its files, its features or its input changed".into()
+        )
+    );
     assert_eq!(w.build("s1"), Outcome::Built);
     assert_eq!(
         std::fs::read_to_string(w.work_dir().join("etc/motd")).unwrap(),
