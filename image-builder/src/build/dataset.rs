@@ -185,7 +185,11 @@ fn stage(
             } else {
                 match zfs.get(&snap(out), KEY_PROPERTY)? {
                     Some(k) if k == key => {
-                        zfs.rollback(&snap(out))?;
+                        // Later stages' snapshots were made from this one: keep them. Only
+                        // when this is the newest snapshot is the tree reset to it.
+                        if zfs.snapshots(&work)?.last() == Some(&snap(out)) {
+                            zfs.rollback(&snap(out))?;
+                        }
                         events(&Event::CacheHit {
                             snapshot: snap(out),
                             key: key.clone(),
