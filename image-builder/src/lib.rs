@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod embedded;
 pub mod host;
 pub mod steps;
 pub mod template;
