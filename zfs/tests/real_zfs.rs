@@ -194,7 +194,7 @@ fn datasets_snapshots_rollback_destroy() {
     // Rolling back past a later snapshot destroys it.
     zfs.rollback(&strap).unwrap();
     assert_eq!(fs::read_to_string(&file).unwrap(), "strap");
-    assert_eq!(zfs.snapshots(&work).unwrap(), [strap.clone()]);
+    assert_eq!(zfs.snapshots(&work).unwrap(), std::slice::from_ref(&strap));
     assert!(!zfs.exists(&image).unwrap());
 
     let clone = pool.ds("images/clone");
