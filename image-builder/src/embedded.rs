@@ -121,8 +121,21 @@ pub fn guest_command(
     exe: &Path,
     args: &[String],
 ) -> Cmd {
-    Cmd::new(harness)
-        .args(["run", "--timeout"])
+    let mut cmd = Cmd::new(harness);
+    // The harness finds its cache through these; the runner passes nothing else through.
+    for var in [
+        "HOME",
+        "XDG_CACHE_HOME",
+        "ZFS_VM_CACHE",
+        "ZFS_VM_ACCEL",
+        "ZFS_VM_MEM",
+        "ZFS_VM_SMP",
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd = cmd.env(var, v);
+        }
+    }
+    cmd.args(["run", "--timeout"])
         .arg(std::env::var("IMAGE_BUILDER_VM_TIMEOUT").unwrap_or_else(|_| "86400".into()))
         .arg("--drive")
         .arg(disk)

@@ -140,8 +140,10 @@ fn collect<R: Read + Send + 'static>(
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&line);
                     let text = text.trim_end();
+                    // A failing command's stderr travels in its error; a probe's expected
+                    // complaints ("dataset does not exist") are not the user's business.
                     if is_stderr {
-                        tracing::info!(tag = %tag, "stderr: {text}");
+                        tracing::debug!(tag = %tag, "stderr: {text}");
                     } else {
                         tracing::debug!(tag = %tag, "{text}");
                     }
