@@ -9,12 +9,18 @@ use sysconfig::rootfs::Root;
 use sysconfig::sources::{configdrive, nocloud};
 
 fn have(tool: &str) -> bool {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| Path::new(d).join(tool).exists())
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(tool).exists())
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 const META: &str = "instance-id: iid-vol-1\nlocal-hostname: volhost.example\n";
@@ -34,9 +40,15 @@ fn check(found: Option<sysconfig::sources::Found>) {
     let f = found.expect("the labelled volume is found");
     assert_eq!(f.instance_id.as_deref(), Some("iid-vol-1"));
     assert_eq!(f.desired["hostname"], "volhost");
-    assert_eq!(f.desired["users"][0]["ssh_authorized_keys"], json!(["ssh-ed25519 AAAA ann"]));
+    assert_eq!(
+        f.desired["users"][0]["ssh_authorized_keys"],
+        json!(["ssh-ed25519 AAAA ann"])
+    );
     assert_eq!(f.desired["files"][0]["content"], "hello from cidata\n");
-    assert_eq!(f.desired["network"]["interfaces"][0], json!({"mac":"52:54:00:00:00:01","addresses":[{"kind":"dhcp"}]}));
+    assert_eq!(
+        f.desired["network"]["interfaces"][0],
+        json!({"mac":"52:54:00:00:00:01","addresses":[{"kind":"dhcp"}]})
+    );
 }
 
 fn fat_image(t: &Path, label: &str, fat32: bool) -> Option<PathBuf> {
@@ -51,10 +63,18 @@ fn fat_image(t: &Path, label: &str, fat32: bool) -> Option<PathBuf> {
     if fat32 {
         mk.args(["-F", "32"]);
     }
-    run(mk.args(["-n", label]).arg(&img).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
+    run(mk
+        .args(["-n", label])
+        .arg(&img)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
     let seed = seed_dir(t);
     for f in ["meta-data", "user-data", "network-config"] {
-        run(Command::new("mcopy").arg("-i").arg(&img).arg(seed.join(f)).arg(format!("::{f}")).env("MTOOLS_SKIP_CHECK", "1"));
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&img)
+            .arg(seed.join(f))
+            .arg(format!("::{f}"))
+            .env("MTOOLS_SKIP_CHECK", "1"));
     }
     Some(img)
 }
@@ -68,47 +88,87 @@ fn iso_image(t: &Path, label: &str, tree: &Path) -> Option<PathBuf> {
     } else if have("genisoimage") {
         Command::new("genisoimage")
     } else {
-        eprintln!("SKIPPED: neither xorriso nor genisoimage is installed (apt-get install xorriso)");
+        eprintln!(
+            "SKIPPED: neither xorriso nor genisoimage is installed (apt-get install xorriso)"
+        );
         return None;
     };
-    run(cmd.args(["-quiet", "-J", "-R", "-V", label, "-o"]).arg(&img).arg(tree));
+    run(cmd
+        .args(["-quiet", "-J", "-R", "-V", label, "-o"])
+        .arg(&img)
+        .arg(tree));
     Some(img)
 }
 
 #[test]
 fn nocloud_from_a_fat12_volume_labelled_cidata() {
     let t = tempfile::tempdir().unwrap();
-    let Some(img) = fat_image(t.path(), "cidata", false) else { return };
-    check(nocloud::read(&Root::new(t.path().join("root")), Path::new("/none"), &[img]).unwrap());
+    let Some(img) = fat_image(t.path(), "cidata", false) else {
+        return;
+    };
+    check(
+        nocloud::read(
+            &Root::new(t.path().join("root")),
+            Path::new("/none"),
+            &[img],
+        )
+        .unwrap(),
+    );
 }
 
 #[test]
 fn nocloud_from_a_fat32_volume() {
     let t = tempfile::tempdir().unwrap();
-    let Some(img) = fat_image(t.path(), "CIDATA", true) else { return };
-    check(nocloud::read(&Root::new(t.path().join("root")), Path::new("/none"), &[img]).unwrap());
+    let Some(img) = fat_image(t.path(), "CIDATA", true) else {
+        return;
+    };
+    check(
+        nocloud::read(
+            &Root::new(t.path().join("root")),
+            Path::new("/none"),
+            &[img],
+        )
+        .unwrap(),
+    );
 }
 
 #[test]
 fn nocloud_from_an_iso9660_volume_and_other_labels_are_ignored() {
     let t = tempfile::tempdir().unwrap();
     let seed = seed_dir(t.path());
-    let Some(other) = iso_image(t.path(), "notcidata", &seed) else { return };
-    let Some(img) = iso_image(t.path(), "cidata", &seed) else { return };
+    let Some(other) = iso_image(t.path(), "notcidata", &seed) else {
+        return;
+    };
+    let Some(img) = iso_image(t.path(), "cidata", &seed) else {
+        return;
+    };
     let root = Root::new(t.path().join("root"));
-    assert!(nocloud::read(&root, Path::new("/none"), std::slice::from_ref(&other)).unwrap().is_none());
+    assert!(
+        nocloud::read(&root, Path::new("/none"), std::slice::from_ref(&other))
+            .unwrap()
+            .is_none()
+    );
     check(nocloud::read(&root, Path::new("/none"), &[other, img]).unwrap());
 }
 
 #[test]
 fn devices_directory_is_scanned_for_whole_disk_entries() {
     let t = tempfile::tempdir().unwrap();
-    let Some(img) = fat_image(t.path(), "cidata", false) else { return };
+    let Some(img) = fat_image(t.path(), "cidata", false) else {
+        return;
+    };
     let dsk = t.path().join("dsk");
     std::fs::create_dir_all(&dsk).unwrap();
     std::fs::write(dsk.join("c0t0d0p0"), vec![0u8; 4096]).unwrap();
     std::fs::rename(&img, dsk.join("c1t0d0p0")).unwrap();
-    check(nocloud::read(&Root::new(t.path().join("root")), Path::new("/none"), &[dsk]).unwrap());
+    check(
+        nocloud::read(
+            &Root::new(t.path().join("root")),
+            Path::new("/none"),
+            &[dsk],
+        )
+        .unwrap(),
+    );
 }
 
 #[test]
@@ -117,9 +177,19 @@ fn openstack_config_drive_iso() {
     let tree = t.path().join("cd");
     let latest = tree.join("openstack/latest");
     std::fs::create_dir_all(&latest).unwrap();
-    std::fs::write(latest.join("meta_data.json"), r#"{"uuid":"os-uuid-1","hostname":"cd1","public_keys":{"k":"ssh-ed25519 CCCC k"}}"#).unwrap();
-    std::fs::write(latest.join("user_data"), "#cloud-config\ntimezone: Europe/Zurich\n").unwrap();
-    let Some(img) = iso_image(t.path(), "config-2", &tree) else { return };
+    std::fs::write(
+        latest.join("meta_data.json"),
+        r#"{"uuid":"os-uuid-1","hostname":"cd1","public_keys":{"k":"ssh-ed25519 CCCC k"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        latest.join("user_data"),
+        "#cloud-config\ntimezone: Europe/Zurich\n",
+    )
+    .unwrap();
+    let Some(img) = iso_image(t.path(), "config-2", &tree) else {
+        return;
+    };
     let f = configdrive::read(&[img]).unwrap().unwrap();
     assert_eq!(f.instance_id.as_deref(), Some("os-uuid-1"));
     assert_eq!(
@@ -134,7 +204,14 @@ fn malformed_metadata_on_a_volume_is_a_clear_error() {
     let tree = t.path().join("bad");
     std::fs::create_dir_all(&tree).unwrap();
     std::fs::write(tree.join("meta-data"), "instance-id: [broken\n").unwrap();
-    let Some(img) = iso_image(t.path(), "cidata", &tree) else { return };
-    let err = nocloud::read(&Root::new(t.path()), Path::new("/none"), &[img]).unwrap_err().to_string();
-    assert!(err.starts_with("source nocloud: meta-data: line 1:"), "{err}");
+    let Some(img) = iso_image(t.path(), "cidata", &tree) else {
+        return;
+    };
+    let err = nocloud::read(&Root::new(t.path()), Path::new("/none"), &[img])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("source nocloud: meta-data: line 1:"),
+        "{err}"
+    );
 }
