@@ -1,1 +1,3 @@
 //! image-builder: a ZFS-native image builder for illumos and OpenIndiana.
+
+pub mod archive;

@@ -1,24 +1,25 @@
-//! Every file a plugin or the state store touches goes through [`Root`]: paths are taken
-//! relative to the configured root, and no path, `..` or symbolic link may lead outside
-//! it (links are resolved as if the root were `/`, like openat2's RESOLVE_IN_ROOT). This
-//! is the one module to switch when the workspace's root-confinement crate is used.
+//! Every file a plugin or the state store touches goes through [`Root`], a thin layer over
+//! the workspace's `confine` crate: paths are image paths, and no `..` or symbolic link
+//! can lead outside the root (openat2 RESOLVE_IN_ROOT where the kernel has it, a careful
+//! walk elsewhere). The root directory is opened per operation, so a `Root` can name a
+//! directory that does not exist yet (reads then find nothing).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-
-use std::path::{Component, Path, PathBuf};
+use std::io;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{path}: too many levels of symbolic links")]
-    Loop { path: String },
+    #[error(transparent)]
+    Confine(#[from] confine::Error),
+}
+
+/// Owner and permission bits of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub is_dir: bool,
 }
 
 /// A directory that plays the part of `/`.
@@ -26,8 +27,6 @@ pub enum RootError {
 pub struct Root {
     dir: PathBuf,
 }
-
-const MAX_LINKS: usize = 40;
 
 impl Root {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -42,70 +41,27 @@ impl Root {
         self.dir == Path::new("/")
     }
 
-    /// The host path of `path` (absolute or relative, always read as inside the root),
-    /// with every symbolic link on the way resolved inside the root. The last component
-    /// need not exist.
-    pub fn resolve(&self, path: impl AsRef<Path>) -> Result<PathBuf, RootError> {
-        let shown = path.as_ref().display().to_string();
-        let mut pending: Vec<std::ffi::OsString> = Vec::new();
-        push_components(&mut pending, path.as_ref());
-        pending.reverse();
-        let mut inside: Vec<std::ffi::OsString> = Vec::new();
-        let mut links = 0;
-        while let Some(part) = pending.pop() {
-            if part == ".." {
-                inside.pop();
-                continue;
-            }
-            let candidate = self.join(&inside).join(&part);
-            match fs::symlink_metadata(&candidate) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(RootError::Loop { path: shown });
-                    }
-                    let target = fs::read_link(&candidate).map_err(|source| RootError::Io {
-                        path: shown.clone(),
-                        source,
-                    })?;
-                    if target.is_absolute() {
-                        inside.clear();
-                    }
-                    let mut more = Vec::new();
-                    push_components(&mut more, &target);
-                    for c in more.into_iter().rev() {
-                        pending.push(c);
-                    }
-                }
-                _ => inside.push(part),
-            }
-        }
-        Ok(self.join(&inside))
-    }
-
-    fn join(&self, parts: &[std::ffi::OsString]) -> PathBuf {
-        let mut p = self.dir.clone();
-        for c in parts {
-            p.push(c);
-        }
-        p
-    }
-
-    fn io(path: &Path) -> impl Fn(io::Error) -> RootError + '_ {
-        move |source| RootError::Io {
-            path: path.display().to_string(),
-            source,
+    fn open(&self) -> Result<Option<confine::Root>, RootError> {
+        match confine::Root::open(&self.dir) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// The file's bytes, or `None` when it does not exist.
+    fn open_for_write(&self) -> Result<confine::Root, RootError> {
+        Ok(confine::Root::open(&self.dir)?)
+    }
+
+    /// The file's bytes, or `None` when it (or the root) does not exist.
     pub fn read(&self, path: impl AsRef<Path>) -> Result<Option<Vec<u8>>, RootError> {
-        let p = path.as_ref();
-        let host = self.resolve(p)?;
-        match fs::read(&host) {
+        let Some(r) = self.open()? else {
+            return Ok(None);
+        };
+        match r.read(path) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Self::io(p)(e)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -115,31 +71,31 @@ impl Root {
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
+    /// Owner and mode of the file (not following a final symlink), if it exists.
+    pub fn stat(&self, path: impl AsRef<Path>) -> Result<Option<Stat>, RootError> {
+        let Some(r) = self.open()? else {
+            return Ok(None);
+        };
+        Ok(r.try_metadata(path)?.map(|m| Stat {
+            uid: m.uid,
+            gid: m.gid,
+            mode: m.mode,
+            is_dir: m.is_dir(),
+        }))
+    }
+
     pub fn exists(&self, path: impl AsRef<Path>) -> Result<bool, RootError> {
-        Ok(self.resolve(path)?.symlink_metadata().is_ok())
+        Ok(self.stat(path)?.is_some())
     }
 
     /// Creates the directory and its missing parents with `mode`.
     pub fn create_dir_all(&self, path: impl AsRef<Path>, mode: u32) -> Result<(), RootError> {
-        let p = path.as_ref();
-        let mut so_far = PathBuf::from("/");
-        for c in p.components() {
-            if let Component::Normal(n) = c {
-                so_far.push(n);
-                let host = self.resolve(&so_far)?;
-                if !host.is_dir() {
-                    fs::create_dir(&host).map_err(Self::io(p))?;
-                    fs::set_permissions(&host, fs::Permissions::from_mode(mode))
-                        .map_err(Self::io(p))?;
-                }
-            }
-        }
-        Ok(())
+        Ok(self.open_for_write()?.create_dir_all(path, mode)?)
     }
 
-    /// Replaces the file's content atomically: a temporary file in the same directory is
-    /// written, given `mode` (and owner), fsynced and renamed over the target, then the
-    /// directory is fsynced, so a crash leaves either the old or the new file.
+    /// Replaces the file's content atomically (temporary file, fsync, rename, directory
+    /// fsync), with `mode` and, when given, owner set before the rename, so the file
+    /// never appears with the wrong owner.
     pub fn write_atomic(
         &self,
         path: impl AsRef<Path>,
@@ -147,89 +103,47 @@ impl Root {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<(), RootError> {
-        let p = path.as_ref();
-        let host = self.resolve(p)?;
-        let dir = host
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.dir.clone());
-        let name = host
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // O_EXCL: a planted file or link at the temporary name makes the write fail
-        // instead of being followed.
-        let tmp = dir.join(format!(".{name}.sysconfig-{}", std::process::id()));
-        let result = (|| -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
-            f.set_permissions(fs::Permissions::from_mode(mode))?;
-            if let Some((uid, gid)) = owner {
-                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-            }
-            f.sync_all()?;
-            fs::rename(&tmp, &host)?;
-            if let Ok(d) = File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(Self::io(p))
+        use std::io::Write;
+        self.open_for_write()?
+            .write_atomic_with(path, mode, |f| -> io::Result<()> {
+                f.write_all(bytes)?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::fchown(&*f, Some(uid), Some(gid))?;
+                }
+                Ok(())
+            })?;
+        Ok(())
     }
 
     pub fn set_owner(&self, path: impl AsRef<Path>, uid: u32, gid: u32) -> Result<(), RootError> {
-        let p = path.as_ref();
-        let host = self.resolve(p)?;
-        std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(Self::io(p))
+        Ok(self
+            .open_for_write()?
+            .set_owner(path, Some(uid), Some(gid))?)
     }
 
     pub fn set_mode(&self, path: impl AsRef<Path>, mode: u32) -> Result<(), RootError> {
-        let p = path.as_ref();
-        let host = self.resolve(p)?;
-        fs::set_permissions(&host, fs::Permissions::from_mode(mode)).map_err(Self::io(p))
+        Ok(self.open_for_write()?.set_mode(path, mode)?)
     }
 
     /// Names of the entries of a directory (empty when it does not exist).
     pub fn list(&self, path: impl AsRef<Path>) -> Result<Vec<String>, RootError> {
-        let p = path.as_ref();
-        let host = self.resolve(p)?;
-        let rd = match fs::read_dir(&host) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Self::io(p)(e)),
+        let Some(r) = self.open()? else {
+            return Ok(Vec::new());
         };
-        let mut names = Vec::new();
-        for e in rd {
-            let e = e.map_err(Self::io(p))?;
-            names.push(e.file_name().to_string_lossy().into_owned());
+        match r.read_dir(path) {
+            Ok(v) => Ok(v
+                .into_iter()
+                .map(|e| e.name.to_string_lossy().into_owned())
+                .collect()),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
         }
-        names.sort();
-        Ok(names)
     }
 
     pub fn remove(&self, path: impl AsRef<Path>) -> Result<(), RootError> {
-        let p = path.as_ref();
-        let host = self.resolve(p)?;
-        match fs::remove_file(&host) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Self::io(p)(e)),
+        match self.open_for_write()?.remove_file(path) {
+            Err(e) if !e.is_not_found() => Err(e.into()),
             _ => Ok(()),
-        }
-    }
-}
-
-fn push_components(out: &mut Vec<std::ffi::OsString>, p: &Path) {
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n.to_owned()),
-            Component::ParentDir => out.push("..".into()),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
 }
@@ -237,35 +151,33 @@ fn push_components(out: &mut Vec<std::ffi::OsString>, p: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]
-    fn dotdot_and_absolute_links_stay_inside_the_root() {
+    fn dotdot_and_links_stay_inside_the_root() {
         let t = tempfile::tempdir().unwrap();
         let root = Root::new(t.path().join("root"));
         fs::create_dir_all(t.path().join("root/etc")).unwrap();
         symlink("/etc", t.path().join("root/etc/abs")).unwrap();
         symlink("../../../../outside", t.path().join("root/etc/rel")).unwrap();
-        assert_eq!(
-            root.resolve("/../../etc/passwd").unwrap(),
-            t.path().join("root/etc/passwd")
-        );
-        assert_eq!(
-            root.resolve("/etc/abs/x").unwrap(),
-            t.path().join("root/etc/x")
-        );
-        root.write_atomic("/etc/rel", b"hi", 0o644, None).unwrap();
+        root.write_atomic("/../../etc/x", b"1", 0o644, None)
+            .unwrap();
+        assert_eq!(fs::read(t.path().join("root/etc/x")).unwrap(), b"1");
+        assert_eq!(root.read("/etc/abs/x").unwrap().unwrap(), b"1");
+        assert!(root.read("/etc/rel").unwrap().is_none());
+        root.write_atomic("/outside", b"hi", 0o644, None).unwrap();
+        assert_eq!(root.read("/etc/rel").unwrap().unwrap(), b"hi");
         assert!(!t.path().join("outside").exists());
-        assert_eq!(fs::read(t.path().join("root/outside")).unwrap(), b"hi");
     }
 
     #[test]
-    fn link_loops_are_an_error() {
+    fn a_missing_root_reads_as_empty() {
         let t = tempfile::tempdir().unwrap();
-        symlink("a", t.path().join("b")).unwrap();
-        symlink("b", t.path().join("a")).unwrap();
-        let err = Root::new(t.path()).read("/a").unwrap_err();
-        assert!(matches!(err, RootError::Loop { .. }), "{err}");
+        let root = Root::new(t.path().join("none"));
+        assert!(root.read("/etc/passwd").unwrap().is_none());
+        assert!(root.list("/").unwrap().is_empty());
+        assert!(root.write_atomic("/x", b"", 0o644, None).is_err());
     }
 
     #[test]
@@ -283,14 +195,7 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o640
         );
-        assert_eq!(
-            fs::metadata(t.path().join("var/lib/x"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o700
-        );
+        assert_eq!(root.stat("/var/lib/x").unwrap().unwrap().mode, 0o700);
         assert_eq!(root.list("/var/lib/x").unwrap(), ["f"]);
     }
 }

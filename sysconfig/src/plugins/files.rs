@@ -54,7 +54,6 @@ impl Plugin for Files {
     const KEYS: &'static [&'static str] = &["files"];
 
     fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
         let mut out = Vec::new();
         for (i, f) in files.iter().enumerate() {
@@ -63,20 +62,21 @@ impl Plugin for Files {
             }
             let bytes = content(f)?;
             let m = mode(f)?;
-            let host = ctx.root.resolve(&f.path).map_err(|e| e.to_string())?;
-            let same = match std::fs::metadata(&host) {
-                Ok(_) if !f.overwrite => true,
-                Ok(meta) => {
+            let stat = ctx.root.stat(&f.path).map_err(|e| e.to_string())?;
+            let same = match stat {
+                Some(_) if !f.overwrite => true,
+                Some(st) => {
                     let owner_ok =
                         match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
-                            (Ok(u), Ok(g)) => meta.uid() == u && meta.gid() == g,
+                            (Ok(u), Ok(g)) => st.uid == u && st.gid == g,
                             _ => false,
                         };
                     owner_ok
-                        && meta.permissions().mode() & 0o7777 == m
-                        && std::fs::read(&host).ok().as_deref() == Some(bytes.as_slice())
+                        && st.mode == m
+                        && ctx.root.read(&f.path).ok().flatten().as_deref()
+                            == Some(bytes.as_slice())
                 }
-                Err(_) => false,
+                None => false,
             };
             if !same {
                 out.push(change(
@@ -156,8 +156,12 @@ mod tests {
             (m.uid(), m.gid(), m.permissions().mode() & 0o777),
             (1234, 10, 0o640)
         );
-        assert!(!t.path().join("escape").exists());
-        assert_eq!(std::fs::read(root.join("escape")).unwrap(), b"x");
+        // The link itself is replaced, never followed out of (or inside) the root.
+        assert!(!t.path().join("escape").exists() && !root.join("escape").exists());
+        assert_eq!(std::fs::read(root.join("etc/link")).unwrap(), b"x");
+        assert!(std::fs::symlink_metadata(root.join("etc/link"))
+            .unwrap()
+            .is_file());
         assert!(testing::plan(&Files, &root, &rec, d).unwrap().is_empty());
     }
 

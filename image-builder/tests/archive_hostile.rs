@@ -1,0 +1,244 @@
+//! Hostile archives, built header by header: refused with the entry named, and nothing
+//! outside the image root read or changed.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::snapshot;
+use confine::Root;
+use image_builder::archive::{unpack, ArchiveError, UnpackOptions};
+
+/// One ustar member: `kind` is the type flag (b'0' file, b'1' hard link, b'2' symlink,
+/// b'L' GNU long name).
+fn member(name: &[u8], kind: u8, link: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+    let octal = |h: &mut [u8; 512], at: usize, width: usize, v: u64| {
+        let s = format!("{v:0w$o}\0", w = width - 1);
+        h[at..at + width].copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h, 100, 8, 0o644);
+    octal(&mut h, 108, 8, 0);
+    octal(&mut h, 116, 8, 0);
+    octal(&mut h, 124, 12, data.len() as u64);
+    octal(&mut h, 136, 12, 1_600_000_000);
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link);
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn archive(members: &[Vec<u8>]) -> Vec<u8> {
+    let mut out: Vec<u8> = members.concat();
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+struct World {
+    tmp: tempfile::TempDir,
+    outside: PathBuf,
+    root: PathBuf,
+}
+
+fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("sentinel"), b"host").unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    World { tmp, outside, root }
+}
+
+/// Unpacks `bytes` (gzipped, to go through the whole pipeline) into a fresh root and
+/// returns the outcome, asserting the host side is untouched either way.
+fn unpack_hostile(w: &World, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let path = w.tmp.path().join("hostile.tar.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let before = snapshot(&w.outside);
+    let top_before = top_level(w.tmp.path());
+    let root = Root::open(&w.root).unwrap();
+    let result = unpack(&path, &root, &UnpackOptions::default(), &mut |_| {}).map(|_| ());
+    assert_eq!(before, snapshot(&w.outside), "the host side changed");
+    assert_eq!(
+        top_before,
+        top_level(w.tmp.path()),
+        "something appeared beside the root"
+    );
+    result
+}
+
+fn top_level(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_refused(result: Result<(), ArchiveError>, want_entry: &str, want_reason: &str) {
+    match result {
+        Err(ArchiveError::Refused { entry, reason, .. }) => {
+            assert_eq!(entry, want_entry);
+            assert!(reason.contains(want_reason), "{reason}");
+        }
+        other => panic!("expected {want_entry} to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn dotdot_entries_are_refused_by_name() {
+    for name in [
+        "../outside/sentinel",
+        "a/../../outside/sentinel",
+        "./../../x",
+    ] {
+        let w = world();
+        let bytes = archive(&[
+            member(b"ok", b'0', b"", b"fine"),
+            member(name.as_bytes(), b'0', b"", b"pwned"),
+        ]);
+        let err = unpack_hostile(&w, &bytes);
+        assert_refused(err, name, "`..`");
+        // What came before the bad entry landed inside the root.
+        assert_eq!(std::fs::read(w.root.join("ok")).unwrap(), b"fine");
+    }
+}
+
+#[test]
+fn absolute_entries_are_refused_by_name() {
+    let w = world();
+    let name = w.outside.join("sentinel");
+    let bytes = archive(&[member(
+        name.to_str().unwrap().as_bytes(),
+        b'0',
+        b"",
+        b"pwned",
+    )]);
+    assert_refused(
+        unpack_hostile(&w, &bytes),
+        name.to_str().unwrap(),
+        "absolute",
+    );
+}
+
+#[test]
+fn long_gnu_names_are_checked_too() {
+    let w = world();
+    let long = format!("{}/../../../../x", "d".repeat(120));
+    let bytes = archive(&[
+        member(b"././@LongLink", b'L', b"", format!("{long}\0").as_bytes()),
+        member(b"short", b'0', b"", b"pwned"),
+    ]);
+    assert_refused(unpack_hostile(&w, &bytes), &long, "`..`");
+}
+
+#[test]
+fn links_pointing_outside_are_refused_by_name() {
+    let w = world();
+    let abs = w.outside.join("sentinel");
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (
+            member(b"etc/link", b'2', b"../../outside/sentinel", b""),
+            "etc/link",
+            "leads outside",
+        ),
+        (
+            member(b"link", b'2', b"a/../../x", b""),
+            "link",
+            "leads outside",
+        ),
+        (
+            member(b"hard", b'1', b"../outside/sentinel", b""),
+            "hard",
+            "`..`",
+        ),
+        (
+            member(b"hard", b'1', abs.to_str().unwrap().as_bytes(), b""),
+            "hard",
+            "absolute",
+        ),
+    ];
+    for (m, entry, reason) in cases {
+        let w = world();
+        assert_refused(unpack_hostile(&w, &archive(&[m])), entry, reason);
+    }
+}
+
+#[test]
+fn absolute_symlinks_resolve_inside_the_root() {
+    // An absolute symlink is a normal image symlink; writing through it lands in the
+    // image's own copy of that path.
+    let w = world();
+    let bytes = archive(&[
+        member(b"data/", b'5', b"", b""),
+        member(b"esc", b'2', b"/data", b""),
+        member(b"esc/sentinel", b'0', b"", b"pwned"),
+        member(b"etc", b'2', b"/", b""),
+        member(b"etc/hosts", b'0', b"", b"image hosts"),
+    ]);
+    unpack_hostile(&w, &bytes).unwrap();
+    assert_eq!(
+        std::fs::read(w.root.join("data/sentinel")).unwrap(),
+        b"pwned"
+    );
+    assert_eq!(std::fs::read(w.root.join("hosts")).unwrap(), b"image hosts");
+
+    // Naming the host's directory leads to that path inside the image, which does not
+    // exist there: the write fails instead of reaching the host.
+    let w = world();
+    let host_dir = w.outside.to_str().unwrap().as_bytes().to_vec();
+    let bytes = archive(&[
+        member(b"esc", b'2', &host_dir, b""),
+        member(b"esc/sentinel", b'0', b"", b"pwned"),
+    ]);
+    match unpack_hostile(&w, &bytes) {
+        Err(ArchiveError::Entry { entry, source, .. }) => {
+            assert_eq!(entry, "esc/sentinel");
+            assert!(source.is_not_found(), "{source}");
+        }
+        other => panic!("expected a failed entry, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_symlink_replaced_by_a_file_is_not_written_through() {
+    let w = world();
+    let bytes = archive(&[
+        member(
+            b"f",
+            b'2',
+            w.outside.join("sentinel").to_str().unwrap().as_bytes(),
+            b"",
+        ),
+        member(b"f", b'0', b"", b"replaced"),
+    ]);
+    unpack_hostile(&w, &bytes).unwrap();
+    let m = std::fs::symlink_metadata(w.root.join("f")).unwrap();
+    assert!(m.is_file());
+    assert_eq!(std::fs::read(w.root.join("f")).unwrap(), b"replaced");
+}
+
+#[test]
+fn refusal_message_names_entry_and_archive() {
+    let w = world();
+    let err = unpack_hostile(&w, &archive(&[member(b"../x", b'0', b"", b"")])).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`../x`") && msg.contains("hostile.tar.gz"),
+        "{msg}"
+    );
+}
