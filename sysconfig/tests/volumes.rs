@@ -80,6 +80,10 @@ fn fat_image(t: &Path, label: &str, fat32: bool) -> Option<PathBuf> {
 }
 
 fn iso_image(t: &Path, label: &str, tree: &Path) -> Option<PathBuf> {
+    iso_image_with(t, label, tree, &["-J", "-R"])
+}
+
+fn iso_image_with(t: &Path, label: &str, tree: &Path, names: &[&str]) -> Option<PathBuf> {
     let img = t.join(format!("{label}.iso"));
     let mut cmd = if have("xorriso") {
         let mut c = Command::new("xorriso");
@@ -213,5 +217,22 @@ fn malformed_metadata_on_a_volume_is_a_clear_error() {
     assert!(
         err.starts_with("source nocloud: meta-data: line 1:"),
         "{err}"
+    );
+}
+
+#[test]
+fn nocloud_from_an_iso_with_rock_ridge_names_only() {
+    let t = tempfile::tempdir().unwrap();
+    let seed = seed_dir(t.path());
+    let Some(img) = iso_image_with(t.path(), "cidata", &seed, &["-R"]) else {
+        return;
+    };
+    check(
+        nocloud::read(
+            &Root::new(t.path().join("root")),
+            Path::new("/none"),
+            &[img],
+        )
+        .unwrap(),
     );
 }
