@@ -57,7 +57,11 @@ fn init_logging(cfg: &config::Logging) -> anyhow::Result<()> {
         .with_max_level(level)
         .with_target(false);
     match cfg.output {
-        Output::Console => builder.with_writer(std::io::stderr).init(),
+        // SMF logs standard error to a file: colour codes only for a terminal.
+        Output::Console => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init(),
         Output::File => {
             let f = std::fs::OpenOptions::new()
                 .create(true)

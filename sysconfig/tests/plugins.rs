@@ -166,3 +166,49 @@ fn a_plugin_speaking_another_protocol_version_is_refused() {
         ["plugin future answered garbage: protocol version 2 (expected 1)"]
     );
 }
+
+#[test]
+fn the_multi_call_program_serves_the_plugin_its_link_is_named_after() {
+    let (t, mut cfg) = setup();
+    let dir = t.path().join("multi");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["hostname", "timezone"] {
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_sysconfig-plugins"),
+            dir.join(format!("sysconfig-plugin-{name}")),
+        )
+        .unwrap();
+    }
+    cfg.plugins.path = dir;
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("etc/default")).unwrap();
+    let report = daemon::run(
+        &cfg,
+        &Options {
+            root: root.clone(),
+            dry_run: false,
+            mode: Mode::Apply,
+        },
+        &runner::SystemRunner::new(),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    assert!(
+        report.plugin_errors.is_empty(),
+        "{:?}",
+        report.plugin_errors
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/nodename")).unwrap(),
+        "good\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/default/init")).unwrap(),
+        "TZ=UTC\n"
+    );
+    let direct = std::process::Command::new(env!("CARGO_BIN_EXE_sysconfig-plugins"))
+        .output()
+        .unwrap();
+    assert_eq!(direct.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("dns, files, hostname"));
+}

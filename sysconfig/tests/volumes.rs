@@ -98,7 +98,9 @@ fn iso_image_with(t: &Path, label: &str, tree: &Path, names: &[&str]) -> Option<
         return None;
     };
     run(cmd
-        .args(["-quiet", "-J", "-R", "-V", label, "-o"])
+        .arg("-quiet")
+        .args(names)
+        .args(["-V", label, "-o"])
         .arg(&img)
         .arg(tree));
     Some(img)

@@ -236,6 +236,40 @@ pub fn main<P: Plugin>(plugin: P) -> std::process::ExitCode {
     }
 }
 
+/// The shipped plugins, by name.
+pub const SHIPPED: &[&str] = &[
+    "dns", "files", "hostname", "network", "storage", "timezone", "users",
+];
+
+/// The `main` of the multi-call program `sysconfig-plugins`. Installed once, with a
+/// `sysconfig-plugin-NAME` link to it per plugin, it serves the plugin its link is named
+/// after: one copy of the shared code instead of one per plugin, which is how a release
+/// image keeps the plugins small.
+pub fn main_by_name() -> std::process::ExitCode {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let name = Path::new(&arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.strip_prefix(crate::pluginhost::PREFIX) {
+        Some("dns") => main(dns::Dns),
+        Some("files") => main(files::Files),
+        Some("hostname") => main(hostname::Hostname),
+        Some("network") => main(network::Network),
+        Some("storage") => main(storage::Storage),
+        Some("timezone") => main(timezone::Timezone),
+        Some("users") => main(users::Users),
+        _ => {
+            eprintln!(
+                "sysconfig-plugins: start me through a link named {}NAME, NAME one of: {}",
+                crate::pluginhost::PREFIX,
+                SHIPPED.join(", ")
+            );
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 #[cfg(test)]
 pub mod testing {
     //! Runs a plugin in-process against a temporary root with a recording runner.

@@ -130,7 +130,7 @@ impl<R: ReadSeek> Fat<R> {
                 let off = self.fat_offset + c64 + c64 / 2;
                 let b = read_at(&mut self.r, off, 2)?;
                 let w = u32::from(u16::from_le_bytes([b[0], b[1]]));
-                if c % 2 == 0 {
+                if c & 1 == 0 {
                     w & 0xFFF
                 } else {
                     w >> 4
