@@ -129,6 +129,9 @@ mod tests {
 
     #[test]
     fn content_mode_owner_and_no_escape_from_the_root() {
+        if !testing::root_or_skip("content_mode_owner_and_no_escape_from_the_root") {
+            return;
+        }
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();

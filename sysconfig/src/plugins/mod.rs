@@ -276,6 +276,15 @@ pub mod testing {
     use super::*;
     use runner::Recorder;
 
+    /// Tests that give files to other users need root; elsewhere they say they skipped.
+    pub fn root_or_skip(test: &str) -> bool {
+        let root = rustix::process::geteuid().is_root();
+        if !root {
+            eprintln!("SKIPPED {test}: needs root to change file owners");
+        }
+        root
+    }
+
     pub fn plan<P: Plugin>(
         p: &P,
         root: &Path,
@@ -323,5 +332,51 @@ pub mod testing {
         fn apply(&self, ctx: &Ctx, d: &Map<String, Value>, c: &Change) -> Result<Outcome, String> {
             (**self).apply(ctx, d, c)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_query_tool_is_nothing_in_a_dry_run_and_an_error_otherwise() {
+        let r = runner::SystemRunner::new();
+        let dry = Ctx::new(Root::new("/"), true, &r);
+        let q = || Cmd::new("/nonexistent/sbin/ipadm").args(["show-addr", "-p", "-o", "ADDROBJ"]);
+        assert_eq!(dry.query(q()).unwrap(), None);
+        let real = Ctx::new(Root::new("/"), false, &r);
+        let err = real.query(q()).unwrap_err();
+        assert!(
+            err.starts_with("cannot start `/nonexistent/sbin/ipadm show-addr"),
+            "{err}"
+        );
+        assert_eq!(
+            dry.query(Cmd::new("/bin/echo").arg("hi"))
+                .unwrap()
+                .as_deref(),
+            Some("hi\n")
+        );
+    }
+
+    #[test]
+    fn dry_run_records_and_does_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = runner::Recorder::new();
+        let ctx = Ctx::new(Root::new(t.path()), true, &rec);
+        ctx.write("/etc/x", b"x", 0o600, Some((1, 2))).unwrap();
+        ctx.mkdir("/d", 0o700, None).unwrap();
+        ctx.run(Cmd::new("/usr/sbin/zfs").args(["create", "a b"]))
+            .unwrap();
+        assert_eq!(
+            ctx.take_actions(),
+            [
+                "would write: /etc/x (0600 1:2)",
+                "would create directory: /d (0700)",
+                "would run: /usr/sbin/zfs create 'a b'"
+            ]
+        );
+        assert!(rec.lines().is_empty());
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
     }
 }

@@ -233,6 +233,9 @@ mod tests {
 
     #[test]
     fn keys_and_password_for_an_existing_user() {
+        if !testing::root_or_skip("keys_and_password_for_an_existing_user") {
+            return;
+        }
         let t = tempfile::tempdir().unwrap();
         root_with_user(t.path());
         let rec = Recorder::new();
