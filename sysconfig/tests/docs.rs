@@ -68,3 +68,14 @@ fn every_desired_key_and_plugin_is_documented() {
         );
     }
 }
+
+#[test]
+fn the_published_json_schema_is_the_generated_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sysconfig.schema.json");
+    let published: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        published,
+        sysconfig::schema::Desired::json_schema(),
+        "docs/sysconfig.schema.json is stale: regenerate it with `sysconfig schema > docs/sysconfig.schema.json`"
+    );
+}
