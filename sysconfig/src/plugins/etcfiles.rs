@@ -8,7 +8,9 @@ pub struct PasswdEntry {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    pub gecos: String,
     pub home: String,
+    pub shell: String,
 }
 
 pub fn passwd(ctx: &Ctx) -> Result<Vec<PasswdEntry>, String> {
@@ -21,7 +23,9 @@ pub fn passwd(ctx: &Ctx) -> Result<Vec<PasswdEntry>, String> {
                 name: f[0].to_string(),
                 uid: f[2].parse().unwrap_or(u32::MAX),
                 gid: f[3].parse().unwrap_or(u32::MAX),
+                gecos: f[4].to_string(),
                 home: f[5].to_string(),
+                shell: f[6].to_string(),
             })
         })
         .collect())
@@ -55,6 +59,20 @@ pub fn gid(ctx: &Ctx, who: &str) -> Result<u32, String> {
                 .flatten()
         })
         .ok_or_else(|| format!("no group `{who}` in /etc/group"))
+}
+
+/// The supplementary groups `name` is listed in, sorted.
+pub fn groups_of(ctx: &Ctx, name: &str) -> Result<Vec<String>, String> {
+    let text = ctx.read("/etc/group")?.unwrap_or_default();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 4 && f[3].split(',').any(|m| m.trim() == name)).then(|| f[0].to_string())
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// The password field of a shadow entry.

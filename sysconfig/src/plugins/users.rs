@@ -58,12 +58,36 @@ pub fn useradd(ctx: &Ctx, u: &User) -> Cmd {
         args.extend(["-P".into(), u.profiles.join(",")]);
     }
     args.extend(["-m".into(), "-d".into(), home_of(u), u.name.clone()]);
+    in_root(ctx, "/usr/sbin/useradd", args)
+}
+
+/// `usermod` options for what differs between an existing user and the desired one
+/// (supplementary groups, shell, comment); empty when nothing does.
+pub fn usermod_args(ctx: &Ctx, u: &User, e: &etcfiles::PasswdEntry) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    if !u.groups.is_empty() {
+        let mut want = u.groups.clone();
+        want.sort();
+        if etcfiles::groups_of(ctx, &u.name)? != want {
+            args.extend(["-G".into(), u.groups.join(",")]);
+        }
+    }
+    if let Some(s) = u.shell.as_ref().filter(|s| **s != e.shell) {
+        args.extend(["-s".into(), s.clone()]);
+    }
+    if let Some(c) = u.gecos.as_ref().filter(|c| **c != e.gecos) {
+        args.extend(["-c".into(), c.clone()]);
+    }
+    Ok(args)
+}
+
+fn in_root(ctx: &Ctx, prog: &str, args: Vec<String>) -> Cmd {
     if ctx.live() {
-        Cmd::new("/usr/sbin/useradd").args(args)
+        Cmd::new(prog).args(args)
     } else {
         Cmd::new("/usr/sbin/chroot")
             .arg(ctx.root.dir())
-            .arg("/usr/sbin/useradd")
+            .arg(prog)
             .args(args)
     }
 }
@@ -101,13 +125,25 @@ impl Plugin for Users {
                 }
             }
             let existing = etcfiles::user(ctx, &u.name)?;
-            if existing.is_none() {
-                out.push(change(
+            match &existing {
+                None => out.push(change(
                     "users",
                     format!("{}/create", u.name),
                     format!("create user {}", u.name),
                     json!({"user": u.name}),
-                ));
+                )),
+                Some(e) => {
+                    let args = usermod_args(ctx, u, e)?;
+                    if !args.is_empty() {
+                        let what: Vec<&str> = args.iter().step_by(2).map(String::as_str).collect();
+                        out.push(change(
+                            "users",
+                            format!("{}/modify", u.name),
+                            format!("usermod {} for {}", what.join(" "), u.name),
+                            json!({"user": u.name}),
+                        ));
+                    }
+                }
             }
             if let Some(h) = &u.password_hash {
                 if etcfiles::shadow_hash(ctx, &u.name)?.as_deref() != Some(h.as_str()) {
@@ -155,6 +191,15 @@ impl Plugin for Users {
         match what {
             "create" => {
                 ctx.run(useradd(ctx, u))?;
+            }
+            "modify" => {
+                let e = etcfiles::user(ctx, name)?.ok_or(format!("user {name} does not exist"))?;
+                let mut args = usermod_args(ctx, u, &e)?;
+                if args.is_empty() {
+                    return Ok(Outcome::Done);
+                }
+                args.push(name.to_string());
+                ctx.run(in_root(ctx, "/usr/sbin/usermod", args))?;
             }
             "password" => {
                 let hash = u.password_hash.as_deref().ok_or("no password hash")?;
@@ -278,6 +323,32 @@ mod tests {
         fn d_again() -> Value {
             json!({"users": [{"name": "ann", "password_hash": "$6$saltsalt$VerySecretHashValue", "ssh_authorized_keys": ["ssh-ed25519 AAAA ann@a", "ssh-rsa BBBB ann@b"]}]})
         }
+    }
+
+    #[test]
+    fn existing_user_gets_usermod_for_what_differs_only() {
+        let t = tempfile::tempdir().unwrap();
+        root_with_user(t.path());
+        std::fs::write(
+            t.path().join("etc/group"),
+            "staff::10:\nadm::4:root,ann\nsys::3:root\n",
+        )
+        .unwrap();
+        let rec = Recorder::new();
+        let d = json!({"users": [{"name": "ann", "groups": ["sys", "adm"], "shell": "/usr/bin/bash", "gecos": "Ann A"}]});
+        let r = testing::apply(&Users, t.path(), &rec, d, false).unwrap();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(
+            rec.lines(),
+            [format!(
+                "/usr/sbin/chroot {} /usr/sbin/usermod -G sys,adm -c 'Ann A' ann",
+                t.path().display()
+            )]
+        );
+        let same = json!({"users": [{"name": "ann", "groups": ["adm"], "shell": "/usr/bin/bash", "gecos": "Ann"}]});
+        assert!(testing::plan(&Users, t.path(), &rec, same)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
