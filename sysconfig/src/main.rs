@@ -102,8 +102,11 @@ fn real_main() -> anyhow::Result<bool> {
         }
     };
     let runner = runner::SystemRunner::new();
+    // Plugins and chrooted commands get an absolute root, whatever their working directory.
+    let root = std::fs::canonicalize(&cli.root)
+        .with_context(|| format!("alternate root {}", cli.root.display()))?;
     let opts = Options {
-        root: cli.root,
+        root,
         dry_run: cli.dry_run,
         mode,
     };
