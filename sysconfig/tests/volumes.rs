@@ -238,3 +238,87 @@ fn nocloud_from_an_iso_with_rock_ridge_names_only() {
         .unwrap(),
     );
 }
+
+#[test]
+fn first_boot_from_a_cidata_disk_end_to_end() {
+    use sysconfig::config::{Config, SourceKind};
+    use sysconfig::daemon::{self, Mode, Options};
+    let t = tempfile::tempdir().unwrap();
+    let Some(img) = fat_image(t.path(), "cidata", false) else {
+        return;
+    };
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("etc/inet")).unwrap();
+    // ann exists already (as whoever runs the test, so her keys can be given to her).
+    let (uid, gid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    std::fs::write(
+        root.join("etc/passwd"),
+        format!("ann:x:{uid}:{gid}::/export/home/ann:/bin/sh\n"),
+    )
+    .unwrap();
+    let mut cfg = Config::default();
+    cfg.plugins.path = Path::new(env!("CARGO_BIN_EXE_sysconfig"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    cfg.sources.order = vec![SourceKind::Nocloud];
+    cfg.sources.devices = vec![img];
+    let mut out = Vec::new();
+    let opts = Options {
+        root: root.clone(),
+        dry_run: false,
+        mode: Mode::Run,
+    };
+    let report = daemon::run(&cfg, &opts, &runner::SystemRunner::new(), &mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(report.instance_id, "iid-vol-1");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/nodename")).unwrap(),
+        "volhost\n",
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "hello from cidata\n"
+    );
+    assert!(report.ok(), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("export/home/ann/.ssh/authorized_keys")).unwrap(),
+        "ssh-ed25519 AAAA ann\n"
+    );
+    let again = daemon::run(&cfg, &opts, &runner::SystemRunner::new(), &mut Vec::new()).unwrap();
+    assert!(again.already_done);
+}
+
+#[test]
+fn damaged_fat_images_never_panic() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as PConfig, TestRunner};
+    let t = tempfile::tempdir().unwrap();
+    let Some(img) = fat_image(t.path(), "cidata", false) else {
+        return;
+    };
+    let good = std::fs::read(img).unwrap();
+    let mut runner = TestRunner::new(PConfig {
+        cases: 300,
+        ..PConfig::default()
+    });
+    let flips = prop::collection::vec((0usize..40_000, any::<u8>()), 1..24);
+    runner
+        .run(&flips, |flips| {
+            let mut bytes = good.clone();
+            for (at, v) in flips {
+                bytes[at] = v;
+            }
+            if let Ok(Some(mut v)) =
+                sysconfig::sources::volume::Volume::open(std::io::Cursor::new(bytes))
+            {
+                let _ = nocloud::seed_from_volume(&mut v);
+            }
+            Ok(())
+        })
+        .unwrap();
+}

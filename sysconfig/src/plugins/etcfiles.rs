@@ -40,9 +40,12 @@ pub fn uid(ctx: &Ctx, who: &str) -> Result<u32, String> {
     if let Ok(n) = who.parse() {
         return Ok(n);
     }
-    user(ctx, who)?
-        .map(|e| e.uid)
-        .ok_or_else(|| format!("no user `{who}` in /etc/passwd"))
+    match user(ctx, who)? {
+        Some(e) => Ok(e.uid),
+        // root is uid 0 even in a root without /etc/passwd yet.
+        None if who == "root" => Ok(0),
+        None => Err(format!("no user `{who}` in /etc/passwd")),
+    }
 }
 
 /// A group name or number to a gid.
@@ -58,6 +61,7 @@ pub fn gid(ctx: &Ctx, who: &str) -> Result<u32, String> {
                 .then(|| f[2].parse().ok())
                 .flatten()
         })
+        .or((who == "root").then_some(0))
         .ok_or_else(|| format!("no group `{who}` in /etc/group"))
 }
 

@@ -109,7 +109,11 @@ impl Plugin for Network {
                     match macs.as_ref().and_then(|t| t.get(&mac)) {
                         Some(l) => l.clone(),
                         None => {
-                            out.push(change("network", format!("match-{i}"), format!("find the NIC with MAC {m}"), json!({"error": format!("no NIC has MAC address {m}{}", if live { "" } else { " (MACs cannot be matched under an alternate root; give `name`)" })})));
+                            out.push(change("network", format!("match-{i}"), format!("find the NIC with MAC {m}"), if live {
+                                json!({"error": format!("no NIC has MAC address {m}")})
+                            } else {
+                                json!({"skip": "NICs are matched by MAC on the running system only"})
+                            }));
                             continue;
                         }
                     }
@@ -191,6 +195,9 @@ impl Plugin for Network {
         _desired: &Map<String, Value>,
         c: &Change,
     ) -> Result<Outcome, String> {
+        if let Some(why) = c.data.get("skip").and_then(Value::as_str) {
+            return Ok(Outcome::Skipped(why.to_string()));
+        }
         if let Some(e) = c.data.get("error").and_then(Value::as_str) {
             return Err(e.to_string());
         }
