@@ -85,17 +85,14 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     }
     let host = Host::detect();
     let runner = SystemRunner::new();
-    if a.guest_output.is_none() && (a.vm || (!a.no_vm && embedded::needed(host))) {
-        return in_guest(&a, &runner);
-    }
     let zfs = zfs::ZfsCli::new(
         &runner,
         zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
     );
     let opts = BuildOptions {
-        dataset: a.dataset,
-        output_name: a.output_name,
-        svccfg: a.svccfg,
+        dataset: a.dataset.clone(),
+        output_name: a.output_name.clone(),
+        svccfg: a.svccfg.clone(),
         reset: a.reset,
         fullreset: a.fullreset,
         smf: if a.smf_at_first_boot {
@@ -109,6 +106,14 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         template_root: a.template.source.root()?,
         external: a.template.source.external()?,
     };
+    // Refuse a build this host cannot run before starting anything, guest included.
+    if let Err(e) = build::preflight(&plan, &opts, host) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if a.guest_output.is_none() && (a.vm || (!a.no_vm && embedded::needed(host))) {
+        return in_guest(&a, &runner);
+    }
     if let Some(out) = &a.guest_output {
         let disk = std::env::var("ZFS_VM_DISKS").unwrap_or_default();
         let disk = disk
