@@ -2,3 +2,4 @@
 
 pub mod steps;
 pub mod template;
+pub mod vm;

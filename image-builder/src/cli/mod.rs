@@ -5,6 +5,7 @@ mod build;
 mod plan;
 mod schema;
 mod validate;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ enum Command {
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Schema(schema::SchemaArgs),
+    Vm(vm::VmArgs),
 }
 
 /// Exit status for a usage or input error (the same as clap's).
@@ -44,6 +46,7 @@ pub fn run() -> ExitCode {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),
+        Command::Vm(a) => vm::run(a),
     };
     match result {
         Ok(code) => code,
