@@ -68,13 +68,23 @@ pub fn domain(spec: &VmSpec, domain_type: &str) -> Result<String, VmError> {
     line(w, 1, "<on_reboot>destroy</on_reboot>");
     line(w, 1, "<devices>");
     for (i, d) in spec.disks.iter().enumerate() {
-        line(w, 2, "<disk type='file' device='disk'>");
+        // A device node (a zvol, a partition) is a block disk to libvirt, not a file.
+        let (kind, attr) = if d.path.starts_with("/dev") {
+            ("block", "dev")
+        } else {
+            ("file", "file")
+        };
+        line(w, 2, &format!("<disk type='{kind}' device='disk'>"));
         line(
             w,
             3,
             &format!("<driver name='qemu' type='{}'/>", d.format.as_str()),
         );
-        line(w, 3, &format!("<source file='{}'/>", esc(&path(&d.path)?)));
+        line(
+            w,
+            3,
+            &format!("<source {attr}='{}'/>", esc(&path(&d.path)?)),
+        );
         line(
             w,
             3,
