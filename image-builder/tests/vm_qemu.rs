@@ -342,3 +342,52 @@ fn two_runs_at_once_do_not_collide() {
     assert!(gone(qa) && gone(qb));
     assert!(empty(&tmp.path().join("runs")));
 }
+
+#[test]
+fn a_qemu_that_fails_reports_why_and_leaves_nothing() {
+    let qemu_found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
+        .unwrap_or(false);
+    if !qemu_found {
+        eprintln!("a_qemu_that_fails_reports_why_and_leaves_nothing: skipped: no QEMU");
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        &Guest {
+            vmlinux: runs.path().join("no-such-kernel"),
+            initrd: runs.path().join("no-such-initrd"),
+        },
+        runs.path(),
+        "",
+    );
+    s.shares.clear();
+    let opts = RunOptions {
+        accel: Accel::Tcg,
+        run_root: Some(runs.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    // QEMU holds its start until the console connects, so the failure shows up as the
+    // console closing and QEMU exiting with an error on standard error.
+    let result = QemuVm::start(&s, &opts, &SystemRunner::new());
+    let msg = match result {
+        Err(e) => e.to_string(),
+        Ok(mut vm) => {
+            let e = vm.console().wait_for(PROMPT, CMD).unwrap_err();
+            assert!(
+                matches!(e, image_builder::vm::ConsoleError::Closed { .. }),
+                "{e}"
+            );
+            let status = vm.wait_timeout(CMD).unwrap().expect("QEMU exits");
+            assert!(!status.success());
+            vm.qemu_stderr()
+        }
+    };
+    assert!(msg.contains("no-such-kernel"), "{msg}");
+    let left: Vec<_> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ib-vm-"))
+        .collect();
+    assert!(left.is_empty(), "run directory left behind");
+}

@@ -405,3 +405,75 @@ fn connect(process: &mut Spawned, paths: &RunPaths) -> Result<Console, VmError> 
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::spec::Disk;
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            disks: vec![Disk {
+                path: "/img/a.raw".into(),
+                format: Default::default(),
+                snapshot: false,
+                readonly: true,
+            }],
+            network: Network::User,
+            ..VmSpec::default()
+        }
+    }
+
+    fn pairs(a: &[String]) -> Vec<String> {
+        a.windows(2).map(|w| format!("{} {}", w[0], w[1])).collect()
+    }
+
+    #[test]
+    fn uefi_boots_from_pflash_with_the_runs_own_variables() {
+        let paths = RunPaths::new(Path::new("/run/x"), None);
+        let a = args(&spec(), &paths, Accel::Kvm, Some(Path::new("/fw/CODE.fd"))).unwrap();
+        let p = pairs(&a);
+        for want in [
+            "-accel kvm",
+            "-cpu host",
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd",
+            "-drive if=pflash,format=raw,unit=1,file=/run/x/OVMF_VARS.fd",
+            "-drive file=/img/a.raw,format=raw,if=virtio,index=0,readonly=on",
+            "-netdev user,id=net0",
+            "-serial chardev:console",
+        ] {
+            assert!(p.iter().any(|x| x == want), "missing {want:?} in {a:?}");
+        }
+        // A UEFI spec without firmware is an error, not a BIOS boot.
+        assert!(matches!(
+            args(&spec(), &paths, Accel::Tcg, None),
+            Err(VmError::NoFirmware { .. })
+        ));
+    }
+
+    #[test]
+    fn firmware_overrides_win_and_missing_firmware_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, vars) = (dir.path().join("c.fd"), dir.path().join("v.fd"));
+        std::fs::write(&code, b"c").unwrap();
+        std::fs::write(&vars, b"v").unwrap();
+        let mut s = spec();
+        s.firmware_files.ovmf_code = Some(code.clone());
+        s.firmware_files.ovmf_vars = Some(vars.clone());
+        assert_eq!(find_ovmf(&s).unwrap(), (code, vars));
+        s.firmware_files.ovmf_code = Some(dir.path().join("absent.fd"));
+        s.firmware_files.ovmf_vars = None;
+        assert!(matches!(find_ovmf(&s), Err(VmError::NoFirmware { .. })));
+    }
+
+    #[test]
+    fn vnic_is_an_illumos_thing() {
+        let mut s = spec();
+        s.network = Network::Vnic("v0".into());
+        let paths = RunPaths::new(Path::new("/r"), None);
+        assert!(matches!(
+            args(&s, &paths, Accel::Tcg, Some(Path::new("/c"))),
+            Err(VmError::Unsupported { .. })
+        ));
+    }
+}
