@@ -116,13 +116,13 @@ fn libvirt_escapes_and_boots_a_kernel() {
             "--net",
             "none",
             "--share",
-            "work=/srv/a&b's",
+            "data=/srv/a&b's",
             "--kernel",
             "/boot/vmlinux",
             "--initrd",
             "/boot/initrd.img",
             "--append",
-            "console=ttyS0 ib.9p=work:/work",
+            "console=ttyS0 ib.9p=data:/data",
             "--accel",
             "tcg",
             "--print",
@@ -156,13 +156,13 @@ fn qemu_command_escapes_commas_and_shares_over_9p() {
             "--net",
             "none",
             "--share",
-            "work=/srv/a,b",
+            "data=/srv/a,b",
             "--kernel",
             "/boot/vmlinux",
             "--initrd",
             "/boot/initrd.img",
             "--append",
-            "console=ttyS0 ib.9p=work:/work",
+            "console=ttyS0 ib.9p=data:/data",
             "--snapshot",
             "--format",
             "qcow2",
@@ -172,7 +172,7 @@ fn qemu_command_escapes_commas_and_shares_over_9p() {
         ],
     );
     assert!(text.contains("path=/srv/a,,b,security_model=none"));
-    assert!(text.contains("-device virtio-9p-pci,fsdev=fs0,mount_tag=work"));
+    assert!(text.contains("-device virtio-9p-pci,fsdev=fs0,mount_tag=data"));
 }
 
 #[test]
@@ -247,4 +247,14 @@ fn the_repo_is_shared_by_default() {
     // The tests run inside the project's checkout, so that is what gets shared.
     assert!(repo.path.join(".git").exists(), "{}", repo.path.display());
     assert!(dir().starts_with(&repo.path));
+}
+
+#[test]
+fn help_names_every_backend() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for word in ["bhyve", "libvirt", "qemu", "--share", "--accel"] {
+        assert!(text.contains(word), "help lacks {word}");
+    }
 }

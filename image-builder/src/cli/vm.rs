@@ -35,13 +35,16 @@ pub struct VmArgs {
     /// the resolved spec.
     #[arg(long, value_enum, value_name = "WHAT")]
     print: Option<Print>,
+    /// Guest name (bhyve vmname, libvirt domain, QEMU -name).
     #[arg(long)]
     name: Option<String>,
     /// Guest memory in MiB.
     #[arg(short = 'm', long, value_name = "MIB")]
     memory: Option<u32>,
+    /// Virtual CPUs.
     #[arg(short = 'c', long)]
     cpus: Option<u32>,
+    /// Boot firmware (UEFI: OVMF for QEMU and libvirt, BHYVE_UEFI.fd for bhyve).
     #[arg(long, value_enum)]
     firmware: Option<Firmware>,
     /// Format of the IMAGE arguments.
@@ -68,13 +71,16 @@ pub struct VmArgs {
     /// Boot this kernel directly (QEMU, libvirt).
     #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
+    /// Initial ramdisk for --kernel.
     #[arg(long, value_name = "FILE", requires = "kernel")]
     initrd: Option<PathBuf>,
     /// Kernel command line.
     #[arg(long, value_name = "ARGS", requires = "kernel")]
     append: Option<String>,
+    /// OVMF code image (QEMU, libvirt).
     #[arg(long, value_name = "FILE")]
     ovmf_code: Option<PathBuf>,
+    /// OVMF variable-store template (QEMU copies it per run).
     #[arg(long, value_name = "FILE")]
     ovmf_vars: Option<PathBuf>,
     /// bhyve boot ROM.
@@ -83,6 +89,7 @@ pub struct VmArgs {
     /// QEMU accelerator.
     #[arg(long, value_enum, default_value = "auto")]
     accel: Accel,
+    /// QEMU program.
     #[arg(long, value_name = "PROGRAM", default_value = "qemu-system-x86_64")]
     qemu: PathBuf,
     /// Keep the console log at this path (otherwise it is removed with the run).
