@@ -6,3 +6,4 @@ pub mod embedded;
 pub mod host;
 pub mod steps;
 pub mod template;
+pub mod vm;

@@ -43,6 +43,10 @@ impl SystemRunner {
         self
     }
 
+    pub(crate) fn env_pairs(&self) -> impl Iterator<Item = (&OsString, &OsString)> {
+        self.base_env.iter().map(|(k, v)| (k, v))
+    }
+
     /// Adds (or replaces) a variable in the base environment every command sees.
     pub fn with_base_env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
         let k = k.into();
