@@ -26,7 +26,7 @@ ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # One boot: prints "<ms to first console byte> <ms to prompt>".
 boot() {
-    local accel=$1 out=$work/out t0 first= prompt=
+    local accel=$1 out=$work/out t0 first='' prompt=''
     : >"$out"
     t0=$(ms)
     "$bin" vm --accel "$accel" --firmware bios --net none -m 256 -c 1 --timeout 300 \
