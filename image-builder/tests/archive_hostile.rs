@@ -242,3 +242,25 @@ fn refusal_message_names_entry_and_archive() {
         "{msg}"
     );
 }
+
+#[test]
+fn entries_through_a_just_unpacked_symlink_land_where_it_points() {
+    // `lib -> usr/lib` followed by `lib/libc.so`: the symlink must exist before the file
+    // is placed, whatever thread writes it; and a path written twice keeps the last one.
+    let w = world();
+    let mut members = vec![member(b"usr/lib/", b'5', b"", b"")];
+    for i in 0..50 {
+        members.push(member(format!("usr/lib/f{i}").as_bytes(), b'0', b"", b"x"));
+    }
+    members.push(member(b"lib", b'2', b"usr/lib", b""));
+    members.push(member(b"lib/libc.so", b'0', b"", b"libc"));
+    members.push(member(b"lib/libc.so", b'0', b"", b"libc v2"));
+    unpack_hostile(&w, &archive(&members)).unwrap();
+    assert!(std::fs::symlink_metadata(w.root.join("lib"))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read(w.root.join("usr/lib/libc.so")).unwrap(),
+        b"libc v2"
+    );
+}
