@@ -34,6 +34,11 @@ if [ ! -e "$rootfs.complete" ] && [ -z "${BENCH_ROOTFS:-}" ]; then
     touch "$rootfs.complete"
 fi
 
+if [ ! -x /usr/bin/time ]; then
+    echo "==> installing time (for CPU times)" >&2
+    apt-get install -y time >&2
+fi
+
 echo "==> building the benchmark driver" >&2
 cargo build --release --example tarbench >&2
 bin="${CARGO_TARGET_DIR:-target}/release/examples/tarbench"
@@ -41,17 +46,30 @@ bin="${CARGO_TARGET_DIR:-target}/release/examples/tarbench"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/tarbench.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# Seconds one try of a command takes; `prep` runs untimed before it.
+# One timed try of a command, printed as "WALL CPU" seconds (CPU: user + system of it and
+# its children, so gzip under `tar czf` counts); `prep` runs untimed before it.
 once() {
     local prep="$1"; shift
     eval "$prep"
     sync
-    local t0=$EPOCHREALTIME
-    "$@" >/dev/null 2>&1
-    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'
+    if ! /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" >/dev/null 2>"$work/stderr"; then
+        { echo "failed: $*"; cat "$work/stderr"; } >>"$work/failed"
+        echo "0 0"
+        return
+    fi
+    awk '{ printf "%.2f %.2f", $1, $2 + $3 }' "$work/time"
 }
 
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+# Keeps the smaller wall time and the smaller CPU time of "WALL CPU" pairs.
+min() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (b == "") { print a; exit }
+        split(a, x, " "); split(b, y, " ")
+        printf "%s %s", (x[1] < y[1] ? x[1] : y[1]), (x[2] < y[2] ? x[2] : y[2])
+    }'
+}
+wall() { echo "${1% *}"; }
+cpu() { echo "${1#* }"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
@@ -74,6 +92,10 @@ for i in $(seq "$runs"); do
     our_unpack=$(min "$(once "rm -rf '$work/u'; mkdir '$work/u'" "$bin" unpack "$work/gnu.tar.gz" "$work/u")" "$our_unpack")
 done
 rm -rf "$work/u"
+if [ -e "$work/failed" ]; then
+    cat "$work/failed" >&2
+    exit 1
+fi
 
 # Our archive must read back with the real tools.
 gzip -t "$work/ours.tar.gz"
@@ -82,9 +104,15 @@ gnu_count=$(tar -tzf "$work/gnu.tar.gz" | wc -l)
 
 echo
 echo "input: $rootfs"
-echo "       $(mb "$bytes") MiB in $entries entries; $(nproc) cores; best of $runs"
-printf '%-16s %10s %10s %9s %s\n' "" "ours (s)" "GNU (s)" "speedup" "target"
-printf '%-16s %10s %10s %8sx %s\n' "pack .tar.gz" "$our_pack" "$gnu_pack" "$(ratio "$gnu_pack" "$our_pack")" ">= 1.8x"
-printf '%-16s %10s %10s %8sx %s\n' "unpack .tar.gz" "$our_unpack" "$gnu_unpack" "$(ratio "$gnu_unpack" "$our_unpack")" ">= 1.0x"
+echo "       $(mb "$bytes") MiB in $entries entries; $(nproc) cores; best of $runs runs"
+printf '%-15s %9s %9s %8s   %9s %9s %8s   %s\n' "" "ours" "GNU" "speedup" "ours CPU" "GNU CPU" "ratio" "target (wall)"
+row() {
+    printf '%-15s %8ss %8ss %7sx   %8ss %8ss %7sx   %s\n' "$1" \
+        "$(wall "$2")" "$(wall "$3")" "$(ratio "$(wall "$3")" "$(wall "$2")")" \
+        "$(cpu "$2")" "$(cpu "$3")" "$(ratio "$(cpu "$3")" "$(cpu "$2")")" "$4"
+}
+row "pack .tar.gz" "$our_pack" "$gnu_pack" ">= 1.8x"
+row "unpack .tar.gz" "$our_unpack" "$gnu_unpack" ">= 1.0x"
 echo "archive size: ours $(mb "$(stat -c %s "$work/ours.tar.gz")") MiB ($our_count members)," \
     "GNU $(mb "$(stat -c %s "$work/gnu.tar.gz")") MiB ($gnu_count members)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a busy machine makes all times noisy)"
