@@ -6,7 +6,7 @@
 # The root file system is made once with mmdebstrap (Debian, variant "standard", a few
 # hundred MB) and cached under ${XDG_CACHE_HOME:-$HOME/.cache}/image-builder/bench/.
 # Needs root (device nodes and owners in the tree). Settings:
-#   BENCH_SUITE (bookworm), BENCH_VARIANT (standard), BENCH_RUNS (3, best time counts),
+#   BENCH_SUITE (bookworm), BENCH_VARIANT (standard), BENCH_RUNS (3, the median counts),
 #   BENCH_ROOTFS (use this tree instead of making one), BENCH_TMP (where archives and
 #   unpacked trees go: /var/tmp).
 set -euo pipefail
@@ -60,13 +60,12 @@ once() {
     awk '{ printf "%.2f %.2f", $1, $2 + $3 }' "$work/time"
 }
 
-# Keeps the smaller wall time and the smaller CPU time of "WALL CPU" pairs.
-min() {
-    awk -v a="$1" -v b="$2" 'BEGIN {
-        if (b == "") { print a; exit }
-        split(a, x, " "); split(b, y, " ")
-        printf "%s %s", (x[1] < y[1] ? x[1] : y[1]), (x[2] < y[2] ? x[2] : y[2])
-    }'
+# The median wall time and the median CPU time of "WALL CPU" pairs, one per line; medians
+# because on a shared machine a lucky or unlucky run says little.
+median() { printf '%s %s' "$(column 1 "$1")" "$(column 2 "$1")"; }
+column() {
+    printf '%s\n' "$2" | awk -v c="$1" 'NF { print $c }' | sort -n |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 wall() { echo "${1% *}"; }
 cpu() { echo "${1#* }"; }
@@ -80,16 +79,20 @@ tar -cf - -C "$rootfs" . >/dev/null
 bytes=$(du -sb --apparent-size "$rootfs" | cut -f1)
 entries=$(find "$rootfs" | wc -l)
 
-# GNU tar and ours take turns, so a busy moment on the machine hits both alike; the best
-# time of each counts.
+# GNU tar and ours take turns, so a busy moment on the machine hits both alike.
 gnu_pack="" our_pack="" gnu_unpack="" our_unpack=""
+add() { if [ -z "$1" ]; then printf '%s' "$2"; else printf '%s\n%s' "$1" "$2"; fi; }
 for i in $(seq "$runs"); do
     echo "==> run $i of $runs" >&2
-    gnu_pack=$(min "$(once "rm -f '$work/gnu.tar.gz'" tar --numeric-owner -czf "$work/gnu.tar.gz" -C "$rootfs" .)" "$gnu_pack")
-    our_pack=$(min "$(once "rm -f '$work/ours.tar.gz'" "$bin" pack "$rootfs" "$work/ours.tar.gz")" "$our_pack")
+    gnu_pack=$(add "$gnu_pack" "$(once "rm -f '$work/gnu.tar.gz'" tar --numeric-owner -czf "$work/gnu.tar.gz" -C "$rootfs" .)")
+    our_pack=$(add "$our_pack" "$(once "rm -f '$work/ours.tar.gz'" "$bin" pack "$rootfs" "$work/ours.tar.gz")")
     # Both unpack the same archive, the one GNU tar made.
-    gnu_unpack=$(min "$(once "rm -rf '$work/u'; mkdir '$work/u'" tar --numeric-owner -xzpf "$work/gnu.tar.gz" -C "$work/u")" "$gnu_unpack")
-    our_unpack=$(min "$(once "rm -rf '$work/u'; mkdir '$work/u'" "$bin" unpack "$work/gnu.tar.gz" "$work/u")" "$our_unpack")
+    gnu_unpack=$(add "$gnu_unpack" "$(once "rm -rf '$work/u'; mkdir '$work/u'" tar --numeric-owner -xzpf "$work/gnu.tar.gz" -C "$work/u")")
+    our_unpack=$(add "$our_unpack" "$(once "rm -rf '$work/u'; mkdir '$work/u'" "$bin" unpack "$work/gnu.tar.gz" "$work/u")")
+done
+for v in gnu_pack our_pack gnu_unpack our_unpack; do
+    echo "$v: $(printf '%s' "${!v}" | tr '\n' ',' )" >&2
+    printf -v "$v" '%s' "$(median "${!v}")"
 done
 rm -rf "$work/u"
 if [ -e "$work/failed" ]; then
@@ -104,7 +107,7 @@ gnu_count=$(tar -tzf "$work/gnu.tar.gz" | wc -l)
 
 echo
 echo "input: $rootfs"
-echo "       $(mb "$bytes") MiB in $entries entries; $(nproc) cores; best of $runs runs"
+echo "       $(mb "$bytes") MiB in $entries entries; $(nproc) cores; median of $runs runs"
 printf '%-15s %9s %9s %8s   %9s %9s %8s   %s\n' "" "ours" "GNU" "speedup" "ours CPU" "GNU CPU" "ratio" "target (wall)"
 row() {
     printf '%-15s %8ss %8ss %7sx   %8ss %8ss %7sx   %s\n' "$1" \
