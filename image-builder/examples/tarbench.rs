@@ -47,7 +47,7 @@ fn main() -> Result<()> {
             let root = Root::open(root)?;
             let writers = match std::env::var("TARBENCH_WRITERS") {
                 Ok(v) => v.parse().context("TARBENCH_WRITERS must be a number")?,
-                Err(_) => 0,
+                Err(_) => UnpackOptions::default().writers,
             };
             let opts = UnpackOptions {
                 writers,

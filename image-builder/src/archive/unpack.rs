@@ -28,9 +28,9 @@ pub struct UnpackOptions {
     /// Restore owners and groups (numerically). Only root may give files away, so this
     /// defaults to whether we run as root, like tar's `--same-owner`.
     pub same_owner: bool,
-    /// Threads creating files; 0 chooses two. One writer already overlaps creating files
-    /// with reading the archive; more mostly add lock contention in the kernel (measured
-    /// on a Debian root file system: four writers used more system time than one).
+    /// Threads creating files while the archive is read; 0 creates them on the unpacking
+    /// thread itself. More writers mostly add lock contention in the kernel (measured on a
+    /// Debian root file system: four writers used more system time than one).
     pub writers: usize,
 }
 
@@ -38,7 +38,7 @@ impl Default for UnpackOptions {
     fn default() -> Self {
         UnpackOptions {
             same_owner: rustix::process::geteuid().is_root(),
-            writers: 0,
+            writers: 1,
         }
     }
 }
@@ -61,7 +61,8 @@ struct DirAttrs {
 
 struct Ctx<'a> {
     t: Target<'a>,
-    pool: &'a Pool,
+    /// None: entries are written on the unpacking thread.
+    pool: Option<&'a Pool>,
     known_dirs: HashSet<PathBuf>,
     /// Paths handed to writers since the last barrier: a second entry for one of them
     /// must wait until the first is written.
@@ -102,18 +103,14 @@ pub fn unpack(
         archive,
         same_owner: opts.same_owner,
     };
-    let writers = match opts.writers {
-        0 => 2,
-        n => n,
-    };
     let pool = Pool::default();
     std::thread::scope(|s| {
-        for _ in 0..writers {
+        for _ in 0..opts.writers {
             s.spawn(|| pool.work(t));
         }
         let mut ctx = Ctx {
             t,
-            pool: &pool,
+            pool: (opts.writers > 0).then_some(&pool),
             known_dirs: HashSet::new(),
             queued: HashSet::new(),
             dirs: Vec::new(),
@@ -132,7 +129,7 @@ pub fn unpack(
                     progress(Progress { done: now, total });
                 }
             }
-            pool.barrier()?;
+            ctx.barrier()?;
             ctx.finish_dirs()?;
             Ok(summary)
         })();
@@ -161,10 +158,17 @@ impl Ctx<'_> {
     /// Waits for the writers when one of them may still be writing `path`.
     fn settle(&mut self, path: &Path) -> Result<(), ArchiveError> {
         if self.queued.contains(path) {
-            self.pool.barrier()?;
-            self.queued.clear();
+            self.barrier()?;
         }
         Ok(())
+    }
+
+    fn barrier(&mut self) -> Result<(), ArchiveError> {
+        self.queued.clear();
+        match self.pool {
+            Some(pool) => pool.barrier(),
+            None => Ok(()),
+        }
     }
 
     /// Waits for the writers when one of them may still be making `dir` or a directory
@@ -172,16 +176,18 @@ impl Ctx<'_> {
     /// placed, or `lib` would become a real directory).
     fn settle_dir(&mut self, dir: &Path) -> Result<(), ArchiveError> {
         if dir.ancestors().any(|a| self.queued.contains(a)) {
-            self.pool.barrier()?;
-            self.queued.clear();
+            self.barrier()?;
         }
         Ok(())
     }
 
     fn submit(&mut self, path: &Path, job: Job) -> Result<(), ArchiveError> {
+        let Some(pool) = self.pool else {
+            return job.run(self.t);
+        };
         self.settle(path)?;
         self.queued.insert(path.to_path_buf());
-        self.pool.submit(job)
+        pool.submit(job)
     }
 
     fn entry<R: Read>(
@@ -269,8 +275,7 @@ impl Ctx<'_> {
                 }
                 self.parent(&path, &name)?;
                 // The target must be written completely first.
-                self.pool.barrier()?;
-                self.queued.clear();
+                self.barrier()?;
                 self.t
                     .replace(&path, &name, |r| r.hard_link(&target, &path))?;
             }

@@ -37,7 +37,7 @@ impl Job {
         }
     }
 
-    fn run(&self, t: Target<'_>) -> Result<(), ArchiveError> {
+    pub(crate) fn run(&self, t: Target<'_>) -> Result<(), ArchiveError> {
         match self {
             Job::File {
                 path,
