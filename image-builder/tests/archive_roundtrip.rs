@@ -93,9 +93,23 @@ fn gnu_tar_gz_unpacks_with_ours_twice() {
     our_unpack(&archive, &dst);
     let want = snapshot(&src);
     assert_same(&want, &snapshot(&dst));
-    // Idempotent: a second unpack over the first leaves the same tree.
+    // Idempotent: a second unpack over the first leaves the same tree, whether files are
+    // written on the unpacking thread or by several writers.
     our_unpack(&archive, &dst);
     assert_same(&want, &snapshot(&dst));
+    for writers in [0, 3] {
+        let root = Root::open(&dst).unwrap();
+        let opts = UnpackOptions {
+            writers,
+            ..Default::default()
+        };
+        unpack(&archive, &root, &opts, &mut |_| {}).unwrap();
+        assert_same(&want, &snapshot(&dst));
+        let fresh = t.path().join(format!("fresh-{writers}"));
+        std::fs::create_dir(&fresh).unwrap();
+        unpack(&archive, &Root::open(&fresh).unwrap(), &opts, &mut |_| {}).unwrap();
+        assert_same(&want, &snapshot(&fresh));
+    }
 }
 
 #[test]
