@@ -4,6 +4,7 @@ pub mod archive;
 pub mod build;
 pub mod embedded;
 pub mod host;
+pub mod progress;
 pub mod steps;
 pub mod template;
 pub mod vm;
