@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 mod fs;
 pub mod gpt;
+pub mod inspect;
 mod iso;
 pub mod journal;
 pub mod layout;
