@@ -133,6 +133,8 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
         r
     });
     if let Some(h) = bad.lock().ok().and_then(|g| g.clone()) {
+        // The watch interrupted the steps; the build's error is the pool's state.
+        runner::interrupt::clear();
         return Err(BuildError::State(format!(
             "pool {temp} became {h} while building (its device failed or went away); \
              the build was stopped"

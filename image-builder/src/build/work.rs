@@ -206,6 +206,12 @@ pub fn build(
     let mut rec = match result {
         Ok(rec) => rec,
         Err(e) => {
+            // Whatever failed after a SIGINT/SIGTERM failed because of it.
+            let e = if runner::interrupt::requested() {
+                BuildError::Interrupted
+            } else {
+                e
+            };
             // Cleanup must run its own commands even after an interrupt.
             runner::interrupt::clear();
             for u in journal.pending() {
@@ -283,6 +289,9 @@ fn run(
     };
     let mut outputs = Vec::new();
     for (src, name) in &products {
+        if runner::interrupt::requested() {
+            return Err(BuildError::Interrupted);
+        }
         let dst = output_dir.join(name);
         convert::copy_sparse(src, &dst)?;
         outputs.push(name.clone());
