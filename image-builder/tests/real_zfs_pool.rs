@@ -42,7 +42,7 @@ fn tier() -> Option<Cli> {
 }
 
 const TEMPLATE: &str = r#"{
-  "pool": { "name": "rpool", "size": 512, "bename": "oi", "uefi": true, "partition_only": true },
+  "pool": { "name": "rpool", "size": 352, "bename": "oi", "uefi": true, "partition_only": true },
   "steps": [
     { "t": "create_be" },
     { "t": "create_dataset", "name": "export", "mountpoint": "/export" },
@@ -243,6 +243,9 @@ fn write_root_tar(path: &Path, payload_mib: usize) {
     let mut link = tar::Header::new_ustar();
     link.set_entry_type(tar::EntryType::Symlink);
     link.set_mode(0o777);
+    link.set_uid(0);
+    link.set_gid(0);
+    link.set_mtime(1_700_000_000);
     link.set_size(0);
     b.append_link(&mut link, "bin", "usr/bin").unwrap();
     b.into_inner().unwrap().sync_all().unwrap();
@@ -269,7 +272,7 @@ fn pool_image_from_a_root_tarball() {
     w.build();
     w.assert_clean();
     let raw = w.output_dir().join("g-img.raw");
-    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 512 << 20);
+    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 352 << 20);
 
     // The GPT, as util-linux reads it: illumos' layout.
     let sf = Command::new("/usr/sbin/sfdisk")

@@ -142,6 +142,7 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
     }
     result?;
 
+    tracing::info!("steps done; finishing pool {temp}");
     device::unmount(&w.system(), &root).map_err(zfs::ZfsError::from)?;
     w.journal.done(unmount)?;
     if p.trim.unwrap_or(true) {
@@ -161,6 +162,7 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
         .map_err(zfs::ZfsError::from)?;
     zfs.pool_export(&temp, false)?;
     w.journal.done(export_mark)?;
+    tracing::info!("pool {temp} exported");
     let mut products = vec![(image.clone(), format!("{}.raw", w.stem()))];
     if label && p.partition_only.unwrap_or(false) {
         let part = w.work_dir.join("partonly");
@@ -237,7 +239,8 @@ fn trim(runner: &dyn runner::Runner, host: Host, pool: &str) {
         tracing::info!("zpool trim {pool} failed (not fatal): {e}");
         return;
     }
-    for _ in 0..3000 {
+    tracing::info!("waiting for zpool trim {pool}");
+    for _ in 0..600 {
         let status = runner.run(
             &Cmd::new(zpool)
                 .args(["status", "-t", pool])

@@ -293,6 +293,7 @@ fn run(
             return Err(BuildError::Interrupted);
         }
         let dst = output_dir.join(name);
+        tracing::info!("copying {} to {}", src.display(), dst.display());
         convert::copy_sparse(src, &dst)?;
         outputs.push(name.clone());
         if name.ends_with(".raw") {

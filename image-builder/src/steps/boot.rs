@@ -61,6 +61,10 @@ impl StepArgs for CreateDataset {
 
 /// Make the pool bootable from the boot environment: set `bootfs`, activate the BE and
 /// install the boot loader and boot archive into the image.
+///
+/// On Linux hosts only `bootfs` is set and the image's own UEFI loader is placed into the
+/// EFI system partition; BIOS boot blocks, the boot archive and `beadm activate` need an
+/// illumos host (see docs/images.md).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MakeBootable {}
