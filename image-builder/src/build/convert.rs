@@ -78,21 +78,34 @@ pub fn convert(
 /// Copies `src` to `dst` leaving runs of zeros as holes (images are mostly empty), through
 /// a temporary name; the result has mode 0644 as the reference's outputs.
 pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), BuildError> {
+    let len = std::fs::metadata(src)
+        .map_err(|e| BuildError::io(src, e))?
+        .len();
+    copy_range_sparse(src, 0, len, dst)
+}
+
+/// Copies `len` bytes of `src` from `offset` to a new file `dst`, sparsely: only the data
+/// regions the file system reports (SEEK_DATA/SEEK_HOLE) are read, and zero blocks within
+/// them are skipped too.
+pub fn copy_range_sparse(src: &Path, offset: u64, len: u64, dst: &Path) -> Result<(), BuildError> {
     let partial = super::device::with_suffix(dst, ".partial");
     let copy = || -> std::io::Result<()> {
         let mut from = File::open(src)?;
-        let len = from.metadata()?.len();
         let mut to = File::create(&partial)?;
         let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = read_full(&mut from, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            if buf[..n].iter().all(|b| *b == 0) {
-                to.seek(SeekFrom::Current(n as i64))?;
-            } else {
-                to.write_all(&buf[..n])?;
+        for (start, end) in data_regions(&from, offset, offset + len) {
+            from.seek(SeekFrom::Start(start))?;
+            to.seek(SeekFrom::Start(start - offset))?;
+            let mut left = end - start;
+            while left > 0 {
+                let n = (buf.len() as u64).min(left) as usize;
+                from.read_exact(&mut buf[..n])?;
+                if is_zero(&buf[..n]) {
+                    to.seek(SeekFrom::Current(n as i64))?;
+                } else {
+                    to.write_all(&buf[..n])?;
+                }
+                left -= n as u64;
             }
         }
         to.set_len(len)?;
@@ -107,15 +120,34 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), BuildError> {
     })
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
+/// The data regions of `f` between `from` and `to`; the whole range when the file system
+/// cannot tell.
+fn data_regions(f: &File, from: u64, to: u64) -> Vec<(u64, u64)> {
+    use rustix::fs::{seek, SeekFrom as S};
+    let mut v = Vec::new();
+    let mut off = from;
+    while off < to {
+        let start = match seek(f, S::Data(off)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return vec![(from, to)],
+        };
+        if start >= to {
+            break;
         }
+        let end = seek(f, S::Hole(start)).unwrap_or(to).min(to);
+        v.push((start, end));
+        off = end;
     }
-    Ok(n)
+    v
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(16);
+    words
+        .by_ref()
+        .all(|w| u128::from_ne_bytes(w.try_into().unwrap_or([1; 16])) == 0)
+        && words.remainder().iter().all(|x| *x == 0)
 }
 
 #[cfg(test)]

@@ -257,26 +257,7 @@ fn trim(runner: &dyn runner::Runner, host: Host, pool: &str) {
 
 /// Copies the ZFS slice (illumos type `usr`) out of a labelled image.
 fn extract_zfs_slice(image: &Path, out: &Path) -> Result<(), BuildError> {
-    use std::io::{Read, Seek, SeekFrom, Write};
     let (offset, len) = super::gpt::find_zfs_slice(image)
         .map_err(|e| BuildError::State(format!("{}: {e}", image.display())))?;
-    let copy = || -> std::io::Result<()> {
-        let mut from = std::fs::File::open(image)?;
-        from.seek(SeekFrom::Start(offset))?;
-        let mut to = std::fs::File::create(out)?;
-        let mut left = len;
-        let mut buf = vec![0u8; 1 << 20];
-        while left > 0 {
-            let n = (buf.len() as u64).min(left) as usize;
-            from.read_exact(&mut buf[..n])?;
-            if buf[..n].iter().all(|b| *b == 0) {
-                to.seek(SeekFrom::Current(n as i64))?;
-            } else {
-                to.write_all(&buf[..n])?;
-            }
-            left -= n as u64;
-        }
-        to.set_len(len)
-    };
-    copy().map_err(|e| BuildError::io(out, e))
+    super::convert::copy_range_sparse(image, offset, len, out)
 }
