@@ -158,14 +158,14 @@ impl<'a> World<'a> {
         let loops = String::from_utf8_lossy(&loops.stdout);
         assert!(!loops.contains("lofi.raw"), "loop devices left: {loops}");
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let work = format!("{}/images/work", self.pool);
+        let work = format!("{}/images/work/g/img", self.pool);
         assert!(
             !mounts
                 .lines()
                 .any(|l| l.contains("TEMPORARY-") || l.contains(&work)),
             "mounts left: {mounts}"
         );
-        assert!(!self.zfs.exists(&format!("{work}/g/img")).unwrap());
+        assert!(!self.zfs.exists(&work).unwrap());
         assert!(!self
             .zfs
             .exists(&format!("{}/images/tmp/g/img", self.pool))

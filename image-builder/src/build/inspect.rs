@@ -199,7 +199,7 @@ pub fn render(r: &Report) -> String {
             p.number,
             p.first_lba,
             p.last_lba,
-            (p.last_lba - p.first_lba + 1) * SECTOR >> 20,
+            ((p.last_lba - p.first_lba + 1) * SECTOR) >> 20,
             p.type_guid,
             p.name
         ));
