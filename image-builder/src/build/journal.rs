@@ -266,4 +266,63 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn pools_devices_and_mounts_are_undone_on_linux() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "z").unwrap();
+        j.push(Undo::DetachDevice {
+            file: "/w/lofi.raw".into(),
+        })
+        .unwrap();
+        j.push(Undo::ExportPool {
+            pool: "TEMPORARY-g-n".into(),
+        })
+        .unwrap();
+        // A directory nothing is mounted on: nothing to run.
+        j.push(Undo::Unmount {
+            path: dir.path().join("a"),
+        })
+        .unwrap();
+        let rec = Recorder::new();
+        rec.always(
+            "/usr/sbin/zpool list -H -o name",
+            Output::ok("TEMPORARY-g-n\n"),
+        );
+        rec.on(
+            "/usr/sbin/zpool export -f TEMPORARY-g-n",
+            Output::failed(1, "pool I/O is currently suspended"),
+        );
+        rec.on(
+            "/usr/sbin/losetup --noheadings --output NAME --associated /w/lofi.raw",
+            Output::ok("/dev/loop3\n"),
+        );
+        let z = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/usr/sbin")).with_export_retry(
+            zfs::ExportRetry {
+                attempts: 1,
+                delay: std::time::Duration::ZERO,
+            },
+        );
+        let failed = j.unwind(&System {
+            host: crate::host::Host::Linux,
+            runner: &rec,
+            zfs: &z,
+        });
+        assert!(failed.is_empty(), "{failed:?}");
+        let actions: Vec<String> = rec
+            .lines()
+            .into_iter()
+            .filter(|l| !l.contains(" list "))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "/usr/sbin/zpool export -f TEMPORARY-g-n",
+                "/usr/sbin/zpool destroy -f TEMPORARY-g-n",
+                "/usr/sbin/losetup --noheadings --output NAME --associated /w/lofi.raw",
+                "/usr/sbin/losetup -d /dev/loop3",
+            ]
+        );
+        assert!(j.is_empty());
+    }
 }
