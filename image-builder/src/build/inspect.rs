@@ -145,7 +145,7 @@ fn with_device(sys: &System, part: &str, report: &mut Report) -> Result<(), Insp
             .readonly(),
     )?;
     report.pool = Some(name);
-    let read = read_pool(sys, &temp, report);
+    let read = read_pool(sys, &temp, &altroot, report);
     let exported = sys.zfs.pool_export(&temp, false);
     let _ = std::fs::remove_dir(&altroot);
     read?;
@@ -153,7 +153,17 @@ fn with_device(sys: &System, part: &str, report: &mut Report) -> Result<(), Insp
     Ok(())
 }
 
-fn read_pool(sys: &System, pool: &str, report: &mut Report) -> Result<(), InspectError> {
+fn read_pool(
+    sys: &System,
+    pool: &str,
+    altroot: &Path,
+    report: &mut Report,
+) -> Result<(), InspectError> {
+    // Mountpoints as the booted system sees them, not under our altroot.
+    let unrooted = |m: String| match Path::new(&m).strip_prefix(altroot) {
+        Ok(rest) => format!("/{}", rest.display()),
+        Err(_) => m,
+    };
     let strip = |n: &str| {
         n.strip_prefix(pool)
             .map(|r| r.trim_start_matches('/').to_string())
@@ -175,7 +185,7 @@ fn read_pool(sys: &System, pool: &str, report: &mut Report) -> Result<(), Inspec
         }
         report.datasets.push(Dataset {
             name: strip(&ds),
-            mountpoint: sys.zfs.get(&ds, "mountpoint")?.unwrap_or_default(),
+            mountpoint: unrooted(sys.zfs.get(&ds, "mountpoint")?.unwrap_or_default()),
             canmount: sys.zfs.get(&ds, "canmount")?.unwrap_or_default(),
             libbe,
         });
