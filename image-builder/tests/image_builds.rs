@@ -169,12 +169,11 @@ fn illumos_pool_build_command_lines() {
                  -o listsnapshots=on -O compression=on -O atime=off rpool /dev/dsk/c9t1d0"
             ),
             format!("/sbin/zfs create -o canmount=off -o mountpoint=legacy {t}/ROOT"),
-            format!("/sbin/zfs create -o canmount=noauto -o mountpoint=legacy {t}/ROOT/oi"),
             format!(
-                "/sbin/zfs set org.opensolaris.libbe:uuid={} {t}/ROOT/oi",
+                "/sbin/zfs create -o canmount=noauto -o mountpoint=legacy \
+                 -o org.opensolaris.libbe:uuid={} -o org.opensolaris.libbe:policy=static {t}/ROOT/oi",
                 uuid_of(&w)
             ),
-            format!("/sbin/zfs set org.opensolaris.libbe:policy=static {t}/ROOT/oi"),
             format!("/sbin/mount -F zfs {t}/ROOT/oi W/work/a"),
             format!("/sbin/zfs create -o mountpoint=/export/home {t}/export/home"),
             format!("/sbin/zpool set bootfs={t}/ROOT/oi {t}"),

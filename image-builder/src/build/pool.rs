@@ -24,8 +24,9 @@ use crate::template::model::Pool;
 
 /// Limit for each `zfs`/`zpool` command of a pool build.
 const ZFS_TIMEOUT: Duration = Duration::from_secs(600);
-/// How often the pool's health is checked while steps run.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How often the pool's health is checked while steps run (each check is a `zpool`
+/// process; under emulation they are not free).
+const WATCH_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, BuildError> {
     let host = w.env.host;
@@ -148,10 +149,18 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
     if p.trim.unwrap_or(true) {
         trim(runner, host, &temp);
     }
-    for prop in ["used", "available", "compressratio"] {
-        if let Ok(Some(v)) = zfs.get(&temp, prop) {
-            tracing::info!("pool {temp}: {prop} {v}");
-        }
+    let stats = Cmd::new(host.tool(Tool::Zfs))
+        .args([
+            "get",
+            "-H",
+            "-o",
+            "property,value",
+            "used,available,compressratio",
+            &temp,
+        ])
+        .timeout(ZFS_TIMEOUT);
+    if let Ok(o) = runner.run(&stats) {
+        tracing::info!("pool {temp}: {}", o.stdout_str().replace('\n', "; "));
     }
     runner
         .run(

@@ -118,13 +118,28 @@ impl Execute for CreateBe {
             &root_ds,
             &[("canmount", "off"), ("mountpoint", "legacy")],
         )?;
-        ensure_fs(cx, &be, &[("canmount", "noauto"), ("mountpoint", "legacy")])?;
-        if cx.zfs.get(&be, "org.opensolaris.libbe:uuid")?.is_none() {
+        if cx.zfs.exists(&be)? {
+            ensure_fs(cx, &be, &[("canmount", "noauto"), ("mountpoint", "legacy")])?;
+            if cx.zfs.get(&be, "org.opensolaris.libbe:uuid")?.is_none() {
+                let uuid = crate::build::gpt::random_uuid();
+                cx.zfs.set(&be, "org.opensolaris.libbe:uuid", &uuid)?;
+            }
+            cx.zfs.set(&be, "org.opensolaris.libbe:policy", "static")?;
+        } else {
+            // One command: each zfs process counts when the builder runs emulated.
             let uuid = crate::build::gpt::random_uuid();
             tracing::info!("boot environment {be}: uuid {uuid}");
-            cx.zfs.set(&be, "org.opensolaris.libbe:uuid", &uuid)?;
+            ensure_fs(
+                cx,
+                &be,
+                &[
+                    ("canmount", "noauto"),
+                    ("mountpoint", "legacy"),
+                    ("org.opensolaris.libbe:uuid", &uuid),
+                    ("org.opensolaris.libbe:policy", "static"),
+                ],
+            )?;
         }
-        cx.zfs.set(&be, "org.opensolaris.libbe:policy", "static")?;
         let dir = cx.root_path();
         if !device::mounted(cx.host, dir) {
             device::mount_zfs(&system(cx), &be, dir)?;
