@@ -103,6 +103,8 @@ impl<'a> World<'a> {
             dataset: self.dataset(),
             output_name: None,
             svccfg: PathBuf::from("/nonexistent/svccfg"),
+            formats: Vec::new(),
+            assume_tools: false,
             reset: false,
             fullreset: false,
             smf: SmfSeeding::AtFirstBoot,

@@ -46,6 +46,9 @@ pub struct PoolCreate {
     /// `-d`: enable no features. Pools meant for illumos images want this (or a checked
     /// compatibility list): a feature illumos lacks makes the pool unimportable there.
     pub no_features: bool,
+    /// `-B`: on illumos, label the whole disk with an EFI system partition before the ZFS
+    /// partition (OpenZFS on Linux has no such option).
+    pub boot_partition: bool,
     /// `-t name`: the in-core name while imported; `name` is what is written on disk.
     pub temp_name: Option<String>,
     /// `-R root`: altroot (also sets `cachefile=none`).
@@ -77,6 +80,11 @@ impl PoolCreate {
 
     pub fn no_features(mut self) -> Self {
         self.no_features = true;
+        self
+    }
+
+    pub fn boot_partition(mut self) -> Self {
+        self.boot_partition = true;
         self
     }
 

@@ -62,7 +62,7 @@ pub fn build(
                 undo: format!("{u:?}"),
             });
         }
-        let failed = journal.unwind(zfs);
+        let failed = journal.unwind(&env.system());
         if !failed.is_empty() {
             return Err(BuildError::State(format!(
                 "could not clean up after an earlier build: {}",
@@ -89,7 +89,7 @@ pub fn build(
                 undo: format!("{u:?}"),
             });
         }
-        let failed = journal.unwind(zfs);
+        let failed = journal.unwind(&env.system());
         for f in failed {
             tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
         }

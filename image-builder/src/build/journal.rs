@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use zfs::Zfs;
 
+use super::device::{self, System};
 use super::error::BuildError;
 
 /// How to undo one thing.
@@ -18,6 +18,13 @@ pub enum Undo {
     DestroyDataset { name: String },
     /// Roll a kept dataset back to the snapshot it started from.
     Rollback { snapshot: String },
+    /// Export a temporary pool (destroy it when it cannot be exported: its image is being
+    /// thrown away anyway).
+    ExportPool { pool: String },
+    /// Detach every file-backed device (lofi, loop) of an image file.
+    DetachDevice { file: PathBuf },
+    /// Unmount whatever is mounted at a directory.
+    Unmount { path: PathBuf },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,23 +93,16 @@ impl Journal {
 
     /// Undoes every pending entry, newest first. Returns the undos that failed (they stay
     /// in the journal for the next attempt).
-    pub fn unwind(&mut self, zfs: &dyn Zfs) -> Vec<String> {
+    pub fn unwind(&mut self, sys: &System) -> Vec<String> {
         let mut failed = Vec::new();
         while let Some(e) = self.entries.last().cloned() {
-            let result = match &e.undo {
-                Undo::DestroyDataset { name } => match zfs.exists(name) {
-                    Ok(true) => zfs.destroy(name, true),
-                    Ok(false) => Ok(()),
-                    Err(err) => Err(err),
-                },
-                Undo::Rollback { snapshot } => zfs.rollback(snapshot),
-            };
+            let result = undo(sys, &e.undo);
             self.entries.pop();
             match result {
                 Ok(()) => tracing::info!("cleanup: undid {:?}", e.undo),
                 Err(err) => {
                     tracing::error!("cleanup: could not undo {:?}: {err}", e.undo);
-                    failed.push((e, err.to_string()));
+                    failed.push((e, err));
                 }
             }
         }
@@ -143,6 +143,30 @@ impl Journal {
     }
 }
 
+/// Undoes one thing, after checking that it is still there.
+fn undo(sys: &System, u: &Undo) -> Result<(), String> {
+    let zfs = sys.zfs;
+    let r: Result<(), String> = match u {
+        Undo::DestroyDataset { name } => match zfs.exists(name) {
+            Ok(true) => zfs.destroy(name, true).map_err(|e| e.to_string()),
+            Ok(false) => Ok(()),
+            Err(err) => Err(err.to_string()),
+        },
+        Undo::Rollback { snapshot } => zfs.rollback(snapshot).map_err(|e| e.to_string()),
+        Undo::ExportPool { pool } => match zfs.pools() {
+            Ok(pools) if !pools.contains(pool) => Ok(()),
+            Ok(_) => zfs.pool_export(pool, true).or_else(|e| {
+                tracing::warn!("cleanup: cannot export {pool} ({e}); destroying it");
+                zfs.pool_destroy(pool, true).map_err(|e| e.to_string())
+            }),
+            Err(e) => Err(e.to_string()),
+        },
+        Undo::DetachDevice { file } => device::detach(sys, file).map_err(|e| e.to_string()),
+        Undo::Unmount { path } => device::unmount(sys, path).map_err(|e| e.to_string()),
+    };
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +174,15 @@ mod tests {
 
     fn zfs(rec: &Recorder) -> zfs::ZfsCli<&Recorder> {
         zfs::ZfsCli::new(rec, zfs::ZfsTools::new("/sbin/zfs", "/sbin/zpool"))
+    }
+
+    fn unwind(j: &mut Journal, rec: &Recorder) -> Vec<String> {
+        let z = zfs(rec);
+        j.unwind(&System {
+            host: crate::host::Host::Illumos,
+            runner: rec,
+            zfs: &z,
+        })
     }
 
     #[test]
@@ -194,7 +227,7 @@ mod tests {
             "/sbin/zfs list -H -p -o name -t all p/tmp/g/n",
             Output::ok("p/tmp/g/n\n"),
         );
-        assert!(j.unwind(&zfs(&rec)).is_empty());
+        assert!(unwind(&mut j, &rec).is_empty());
         assert!(j.is_empty());
         let destroys: Vec<String> = rec
             .lines()
@@ -224,7 +257,7 @@ mod tests {
             "/sbin/zfs rollback",
             Output::failed(1, "cannot rollback: busy"),
         );
-        let failed = j.unwind(&zfs(&rec));
+        let failed = unwind(&mut j, &rec);
         assert_eq!(failed.len(), 1);
         assert_eq!(
             Journal::open(dir.path(), "y").unwrap().pending(),
@@ -232,5 +265,64 @@ mod tests {
                 snapshot: "p/w@a".into()
             }]
         );
+    }
+
+    #[test]
+    fn pools_devices_and_mounts_are_undone_on_linux() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "z").unwrap();
+        j.push(Undo::DetachDevice {
+            file: "/w/lofi.raw".into(),
+        })
+        .unwrap();
+        j.push(Undo::ExportPool {
+            pool: "TEMPORARY-g-n".into(),
+        })
+        .unwrap();
+        // A directory nothing is mounted on: nothing to run.
+        j.push(Undo::Unmount {
+            path: dir.path().join("a"),
+        })
+        .unwrap();
+        let rec = Recorder::new();
+        rec.always(
+            "/usr/sbin/zpool list -H -o name",
+            Output::ok("TEMPORARY-g-n\n"),
+        );
+        rec.on(
+            "/usr/sbin/zpool export -f TEMPORARY-g-n",
+            Output::failed(1, "pool I/O is currently suspended"),
+        );
+        rec.on(
+            "/usr/sbin/losetup --noheadings --output NAME --associated /w/lofi.raw",
+            Output::ok("/dev/loop3\n"),
+        );
+        let z = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/usr/sbin")).with_export_retry(
+            zfs::ExportRetry {
+                attempts: 1,
+                delay: std::time::Duration::ZERO,
+            },
+        );
+        let failed = j.unwind(&System {
+            host: crate::host::Host::Linux,
+            runner: &rec,
+            zfs: &z,
+        });
+        assert!(failed.is_empty(), "{failed:?}");
+        let actions: Vec<String> = rec
+            .lines()
+            .into_iter()
+            .filter(|l| !l.contains(" list "))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "/usr/sbin/zpool export -f TEMPORARY-g-n",
+                "/usr/sbin/zpool destroy -f TEMPORARY-g-n",
+                "/usr/sbin/losetup --noheadings --output NAME --associated /w/lofi.raw",
+                "/usr/sbin/losetup -d /dev/loop3",
+            ]
+        );
+        assert!(j.is_empty());
     }
 }

@@ -1,12 +1,20 @@
 //! Running a validated plan: the build targets, the stage cache, locking and cleanup.
 
 pub mod cache;
+pub mod convert;
 mod dataset;
+pub mod device;
 pub mod error;
+mod fs;
+pub mod gpt;
+pub mod inspect;
+mod iso;
 pub mod journal;
 pub mod layout;
 pub mod lock;
+mod pool;
 pub mod record;
+mod work;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,6 +37,11 @@ pub struct BuildOptions {
     pub output_name: Option<String>,
     /// `-S`: the svccfg for `seed_smf`.
     pub svccfg: PathBuf,
+    /// `--format`: also convert raw disk images to these formats with `qemu-img`.
+    pub formats: Vec<convert::Format>,
+    /// Do not check that the host has the tools an image target needs (for runs whose
+    /// commands are recorded rather than executed).
+    pub assume_tools: bool,
     /// `-r`: rebuild even when the stage is current.
     pub reset: bool,
     /// `-x`: destroy the work dataset first.
@@ -88,6 +101,16 @@ pub struct Env<'a> {
     pub zfs: &'a dyn Zfs,
 }
 
+impl Env<'_> {
+    pub fn system(&self) -> device::System<'_> {
+        device::System {
+            host: self.host,
+            runner: self.runner,
+            zfs: self.zfs,
+        }
+    }
+}
+
 /// Whether the stage was built or taken from the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -110,10 +133,10 @@ pub fn build(
     preflight(plan, opts, env.host)?;
     match &plan.target {
         Some(Target::Dataset(d)) => dataset::build(plan, d, opts, env, events),
-        Some(other) => Err(BuildError::State(format!(
-            "{} builds are not available in this version; dataset builds are",
-            other.kind().key()
-        ))),
+        Some(Target::Pool(p)) => work::build(plan, work::Kind::Pool(p), opts, env, events),
+        Some(Target::Pcfs(p)) => work::build(plan, work::Kind::Pcfs(p), opts, env, events),
+        Some(Target::Ufs(u)) => work::build(plan, work::Kind::Ufs(u), opts, env, events),
+        Some(Target::Iso(i)) => work::build(plan, work::Kind::Iso(i), opts, env, events),
         None => Err(BuildError::Invalid(1)),
     }
 }
@@ -247,7 +270,8 @@ pub(crate) fn run_steps(
 
 /// Undoes what crashed or killed builds under `dataset` left behind: every cleanup journal
 /// whose build is no longer running. Returns what was undone.
-pub fn clean(dataset: &str, zfs: &dyn Zfs) -> Result<Vec<String>, BuildError> {
+pub fn clean(dataset: &str, sys: &device::System) -> Result<Vec<String>, BuildError> {
+    let zfs = sys.zfs;
     let output = format!("{dataset}/output");
     if !zfs.exists(&output)? {
         return Ok(Vec::new());
@@ -269,7 +293,7 @@ pub fn clean(dataset: &str, zfs: &dyn Zfs) -> Result<Vec<String>, BuildError> {
         };
         let mut j = journal::Journal::open(&dir, name)?;
         let pending = j.pending();
-        let failed = j.unwind(zfs);
+        let failed = j.unwind(sys);
         if !failed.is_empty() {
             return Err(BuildError::State(format!(
                 "could not undo: {}",

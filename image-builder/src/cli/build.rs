@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
 use image_builder::embedded;
 use image_builder::host::{Host, Tool};
@@ -37,6 +38,10 @@ pub struct BuildArgs {
         default_value = "/usr/sbin/svccfg"
     )]
     svccfg: PathBuf,
+    /// Also write disk images in these formats (qcow2, vmdk, vhd; repeatable), converted
+    /// from the raw image with qemu-img.
+    #[arg(long = "format", value_name = "FORMAT", value_parser = parse_format)]
+    formats: Vec<Format>,
     /// Rebuild this stage even when its output snapshot is current.
     #[arg(short = 'r', long = "reset")]
     reset: bool,
@@ -88,14 +93,18 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         install_progress_bar();
     }
+    // A pool whose device fails can block zfs and zpool forever; nothing may wait that long.
     let zfs = zfs::ZfsCli::new(
         &runner,
         zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-    );
+    )
+    .with_timeout(std::time::Duration::from_secs(1800));
     let opts = BuildOptions {
         dataset: a.dataset.clone(),
         output_name: a.output_name.clone(),
         svccfg: a.svccfg.clone(),
+        formats: a.formats.clone(),
+        assume_tools: false,
         reset: a.reset,
         fullreset: a.fullreset,
         smf: if a.smf_at_first_boot {
@@ -204,7 +213,7 @@ fn run_build(
     match build::build(plan, opts, env, &mut show) {
         Ok(Outcome::Built) | Ok(Outcome::Cached) => ExitCode::SUCCESS,
         Err(BuildError::Interrupted) => {
-            eprintln!("error: interrupted; the work dataset is back where it started");
+            eprintln!("error: interrupted; everything the build made was undone");
             ExitCode::from(130)
         }
         Err(e) => {
@@ -212,6 +221,11 @@ fn run_build(
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s)
+        .ok_or_else(|| format!("unknown image format {s:?}: expected qcow2, vmdk or vhd"))
 }
 
 fn describe(e: &Event) -> String {

@@ -24,7 +24,12 @@ pub fn run(a: CleanArgs) -> Result<ExitCode> {
         &runner,
         zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
     );
-    let done = image_builder::build::clean(&a.dataset, &zfs)?;
+    let sys = image_builder::build::device::System {
+        host,
+        runner: &runner,
+        zfs: &zfs,
+    };
+    let done = image_builder::build::clean(&a.dataset, &sys)?;
     if done.is_empty() {
         eprintln!("nothing to clean under {}", a.dataset);
     }

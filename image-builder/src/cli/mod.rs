@@ -3,6 +3,7 @@
 mod args;
 mod build;
 mod clean;
+mod inspect;
 mod plan;
 mod schema;
 mod validate;
@@ -24,6 +25,7 @@ struct Cli {
 enum Command {
     Build(build::BuildArgs),
     Clean(clean::CleanArgs),
+    Inspect(inspect::InspectArgs),
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Schema(schema::SchemaArgs),
@@ -46,6 +48,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => build::run(a),
         Command::Clean(a) => clean::run(a),
+        Command::Inspect(a) => inspect::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),

@@ -69,6 +69,8 @@ fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<CacheStatus>
         dataset: dataset.to_string(),
         output_name: a.output_name.clone(),
         svccfg: "/usr/sbin/svccfg".into(),
+        formats: Vec::new(),
+        assume_tools: false,
         reset: false,
         fullreset: false,
         smf: SmfSeeding::Import,

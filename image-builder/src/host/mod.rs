@@ -25,6 +25,31 @@ pub enum Tool {
     Bootadm,
     Mount,
     Umount,
+    /// illumos file-backed block devices.
+    Lofiadm,
+    /// Linux loop devices.
+    Losetup,
+    /// illumos `mkfs -F pcfs`.
+    Mkfs,
+    /// Linux FAT file systems.
+    MkfsVfat,
+    /// illumos UFS.
+    Newfs,
+    /// illumos ISO 9660 images.
+    Mkisofs,
+    /// Linux ISO 9660 images (`xorriso -as mkisofs`).
+    Xorriso,
+    /// illumos MBR editing for hybrid ISOs.
+    Fdisk,
+    /// illumos El Torito catalogue listing for hybrid ISOs.
+    Etdump,
+    /// illumos boot blocks.
+    Installboot,
+    QemuImg,
+    Df,
+    /// mtools, to write FAT file systems without mounting them.
+    Mmd,
+    Mcopy,
 }
 
 impl Host {
@@ -50,6 +75,21 @@ impl Host {
             (Host::Linux, Tool::Zpool) => "/usr/sbin/zpool",
             (Host::Linux, Tool::Mount) => "/usr/bin/mount",
             (Host::Linux, Tool::Umount) => "/usr/bin/umount",
+            (Host::Illumos, Tool::Df) => "/usr/bin/df",
+            (Host::Linux, Tool::Df) => "/usr/bin/df",
+            (_, Tool::Lofiadm) => "/usr/sbin/lofiadm",
+            (_, Tool::Losetup) => "/usr/sbin/losetup",
+            (_, Tool::Mkfs) => "/usr/sbin/mkfs",
+            (_, Tool::MkfsVfat) => "/usr/sbin/mkfs.vfat",
+            (_, Tool::Newfs) => "/usr/sbin/newfs",
+            (_, Tool::Mkisofs) => "/usr/bin/mkisofs",
+            (_, Tool::Xorriso) => "/usr/bin/xorriso",
+            (_, Tool::Fdisk) => "/usr/sbin/fdisk",
+            (_, Tool::Etdump) => "/usr/bin/etdump",
+            (_, Tool::Installboot) => "/usr/sbin/installboot",
+            (_, Tool::QemuImg) => "/usr/bin/qemu-img",
+            (_, Tool::Mmd) => "/usr/bin/mmd",
+            (_, Tool::Mcopy) => "/usr/bin/mcopy",
             (_, Tool::Pkg) => "/usr/bin/pkg",
             (_, Tool::Svccfg) => "/usr/sbin/svccfg",
             (_, Tool::Devfsadm) => "/usr/sbin/devfsadm",

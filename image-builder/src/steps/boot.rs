@@ -61,6 +61,10 @@ impl StepArgs for CreateDataset {
 
 /// Make the pool bootable from the boot environment: set `bootfs`, activate the BE and
 /// install the boot loader and boot archive into the image.
+///
+/// On Linux hosts only `bootfs` is set and the image's own UEFI loader is placed into the
+/// EFI system partition; BIOS boot blocks, the boot archive and `beadm activate` need an
+/// illumos host (see docs/images.md).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MakeBootable {}
@@ -70,33 +74,163 @@ impl MakeBootable {
 }
 no_args_step!(MakeBootable, targets = &[TargetKind::Pool]);
 
-use super::exec::{Execute, StepCx, StepError};
+use super::exec::{Execute, PoolCx, StepCx, StepError};
+use crate::build::device::{self, System};
+use crate::host::{Host, Tool};
+use zfs::CreateOptions;
 
-fn pool_only(cx: &StepCx, step: &str) -> Result<(), StepError> {
-    match cx.pool {
-        Some(_) => Err(StepError::msg(format!(
-            "{step}: building pool images is not available in this version"
-        ))),
-        None => Err(StepError::msg(format!(
-            "{step} only runs in a pool template"
-        ))),
+fn pool<'a>(cx: &StepCx<'a>, step: &str) -> Result<&'a PoolCx, StepError> {
+    cx.pool
+        .ok_or_else(|| StepError::msg(format!("{step} only runs in a pool template")))
+}
+
+fn system<'a>(cx: &StepCx<'a>) -> System<'a> {
+    System {
+        host: cx.host,
+        runner: cx.runner,
+        zfs: cx.zfs,
     }
+}
+
+/// Creates (or, when run again, keeps) a file system with properties.
+fn ensure_fs(cx: &StepCx, name: &str, props: &[(&str, &str)]) -> Result<(), StepError> {
+    if !cx.zfs.exists(name)? {
+        let mut o = CreateOptions::new();
+        for (k, v) in props {
+            o = o.prop(*k, *v);
+        }
+        cx.zfs.create(name, &o)?;
+    } else {
+        for (k, v) in props {
+            cx.zfs.set(name, k, v)?;
+        }
+    }
+    Ok(())
 }
 
 impl Execute for CreateBe {
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
-        pool_only(cx, "create_be")
+        let p = pool(cx, "create_be")?;
+        let root_ds = format!("{}/ROOT", p.temp_name);
+        let be = format!("{root_ds}/{}", p.bename);
+        ensure_fs(
+            cx,
+            &root_ds,
+            &[("canmount", "off"), ("mountpoint", "legacy")],
+        )?;
+        if cx.zfs.exists(&be)? {
+            ensure_fs(cx, &be, &[("canmount", "noauto"), ("mountpoint", "legacy")])?;
+            if cx.zfs.get(&be, "org.opensolaris.libbe:uuid")?.is_none() {
+                let uuid = crate::build::gpt::random_uuid();
+                cx.zfs.set(&be, "org.opensolaris.libbe:uuid", &uuid)?;
+            }
+            cx.zfs.set(&be, "org.opensolaris.libbe:policy", "static")?;
+        } else {
+            // One command: each zfs process counts when the builder runs emulated.
+            let uuid = crate::build::gpt::random_uuid();
+            tracing::info!("boot environment {be}: uuid {uuid}");
+            ensure_fs(
+                cx,
+                &be,
+                &[
+                    ("canmount", "noauto"),
+                    ("mountpoint", "legacy"),
+                    ("org.opensolaris.libbe:uuid", &uuid),
+                    ("org.opensolaris.libbe:policy", "static"),
+                ],
+            )?;
+        }
+        let dir = cx.root_path();
+        if !device::mounted(cx.host, dir) {
+            device::mount_zfs(&system(cx), &be, dir)?;
+        }
+        Ok(())
     }
 }
 
 impl Execute for CreateDataset {
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
-        pool_only(cx, "create_dataset")
+        let p = pool(cx, "create_dataset")?;
+        let ds = format!("{}/{}", p.temp_name, self.name);
+        match &self.mountpoint {
+            Some(mp) => ensure_fs(cx, &ds, &[("mountpoint", mp)]),
+            None => ensure_fs(cx, &ds, &[]),
+        }
     }
 }
 
 impl Execute for MakeBootable {
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
-        pool_only(cx, "make_bootable")
+        let p = pool(cx, "make_bootable")?;
+        let be = format!("{}/ROOT/{}", p.temp_name, p.bename);
+        cx.zfs.pool_set(&p.temp_name, "bootfs", &be)?;
+        match cx.host {
+            Host::Illumos => {
+                let root = cx.root_path().to_path_buf();
+                cx.run(cx.cmd(Tool::Beadm).args(["activate", &p.bename]))?;
+                cx.run(
+                    cx.cmd(Tool::Bootadm)
+                        .args(["install-bootloader", "-M", "-f", "-P", &p.temp_name, "-R"])
+                        .arg(&root),
+                )?;
+                cx.run(
+                    cx.cmd(Tool::Bootadm)
+                        .args(["update-archive", "-f", "-R"])
+                        .arg(&root),
+                )?;
+                Ok(())
+            }
+            Host::Linux => linux_bootable(cx, p),
+        }
     }
+}
+
+/// What `installboot` would do for UEFI, done with Linux tools: a FAT file system on the
+/// EFI system partition holding the image's own loader as the removable-media boot file.
+/// Not done here (they need illumos tools): BIOS boot blocks (`pmbr`, `gptzfsboot`), the
+/// boot archive (`bootadm update-archive`) and `beadm activate` (bootfs is set instead).
+fn linux_bootable(cx: &StepCx, p: &PoolCx) -> Result<(), StepError> {
+    tracing::warn!(
+        "make_bootable on Linux: set bootfs; NOT done: BIOS boot blocks (pmbr, gptzfsboot), \
+         boot archive (bootadm update-archive), beadm activate: the image must carry its \
+         boot archive already"
+    );
+    let Some(esp) = &p.esp else {
+        tracing::warn!("make_bootable on Linux: no EFI system partition (uefi is off)");
+        return Ok(());
+    };
+    let loaders = [
+        ("boot/loader64.efi", "BOOTX64.EFI"),
+        ("boot/loader32.efi", "BOOTIA32.EFI"),
+    ];
+    let mut found = Vec::new();
+    for (src, dst) in loaders {
+        match cx.root.read(src) {
+            Ok(bytes) => found.push((src, dst, bytes)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if found.is_empty() {
+        return Err(StepError::msg(
+            "make_bootable: the image has no /boot/loader64.efi to install into the EFI system partition",
+        ));
+    }
+    cx.run(cx.cmd(Tool::MkfsVfat).args(["-F", "32"]).arg(esp))?;
+    cx.run(
+        cx.cmd(Tool::Mmd)
+            .args(["-i", esp.as_str(), "::/EFI", "::/EFI/BOOT"]),
+    )?;
+    for (src, dst, bytes) in found {
+        let staged = cx.tmp_dir.join(dst);
+        std::fs::write(&staged, bytes).map_err(|e| StepError::host(&staged, e))?;
+        cx.run(
+            cx.cmd(Tool::Mcopy)
+                .args(["-o", "-i", esp.as_str()])
+                .arg(&staged)
+                .arg(format!("::/EFI/BOOT/{dst}")),
+        )?;
+        tracing::info!("make_bootable: /{src} -> ESP /EFI/BOOT/{dst}");
+    }
+    Ok(())
 }

@@ -27,6 +27,9 @@ pub struct PoolCx {
     pub name: String,
     pub bename: String,
     pub altroot: PathBuf,
+    /// The EFI system partition's device when this host labelled the disk itself (Linux):
+    /// `make_bootable` installs the image's loader there.
+    pub esp: Option<String>,
 }
 
 /// Everything a step may use. Steps reach the system only through these fields.

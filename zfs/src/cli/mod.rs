@@ -61,6 +61,7 @@ pub struct ZfsCli<R> {
     runner: R,
     tools: ZfsTools,
     export_retry: ExportRetry,
+    timeout: Option<Duration>,
 }
 
 impl<R: Runner> ZfsCli<R> {
@@ -69,7 +70,15 @@ impl<R: Runner> ZfsCli<R> {
             runner,
             tools,
             export_retry: ExportRetry::default(),
+            timeout: None,
         }
+    }
+
+    /// A time limit for every command that does not set its own: a pool whose device went
+    /// away can make `zfs` and `zpool` block forever.
+    pub fn with_timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
     }
 
     pub fn with_export_retry(mut self, retry: ExportRetry) -> Self {
@@ -90,7 +99,10 @@ impl<R: Runner> ZfsCli<R> {
     }
 
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        self.runner.run(cmd)
+        match self.timeout {
+            Some(t) if cmd.get_timeout().is_none() => self.runner.run(&cmd.clone().timeout(t)),
+            _ => self.runner.run(cmd),
+        }
     }
 
     /// Standard output split into lines, for commands run with `-H`.

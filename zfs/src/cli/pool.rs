@@ -30,6 +30,9 @@ pub(super) fn create<R: Runner>(z: &ZfsCli<R>, spec: &PoolCreate) -> Result<()> 
     if spec.no_features {
         cmd = cmd.arg("-d");
     }
+    if spec.boot_partition {
+        cmd = cmd.arg("-B");
+    }
     if let Some(t) = &spec.temp_name {
         name::pool(t)?;
         cmd = cmd.args(["-t", t]);

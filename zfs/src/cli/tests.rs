@@ -30,6 +30,20 @@ fn pool_create_pins_the_whole_command_line() {
 }
 
 #[test]
+fn pool_create_with_an_efi_system_partition() {
+    let rec = Recorder::new();
+    let spec = PoolCreate::new("rpool", ["/dev/dsk/c2t1d0"])
+        .no_features()
+        .boot_partition()
+        .temp_name("TEMP-x");
+    cli(&rec).pool_create(&spec).unwrap();
+    assert_eq!(
+        rec.lines(),
+        ["/usr/sbin/zpool create -d -B -t TEMP-x rpool /dev/dsk/c2t1d0"]
+    );
+}
+
+#[test]
 fn pool_create_with_every_option() {
     let rec = Recorder::new();
     let spec = PoolCreate::new("tank", ["mirror", "/dev/dsk/c1t0d0s0", "/dev/dsk/c1t1d0s0"])

@@ -1,0 +1,230 @@
+//! Getting finished images out: a sparse copy into the output directory, and `--format`
+//! conversions of raw disk images with `qemu-img convert`.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use runner::{Cmd, Runner};
+
+use super::error::BuildError;
+use crate::host::{Host, Tool};
+
+/// A disk image format besides raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Qcow2,
+    Vmdk,
+    /// A fixed-size VHD (what Azure and Hyper-V import).
+    Vhd,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "qcow2" => Some(Format::Qcow2),
+            "vmdk" => Some(Format::Vmdk),
+            "vhd" => Some(Format::Vhd),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Qcow2 => "qcow2",
+            Format::Vmdk => "vmdk",
+            Format::Vhd => "vhd",
+        }
+    }
+
+    /// `qemu-img` output format and options.
+    fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            Format::Qcow2 => &["-O", "qcow2"],
+            Format::Vmdk => &["-O", "vmdk"],
+            // force_size keeps the virtual size exactly the raw size (no CHS rounding).
+            Format::Vhd => &["-O", "vpc", "-o", "subformat=fixed,force_size=on"],
+        }
+    }
+}
+
+/// `qemu-img convert -f raw ... SRC DST`, through a temporary name so a killed conversion
+/// leaves no half-written output.
+pub fn convert(
+    runner: &dyn Runner,
+    host: Host,
+    src: &Path,
+    format: Format,
+    dst: &Path,
+) -> Result<(), BuildError> {
+    let partial = super::device::with_suffix(dst, ".partial");
+    let cmd = Cmd::new(host.tool(Tool::QemuImg))
+        .args(["convert", "-f", "raw"])
+        .args(format.qemu_args())
+        .arg(src)
+        .arg(&partial)
+        .timeout(Duration::from_secs(3600));
+    runner
+        .run(&cmd)
+        .map_err(|e| BuildError::State(format!("converting to {}: {e}", format.extension())))?;
+    if partial.exists() {
+        std::fs::rename(&partial, dst).map_err(|e| BuildError::io(dst, e))?;
+    }
+    Ok(())
+}
+
+/// Copies `src` to `dst` leaving runs of zeros as holes (images are mostly empty), through
+/// a temporary name; the result has mode 0644 as the reference's outputs.
+pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), BuildError> {
+    let len = std::fs::metadata(src)
+        .map_err(|e| BuildError::io(src, e))?
+        .len();
+    copy_range_sparse(src, 0, len, dst)
+}
+
+/// Copies `len` bytes of `src` from `offset` to a new file `dst`, sparsely: only the data
+/// regions the file system reports (SEEK_DATA/SEEK_HOLE) are read, and zero blocks within
+/// them are skipped too.
+pub fn copy_range_sparse(src: &Path, offset: u64, len: u64, dst: &Path) -> Result<(), BuildError> {
+    let partial = super::device::with_suffix(dst, ".partial");
+    let copy = || -> std::io::Result<()> {
+        let mut from = File::open(src)?;
+        let mut to = File::create(&partial)?;
+        let mut buf = vec![0u8; 1 << 20];
+        for (start, end) in data_regions(&from, offset, offset + len) {
+            from.seek(SeekFrom::Start(start))?;
+            to.seek(SeekFrom::Start(start - offset))?;
+            let mut left = end - start;
+            while left > 0 {
+                let n = (buf.len() as u64).min(left) as usize;
+                from.read_exact(&mut buf[..n])?;
+                if is_zero(&buf[..n]) {
+                    to.seek(SeekFrom::Current(n as i64))?;
+                } else {
+                    to.write_all(&buf[..n])?;
+                }
+                left -= n as u64;
+            }
+        }
+        to.set_len(len)?;
+        to.sync_all()?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&partial, dst)
+    };
+    copy().map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        BuildError::io(dst, e)
+    })
+}
+
+/// The data regions of `f` between `from` and `to`; the whole range when the file system
+/// cannot tell.
+fn data_regions(f: &File, from: u64, to: u64) -> Vec<(u64, u64)> {
+    use rustix::fs::{seek, SeekFrom as S};
+    let mut v = Vec::new();
+    let mut off = from;
+    while off < to {
+        let start = match seek(f, S::Data(off)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return vec![(from, to)],
+        };
+        if start >= to {
+            break;
+        }
+        let end = seek(f, S::Hole(start)).unwrap_or(to).min(to);
+        v.push((start, end));
+        off = end;
+    }
+    v
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(16);
+    words
+        .by_ref()
+        .all(|w| u128::from_ne_bytes(w.try_into().unwrap_or([1; 16])) == 0)
+        && words.remainder().iter().all(|x| *x == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn sparse_copy_keeps_bytes_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.raw");
+        let mut f = File::create(&src).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.seek(SeekFrom::Start(5 << 20)).unwrap();
+        f.write_all(b"data in the middle").unwrap();
+        f.seek(SeekFrom::Start((64 << 20) - 3)).unwrap();
+        f.write_all(b"end").unwrap();
+        drop(f);
+        let dst = dir.path().join("b.raw");
+        copy_sparse(&src, &dst).unwrap();
+        assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
+        let m = std::fs::metadata(&dst).unwrap();
+        assert_eq!(m.len(), 64 << 20);
+        assert!(
+            m.blocks() * 512 < 8 << 20,
+            "{} blocks: not sparse",
+            m.blocks()
+        );
+        assert_eq!(m.mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn qemu_img_converts_to_each_format() {
+        if !Host::Linux.has(Tool::QemuImg) {
+            eprintln!("qemu_img_converts_to_each_format: skipped: no qemu-img");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.raw");
+        let mut f = File::create(&src).unwrap();
+        f.set_len(16 << 20).unwrap();
+        f.write_all(b"first sector").unwrap();
+        drop(f);
+        let runner = runner::SystemRunner::new();
+        for (fmt, name) in [
+            (Format::Qcow2, "qcow2"),
+            (Format::Vmdk, "vmdk"),
+            (Format::Vhd, "vpc"),
+        ] {
+            let out = dir.path().join(format!("a.{}", fmt.extension()));
+            convert(&runner, Host::Linux, &src, fmt, &out).unwrap();
+            // A fixed VHD is raw data plus a footer, so probing calls it raw: name it.
+            let info = std::process::Command::new("/usr/bin/qemu-img")
+                .args(["info", "--output=json", "-f", name])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(info.status.success(), "{fmt:?}");
+            let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+            assert_eq!(v["format"], name);
+            assert_eq!(v["virtual-size"], 16 << 20, "{fmt:?}");
+            let bytes = std::fs::read(&out).unwrap();
+            match fmt {
+                Format::Qcow2 => assert_eq!(&bytes[..4], b"QFI\xfb"),
+                Format::Vmdk => assert_eq!(&bytes[..4], b"KDMV"),
+                Format::Vhd => assert_eq!(&bytes[bytes.len() - 512..][..8], b"conectix"),
+            }
+            // And back: the same bytes.
+            let back = dir.path().join(format!("{name}.back"));
+            let st = std::process::Command::new("/usr/bin/qemu-img")
+                .args(["convert", "-f", name, "-O", "raw"])
+                .arg(&out)
+                .arg(&back)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&src).unwrap());
+        }
+    }
+}

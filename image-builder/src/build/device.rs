@@ -1,0 +1,172 @@
+//! File-backed block devices and mounts: illumos lofi, Linux loop devices, and the mount
+//! table, so that builds attach, detach and unmount through one place and cleanup can ask
+//! whether something is still there before undoing it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runner::{Cmd, Runner};
+
+use crate::host::{Host, Tool};
+
+/// How long device and mount commands may take before they are killed.
+pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The system a build manipulates: ZFS, commands, and which platform they run on.
+pub struct System<'a> {
+    pub host: Host,
+    pub runner: &'a dyn Runner,
+    pub zfs: &'a dyn zfs::Zfs,
+}
+
+impl System<'_> {
+    pub fn cmd(&self, tool: Tool) -> Cmd {
+        Cmd::new(self.host.tool(tool)).timeout(DEVICE_TIMEOUT)
+    }
+}
+
+/// A file attached as a block device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The whole-disk device: illumos `/dev/dsk/cXtYdZ` (labelled lofi) or `/dev/lofi/N`;
+    /// Linux `/dev/loopN`.
+    pub disk: String,
+    /// The raw whole-disk device on illumos (`/dev/rdsk/...p0`), the same as `disk` on Linux.
+    pub raw: String,
+}
+
+impl Device {
+    /// The device of partition `n` (1-based GPT entry) on Linux (`/dev/loop0p2`).
+    pub fn partition(&self, n: u32) -> String {
+        format!("{}p{n}", self.disk)
+    }
+}
+
+/// Attaches `file`: illumos `lofiadm -a [-l] FILE`, Linux `losetup -f --show -P FILE`.
+/// `labelled` asks lofi for a device with partitions and slices; loop devices always scan
+/// the partition table (`-P`).
+pub fn attach(sys: &System, file: &Path, labelled: bool) -> Result<Device, runner::RunError> {
+    match sys.host {
+        Host::Illumos => {
+            let mut cmd = sys.cmd(Tool::Lofiadm).arg("-a");
+            if labelled {
+                cmd = cmd.arg("-l");
+            }
+            let out = sys.runner.run(&cmd.arg(file))?;
+            let printed = out.stdout_str().trim().to_string();
+            // A labelled lofi prints the raw whole-disk node (/dev/rdsk/cXtYdZp0); zpool
+            // wants the disk without the partition suffix, under /dev/dsk.
+            if let Some(rest) = printed.strip_prefix("/dev/rdsk/") {
+                let disk = rest.strip_suffix("p0").unwrap_or(rest);
+                Ok(Device {
+                    disk: format!("/dev/dsk/{disk}"),
+                    raw: printed.clone(),
+                })
+            } else {
+                Ok(Device {
+                    raw: printed.replacen("/dev/lofi/", "/dev/rlofi/", 1),
+                    disk: printed,
+                })
+            }
+        }
+        Host::Linux => {
+            let out = sys.runner.run(
+                &sys.cmd(Tool::Losetup)
+                    .args(["-f", "--show", "-P"])
+                    .arg(file),
+            )?;
+            let dev = out.stdout_str().trim().to_string();
+            Ok(Device {
+                disk: dev.clone(),
+                raw: dev,
+            })
+        }
+    }
+}
+
+/// Detaches every device backed by `file`; a file with none is fine.
+pub fn detach(sys: &System, file: &Path) -> Result<(), runner::RunError> {
+    match sys.host {
+        Host::Illumos => {
+            // `lofiadm FILE` prints the device, or fails when there is none.
+            let probe = sys.runner.output(&sys.cmd(Tool::Lofiadm).arg(file))?;
+            if probe.success() {
+                sys.runner
+                    .run(&sys.cmd(Tool::Lofiadm).arg("-d").arg(file))?;
+            }
+            Ok(())
+        }
+        Host::Linux => {
+            for dev in attached(sys, file)? {
+                sys.runner
+                    .run(&sys.cmd(Tool::Losetup).arg("-d").arg(&dev))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The loop devices backed by `file` (Linux).
+pub fn attached(sys: &System, file: &Path) -> Result<Vec<String>, runner::RunError> {
+    let out = sys.runner.run(
+        &sys.cmd(Tool::Losetup)
+            .args(["--noheadings", "--output", "NAME", "--associated"])
+            .arg(file),
+    )?;
+    Ok(out
+        .stdout_str()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Whether a file system is mounted at `path`, from the kernel's table (Linux
+/// `/proc/self/mounts`, illumos `/etc/mnttab`; both have the mount point second).
+pub fn mounted(host: Host, path: &Path) -> bool {
+    let table = match host {
+        Host::Illumos => "/etc/mnttab",
+        Host::Linux => "/proc/self/mounts",
+    };
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string(table)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .any(|m| m == want)
+        })
+        .unwrap_or(false)
+}
+
+/// Unmounts `path` if something is mounted there, forcing it when a plain unmount fails.
+pub fn unmount(sys: &System, path: &Path) -> Result<(), runner::RunError> {
+    if !mounted(sys.host, path) {
+        return Ok(());
+    }
+    let plain = sys.runner.output(&sys.cmd(Tool::Umount).arg(path))?;
+    if plain.success() || !mounted(sys.host, path) {
+        return Ok(());
+    }
+    sys.runner.run(&sys.cmd(Tool::Umount).arg("-f").arg(path))?;
+    Ok(())
+}
+
+/// Mounts a ZFS file system with `mountpoint=legacy` at `dir`: illumos `mount -F zfs`,
+/// Linux `mount -t zfs`. (OpenZFS' mount helper refuses `-o zfsutil` for a legacy
+/// mountpoint: that option means "called by `zfs mount`", which legacy file systems are not.)
+pub fn mount_zfs(sys: &System, dataset: &str, dir: &Path) -> Result<(), runner::RunError> {
+    let cmd = match sys.host {
+        Host::Illumos => sys.cmd(Tool::Mount).args(["-F", "zfs"]),
+        Host::Linux => sys.cmd(Tool::Mount).args(["-t", "zfs"]),
+    };
+    sys.runner.run(&cmd.arg(dataset).arg(dir))?;
+    Ok(())
+}
+
+/// A path beside `p` with `suffix` appended to its name.
+pub fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}

@@ -1,0 +1,329 @@
+//! Builds whose product is an image file (`pool`, `pcfs`, `ufs`, `iso`), following the
+//! reference layout: a work dataset `DATASET/work/GROUP/OUTPUT` (`sync=disabled`) holds the
+//! image file, the pool's altroot and the mounted image root `a`; the finished image is
+//! copied sparsely to `DATASET/output/GROUP-OUTPUT.EXT`, and the work dataset is destroyed.
+//!
+//! Everything temporary (datasets, the pool, the device, mounts) is written in the cleanup
+//! journal before it exists, so a failure, SIGINT/SIGTERM or a crash leaves nothing behind
+//! once the journal is unwound (at once, at the next start, or by `image-builder clean`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use zfs::CreateOptions;
+
+use super::convert;
+use super::error::BuildError;
+use super::journal::{Journal, Undo};
+use super::layout::{self, Layout};
+use super::lock::{self, Lock};
+use super::record::{self, Record, StepTiming};
+use super::{BuildOptions, Env, Event, Outcome};
+use crate::host::{Host, Tool};
+use crate::steps::{PoolCx, StepCx};
+use crate::template::model::{Iso, Pcfs, Pool, Ufs};
+use crate::template::{Plan, StepKind};
+
+/// The target of an image-file build.
+#[derive(Clone, Copy)]
+pub enum Kind<'a> {
+    Pool(&'a Pool),
+    Pcfs(&'a Pcfs),
+    Ufs(&'a Ufs),
+    Iso(&'a Iso),
+}
+
+impl Kind<'_> {
+    fn key(&self) -> &'static str {
+        match self {
+            Kind::Pool(_) => "pool",
+            Kind::Pcfs(_) => "pcfs",
+            Kind::Ufs(_) => "ufs",
+            Kind::Iso(_) => "iso",
+        }
+    }
+
+    /// Host tools the target itself needs (beyond what its steps need).
+    fn needs(&self, host: Host) -> Vec<Tool> {
+        match (self, host) {
+            (Kind::Pool(_), Host::Illumos) => vec![Tool::Zpool, Tool::Lofiadm],
+            (Kind::Pool(_), Host::Linux) => vec![Tool::Zpool, Tool::Losetup],
+            (Kind::Pcfs(_), Host::Illumos) => vec![Tool::Lofiadm, Tool::Mkfs, Tool::Mount],
+            (Kind::Pcfs(_), Host::Linux) => vec![Tool::MkfsVfat, Tool::Mcopy, Tool::Mmd],
+            (Kind::Ufs(_), _) => vec![Tool::Lofiadm, Tool::Newfs, Tool::Mount],
+            (Kind::Iso(_), Host::Illumos) => vec![Tool::Mkisofs],
+            (Kind::Iso(_), Host::Linux) => vec![Tool::Xorriso],
+        }
+    }
+}
+
+/// What one image-file build is working with.
+pub(super) struct Work<'a, 'e> {
+    pub plan: &'a Plan,
+    pub opts: &'a BuildOptions,
+    pub env: &'a Env<'e>,
+    pub journal: &'a mut Journal,
+    pub events: &'a mut dyn FnMut(&Event),
+    /// The work dataset's directory: image file, altroot, image root.
+    pub work_dir: PathBuf,
+    pub tmp_dir: PathBuf,
+    pub output_dir: PathBuf,
+    pub output_name: String,
+    pub timings: Vec<StepTiming>,
+}
+
+impl Work<'_, '_> {
+    pub fn system(&self) -> super::device::System<'_> {
+        self.env.system()
+    }
+
+    /// `GROUP-OUTPUT`, the stem of every output file.
+    pub fn stem(&self) -> String {
+        format!("{}-{}", self.plan.group, self.output_name)
+    }
+
+    /// Runs the template's steps against the tree at `root_dir`. The root is opened again
+    /// after every `create_be`, which mounts the boot environment over the directory.
+    pub fn run_steps(&mut self, root_dir: &Path, pool: Option<&PoolCx>) -> Result<(), BuildError> {
+        let mut rest = self.plan.steps.as_slice();
+        while !rest.is_empty() {
+            let cut = rest
+                .iter()
+                .position(|s| s.skip.is_none() && matches!(s.kind, Some(StepKind::CreateBe(_))))
+                .map_or(rest.len(), |i| i + 1);
+            let mut part = self.plan.clone();
+            part.steps = rest[..cut].to_vec();
+            rest = &rest[cut..];
+            let root = confine::Root::open(root_dir).map_err(|e| {
+                BuildError::State(format!(
+                    "cannot open the image root {}: {e}",
+                    root_dir.display()
+                ))
+            })?;
+            let mut cx = StepCx {
+                host: self.env.host,
+                runner: self.env.runner,
+                zfs: self.env.zfs,
+                root: &root,
+                template_root: &self.opts.template_root,
+                group: &self.plan.group,
+                external: &self.opts.external,
+                output_dir: &self.output_dir,
+                tmp_dir: &self.tmp_dir,
+                svccfg: &self.opts.svccfg,
+                smf: self.opts.smf,
+                source_date_epoch: self.opts.source_date_epoch,
+                pool,
+                tag: String::new(),
+            };
+            let t = super::run_steps(&part, &mut cx, self.events)?;
+            self.timings.extend(t);
+        }
+        Ok(())
+    }
+}
+
+pub fn build(
+    plan: &Plan,
+    kind: Kind,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Outcome, BuildError> {
+    let started = Instant::now();
+    if let (Kind::Ufs(_), Host::Linux) = (kind, env.host) {
+        return Err(BuildError::Preflight(
+            "ufs images are made with illumos newfs and lofi and need an illumos host; \
+             use a pcfs or pool target on Linux"
+                .into(),
+        ));
+    }
+    let missing: Vec<String> = kind
+        .needs(env.host)
+        .into_iter()
+        .filter(|t| !env.host.has(*t) && !opts.assume_tools)
+        .map(|t| env.host.tool(t).to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(BuildError::Preflight(format!(
+            "{} images need {}, which this {} host does not have",
+            kind.key(),
+            missing.join(", "),
+            env.host.name()
+        )));
+    }
+    let zfs = env.zfs;
+    let output_name = opts
+        .output_name
+        .clone()
+        .unwrap_or_else(|| plan.name.clone());
+    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&output_name));
+    let work = layout.work.clone().unwrap_or_default();
+    events(&Event::Start {
+        group: plan.group.clone(),
+        name: plan.name.clone(),
+        target: kind.key().into(),
+        work: Some(work.clone()),
+    });
+    if !zfs.exists(&layout.root)? {
+        return Err(BuildError::State(format!(
+            "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
+            layout.root, layout.root
+        )));
+    }
+    if !zfs.exists(&layout.output)? {
+        zfs.create(&layout.output, &CreateOptions::new())?;
+    }
+    let output_dir = layout::mountpoint(zfs, &layout.output)?;
+    let state = layout::state_dir(&output_dir);
+    let _lock = Lock::acquire(&state.join("locks"), &work)?;
+    let mut journal = Journal::open(&state.join("journals"), &lock::key(&work))?;
+    if !journal.is_empty() {
+        for u in journal.pending() {
+            events(&Event::Cleanup {
+                undo: format!("{u:?}"),
+            });
+        }
+        let failed = journal.unwind(&env.system());
+        if !failed.is_empty() {
+            return Err(BuildError::State(format!(
+                "could not clean up after an earlier build: {}",
+                failed.join("; ")
+            )));
+        }
+    }
+    let result = run(
+        plan,
+        kind,
+        opts,
+        env,
+        &layout,
+        &output_dir,
+        &output_name,
+        &mut journal,
+        events,
+    );
+    let mut rec = match result {
+        Ok(rec) => rec,
+        Err(e) => {
+            // Whatever failed after a SIGINT/SIGTERM failed because of it.
+            let e = if runner::interrupt::requested() {
+                BuildError::Interrupted
+            } else {
+                e
+            };
+            // Cleanup must run its own commands even after an interrupt.
+            runner::interrupt::clear();
+            for u in journal.pending() {
+                events(&Event::Cleanup {
+                    undo: format!("{u:?}"),
+                });
+            }
+            for f in journal.unwind(&env.system()) {
+                tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
+            }
+            return Err(e);
+        }
+    };
+    record::update_sums(&output_dir, &state)?;
+    rec.seconds = started.elapsed().as_secs_f64();
+    let path = rec.write(&output_dir)?;
+    events(&Event::Finish {
+        seconds: rec.seconds,
+        outputs: rec.outputs.clone(),
+        record: path.display().to_string(),
+    });
+    Ok(Outcome::Built)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    plan: &Plan,
+    kind: Kind,
+    opts: &BuildOptions,
+    env: &Env,
+    layout: &Layout,
+    output_dir: &Path,
+    output_name: &str,
+    journal: &mut Journal,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Record, BuildError> {
+    let zfs = env.zfs;
+    let work = layout.work.clone().unwrap_or_default();
+    if zfs.exists(&layout.tmp)? {
+        zfs.destroy(&layout.tmp, true)?;
+    }
+    let tmp_mark = journal.push(Undo::DestroyDataset {
+        name: layout.tmp.clone(),
+    })?;
+    zfs.create(
+        &layout.tmp,
+        &CreateOptions::new().parents().prop("sync", "disabled"),
+    )?;
+    // An image build never reuses its work dataset; a crash can only leave garbage in it.
+    if zfs.exists(&work)? {
+        zfs.destroy(&work, true)?;
+    }
+    let work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
+    zfs.create(
+        &work,
+        &CreateOptions::new().parents().prop("sync", "disabled"),
+    )?;
+    let mut w = Work {
+        plan,
+        opts,
+        env,
+        journal,
+        events,
+        work_dir: layout::mountpoint(zfs, &work)?,
+        tmp_dir: layout::mountpoint(zfs, &layout.tmp)?,
+        output_dir: output_dir.to_path_buf(),
+        output_name: output_name.to_string(),
+        timings: Vec::new(),
+    };
+    let products = match kind {
+        Kind::Pool(p) => super::pool::build(&mut w, p)?,
+        Kind::Pcfs(p) => super::fs::build_pcfs(&mut w, p)?,
+        Kind::Ufs(u) => super::fs::build_ufs(&mut w, u)?,
+        Kind::Iso(i) => super::iso::build(&mut w, i)?,
+    };
+    let mut outputs = Vec::new();
+    for (src, name) in &products {
+        if runner::interrupt::requested() {
+            return Err(BuildError::Interrupted);
+        }
+        let dst = output_dir.join(name);
+        tracing::info!("copying {} to {}", src.display(), dst.display());
+        convert::copy_sparse(src, &dst)?;
+        outputs.push(name.clone());
+        if name.ends_with(".raw") {
+            for f in &opts.formats {
+                let out = dst.with_extension(f.extension());
+                convert::convert(env.system().runner, env.host, &dst, *f, &out)?;
+                outputs.push(out.file_name().unwrap_or_default().to_string_lossy().into());
+            }
+        }
+    }
+    let timings = std::mem::take(&mut w.timings);
+    let journal = w.journal;
+    zfs.destroy(&work, true)?;
+    journal.done(work_mark)?;
+    zfs.destroy(&layout.tmp, true)?;
+    journal.done(tmp_mark)?;
+    Ok(Record {
+        group: plan.group.clone(),
+        name: plan.name.clone(),
+        output_name: output_name.to_string(),
+        host: env.host.name().to_string(),
+        started: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        seconds: 0.0,
+        cache: "none".into(),
+        key: None,
+        inputs: None,
+        steps: timings,
+        outputs,
+    })
+}

@@ -1,0 +1,527 @@
+//! Image-file builds (`pool`, `pcfs`, `ufs`, `iso`) through the whole engine.
+//!
+//! The illumos command lines (lofiadm, `zpool create -B`, beadm, bootadm, mkfs, newfs,
+//! mkisofs, fdisk, installboot) are pinned with the recording runner, ZFS answered from a
+//! script. On Linux, FAT and ISO images are made for real (mkfs.vfat, mtools, xorriso) and
+//! read back with independent tools (mdir, mtype, isoinfo, xorriso).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image_builder::build::{self, convert::Format, BuildError, BuildOptions, Env, Outcome};
+use image_builder::host::Host;
+use image_builder::steps::SmfSeeding;
+use image_builder::template::{plan, Features, PlanOptions};
+use runner::{Cmd, Output, Recorder, RunError, Runner, SystemRunner};
+use tempfile::TempDir;
+
+/// A world with `rpool/images` answered by the recorder: output, tmp and work datasets
+/// "mounted" at directories of a temporary directory.
+struct World {
+    top: TempDir,
+    rec: Arc<Recorder>,
+    zfs_dir: &'static str,
+}
+
+impl World {
+    fn new(host: Host) -> World {
+        World::with(host, |_, _| {})
+    }
+
+    /// A world whose recorder answers `first`'s rules before the defaults (rules match by
+    /// prefix, first added first).
+    fn with(host: Host, first: impl FnOnce(&Recorder, &Path)) -> World {
+        let top = tempfile::tempdir().unwrap();
+        for d in ["t/g", "t/files", "output", "tmp", "work"] {
+            std::fs::create_dir_all(top.path().join(d)).unwrap();
+        }
+        let zfs_dir = match host {
+            Host::Illumos => "/sbin",
+            Host::Linux => "/usr/sbin",
+        };
+        let rec = Arc::new(Recorder::new());
+        first(&rec, top.path());
+        let w = World { top, rec, zfs_dir };
+        for ds in ["rpool/images/output", "rpool/images"] {
+            w.rec.always(
+                &format!("{zfs_dir}/zfs list -H -p -o name -t all {ds}"),
+                Output::ok(format!("{ds}\n")),
+            );
+        }
+        for (ds, dir) in [
+            ("rpool/images/output", "output"),
+            ("rpool/images/tmp/g/img", "tmp"),
+            ("rpool/images/work/g/img", "work"),
+        ] {
+            w.rec.always(
+                &format!("{zfs_dir}/zfs get -H -p -o value,source mountpoint {ds}"),
+                Output::ok(format!("{}\tlocal\n", w.dir(dir).display())),
+            );
+            w.rec.always(
+                &format!("{zfs_dir}/zfs get -H -p -o value,source mounted {ds}"),
+                Output::ok("yes\t-\n"),
+            );
+        }
+        w.rec.always(
+            &format!("{zfs_dir}/zfs get -H -p -o value,source org.opensolaris.libbe:uuid"),
+            Output::ok("-\t-\n"),
+        );
+        w
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.top.path().join(name)
+    }
+
+    fn template(&self, json: &str) {
+        std::fs::write(self.dir("t/g/img.json"), json).unwrap();
+    }
+
+    fn build(
+        &self,
+        host: Host,
+        runner: &dyn Runner,
+        formats: Vec<Format>,
+    ) -> Result<Outcome, BuildError> {
+        let p = plan(
+            &self.dir("t"),
+            "g",
+            "img",
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        assert!(p.is_valid(), "{:?}", p.problems);
+        let zfs = zfs::ZfsCli::new(runner, zfs::ZfsTools::in_dir(self.zfs_dir));
+        let env = Env {
+            host,
+            runner,
+            zfs: &zfs,
+        };
+        let opts = BuildOptions {
+            dataset: "rpool/images".into(),
+            output_name: None,
+            svccfg: PathBuf::from("/nonexistent/svccfg"),
+            formats,
+            assume_tools: host == Host::Illumos,
+            reset: false,
+            fullreset: false,
+            smf: SmfSeeding::AtFirstBoot,
+            source_date_epoch: None,
+            template_root: self.dir("t"),
+            external: Vec::new(),
+        };
+        build::build(&p, &opts, &env, &mut |e| {
+            eprintln!("{}", serde_json::to_string(e).unwrap())
+        })
+    }
+
+    /// The recorded commands that change something (queries and the health watch left out).
+    fn actions(&self) -> Vec<String> {
+        let w = self.top.path().display().to_string();
+        self.rec
+            .lines()
+            .into_iter()
+            .filter(|l| {
+                !(l.contains(" list ") || l.contains("zfs get ") || l.contains(" status -t "))
+            })
+            .map(|l| l.replace(&w, "W"))
+            .collect()
+    }
+}
+
+#[test]
+fn illumos_pool_build_command_lines() {
+    let w = World::new(Host::Illumos);
+    w.template(
+        r#"{ "pool": { "name": "rpool", "size": 300, "bename": "oi", "uefi": true, "autoexpand": true,
+               "options": ["listsnapshots=on"], "fsoptions": ["atime=off"] },
+             "steps": [
+               { "t": "create_be" },
+               { "t": "create_dataset", "name": "export/home", "mountpoint": "/export/home" },
+               { "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "sys", "mode": "755" },
+               { "t": "ensure_file", "file": "/etc/motd", "contents": "hi\n", "owner": "root", "group": "sys", "mode": "644" },
+               { "t": "make_bootable" } ] }"#,
+    );
+    let image = w.dir("work/lofi.raw");
+    // The first probe looks for a device left by a crashed run: there is none.
+    w.rec.on(
+        &format!("/usr/sbin/lofiadm {}", image.display()),
+        Output::failed(1, "lofiadm: could not find device"),
+    );
+    w.rec.on(
+        "/usr/sbin/lofiadm -a -l",
+        Output::ok("/dev/rdsk/c9t1d0p0\n"),
+    );
+    let outcome = w
+        .build(Host::Illumos, &*w.rec, vec![Format::Qcow2])
+        .unwrap();
+    assert_eq!(outcome, Outcome::Built);
+    let t = "TEMPORARY-g-img";
+    assert_eq!(
+        w.actions(),
+        [
+            "/sbin/zfs create -p -o sync=disabled rpool/images/tmp/g/img".to_string(),
+            "/sbin/zfs create -p -o sync=disabled rpool/images/work/g/img".into(),
+            "/usr/sbin/lofiadm W/work/lofi.raw".into(),
+            "/usr/sbin/lofiadm -a -l W/work/lofi.raw".into(),
+            format!(
+                "/sbin/zpool create -d -B -t {t} -R W/work/altroot -o ashift=9 -o autoexpand=on \
+                 -o listsnapshots=on -O compression=on -O atime=off rpool /dev/dsk/c9t1d0"
+            ),
+            format!("/sbin/zfs create -o canmount=off -o mountpoint=legacy {t}/ROOT"),
+            format!(
+                "/sbin/zfs create -o canmount=noauto -o mountpoint=legacy \
+                 -o org.opensolaris.libbe:uuid={} -o org.opensolaris.libbe:policy=static {t}/ROOT/oi",
+                uuid_of(&w)
+            ),
+            format!("/sbin/mount -F zfs {t}/ROOT/oi W/work/a"),
+            format!("/sbin/zfs create -o mountpoint=/export/home {t}/export/home"),
+            format!("/sbin/zpool set bootfs={t}/ROOT/oi {t}"),
+            "/sbin/beadm activate oi".into(),
+            format!("/sbin/bootadm install-bootloader -M -f -P {t} -R W/work/a"),
+            "/sbin/bootadm update-archive -f -R W/work/a".into(),
+            format!("/sbin/zpool trim {t}"),
+            format!("/sbin/zpool sync {t}"),
+            format!("/sbin/zpool export {t}"),
+            "/usr/sbin/lofiadm W/work/lofi.raw".into(),
+            "/usr/sbin/lofiadm -d W/work/lofi.raw".into(),
+            "/usr/bin/qemu-img convert -f raw -O qcow2 W/output/g-img.raw W/output/g-img.qcow2.partial"
+                .into(),
+            "/sbin/zfs destroy -r rpool/images/work/g/img".into(),
+            "/sbin/zfs destroy -r rpool/images/tmp/g/img".into(),
+        ]
+    );
+    assert_eq!(
+        std::fs::read(w.dir("work/a/etc/motd")).unwrap(),
+        b"hi\n",
+        "steps wrote into the image root"
+    );
+    let out = w.dir("output/g-img.raw");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 300 << 20);
+    let sums = std::fs::read_to_string(w.dir("output/SHA256SUMS")).unwrap();
+    assert!(sums.contains("  g-img.raw\n"), "{sums}");
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.dir("output/g-img.build.json")).unwrap()).unwrap();
+    assert_eq!(
+        rec["outputs"],
+        serde_json::json!(["g-img.raw", "g-img.qcow2"])
+    );
+    assert!(!w
+        .dir("output/.image-builder/journals/rpool%images%work%g%img.journal.json")
+        .exists());
+}
+
+fn uuid_of(w: &World) -> String {
+    w.rec
+        .lines()
+        .iter()
+        .find_map(|l| l.split("org.opensolaris.libbe:uuid=").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or("none")
+        .to_string()
+}
+
+#[test]
+fn illumos_pool_failure_unwinds_pool_device_and_datasets() {
+    let w = World::with(Host::Illumos, |rec, _| {
+        for ds in ["rpool/images/tmp/g/img", "rpool/images/work/g/img"] {
+            let list = format!("/sbin/zfs list -H -p -o name -t all {ds}");
+            rec.on(&list, Output::ok(""));
+            rec.always(&list, Output::ok(format!("{ds}\n")));
+        }
+    });
+    w.template(
+        r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi" },
+             "steps": [ { "t": "create_be" }, { "t": "make_bootable" } ] }"#,
+    );
+    let image = w.dir("work/lofi.raw");
+    w.rec.on(
+        &format!("/usr/sbin/lofiadm {}", image.display()),
+        Output::failed(1, "no device"),
+    );
+    w.rec.on(
+        "/usr/sbin/lofiadm -a -l",
+        Output::ok("/dev/rdsk/c9t1d0p0\n"),
+    );
+    w.rec.on(
+        "/sbin/beadm activate",
+        Output::failed(1, "beadm: no such BE"),
+    );
+    // The pool is not there at the start, and imported when cleanup asks.
+    w.rec.on("/sbin/zpool list -H -o name", Output::ok(""));
+    w.rec.always(
+        "/sbin/zpool list -H -o name",
+        Output::ok("TEMPORARY-g-img\n"),
+    );
+    let err = w
+        .build(Host::Illumos, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("beadm activate oi"), "{err}");
+    let actions = w.actions();
+    let after = actions
+        .iter()
+        .position(|l| l.starts_with("/sbin/beadm"))
+        .unwrap();
+    assert_eq!(
+        &actions[after + 1..],
+        [
+            "/sbin/zpool export -f TEMPORARY-g-img",
+            "/usr/sbin/lofiadm W/work/lofi.raw",
+            "/usr/sbin/lofiadm -d W/work/lofi.raw",
+            "/sbin/zfs destroy -r rpool/images/work/g/img",
+            "/sbin/zfs destroy -r rpool/images/tmp/g/img",
+        ]
+    );
+    assert!(!w.dir("output/g-img.raw").exists());
+    assert!(!w
+        .dir("output/.image-builder/journals/rpool%images%work%g%img.journal.json")
+        .exists());
+}
+
+#[test]
+fn illumos_pcfs_and_ufs_command_lines() {
+    let w = World::new(Host::Illumos);
+    w.template(
+        r#"{ "pcfs": { "label": "ESP", "size": 33 },
+             "steps": [ { "t": "ensure_dir", "dir": "/EFI", "owner": "root", "group": "root", "mode": "755" } ] }"#,
+    );
+    let image = w.dir("work/lofi.pcfs");
+    w.rec.on(
+        &format!("/usr/sbin/lofiadm {}", image.display()),
+        Output::failed(1, "none"),
+    );
+    w.rec
+        .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/3\n"));
+    w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
+    assert_eq!(
+        w.actions()[2..],
+        [
+            "/usr/sbin/lofiadm W/work/lofi.pcfs",
+            "/usr/sbin/lofiadm -a W/work/lofi.pcfs",
+            "/usr/sbin/mkfs -F pcfs -o b=ESP,nofdisk,size=67584 /dev/rlofi/3",
+            "/sbin/mount -F pcfs -o noatime /dev/lofi/3 W/work/a",
+            "/usr/bin/df -h W/work/a",
+            "/sbin/umount W/work/a",
+            "/usr/sbin/lofiadm W/work/lofi.pcfs",
+            "/usr/sbin/lofiadm -d W/work/lofi.pcfs",
+            "/sbin/zfs destroy -r rpool/images/work/g/img",
+            "/sbin/zfs destroy -r rpool/images/tmp/g/img",
+        ]
+    );
+    assert!(w.dir("output/g-img.pcfs").exists());
+
+    let w = World::new(Host::Illumos);
+    w.template(r#"{ "ufs": { "size": 16, "inode_density": 4096 }, "steps": [] }"#);
+    let image = w.dir("work/lofi.ufs");
+    w.rec.on(
+        &format!("/usr/sbin/lofiadm {}", image.display()),
+        Output::failed(1, "none"),
+    );
+    w.rec
+        .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/4\n"));
+    w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
+    let a = w.actions();
+    assert_eq!(
+        a[3..7],
+        [
+            "/usr/sbin/lofiadm -a W/work/lofi.ufs",
+            "/usr/sbin/newfs -o space -m 0 -i 4096 -b 4096 /dev/lofi/4",
+            "/sbin/mount -F ufs -o nologging,noatime /dev/lofi/4 W/work/a",
+            "/usr/bin/df -o i W/work/a",
+        ]
+    );
+    let newfs = w
+        .rec
+        .calls()
+        .into_iter()
+        .find(|c| c.display().contains("newfs"))
+        .unwrap();
+    assert_eq!(
+        newfs.get_stdin(),
+        Some(&b"y\n"[..]),
+        "newfs' question is answered"
+    );
+}
+
+#[test]
+fn ufs_is_refused_on_linux() {
+    let w = World::new(Host::Linux);
+    w.template(r#"{ "ufs": { "size": 16, "inode_density": 4096 }, "steps": [] }"#);
+    let e = w
+        .build(Host::Linux, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("need an illumos host"), "{e}");
+    assert!(w.rec.lines().is_empty(), "nothing ran: {:?}", w.rec.lines());
+}
+
+#[test]
+fn illumos_hybrid_iso_command_lines() {
+    let w = World::new(Host::Illumos);
+    w.template(
+        r#"{ "iso": { "boot_bios": "boot/cdboot", "boot_uefi": "boot/efiboot.img", "volume_id": "OI",
+                     "hybrid": { "stage1": "boot/pmbr", "stage2": "boot/isoboot" } },
+             "steps": [] }"#,
+    );
+    w.rec.on(
+        "/usr/sbin/lofiadm -a -l",
+        Output::ok("/dev/rdsk/c9t2d0p0\n"),
+    );
+    w.rec.on(
+        "/usr/bin/etdump",
+        Output::ok(
+            "et_platform=x86;et_system=i386;et_lba=35;et_sectors=4\n\
+             et_platform=efi;et_system=i386;et_lba=36;et_sectors=8192\n",
+        ),
+    );
+    // mkisofs is recorded, not run: give the build an image file to copy out.
+    let mkisofs_output = w.dir("work/output.iso");
+    std::fs::write(&mkisofs_output, b"iso").unwrap();
+    w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
+    assert_eq!(
+        w.actions()[2..9],
+        [
+            "/usr/bin/mkisofs -N -l -R -U -d -D -c .catalog -allow-multidot -no-iso-translate \
+             -cache-inodes -V OI -eltorito-boot boot/cdboot -no-emul-boot -boot-info-table \
+             -eltorito-alt-boot -eltorito-platform efi -eltorito-boot boot/efiboot.img \
+             -no-emul-boot -o W/work/output.iso W/tmp/proto",
+            "/usr/sbin/lofiadm -a -l W/work/output.iso",
+            "/usr/sbin/fdisk -A 190:0:0:0:0:0:0:0:3:60 /dev/rdsk/c9t2d0p0",
+            "/usr/bin/etdump --format shell W/work/output.iso",
+            "/usr/sbin/fdisk -A 239:0:0:0:0:0:0:0:144:8192 /dev/rdsk/c9t2d0p0",
+            "/usr/sbin/installboot -fm W/tmp/proto/boot/pmbr W/tmp/proto/boot/isoboot /dev/rdsk/c9t2d0p2",
+            "/usr/sbin/lofiadm W/work/output.iso",
+        ]
+    );
+    assert_eq!(std::fs::read(w.dir("output/g-img.iso")).unwrap(), b"iso");
+}
+
+/// ZFS from the recorder, every other command for real.
+struct Split {
+    rec: Arc<Recorder>,
+    real: SystemRunner,
+}
+
+impl Runner for Split {
+    fn output(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let p = cmd.program().to_string_lossy();
+        if p.ends_with("/zfs") || p.ends_with("/zpool") {
+            self.rec.output(cmd)
+        } else {
+            self.real.output(cmd)
+        }
+    }
+}
+
+fn have(tools: &[&str], test: &str) -> bool {
+    let missing: Vec<&&str> = tools.iter().filter(|t| !Path::new(t).exists()).collect();
+    if !missing.is_empty() {
+        eprintln!("{test}: skipped: missing {missing:?}");
+    }
+    missing.is_empty()
+}
+
+#[test]
+fn linux_pcfs_is_a_real_fat_image() {
+    if !have(
+        &[
+            "/usr/sbin/mkfs.vfat",
+            "/usr/bin/mcopy",
+            "/usr/bin/mdir",
+            "/usr/bin/mtype",
+        ],
+        "linux_pcfs_is_a_real_fat_image",
+    ) {
+        return;
+    }
+    let w = World::new(Host::Linux);
+    w.template(
+        r#"{ "pcfs": { "label": "OIESP", "size": 40 },
+             "steps": [
+               { "t": "ensure_dir", "dir": "/EFI", "owner": "root", "group": "root", "mode": "755" },
+               { "t": "ensure_dir", "dir": "/EFI/BOOT", "owner": "root", "group": "root", "mode": "755" },
+               { "t": "ensure_file", "file": "/EFI/BOOT/BOOTX64.EFI", "contents": "loader bytes\n", "owner": "root", "group": "root", "mode": "644" } ] }"#,
+    );
+    let split = Split {
+        rec: w.rec.clone(),
+        real: SystemRunner::new(),
+    };
+    w.build(Host::Linux, &split, vec![]).unwrap();
+    let img = w.dir("output/g-img.pcfs");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 40 << 20);
+    let mdir = std::process::Command::new("/usr/bin/mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i"])
+        .arg(&img)
+        .arg("::/")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&mdir.stdout);
+    assert!(listing.contains("Volume in drive : is OIESP"), "{listing}");
+    assert!(listing.contains("EFI"), "{listing}");
+    let mtype = std::process::Command::new("/usr/bin/mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&img)
+        .arg("::/EFI/BOOT/BOOTX64.EFI")
+        .output()
+        .unwrap();
+    assert_eq!(mtype.stdout, b"loader bytes\n");
+}
+
+#[test]
+fn linux_iso_is_a_real_bootable_iso() {
+    if !have(
+        &["/usr/bin/xorriso", "/usr/bin/isoinfo"],
+        "linux_iso_is_a_real_bootable_iso",
+    ) {
+        return;
+    }
+    let w = World::new(Host::Linux);
+    w.template(
+        r#"{ "iso": { "boot_bios": "boot/cdboot", "boot_uefi": "boot/efi.img", "volume_id": "OI-TEST",
+                     "hybrid": { "stage1": "boot/pmbr", "stage2": "boot/isoboot" } },
+             "steps": [
+               { "t": "ensure_dir", "dir": "/boot", "owner": "root", "group": "root", "mode": "755" },
+               { "t": "ensure_file", "file": "/boot/cdboot", "contents": "a BIOS El Torito boot file, long enough for the boot information table to be patched in", "owner": "root", "group": "root", "mode": "644" },
+               { "t": "ensure_file", "file": "/boot/efi.img", "contents": "esp image", "owner": "root", "group": "root", "mode": "644" },
+               { "t": "ensure_file", "file": "/etc.conf.d.x", "contents": "multi dot\n", "owner": "root", "group": "root", "mode": "600" } ] }"#,
+    );
+    let split = Split {
+        rec: w.rec.clone(),
+        real: SystemRunner::new(),
+    };
+    w.build(Host::Linux, &split, vec![]).unwrap();
+    let iso = w.dir("output/g-img.iso");
+    let pvd = std::process::Command::new("/usr/bin/isoinfo")
+        .args(["-d", "-i"])
+        .arg(&iso)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&pvd.stdout);
+    assert!(text.contains("Volume id: OI-TEST"), "{text}");
+    assert!(text.contains("Rock Ridge signatures version"), "{text}");
+    let et = std::process::Command::new("/usr/bin/xorriso")
+        .args(["-indev"])
+        .arg(&iso)
+        .args(["-report_el_torito", "plain"])
+        .output()
+        .unwrap();
+    let et = String::from_utf8_lossy(&et.stdout);
+    assert!(
+        et.contains("/boot/cdboot") && et.contains("/boot/efi.img"),
+        "{et}"
+    );
+    assert!(
+        et.lines().any(|l| l.contains("BIOS") && l.contains("none")),
+        "{et}"
+    );
+    assert!(et.lines().any(|l| l.contains("UEFI")), "{et}");
+    let files = std::process::Command::new("/usr/bin/isoinfo")
+        .args(["-R", "-x", "/etc.conf.d.x", "-i"])
+        .arg(&iso)
+        .output()
+        .unwrap();
+    assert_eq!(files.stdout, b"multi dot\n");
+}

@@ -1,0 +1,452 @@
+//! ZFS tier: `pool` image builds against a real OpenZFS (run by `scripts/zfs-tier` inside
+//! the zfs-vm guest with `IB_ZFS_TIER=1`; elsewhere these tests say they are skipped).
+//!
+//! A small root file system tarball stands in for the hipster archive. The image is checked
+//! from the outside: its GPT read by sfdisk, the pool imported under a new name, the boot
+//! environment mounted read-only, the ESP read with mtools. Interrupting the build (SIGINT)
+//! at every step must leave no pool, loop device, mount, dataset or journal entry behind.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use image_builder::build::device::System;
+use image_builder::build::gpt::{TYPE_ESP, TYPE_RESERVED, TYPE_ZFS};
+use image_builder::build::{inspect, BuildOptions, Env};
+use image_builder::host::Host;
+use image_builder::steps::SmfSeeding;
+use image_builder::template::{plan, Features, PlanOptions};
+use runner::SystemRunner;
+use tempfile::TempDir;
+use zfs::{CreateOptions, PoolCreate, PoolImport, Zfs, ZfsCli, ZfsTools};
+
+type Cli = ZfsCli<SystemRunner>;
+
+fn tier() -> Option<Cli> {
+    if std::env::var_os("IB_ZFS_TIER").is_none() {
+        let test = std::thread::current().name().unwrap_or("").to_string();
+        let _ = std::io::stderr()
+            .write_all(format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n").as_bytes());
+        return None;
+    }
+    assert!(
+        Path::new("/dev/zfs").exists(),
+        "IB_ZFS_TIER is set but /dev/zfs is missing"
+    );
+    Some(ZfsCli::new(
+        SystemRunner::new(),
+        ZfsTools::in_dir("/usr/sbin"),
+    ))
+}
+
+const TEMPLATE: &str = r#"{
+  "pool": { "name": "rpool", "size": 352, "bename": "oi", "uefi": true, "partition_only": true },
+  "steps": [
+    { "t": "create_be" },
+    { "t": "create_dataset", "name": "export", "mountpoint": "/export" },
+    { "t": "create_dataset", "name": "export/home", "mountpoint": "/export/home" },
+    { "t": "unpack_tar", "name": "root.tar" },
+    { "t": "ensure_file", "file": "/etc/motd", "contents": "built by image-builder\n", "owner": "root", "group": "sys", "mode": "644" },
+    { "t": "make_bootable" }
+  ]
+}"#;
+
+/// A pool on a sparse file with `POOL/images/output` holding the root tarball.
+struct World<'a> {
+    zfs: &'a Cli,
+    pool: String,
+    dir: TempDir,
+}
+
+impl<'a> World<'a> {
+    fn new(zfs: &'a Cli, payload_mib: usize) -> World<'a> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let pool = format!(
+            "ibp{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let vdev = dir.path().join("vdev");
+        std::fs::File::create(&vdev)
+            .and_then(|f| f.set_len(2 << 30))
+            .unwrap();
+        zfs.pool_create(
+            &PoolCreate::new(&pool, [vdev.display().to_string()])
+                .altroot(dir.path().join("mnt").display().to_string())
+                .pool_prop("cachefile", "none"),
+        )
+        .unwrap();
+        zfs.create(
+            &format!("{pool}/images/output"),
+            &CreateOptions::new().parents(),
+        )
+        .unwrap();
+        let t = dir.path().join("t/g");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("img.json"), TEMPLATE).unwrap();
+        let w = World { zfs, pool, dir };
+        write_root_tar(&w.output_dir().join("root.tar"), payload_mib);
+        w
+    }
+
+    fn dataset(&self) -> String {
+        format!("{}/images", self.pool)
+    }
+
+    fn output_dir(&self) -> PathBuf {
+        PathBuf::from(
+            self.zfs
+                .get(&format!("{}/images/output", self.pool), "mountpoint")
+                .unwrap()
+                .unwrap(),
+        )
+    }
+
+    fn templates(&self) -> PathBuf {
+        self.dir.path().join("t")
+    }
+
+    fn build(&self) {
+        let p = plan(
+            &self.templates(),
+            "g",
+            "img",
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        assert!(p.is_valid(), "{:?}", p.problems);
+        let runner = SystemRunner::new();
+        let env = Env {
+            host: Host::Linux,
+            runner: &runner,
+            zfs: self.zfs,
+        };
+        let opts = BuildOptions {
+            dataset: self.dataset(),
+            output_name: None,
+            svccfg: PathBuf::from("/nonexistent/svccfg"),
+            formats: Vec::new(),
+            assume_tools: false,
+            reset: false,
+            fullreset: false,
+            smf: SmfSeeding::AtFirstBoot,
+            source_date_epoch: None,
+            template_root: self.templates(),
+            external: Vec::new(),
+        };
+        image_builder::build::build(&p, &opts, &env, &mut |e| {
+            eprintln!("{}", serde_json::to_string(e).unwrap())
+        })
+        .unwrap();
+    }
+
+    /// Nothing of a build is left: no temporary pool, no loop device on a work image, no
+    /// mount under the work area, no work or scratch dataset, an empty journal.
+    fn assert_clean(&self) {
+        let pools = self.zfs.pools().unwrap();
+        assert!(
+            !pools.iter().any(|p| p.starts_with("TEMPORARY-")),
+            "pools left: {pools:?}"
+        );
+        let loops = Command::new("/usr/sbin/losetup")
+            .args(["--list", "--noheadings", "--output", "BACK-FILE"])
+            .output()
+            .unwrap();
+        let loops = String::from_utf8_lossy(&loops.stdout);
+        assert!(!loops.contains("lofi.raw"), "loop devices left: {loops}");
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let work = format!("{}/images/work/g/img", self.pool);
+        assert!(
+            !mounts
+                .lines()
+                .any(|l| l.contains("TEMPORARY-") || l.contains(&work)),
+            "mounts left: {mounts}"
+        );
+        assert!(!self.zfs.exists(&work).unwrap());
+        assert!(!self
+            .zfs
+            .exists(&format!("{}/images/tmp/g/img", self.pool))
+            .unwrap());
+        let journals = self.output_dir().join(".image-builder/journals");
+        let left: Vec<_> = std::fs::read_dir(&journals)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "journal entries left: {left:?}");
+    }
+}
+
+impl Drop for World<'_> {
+    fn drop(&mut self) {
+        let _ = self.zfs.pool_destroy(&self.pool, true);
+    }
+}
+
+/// A small root file system: passwd/group naming a non-root user, modes including setuid,
+/// a symlink, a loader for the ESP, and `payload_mib` of incompressible data.
+fn write_root_tar(path: &Path, payload_mib: usize) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, kind: tar::EntryType, mode: u32, uid: u64, gid: u64, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    use tar::EntryType::{Directory as D, Regular as F};
+    for d in ["etc", "usr", "usr/bin", "boot", "var", "var/svc"] {
+        add(d, D, 0o755, 0, 3, b"");
+    }
+    add(
+        "etc/passwd",
+        F,
+        0o644,
+        0,
+        3,
+        b"root:x:0:0::/root:/usr/bin/bash\nsvc:x:77:12::/var/svc:/bin/false\n",
+    );
+    add(
+        "etc/group",
+        F,
+        0o644,
+        0,
+        3,
+        b"root::0:\nsys::3:\nsvcgrp::12:\n",
+    );
+    add("etc/shadow", F, 0o400, 0, 3, b"root:NP:::::::\n");
+    add("usr/bin/su", F, 0o4555, 0, 3, b"#!/bin/sh\n");
+    add("var/svc/state", F, 0o640, 77, 12, b"owned by svc\n");
+    add(
+        "boot/loader64.efi",
+        F,
+        0o444,
+        0,
+        3,
+        b"MZ illumos loader64.efi stand-in\n",
+    );
+    // xorshift: incompressible, so the pool really writes it.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let data: Vec<u8> = (0..payload_mib << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    add("usr/lib.bin", F, 0o644, 0, 2, &data);
+    let mut link = tar::Header::new_ustar();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_mode(0o777);
+    link.set_uid(0);
+    link.set_gid(0);
+    link.set_mtime(1_700_000_000);
+    link.set_size(0);
+    b.append_link(&mut link, "bin", "usr/bin").unwrap();
+    b.into_inner().unwrap().sync_all().unwrap();
+}
+
+fn losetup(file: &Path) -> String {
+    let out = Command::new("/usr/sbin/losetup")
+        .args(["-f", "--show", "-P"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn pool_image_from_a_root_tarball() {
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs, 4);
+    w.build();
+    w.assert_clean();
+    let raw = w.output_dir().join("g-img.raw");
+    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 352 << 20);
+
+    // The GPT, as util-linux reads it: illumos' layout.
+    let sf = Command::new("/usr/sbin/sfdisk")
+        .arg("--json")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&sf.stdout).unwrap();
+    let parts = v["partitiontable"]["partitions"].as_array().unwrap();
+    let types: Vec<&str> = parts.iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(types, [TYPE_ESP, TYPE_ZFS, TYPE_RESERVED]);
+    assert_eq!(parts[0]["start"], 256);
+    assert_eq!(parts[0]["size"], 524288);
+    assert_eq!(parts[1]["start"], 256 + 524288);
+    assert_eq!(parts[2]["size"], 16384);
+
+    // The ESP holds the image's own loader.
+    let mtype = Command::new("/usr/bin/mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(format!("{}@@{}", raw.display(), 256 * 512))
+        .arg("::/EFI/BOOT/BOOTX64.EFI")
+        .output()
+        .unwrap();
+    assert_eq!(mtype.stdout, b"MZ illumos loader64.efi stand-in\n");
+
+    // partition_only: the ZFS partition alone.
+    let part = std::fs::metadata(w.output_dir().join("g-img.partonly")).unwrap();
+    assert_eq!(part.len(), parts[1]["size"].as_u64().unwrap() * 512);
+
+    // What `image-builder inspect` reports.
+    let runner = SystemRunner::new();
+    let sys = System {
+        host: Host::Linux,
+        runner: &runner,
+        zfs: &zfs,
+    };
+    let r = inspect::inspect(&sys, &raw).unwrap();
+    assert_eq!(r.pool.as_deref(), Some("rpool"));
+    assert_eq!(r.bootfs.as_deref(), Some("ROOT/oi"));
+    let ds = |n: &str| r.datasets.iter().find(|d| d.name == n).unwrap();
+    assert_eq!(
+        (ds("ROOT").canmount.as_str(), ds("ROOT").mountpoint.as_str()),
+        ("off", "legacy")
+    );
+    let be = ds("ROOT/oi");
+    assert_eq!(
+        (be.canmount.as_str(), be.mountpoint.as_str()),
+        ("noauto", "legacy")
+    );
+    assert!(be
+        .libbe
+        .contains(&("org.opensolaris.libbe:policy".into(), "static".into())));
+    let uuid = &be
+        .libbe
+        .iter()
+        .find(|(k, _)| k.ends_with(":uuid"))
+        .unwrap()
+        .1;
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    assert_eq!(ds("export").mountpoint, "/export");
+    assert_eq!(ds("export/home").mountpoint, "/export/home");
+    assert!(!zfs
+        .pools()
+        .unwrap()
+        .iter()
+        .any(|p| p.starts_with("inspect")));
+
+    // Import under a new name (the on-disk name stays rpool) and look at the files.
+    let dev = losetup(&raw);
+    let name = format!("chk{}", std::process::id());
+    let alt = w.dir.path().join("chk");
+    zfs.pool_import(
+        &PoolImport::new("rpool")
+            .new_name(&name)
+            .temporary()
+            .dir(format!("{dev}p2"))
+            .altroot(alt.display().to_string())
+            .no_mount()
+            .readonly(),
+    )
+    .unwrap();
+    let mnt = w.dir.path().join("be");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("/usr/bin/mount")
+        .args(["-t", "zfs", "-o", "ro"])
+        .arg(format!("{name}/ROOT/oi"))
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    let check = || {
+        assert!(st.success());
+        let m = |p: &str| std::fs::symlink_metadata(mnt.join(p)).unwrap();
+        assert_eq!(
+            (
+                m("etc/shadow").mode() & 0o7777,
+                m("etc/shadow").uid(),
+                m("etc/shadow").gid()
+            ),
+            (0o400, 0, 3)
+        );
+        assert_eq!(m("usr/bin/su").mode() & 0o7777, 0o4555);
+        assert_eq!(
+            (m("var/svc/state").uid(), m("var/svc/state").gid()),
+            (77, 12)
+        );
+        assert_eq!(
+            std::fs::read_link(mnt.join("bin")).unwrap(),
+            Path::new("usr/bin")
+        );
+        assert_eq!(
+            std::fs::read_to_string(mnt.join("etc/motd")).unwrap(),
+            "built by image-builder\n"
+        );
+        assert_eq!(
+            (m("etc/motd").mode() & 0o7777, m("etc/motd").gid()),
+            (0o644, 3)
+        );
+        assert_eq!(m("usr/lib.bin").len(), 4 << 20);
+    };
+    let checked = std::panic::catch_unwind(check);
+    let _ = Command::new("/usr/bin/umount").arg(&mnt).status();
+    zfs.pool_export(&name, false).unwrap();
+    let _ = Command::new("/usr/sbin/losetup")
+        .args(["-d", &dev])
+        .status();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn sigint_at_each_step_leaves_nothing_behind() {
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs, 24);
+    // Step indices 0..=5; index 3 is the unpack, interrupted a moment after it starts.
+    for step in 0..6usize {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_image-builder"))
+            .args([
+                "build",
+                "--json",
+                "-d",
+                &w.dataset(),
+                "-g",
+                "g",
+                "-n",
+                "img",
+                "-T",
+            ])
+            .arg(w.templates())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut sent = false;
+        for line in out.lines() {
+            let line = line.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["event"] == "step_start" && v["index"] == step && !sent {
+                if step == 3 {
+                    std::thread::sleep(std::time::Duration::from_millis(1500));
+                }
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+                    rustix::process::Signal::INT,
+                )
+                .unwrap();
+                sent = true;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(sent, "step {step} never started");
+        assert_eq!(status.code(), Some(130), "step {step}: {status:?}");
+        w.assert_clean();
+    }
+}
