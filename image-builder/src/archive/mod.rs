@@ -15,6 +15,7 @@ mod readahead;
 mod unpack;
 
 pub use format::Compression;
+pub(crate) use format::Compressor;
 pub use pack::{pack, PackOptions, PackSummary};
 pub use pgzip::ParGzEncoder;
 pub use unpack::{unpack, UnpackOptions, UnpackSummary};

@@ -7,6 +7,8 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod record;
+mod zone;
+pub mod zone_image;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -110,6 +112,7 @@ pub fn build(
     preflight(plan, opts, env.host)?;
     match &plan.target {
         Some(Target::Dataset(d)) => dataset::build(plan, d, opts, env, events),
+        Some(Target::Zone(z)) => zone::build(plan, z, opts, env, events),
         Some(other) => Err(BuildError::State(format!(
             "{} builds are not available in this version; dataset builds are",
             other.kind().key()
