@@ -25,6 +25,9 @@ pub enum Tool {
     Bootadm,
     Mount,
     Umount,
+    Zonecfg,
+    Zoneadm,
+    Zlogin,
 }
 
 impl Host {
@@ -55,6 +58,9 @@ impl Host {
             (_, Tool::Devfsadm) => "/usr/sbin/devfsadm",
             (_, Tool::Beadm) => "/sbin/beadm",
             (_, Tool::Bootadm) => "/sbin/bootadm",
+            (_, Tool::Zonecfg) => "/usr/sbin/zonecfg",
+            (_, Tool::Zoneadm) => "/usr/sbin/zoneadm",
+            (_, Tool::Zlogin) => "/usr/sbin/zlogin",
         }
     }
 
