@@ -218,7 +218,17 @@ fn build_in_zone_is_refused_off_illumos_before_anything_starts() {
     .unwrap();
     let t = dir.path().display().to_string();
     let o = run(&[
-        "build", "--in-zone", "ib1", "-d", "nosuchpool/images", "-T", &t, "-g", "g", "-n", "z",
+        "build",
+        "--in-zone",
+        "ib1",
+        "-d",
+        "nosuchpool/images",
+        "-T",
+        &t,
+        "-g",
+        "g",
+        "-n",
+        "z",
     ]);
     assert_no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
