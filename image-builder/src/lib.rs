@@ -5,6 +5,7 @@ pub mod build;
 pub mod buildzone;
 pub mod embedded;
 pub mod host;
+pub mod progress;
 pub mod steps;
 pub mod template;
 pub mod vm;
