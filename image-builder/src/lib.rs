@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod buildzone;
 pub mod embedded;
 pub mod host;
 pub mod progress;

@@ -202,3 +202,38 @@ fn schema_is_json_and_markdown_covers_every_step() {
     let md = String::from_utf8(run(&["schema", "--markdown"]).stdout).unwrap();
     assert!(md.contains("### `pkg_install`"));
 }
+
+#[test]
+fn build_in_zone_is_refused_off_illumos_before_anything_starts() {
+    if Path::new("/usr/sbin/zoneadm").exists() {
+        eprintln!("skipped: this host has zones");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("g")).unwrap();
+    std::fs::write(
+        dir.path().join("g/z.json"),
+        r#"{ "zone": { "name": "z", "brand": "sparse" }, "steps": [] }"#,
+    )
+    .unwrap();
+    let t = dir.path().display().to_string();
+    let o = run(&[
+        "build",
+        "--in-zone",
+        "ib1",
+        "-d",
+        "nosuchpool/images",
+        "-T",
+        &t,
+        "-g",
+        "g",
+        "-n",
+        "z",
+    ]);
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: --in-zone needs an illumos host with zones; this is a Linux host\n"
+    );
+}

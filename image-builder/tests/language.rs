@@ -321,7 +321,7 @@ fn targets_are_checked() {
         ),
     ]);
     let e = |n: &str| errors(&plan_of(t.path(), n, &[]), t.path());
-    assert_eq!(e("none"), ["g/none.json: : a template needs exactly one build target: \"dataset\", \"pool\", \"ufs\", \"pcfs\" or \"iso\""]);
+    assert_eq!(e("none"), ["g/none.json: : a template needs exactly one build target: \"dataset\", \"pool\", \"ufs\", \"pcfs\", \"iso\" or \"zone\""]);
     assert_eq!(e("two"), ["g/two.json:1:31: pool: a template has exactly one build target, this one has \"dataset\", \"pool\""]);
     assert_eq!(e("ds"), ["g/ds.json:1:44: steps[0].t: create_be only works in a pool template, not in a dataset template"]);
     assert_eq!(
@@ -331,7 +331,7 @@ fn targets_are_checked() {
     assert_eq!(
         e("typo"),
         [
-            "g/typo.json:1:3: datset: unknown top-level field \"datset\": expected one of dataset, pool, ufs, pcfs, iso, steps; did you mean \"dataset\"?",
+            "g/typo.json:1:3: datset: unknown top-level field \"datset\": expected one of dataset, pool, ufs, pcfs, iso, zone, steps; did you mean \"dataset\"?",
             "g/typo.json:1:70: pool.ashift: ashift 20 is out of range: expected 9 to 16",
         ]
     );

@@ -16,6 +16,7 @@ pub struct Cmd {
     timeout: Option<Duration>,
     tag: Option<String>,
     passthrough: bool,
+    stdout_file: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -29,6 +30,7 @@ impl Cmd {
             timeout: None,
             tag: None,
             passthrough: false,
+            stdout_file: None,
         }
     }
 
@@ -42,6 +44,18 @@ impl Cmd {
 
     pub fn is_passthrough(&self) -> bool {
         self.passthrough
+    }
+
+    /// Send standard output to `path` (created or truncated before the command starts),
+    /// for output too large to hold in memory, such as a `zfs send` stream. Its [`Output`]
+    /// then has an empty `stdout`.
+    pub fn stdout_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.stdout_file = Some(path.into());
+        self
+    }
+
+    pub fn get_stdout_file(&self) -> Option<&Path> {
+        self.stdout_file.as_deref()
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {

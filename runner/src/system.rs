@@ -80,6 +80,13 @@ impl Runner for SystemRunner {
         } else {
             c.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
+        if let Some(path) = cmd.get_stdout_file() {
+            let file = std::fs::File::create(path).map_err(|source| RunError::Io {
+                cmd: line.clone(),
+                source,
+            })?;
+            c.stdout(Stdio::from(file));
+        }
         if let Some(dir) = cmd.get_cwd() {
             c.current_dir(dir);
         }
@@ -215,6 +222,23 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stdout_to_writes_a_file_and_keeps_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stream");
+        let out = SystemRunner::new()
+            .output(
+                &Cmd::new("/bin/sh")
+                    .args(["-c", "printf 'a\\0b'; echo err >&2"])
+                    .stdout_to(&path),
+            )
+            .unwrap();
+        assert!(out.success());
+        assert!(out.stdout.is_empty());
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\0b");
+    }
 
     #[test]
     fn captures_output_and_exit_code() {

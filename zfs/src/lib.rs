@@ -50,6 +50,11 @@ pub trait Zfs {
 
     fn mount(&self, dataset: &str) -> Result<()>;
 
+    /// Writes a full replication-free stream of `snapshot` (`zfs send SNAPSHOT`, no
+    /// properties, no compressed or large-block records, so any ZFS can receive it) to the
+    /// file `out`.
+    fn send(&self, snapshot: &str, out: &std::path::Path) -> Result<()>;
+
     fn unmount(&self, dataset: &str, force: bool) -> Result<()>;
 
     fn pool_create(&self, spec: &PoolCreate) -> Result<()>;

@@ -18,6 +18,7 @@ mod unpack;
 mod writers;
 
 pub use format::Compression;
+pub(crate) use format::Compressor;
 pub use gzip::gzip_into;
 pub use pack::{pack, PackOptions, PackSummary};
 pub use pgzip::ParGzEncoder;

@@ -15,6 +15,8 @@ pub mod lock;
 mod pool;
 pub mod record;
 mod work;
+mod zone;
+pub mod zone_image;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -137,6 +139,7 @@ pub fn build(
         Some(Target::Pcfs(p)) => work::build(plan, work::Kind::Pcfs(p), opts, env, events),
         Some(Target::Ufs(u)) => work::build(plan, work::Kind::Ufs(u), opts, env, events),
         Some(Target::Iso(i)) => work::build(plan, work::Kind::Iso(i), opts, env, events),
+        Some(Target::Zone(z)) => zone::build(plan, z, opts, env, events),
         None => Err(BuildError::Invalid(1)),
     }
 }

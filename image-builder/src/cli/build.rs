@@ -70,6 +70,20 @@ pub struct BuildArgs {
     /// With the embedded guest: size in GiB of a new pool image (sparse).
     #[arg(long, value_name = "GIB", default_value_t = 32)]
     vm_disk_size: u64,
+    /// Build inside the build zone ZONE (illumos only): created with the root dataset
+    /// delegated, installed and booted, then halted, uninstalled and deleted when the build
+    /// ends. A running zone of that name is reused and left running.
+    #[arg(long, value_name = "ZONE", conflicts_with = "vm")]
+    in_zone: Option<String>,
+    /// With --in-zone: the build zone's brand.
+    #[arg(long, value_name = "BRAND", default_value = "ipkg")]
+    zone_brand: String,
+    /// With --in-zone: the build zone's zonepath (default /zones/ZONE).
+    #[arg(long, value_name = "PATH")]
+    zone_path: Option<PathBuf>,
+    /// With --in-zone: directory that receives the outputs.
+    #[arg(long, value_name = "DIR", default_value = "output")]
+    zone_output: PathBuf,
     /// Set by the embedded guest run: build there, then copy the outputs to DIR.
     #[arg(long, value_name = "DIR", hide = true)]
     guest_output: Option<PathBuf>,
@@ -89,6 +103,14 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, runner::interrupt::flag())?;
     }
     let host = Host::detect();
+    // Zones exist only on illumos: say so before anything starts.
+    if a.in_zone.is_some() && host != Host::Illumos {
+        eprintln!(
+            "error: {}",
+            image_builder::buildzone::ZoneError::NotIllumos(host.name())
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let runner = SystemRunner::new();
     if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         install_progress_bar();
@@ -122,6 +144,18 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     if let Err(e) = build::preflight(&plan, &opts, host) {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
+    }
+    if let Some(zone) = &a.in_zone {
+        let za = super::in_zone::ZoneArgs {
+            zone,
+            brand: &a.zone_brand,
+            zonepath: a.zone_path.as_deref(),
+            output: &a.zone_output,
+            dataset: &a.dataset,
+            template_root: &opts.template_root,
+            external: &opts.external,
+        };
+        return super::in_zone::run(za, host, &runner, &zfs);
     }
     if a.guest_output.is_none() && (a.vm || (!a.no_vm && embedded::needed(host))) {
         return in_guest(&a, &runner);

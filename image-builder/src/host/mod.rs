@@ -50,6 +50,9 @@ pub enum Tool {
     /// mtools, to write FAT file systems without mounting them.
     Mmd,
     Mcopy,
+    Zonecfg,
+    Zoneadm,
+    Zlogin,
 }
 
 impl Host {
@@ -95,6 +98,9 @@ impl Host {
             (_, Tool::Devfsadm) => "/usr/sbin/devfsadm",
             (_, Tool::Beadm) => "/sbin/beadm",
             (_, Tool::Bootadm) => "/sbin/bootadm",
+            (_, Tool::Zonecfg) => "/usr/sbin/zonecfg",
+            (_, Tool::Zoneadm) => "/usr/sbin/zoneadm",
+            (_, Tool::Zlogin) => "/usr/sbin/zlogin",
         }
     }
 

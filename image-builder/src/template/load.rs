@@ -13,7 +13,7 @@ use super::check::{did_you_mean, Severity};
 use super::expand::Expansion;
 use super::features::Features;
 use super::model::{
-    Dataset, Include, Iso, Pcfs, Pool, Step, StepKind, TargetKind, Ufs, STEP_ALIASES,
+    Dataset, Include, Iso, Pcfs, Pool, Step, StepKind, TargetKind, Ufs, Zone, STEP_ALIASES,
 };
 use super::position::Positions;
 use super::problem::Problem;
@@ -30,6 +30,7 @@ pub enum Target {
     Ufs(Ufs),
     Pcfs(Pcfs),
     Iso(Iso),
+    Zone(Zone),
 }
 
 impl Target {
@@ -40,6 +41,7 @@ impl Target {
             Target::Ufs(_) => TargetKind::Ufs,
             Target::Pcfs(_) => TargetKind::Pcfs,
             Target::Iso(_) => TargetKind::Iso,
+            Target::Zone(_) => TargetKind::Zone,
         }
     }
 }
@@ -289,7 +291,7 @@ impl Loader<'_> {
                 file,
                 "",
                 from,
-                "a template needs exactly one build target: \"dataset\", \"pool\", \"ufs\", \"pcfs\" or \"iso\"",
+                "a template needs exactly one build target: \"dataset\", \"pool\", \"ufs\", \"pcfs\", \"iso\" or \"zone\"",
             ),
             [one] => {
                 let v = top[*one].clone();
@@ -298,6 +300,7 @@ impl Loader<'_> {
                     "pool" => typed(v).map(Target::Pool),
                     "ufs" => typed(v).map(Target::Ufs),
                     "pcfs" => typed(v).map(Target::Pcfs),
+                    "zone" => typed(v).map(Target::Zone),
                     _ => typed(v).map(Target::Iso),
                 };
                 match parsed {

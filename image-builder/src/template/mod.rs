@@ -10,6 +10,7 @@ pub mod plan;
 pub mod position;
 pub mod problem;
 pub mod reference;
+pub mod zone;
 
 pub use features::{FeatureError, Features};
 pub use load::Target;

@@ -15,15 +15,17 @@ pub enum TargetKind {
     Ufs,
     Pcfs,
     Iso,
+    Zone,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 5] = [
+    pub const ALL: [TargetKind; 6] = [
         TargetKind::Dataset,
         TargetKind::Pool,
         TargetKind::Ufs,
         TargetKind::Pcfs,
         TargetKind::Iso,
+        TargetKind::Zone,
     ];
 
     /// The template's top-level key for this target.
@@ -34,6 +36,7 @@ impl TargetKind {
             TargetKind::Ufs => "ufs",
             TargetKind::Pcfs => "pcfs",
             TargetKind::Iso => "iso",
+            TargetKind::Zone => "zone",
         }
     }
 }
@@ -146,6 +149,47 @@ pub struct Hybrid {
     pub stage1: String,
     /// Path inside the image of the stage2 boot block (e.g. `boot/isoboot`).
     pub stage2: String,
+}
+
+/// A zone image: the steps build a fresh root in the dataset `DATASET/work/GROUP/NAME`
+/// (recreated on every build), which is then written as a zone root tarball for
+/// `zoneadm install -a`, a `zfs send` stream with an imgadm-style manifest, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Image name: the work dataset under `DATASET/work/GROUP/` and the manifest's `name`.
+    /// Macros are expanded.
+    pub name: String,
+    /// Zone brand the image is for: `ipkg`, `lipkg`, `nlipkg`, `sparse`, `pkgsrc`,
+    /// `illumos` or `lx` (recorded in the manifest's `requirements.brand`). Hardware
+    /// virtual machine brands (`bhyve`, `kvm`) boot a disk image: build a `pool` for them.
+    pub brand: String,
+    /// What to write (default `["tarball"]`): `tarball`, the root's contents as
+    /// `GROUP-OUTPUT.zone.tar` (plus the compression's suffix), and `stream`, a `zfs send`
+    /// stream of the root's snapshot as `GROUP-OUTPUT.zfs` (plus suffix) with its manifest
+    /// `GROUP-OUTPUT.manifest.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<ZoneOutput>,
+    /// Compression of the tarball and the stream: `none` (the default; the form every
+    /// illumos `zoneadm install -a` accepts), `gzip`, `zstd` or `xz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    /// Image version for the manifest (default `1.0.0`). Macros are expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Image UUID for the manifest (default: a new random one for every build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+}
+
+/// An output of a zone build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneOutput {
+    /// A tar archive of the zone root's contents, for `zoneadm install -a`.
+    Tarball,
+    /// A `zfs send` stream of the zone root's snapshot, with a JSON manifest.
+    Stream,
 }
 
 /// Pull the steps of another template file in at this point.

@@ -177,6 +177,11 @@ fn expand_target(loaded: &Loaded, t: &Target, f: &Features, problems: &mut Vec<P
             volume_id: x.opt("volume_id", &i.volume_id),
             ..i.clone()
         }),
+        Target::Zone(z) => Target::Zone(super::model::Zone {
+            name: x.one("name", &z.name),
+            version: x.opt("version", &z.version),
+            ..z.clone()
+        }),
         other => other.clone(),
     };
     for (field, msg) in x.errors {
@@ -272,6 +277,7 @@ fn check_target(t: &Target) -> Vec<(&'static str, String)> {
                 ));
             }
         }
+        Target::Zone(z) => out.extend(super::zone::check(z)),
         Target::Iso(i) => {
             if i.hybrid.is_some() && i.boot_uefi.is_none() {
                 out.push(("hybrid", "a hybrid ISO needs \"boot_uefi\": installboot needs the ESP partition to find the disk".to_string()));

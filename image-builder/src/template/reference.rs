@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::load::parse_step;
-use super::model::{Dataset, Iso, Pcfs, Pool, StepKind, Ufs};
+use super::model::{Dataset, Iso, Pcfs, Pool, StepKind, Ufs, Zone};
 
 /// The JSON Schema of one step, including the `with`/`without` every step may carry.
 pub fn step_schema() -> Value {
@@ -140,18 +140,23 @@ pub const TARGET_EXAMPLES: &[(&str, &str)] = &[
         "iso",
         r#""iso": { "volume_id": "${name}", "boot_bios": "boot/cdboot", "boot_uefi": "boot/efiboot.img" }"#,
     ),
+    (
+        "zone",
+        r#""zone": { "name": "base", "brand": "sparse", "outputs": ["tarball", "stream"], "compression": "gzip", "version": "1.0.0" }"#,
+    ),
 ];
 
 /// The generated part of `docs/templates.md`.
 pub fn markdown() -> String {
     let mut out = String::new();
     out.push_str("## Build targets\n\nA template has exactly one of these top-level objects (an include has none).\n\n");
-    let targets: [(&str, Value); 5] = [
+    let targets: [(&str, Value); 6] = [
         ("dataset", schema_of::<Dataset>()),
         ("pool", schema_of::<Pool>()),
         ("ufs", schema_of::<Ufs>()),
         ("pcfs", schema_of::<Pcfs>()),
         ("iso", schema_of::<Iso>()),
+        ("zone", schema_of::<Zone>()),
     ];
     for (name, schema) in &targets {
         section(

@@ -72,6 +72,13 @@ pub(super) fn rollback<R: Runner>(z: &ZfsCli<R>, snap: &str) -> Result<()> {
     Ok(())
 }
 
+pub(super) fn send<R: Runner>(z: &ZfsCli<R>, snap: &str, out: &std::path::Path) -> Result<()> {
+    name::snapshot(snap)?;
+    let cmd = z.zfs().args(["send", snap]).stdout_to(out);
+    z.run(&cmd).map_err(|e| z.missing_or(snap, e))?;
+    Ok(())
+}
+
 pub(super) fn clone_snapshot<R: Runner>(
     z: &ZfsCli<R>,
     snap: &str,

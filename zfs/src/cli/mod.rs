@@ -213,6 +213,10 @@ impl<R: Runner> Zfs for ZfsCli<R> {
         dataset::mount(self, dataset)
     }
 
+    fn send(&self, snapshot: &str, out: &std::path::Path) -> Result<()> {
+        dataset::send(self, snapshot, out)
+    }
+
     fn unmount(&self, dataset: &str, force: bool) -> Result<()> {
         dataset::unmount(self, dataset, force)
     }

@@ -115,6 +115,30 @@ fn create_of_an_existing_dataset_is_reported_as_such() {
 }
 
 #[test]
+fn send_writes_the_stream_to_a_file() {
+    let rec = Recorder::new();
+    let z = cli(&rec);
+    z.send(
+        "rpool/images/work/g/z@image",
+        std::path::Path::new("/var/tmp/s.zfs"),
+    )
+    .unwrap();
+    assert_eq!(
+        rec.lines(),
+        ["/usr/sbin/zfs send rpool/images/work/g/z@image"]
+    );
+    assert_eq!(
+        rec.calls()[0].get_stdout_file(),
+        Some(std::path::Path::new("/var/tmp/s.zfs"))
+    );
+    // A dataset is not a snapshot: refused before anything runs.
+    assert!(z
+        .send("rpool/a", std::path::Path::new("/var/tmp/s"))
+        .is_err());
+    assert_eq!(rec.lines().len(), 1);
+}
+
+#[test]
 fn dataset_verbs() {
     let rec = Recorder::new();
     let z = cli(&rec);

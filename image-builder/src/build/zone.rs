@@ -1,0 +1,232 @@
+//! Zone builds: the steps run on a fresh root in `DATASET/work/GROUP/NAME` (destroyed and
+//! recreated every build: a zone image has no stages), then the root is written out as a
+//! tarball for `zoneadm install -a` and/or a `zfs send` stream of its snapshot with an
+//! imgadm-style manifest. A failed or interrupted build removes the root and the scratch
+//! dataset; outputs are written beside their names and renamed into place.
+
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use zfs::CreateOptions;
+
+use super::error::BuildError;
+use super::journal::{Journal, Undo};
+use super::layout::{self, Layout};
+use super::lock::{self, Lock};
+use super::record::{self, Record};
+use super::zone_image as image;
+use super::{BuildOptions, Env, Event, Outcome};
+use crate::steps::StepCx;
+use crate::template::model::{Zone, ZoneOutput};
+use crate::template::Plan;
+
+/// The snapshot of the finished root that the stream is sent from.
+pub const SNAPSHOT: &str = "zone";
+
+pub fn build(
+    plan: &Plan,
+    target: &Zone,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Outcome, BuildError> {
+    let started = Instant::now();
+    let zfs = env.zfs;
+    let output_name = opts
+        .output_name
+        .clone()
+        .unwrap_or_else(|| plan.name.clone());
+    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
+    let work = layout.work.clone().unwrap_or_default();
+    events(&Event::Start {
+        group: plan.group.clone(),
+        name: plan.name.clone(),
+        target: "zone".into(),
+        work: Some(work.clone()),
+    });
+    let uuid = match &target.uuid {
+        Some(u) => u.clone(),
+        None => crate::template::zone::random_uuid()
+            .map_err(|e| BuildError::State(format!("cannot make an image UUID: {e}")))?,
+    };
+
+    if !zfs.exists(&layout.root)? {
+        return Err(BuildError::State(format!(
+            "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
+            layout.root, layout.root
+        )));
+    }
+    if !zfs.exists(&layout.output)? {
+        zfs.create(&layout.output, &CreateOptions::new())?;
+    }
+    let output_dir = layout::mountpoint(zfs, &layout.output)?;
+    let state = layout::state_dir(&output_dir);
+    let _lock = Lock::acquire(&state.join("locks"), &work)?;
+    let mut journal = Journal::open(&state.join("journals"), &lock::key(&work))?;
+    if !journal.is_empty() {
+        for u in journal.pending() {
+            events(&Event::Cleanup {
+                undo: format!("{u:?}"),
+            });
+        }
+        let failed = journal.unwind(&env.system());
+        if !failed.is_empty() {
+            return Err(BuildError::State(format!(
+                "could not clean up after an earlier build: {}",
+                failed.join("; ")
+            )));
+        }
+    }
+
+    let prefix = format!("{}-{output_name}", plan.group);
+    let mut rec = Record {
+        group: plan.group.clone(),
+        name: plan.name.clone(),
+        output_name: output_name.clone(),
+        host: env.host.name().to_string(),
+        started: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        seconds: 0.0,
+        cache: "miss".into(),
+        key: None,
+        inputs: None,
+        steps: Vec::new(),
+        outputs: Vec::new(),
+    };
+    let result = stage(
+        plan,
+        target,
+        opts,
+        env,
+        &layout,
+        &output_dir,
+        &prefix,
+        &uuid,
+        &mut journal,
+        &mut rec,
+        events,
+    );
+    if let Err(e) = result {
+        // Cleanup must run its own commands even after an interrupt.
+        runner::interrupt::clear();
+        for u in journal.pending() {
+            events(&Event::Cleanup {
+                undo: format!("{u:?}"),
+            });
+        }
+        for f in journal.unwind(&env.system()) {
+            tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
+        }
+        return Err(e);
+    }
+    record::update_sums(&output_dir, &state)?;
+    rec.seconds = started.elapsed().as_secs_f64();
+    let path = rec.write(&output_dir)?;
+    events(&Event::Finish {
+        seconds: rec.seconds,
+        outputs: rec.outputs.clone(),
+        record: path.display().to_string(),
+    });
+    Ok(Outcome::Built)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stage(
+    plan: &Plan,
+    target: &Zone,
+    opts: &BuildOptions,
+    env: &Env,
+    layout: &Layout,
+    output_dir: &Path,
+    prefix: &str,
+    uuid: &str,
+    journal: &mut Journal,
+    rec: &mut Record,
+    events: &mut dyn FnMut(&Event),
+) -> Result<(), BuildError> {
+    let zfs = env.zfs;
+    let work = layout.work.clone().unwrap_or_default();
+    if zfs.exists(&layout.tmp)? {
+        zfs.destroy(&layout.tmp, true)?;
+    }
+    let tmp_mark = journal.push(Undo::DestroyDataset {
+        name: layout.tmp.clone(),
+    })?;
+    zfs.create(
+        &layout.tmp,
+        &CreateOptions::new().parents().prop("sync", "disabled"),
+    )?;
+    let tmp_dir = layout::mountpoint(zfs, &layout.tmp)?;
+
+    // Every zone image starts from an empty root.
+    if zfs.exists(&work)? {
+        zfs.destroy(&work, true)?;
+    }
+    let work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
+    zfs.create(&work, &CreateOptions::new().parents())?;
+    let root_dir = layout::mountpoint(zfs, &work)?;
+    let root = confine::Root::open(&root_dir).map_err(|e| {
+        BuildError::State(format!(
+            "cannot open the zone root {}: {e}",
+            root_dir.display()
+        ))
+    })?;
+    let mut cx = StepCx {
+        host: env.host,
+        runner: env.runner,
+        zfs,
+        root: &root,
+        template_root: &opts.template_root,
+        group: &plan.group,
+        external: &opts.external,
+        output_dir,
+        tmp_dir: &tmp_dir,
+        svccfg: &opts.svccfg,
+        smf: opts.smf,
+        source_date_epoch: opts.source_date_epoch,
+        pool: None,
+        tag: String::new(),
+    };
+    rec.steps = super::run_steps(plan, &mut cx, events)?;
+
+    let snap = format!("{work}@{SNAPSHOT}");
+    zfs.snapshot(&snap, &[])?;
+    for out in target.wanted() {
+        if runner::interrupt::requested() {
+            return Err(BuildError::Interrupted);
+        }
+        match out {
+            ZoneOutput::Tarball => {
+                let name = image::tarball_name(prefix, target);
+                image::write_tarball(&root, &output_dir.join(&name), opts.source_date_epoch)?;
+                rec.outputs.push(name);
+            }
+            ZoneOutput::Stream => {
+                let raw = tmp_dir.join("zone.zfs");
+                zfs.send(&snap, &raw)?;
+                let name = image::stream_name(prefix, target);
+                let stream = output_dir.join(&name);
+                image::compress_stream(&raw, &stream, target)?;
+                let _ = std::fs::remove_file(&raw);
+                let created = opts.source_date_epoch.unwrap_or_else(|| {
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0)
+                });
+                let m = image::manifest(target, uuid, &stream, created)?;
+                let mname = image::manifest_name(prefix);
+                image::write_manifest(&m, &output_dir.join(&mname))?;
+                rec.outputs.push(name);
+                rec.outputs.push(mname);
+            }
+        }
+    }
+    // The root stays for inspection until the next build of this image replaces it.
+    journal.done(work_mark)?;
+    zfs.destroy(&layout.tmp, true)?;
+    journal.done(tmp_mark)?;
+    Ok(())
+}
