@@ -87,28 +87,11 @@ impl Build {
     /// `cargo build -p sysconfig --bins` into the same target and profile as this test, so
     /// the guest runs what the workspace's sources say now.
     fn build_sysconfig(&self) {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Cmd::new(cargo)
+        let mut cmd = toolchain_env(Cmd::new(cargo()))
             .args(["build", "--locked", "-p", "sysconfig", "--bins"])
             .env("CARGO_TARGET_DIR", &self.target)
             .cwd(&self.workspace)
             .timeout(Duration::from_secs(1800));
-        // The runner clears the environment; cargo needs its toolchain and the flags the
-        // outer build used, or it would rebuild everything differently.
-        for var in [
-            "PATH",
-            "HOME",
-            "CARGO_HOME",
-            "RUSTUP_HOME",
-            "RUSTUP_TOOLCHAIN",
-            "RUSTFLAGS",
-            "CARGO_BUILD_JOBS",
-            "CARGO_NET_OFFLINE",
-        ] {
-            if let Some(v) = std::env::var_os(var) {
-                cmd = cmd.env(var, v);
-            }
-        }
         let profile = self
             .profile_dir
             .file_name()
@@ -131,6 +114,43 @@ impl Build {
             .run(&cmd)
             .expect("cargo build -p sysconfig");
     }
+}
+
+/// The cargo running this test (cargo sets `CARGO` for the tests it runs).
+fn cargo() -> PathBuf {
+    std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into())
+}
+
+/// The rustc of the same toolchain, which can link against the rlibs cargo built.
+fn rustc() -> PathBuf {
+    let sibling = cargo().with_file_name("rustc");
+    if sibling.is_file() {
+        sibling
+    } else {
+        on_path("rustc").unwrap_or_else(|| "rustc".into())
+    }
+}
+
+/// The runner clears the environment; cargo and rustc need their toolchain and the flags
+/// the outer build used, or cargo would rebuild everything differently.
+fn toolchain_env(mut cmd: Cmd) -> Cmd {
+    for var in [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTFLAGS",
+        "CARGO_BUILD_JOBS",
+        "CARGO_NET_OFFLINE",
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd = cmd.env(var, v);
+        }
+    }
+    cmd
 }
 
 /// The directories `ldd` names for `exe`'s libraries and loader (as the loader sees
@@ -159,67 +179,96 @@ fn library_dirs(exe: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// A replacement `hostname` plugin, built from a one-file program that speaks the plugin
-/// protocol (version 1) by hand: besides /etc/nodename it writes /etc/motd naming its
-/// version. Written beside the plugin and renamed over it, as cargo installs a build
-/// product, so a plugin that is running is never rewritten.
-fn build_hostname_plugin(src_dir: &Path, plugins: &Path, version: &str) {
-    let src = src_dir.join("hostname_plugin.rs");
-    std::fs::write(
-        &src,
-        r#####"use std::io::BufRead;
+/// The changed `hostname` plugin: the shipped one (the real `Hostname` of the sysconfig
+/// library, linked from the build) plus one new change that greets on /etc/motd.
+const HOSTNAME_PLUGIN: &str = r#"use serde_json::{Map, Value};
+use sysconfig::plugins::{change, hostname::Hostname, Ctx, Outcome, Plugin};
+use sysconfig::protocol::Change;
 
-const VERSION: &str = "@VERSION@";
+struct Greeting;
 
-/// The string value of `"key":"..."` after `from` in a request line.
-fn field<'a>(line: &'a str, from: &str, key: &str) -> Option<&'a str> {
-    let line = &line[line.find(from)?..];
-    let pat = format!("\"{key}\":\"");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    Some(&rest[..rest.find('"')?])
+fn motd(desired: &Map<String, Value>) -> Option<String> {
+    let h = desired.get("hostname")?.as_str()?;
+    Some(format!("welcome to {h} (@VERSION@)\n"))
 }
 
-fn main() {
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { return };
-        let host = field(&line, "\"desired\":", "hostname").unwrap_or("");
-        let result = if line.contains("\"method\":\"describe\"") {
-            format!(r#"{{"name":"hostname","version":"{VERSION}","keys":["hostname"]}}"#)
-        } else if line.contains("\"method\":\"plan\"") {
-            format!(
-                r#"{{"changes":[{{"id":"nodename","key":"hostname","summary":"set /etc/nodename to {host} ({VERSION})"}}]}}"#
-            )
-        } else {
-            let root = std::path::Path::new(field(&line, "\"params\":", "root").unwrap_or("/"));
-            let written = std::fs::write(root.join("etc/nodename"), format!("{host}\n"))
-                .and_then(|_| {
-                    std::fs::write(root.join("etc/motd"), format!("hostname plugin {VERSION}: {host}\n"))
-                });
-            let status = if written.is_ok() { "ok" } else { "failed" };
-            format!(
-                r#"{{"results":[{{"id":"nodename","status":"{status}","actions":["write: /etc/nodename (0644)","write: /etc/motd (0644)"]}}]}}"#
-            )
-        };
-        println!(r#"{{"protocol":1,"result":{result}}}"#);
+impl Plugin for Greeting {
+    const NAME: &'static str = Hostname::NAME;
+    const KEYS: &'static [&'static str] = Hostname::KEYS;
+
+    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
+        let mut out = Hostname.plan(ctx, desired)?;
+        if let Some(m) = motd(desired) {
+            if ctx.read("/etc/motd")?.as_deref() != Some(m.as_str()) {
+                out.push(change("hostname", "motd", "greet on /etc/motd", Value::Null));
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, ctx: &Ctx, desired: &Map<String, Value>, c: &Change) -> Result<Outcome, String> {
+        if c.id != "motd" {
+            return Hostname.apply(ctx, desired, c);
+        }
+        let m = motd(desired).ok_or("hostname is not set")?;
+        ctx.write("/etc/motd", m.as_bytes(), 0o644, None)?;
+        Ok(Outcome::Done)
     }
 }
-"#####
-            .replace("@VERSION@", version),
-    )
-    .unwrap();
-    let rustc = on_path("rustc").unwrap_or_else(|| "rustc".into());
+
+fn main() -> std::process::ExitCode {
+    sysconfig::plugins::main(Greeting)
+}
+"#;
+
+/// Builds [`HOSTNAME_PLUGIN`] against the sysconfig library cargo just built, and renames
+/// it over the plugin as cargo installs a build product (write beside, then rename), so a
+/// plugin that is running is never rewritten. The plugin names `serde_json` types, and a
+/// target directory can hold several builds of serde_json: the one sysconfig was built
+/// with is the one rustc accepts, so candidates are tried newest first.
+fn build_hostname_plugin(b: &Build, src_dir: &Path, plugins: &Path, version: &str) {
+    let src = src_dir.join("hostname_plugin.rs");
+    std::fs::write(&src, HOSTNAME_PLUGIN.replace("@VERSION@", version)).unwrap();
+    let deps = b.profile_dir.join("deps");
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("libserde_json-") && n.ends_with(".rlib")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    candidates.sort();
+    let rustc = rustc();
     let tmp = plugins.join(".sysconfig-plugin-hostname.new");
-    SystemRunner::new()
-        .run(
-            &Cmd::new(rustc)
-                .args(["-C", "strip=symbols", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default()),
-        )
-        .expect("rustc hostname_plugin.rs");
-    std::fs::rename(&tmp, plugins.join("sysconfig-plugin-hostname")).unwrap();
+    let mut errors = Vec::new();
+    for (_, serde_json) in candidates.iter().rev() {
+        let cmd = toolchain_env(Cmd::new(&rustc))
+            .args(["--edition", "2021", "-C", "debuginfo=0", "-L"])
+            .arg(format!("dependency={}", deps.display()))
+            .arg("--extern")
+            .arg(format!(
+                "sysconfig={}",
+                b.profile_dir.join("libsysconfig.rlib").display()
+            ))
+            .arg("--extern")
+            .arg(format!("serde_json={}", serde_json.display()))
+            .arg("-o")
+            .arg(&tmp)
+            .arg(&src);
+        match SystemRunner::new().run(&cmd) {
+            Ok(_) => {
+                std::fs::rename(&tmp, plugins.join("sysconfig-plugin-hostname")).unwrap();
+                return;
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    panic!(
+        "cannot build the changed hostname plugin against {}: {errors:#?}",
+        deps.display()
+    );
 }
 
 /// The path `host` has in the guest, where `shares` are mounted.
@@ -380,19 +429,22 @@ fn sysconfig_plugin_loop_in_a_guest() {
         "hostname = \"loop-two\"\n",
     )
     .unwrap();
-    build_hostname_plugin(work.path(), &plugins, "2.0.0-live");
+    build_hostname_plugin(&b, work.path(), &plugins, "2.0.0-live");
     let built = cycle.elapsed();
 
     // In the guest: start the daemon again and see the new plugin at work.
     let out = run_ok(&mut vm, apply);
-    assert!(
-        out.contains("hostname: set /etc/nodename to loop-two (2.0.0-live)\n"),
-        "{out}"
-    );
+    assert!(out.contains("hostname: greet on /etc/motd\n"), "{out}");
+    assert!(out.contains("hostname: motd ok\n"), "{out}");
     assert_eq!(run_ok(&mut vm, "cat /tmp/root/etc/nodename"), "loop-two\n");
+    let hosts = run_ok(&mut vm, "cat /tmp/root/etc/inet/hosts");
+    assert!(
+        hosts.contains("127.0.0.1\tloop-two localhost loghost"),
+        "{hosts}"
+    );
     assert_eq!(
         run_ok(&mut vm, "cat /tmp/root/etc/motd"),
-        "hostname plugin 2.0.0-live: loop-two\n"
+        "welcome to loop-two (2.0.0-live)\n"
     );
     eprintln!(
         "{TEST}: edit-build-restart cycle: {:?} (plugin build {built:?}); {linked} plugins",
