@@ -371,10 +371,13 @@ fn sysconfig_plugin_loop_in_a_guest() {
 
     let g_work = in_guest(work.path(), &mounts);
     let g_daemon = in_guest(&daemon, &mounts);
+    // Unoptimised plugins under TCG on a busy host can take longer than the default
+    // describe timeout (10 s) just to start.
     std::fs::write(
         work.path().join("sysconfig.toml"),
         format!(
-            "[plugins]\npath = \"{g_work}/plugins\"\n\n[state]\nonce_per_instance = false\n\n\
+            "[plugins]\npath = \"{g_work}/plugins\"\ndescribe_timeout_secs = 120\n\
+             plan_timeout_secs = 120\n\n[state]\nonce_per_instance = false\n\n\
              [sources]\norder = [\"local\"]\ndevices = []\n"
         ),
     )
