@@ -245,7 +245,15 @@ fn build_hostname_plugin(b: &Build, src_dir: &Path, plugins: &Path, version: &st
     let mut errors = Vec::new();
     for (_, serde_json) in candidates.iter().rev() {
         let cmd = toolchain_env(Cmd::new(&rustc))
-            .args(["--edition", "2021", "-C", "debuginfo=0", "-L"])
+            .args([
+                "--edition",
+                "2021",
+                "-C",
+                "debuginfo=0",
+                "-C",
+                "strip=debuginfo",
+                "-L",
+            ])
             .arg(format!("dependency={}", deps.display()))
             .arg("--extern")
             .arg(format!(
@@ -408,7 +416,9 @@ fn sysconfig_plugin_loop_in_a_guest() {
     let apply = "cp $W/desired.toml /tmp/root/etc/sysconfig.d/ && $D -c $W/sysconfig.toml -R /tmp/root apply";
 
     // The shipped hostname plugin, run by the daemon from the build.
+    let t = Instant::now();
     let out = run_ok(&mut vm, apply);
+    eprintln!("{TEST}: first apply: {:?}", t.elapsed());
     assert!(
         out.contains("hostname: set /etc/nodename to loop-one\n"),
         "{out}"
@@ -436,7 +446,9 @@ fn sysconfig_plugin_loop_in_a_guest() {
     let built = cycle.elapsed();
 
     // In the guest: start the daemon again and see the new plugin at work.
+    let t = Instant::now();
     let out = run_ok(&mut vm, apply);
+    eprintln!("{TEST}: apply after the change: {:?}", t.elapsed());
     assert!(out.contains("hostname: greet on /etc/motd\n"), "{out}");
     assert!(out.contains("hostname: motd ok\n"), "{out}");
     assert_eq!(run_ok(&mut vm, "cat /tmp/root/etc/nodename"), "loop-two\n");
