@@ -1,6 +1,7 @@
 //! image-builder: a ZFS-native image builder for illumos and OpenIndiana.
 
 pub mod archive;
+pub mod boottest;
 pub mod build;
 pub mod embedded;
 pub mod host;
