@@ -5,6 +5,7 @@ mod build;
 mod clean;
 mod plan;
 mod schema;
+mod test;
 mod validate;
 mod vm;
 
@@ -28,6 +29,7 @@ enum Command {
     Plan(plan::PlanArgs),
     Schema(schema::SchemaArgs),
     Vm(vm::VmArgs),
+    Test(test::TestArgs),
 }
 
 /// Exit status for a usage or input error (the same as clap's).
@@ -50,6 +52,7 @@ pub fn run() -> ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Vm(a) => vm::run(a),
+        Command::Test(a) => test::run(a),
     };
     match result {
         Ok(code) => code,
