@@ -5,6 +5,7 @@ pub mod boottest;
 pub mod build;
 pub mod embedded;
 pub mod host;
+pub mod matrix;
 pub mod steps;
 pub mod template;
 pub mod vm;

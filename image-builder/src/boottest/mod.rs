@@ -8,4 +8,6 @@ pub mod session;
 
 pub use checklist::{Check, Checklist, Expect};
 pub use report::{BootResult, CheckResult, Outcome, Report};
-pub use session::{boot_and_check, log_in, run_checks, Login, TestRun};
+pub use session::{
+    boot_and_check, local_report, log_in, run_checks, run_checks_local, Login, TestRun,
+};

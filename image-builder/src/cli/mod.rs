@@ -3,6 +3,7 @@
 mod args;
 mod build;
 mod clean;
+mod matrix;
 mod plan;
 mod schema;
 mod test;
@@ -30,6 +31,7 @@ enum Command {
     Schema(schema::SchemaArgs),
     Vm(vm::VmArgs),
     Test(test::TestArgs),
+    Matrix(matrix::MatrixArgs),
 }
 
 /// Exit status for a usage or input error (the same as clap's).
@@ -53,6 +55,7 @@ pub fn run() -> ExitCode {
         Command::Schema(a) => schema::run(a),
         Command::Vm(a) => vm::run(a),
         Command::Test(a) => test::run(a),
+        Command::Matrix(a) => matrix::run(a),
     };
     match result {
         Ok(code) => code,

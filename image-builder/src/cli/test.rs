@@ -59,6 +59,10 @@ pub struct TestOpts {
     /// Text of the shell prompt.
     #[arg(long, value_name = "TEXT", default_value = "# ")]
     pub prompt: String,
+    /// Do not boot anything: run the checks on this system with `sh -c` (for a machine
+    /// or harness guest that already has the image attached); IMAGE only names the run.
+    #[arg(long)]
+    pub local: bool,
     /// Do not attach a NoCloud seed.
     #[arg(long)]
     pub no_seed: bool,
@@ -144,6 +148,11 @@ pub fn test_images(images: &[PathBuf], o: &TestOpts, list: &Checklist) -> Result
             break;
         }
         let image = std::path::absolute(image)?;
+        if o.local {
+            let r = boottest::local_report(&image, &runner, list, &runner::interrupt::flag());
+            reports.push(r);
+            continue;
+        }
         let log = report_dir.join(format!("{}.console.log", unique_stem(&image, &mut used)));
         reports.push(test_one(&image, o, list, &runner, log)?);
     }
