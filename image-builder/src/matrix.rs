@@ -65,7 +65,7 @@ pub enum MatrixError {
     #[error("the stages on work dataset {0} form a cycle of input and output snapshots")]
     Cycle(String),
     #[error(transparent)]
-    Build(#[from] build::BuildError),
+    Build(Box<build::BuildError>),
     #[error(transparent)]
     Zfs(#[from] zfs::ZfsError),
     #[error("{what}: {source}")]
@@ -74,6 +74,12 @@ pub enum MatrixError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<build::BuildError> for MatrixError {
+    fn from(e: build::BuildError) -> Self {
+        MatrixError::Build(Box::new(e))
+    }
 }
 
 impl Matrix {
