@@ -174,6 +174,8 @@ pub struct BuildReport {
     pub build: String,
     pub work: String,
     pub result: BuildResult,
+    /// When the build started, in seconds after the matrix started.
+    pub started: f64,
     pub seconds: f64,
     /// Output files, as full paths.
     pub outputs: Vec<PathBuf>,
@@ -192,6 +194,8 @@ pub struct MatrixEnv<'a> {
     pub zfs: &'a (dyn Fn() -> Box<dyn Zfs> + Sync),
     pub opts: &'a BuildOptions,
     pub log_dir: &'a Path,
+    /// When the matrix started, for [`BuildReport::started`].
+    pub epoch: Instant,
 }
 
 /// Builds every chain with at most `jobs` running at once; returns one report per build
@@ -270,6 +274,7 @@ fn run_chain(chain: Vec<Job>, env: &MatrixEnv<'_>, zfs: &dyn Zfs) -> Vec<BuildRe
             build: j.entry.id(),
             work: j.chain_key(),
             result: BuildResult::Skipped,
+            started: env.epoch.elapsed().as_secs_f64(),
             seconds: 0.0,
             outputs: Vec::new(),
             log: log.clone(),

@@ -68,7 +68,8 @@ fn matrix(dir: &Path, dataset: &str) -> Value {
         .output()
         .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0));
+    let report = std::fs::read_to_string(dir.join("report/matrix.md")).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{report}");
     serde_json::from_str(&std::fs::read_to_string(dir.join("report/matrix.json")).unwrap()).unwrap()
 }
 
@@ -127,6 +128,12 @@ fn two_templates_share_a_stage_built_once_with_two_jobs() {
             s("g/b", "work/g/w", "built"),
             s("g/c", "work/g/v", "built"),
         ]
+    );
+    // Two jobs: the other chain started while the shared stage was still building.
+    let num = |i: usize, k: &str| v["builds"][i][k].as_f64().unwrap();
+    assert!(
+        num(3, "started") < num(0, "started") + num(0, "seconds"),
+        "g/c did not run beside g/base: {v:#}"
     );
     // One log per build, the shared stage's showing a single build.
     let logs: Vec<String> = v["builds"]

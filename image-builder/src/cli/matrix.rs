@@ -131,6 +131,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         zfs: &make_zfs,
         opts: &opts,
         log_dir: &log_dir,
+        epoch: std::time::Instant::now(),
     };
     let builds = matrix::run(chains, a.jobs, &env)?;
     let mut tests = Vec::new();
