@@ -101,6 +101,7 @@ const CHECKS: &str = r#"{"checks":[
   {"name":"seed-instance","command":"grep -a -o 'instance-id: iid-ib-test-[0-9-]*' /dev/vdb","expect":{"contains":["instance-id: iid-ib-test-"]}},
   {"name":"seed-key","command":"grep -a -o '^  - ssh-ed25519 [A-Za-z0-9+/=]*' /dev/vdb","expect":{"line_starts_with":"- ssh-ed25519 AAAA"}},
   {"name":"must-fail","command":"echo broken pool; exit_=1; (exit 4)","expect":{"contains":["healthy"]}},
+  {"name":"too-slow","command":"sleep 600","timeout":3},
   {"name":"write-then-check","command":"echo scratch > /dev/vda && dd if=/dev/vda bs=8 count=1 2>/dev/null","expect":{"equals":"scratch"}}
 ]}"#;
 
@@ -142,6 +143,7 @@ fn checklist_runs_on_a_booted_guest_and_reports_pass_and_fail() {
             ("seed-instance", "pass"),
             ("seed-key", "pass"),
             ("must-fail", "fail"),
+            ("too-slow", "timeout"),
             ("write-then-check", "pass"),
         ]
     );
@@ -157,6 +159,9 @@ fn checklist_runs_on_a_booted_guest_and_reports_pass_and_fail() {
         r["checks"][2]["output"].as_str().unwrap().contains(iid),
         "the seed carries this run's instance id {iid}"
     );
+    // The timed-out command was interrupted and the next check still got a shell.
+    assert_eq!(r["checks"][5]["reason"], "did not finish within 3s");
+    assert!(md.contains(&format!("| {} | too-slow | timeout |", image.display())));
     let log = PathBuf::from(r["console_log"].as_str().unwrap());
     assert!(log.starts_with(work.path().join("report")));
     assert!(std::fs::read_to_string(&log)
