@@ -23,6 +23,7 @@ fn tier(test: &str) -> bool {
 }
 
 #[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn mirror_pool_scrub_and_cleanup_on_real_openzfs() {
     if !tier("mirror_pool_scrub_and_cleanup_on_real_openzfs") {
         return;
