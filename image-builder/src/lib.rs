@@ -6,6 +6,7 @@ pub mod build;
 pub mod embedded;
 pub mod host;
 pub mod matrix;
+pub mod progress;
 pub mod steps;
 pub mod template;
 pub mod vm;

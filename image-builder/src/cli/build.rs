@@ -85,6 +85,9 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     }
     let host = Host::detect();
     let runner = SystemRunner::new();
+    if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        install_progress_bar();
+    }
     let zfs = zfs::ZfsCli::new(
         &runner,
         zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
@@ -242,4 +245,27 @@ fn describe(e: &Event) -> String {
             format!("done in {seconds:.1}s{outs}; record {record}")
         }
     }
+}
+
+/// A progress bar for unpacking and packing on a terminal.
+fn install_progress_bar() {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    image_builder::progress::install(Box::new(move |what, done, total| {
+        if bar.length() != Some(total) {
+            bar.reset();
+            bar.set_length(total);
+            bar.set_message(what.to_string());
+        }
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    }));
 }
