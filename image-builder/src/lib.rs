@@ -1,10 +1,12 @@
 //! image-builder: a ZFS-native image builder for illumos and OpenIndiana.
 
 pub mod archive;
+pub mod boottest;
 pub mod build;
 pub mod buildzone;
 pub mod embedded;
 pub mod host;
+pub mod matrix;
 pub mod progress;
 pub mod steps;
 pub mod template;

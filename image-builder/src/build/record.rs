@@ -55,6 +55,10 @@ struct SumCache {
 /// Rewrites `SHA256SUMS` for the regular files in `output_dir` (hidden files, the sums file
 /// and build records excluded). Unchanged files (same size and mtime) are not read again.
 pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError> {
+    // Builds running side by side (a matrix) share the output directory: one rewrite at a
+    // time, or a build finishing second could drop the other's file from the list.
+    static SUMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SUMS.lock().unwrap_or_else(|e| e.into_inner());
     let cache_path = state_dir.join("sums-cache.json");
     let old: SumCache = std::fs::read(&cache_path)
         .ok()
@@ -109,9 +113,14 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    // A name of this writer's own: with a shared one, two concurrent writers rename the
+    // same temporary file and the second fails.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy()
+        ".{}.{}-{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, path))

@@ -5,8 +5,10 @@ mod build;
 mod clean;
 mod in_zone;
 mod inspect;
+mod matrix;
 mod plan;
 mod schema;
+mod test;
 mod validate;
 mod vm;
 
@@ -31,6 +33,8 @@ enum Command {
     Plan(plan::PlanArgs),
     Schema(schema::SchemaArgs),
     Vm(vm::VmArgs),
+    Test(test::TestArgs),
+    Matrix(matrix::MatrixArgs),
 }
 
 /// Exit status for a usage or input error (the same as clap's).
@@ -54,6 +58,8 @@ pub fn run() -> ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Vm(a) => vm::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Matrix(a) => matrix::run(a),
     };
     match result {
         Ok(code) => code,

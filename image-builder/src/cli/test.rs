@@ -1,0 +1,264 @@
+//! `image-builder test`: boot built images, run a checklist on the serial console, write
+//! a JSON and Markdown report.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use image_builder::boottest::{self, seed, Checklist, Login, Report, TestRun};
+use image_builder::vm::{
+    Accel, DirectBoot, Disk, DiskFormat, Firmware, Network, RunOptions, VmSpec,
+};
+use runner::SystemRunner;
+
+/// Boot-test images: boot each IMAGE in a QEMU VM (writes go to a throw-away overlay)
+/// with a NoCloud `cidata` seed (fresh SSH key and instance id), log in on the serial
+/// console, run the checklist, and write report.json and report.md.
+///
+/// Exit status: 0 when every image booted and passed every check, 1 otherwise, 130 when
+/// interrupted (the VMs are stopped and the report says so).
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Disk image(s) to test, one VM each, in order.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub opts: TestOpts,
+}
+
+/// The test options, shared with `build --matrix --test`.
+#[derive(Args, Debug, Clone)]
+pub struct TestOpts {
+    /// A checklist file (JSON, see docs/boot-testing.md); repeatable, run in order.
+    #[arg(long = "check", value_name = "FILE")]
+    pub checks: Vec<PathBuf>,
+    /// A built-in checklist: illumos (the default when no --check is given) or openzfs.
+    #[arg(long = "builtin", value_name = "NAME")]
+    pub builtin: Vec<String>,
+    /// Seconds to wait for the login and shell prompt.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// Directory for report.json, report.md and the console logs.
+    #[arg(long, value_name = "DIR", default_value = "test-report")]
+    pub report: PathBuf,
+    /// Text of the login prompt.
+    #[arg(long, value_name = "TEXT", default_value = "login: ")]
+    pub login_prompt: String,
+    /// The console goes straight to a shell: no login.
+    #[arg(long)]
+    pub no_login: bool,
+    #[arg(long, value_name = "NAME", default_value = "root")]
+    pub user: String,
+    /// Password for --user, if the image asks for one.
+    #[arg(long, value_name = "TEXT")]
+    pub password: Option<String>,
+    /// Text of the shell prompt.
+    #[arg(long, value_name = "TEXT", default_value = "# ")]
+    pub prompt: String,
+    /// Do not boot anything: run the checks on this system with `sh -c` (for a machine
+    /// or harness guest that already has the image attached); IMAGE only names the run.
+    #[arg(long)]
+    pub local: bool,
+    /// Do not attach a NoCloud seed.
+    #[arg(long)]
+    pub no_seed: bool,
+    /// Guest memory in MiB.
+    #[arg(short = 'm', long, value_name = "MIB", default_value_t = 2048)]
+    pub memory: u32,
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    #[arg(long, value_enum, default_value = "uefi")]
+    pub firmware: Firmware,
+    /// The images are qcow2 rather than raw.
+    #[arg(long)]
+    pub qcow2: bool,
+    /// Boot this kernel directly (the image is then a data disk).
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    #[arg(long, value_name = "ARGS", requires = "kernel")]
+    pub append: Option<String>,
+    /// Give the guest no network device.
+    #[arg(long)]
+    pub no_net: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: Accel,
+    #[arg(long, value_name = "PROGRAM", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+}
+
+pub fn run(a: TestArgs) -> Result<ExitCode> {
+    let stop = runner::interrupt::flag();
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, runner::interrupt::flag())
+            .context("cannot install signal handlers")?;
+    }
+    let list = checklist(&a.opts)?;
+    let reports = test_images(&a.images, &a.opts, &list)?;
+    let (json, md) = boottest::report::write(&a.opts.report, &reports)
+        .with_context(|| format!("cannot write the report in {}", a.opts.report.display()))?;
+    eprintln!("test: report in {} and {}", json.display(), md.display());
+    Ok(exit_code(&reports, stop.load(Ordering::SeqCst)))
+}
+
+pub fn exit_code(reports: &[Report], interrupted: bool) -> ExitCode {
+    if interrupted {
+        ExitCode::from(130)
+    } else if reports.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub fn checklist(o: &TestOpts) -> Result<Checklist> {
+    let mut lists = Vec::new();
+    for b in &o.builtin {
+        lists.push(Checklist::builtin(b)?);
+    }
+    for f in &o.checks {
+        lists.push(Checklist::load(f)?);
+    }
+    if lists.is_empty() {
+        lists.push(Checklist::builtin("illumos")?);
+    }
+    Checklist::concat(lists).map_err(|e| anyhow::anyhow!("checklists: {e}"))
+}
+
+/// Tests each image in turn (each boot is a full VM; two cores do not run two at once
+/// usefully), stopping early when interrupted.
+pub fn test_images(images: &[PathBuf], o: &TestOpts, list: &Checklist) -> Result<Vec<Report>> {
+    std::fs::create_dir_all(&o.report)
+        .with_context(|| format!("cannot create {}", o.report.display()))?;
+    let report_dir = std::path::absolute(&o.report)?;
+    let runner = SystemRunner::new();
+    let mut used = HashSet::new();
+    let mut reports = Vec::new();
+    for image in images {
+        if runner::interrupt::requested() {
+            break;
+        }
+        let image = std::path::absolute(image)?;
+        if o.local {
+            let r = boottest::local_report(&image, &runner, list, &runner::interrupt::flag());
+            reports.push(r);
+            continue;
+        }
+        let log = report_dir.join(format!("{}.console.log", unique_stem(&image, &mut used)));
+        reports.push(test_one(&image, o, list, &runner, log)?);
+    }
+    Ok(reports)
+}
+
+fn unique_stem(image: &Path, used: &mut HashSet<String>) -> String {
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let mut name = stem.clone();
+    let mut n = 1;
+    while !used.insert(name.clone()) {
+        n += 1;
+        name = format!("{stem}-{n}");
+    }
+    name
+}
+
+fn instance_id() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "iid-ib-test-{secs}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn test_one(
+    image: &Path,
+    o: &TestOpts,
+    list: &Checklist,
+    runner: &SystemRunner,
+    console_log: PathBuf,
+) -> Result<Report> {
+    let iid = instance_id();
+    let seed_dir = tempfile::Builder::new()
+        .prefix("ib-seed-")
+        .tempdir()
+        .context("cannot create a directory for the seed")?;
+    let mut disks = vec![Disk {
+        path: image.to_path_buf(),
+        format: if o.qcow2 {
+            DiskFormat::Qcow2
+        } else {
+            DiskFormat::Raw
+        },
+        snapshot: true,
+        readonly: false,
+    }];
+    if !o.no_seed {
+        let s = seed::make(runner, seed_dir.path(), &iid, "ib-test")?;
+        disks.push(Disk {
+            path: s.volume,
+            format: DiskFormat::Raw,
+            snapshot: false,
+            readonly: true,
+        });
+    }
+    let spec = VmSpec {
+        name: "ib-test".into(),
+        memory_mib: o.memory,
+        cpus: o.cpus,
+        firmware: o.firmware,
+        disks,
+        network: if o.no_net {
+            Network::None
+        } else {
+            Network::User
+        },
+        kernel: o.kernel.as_ref().map(|k| DirectBoot {
+            kernel: k.clone(),
+            initrd: o.initrd.clone(),
+            cmdline: o.append.clone().unwrap_or_default(),
+        }),
+        ..VmSpec::default()
+    };
+    let t = TestRun {
+        image,
+        spec,
+        run: RunOptions {
+            qemu: o.qemu.clone(),
+            accel: o.accel,
+            ..RunOptions::default()
+        },
+        login: Login {
+            login_prompt: (!o.no_login).then(|| o.login_prompt.clone()),
+            user: o.user.clone(),
+            password: o.password.clone(),
+            shell_prompt: o.prompt.clone(),
+            boot_timeout: Duration::from_secs(o.timeout),
+        },
+        instance_id: iid,
+        console_log,
+    };
+    eprintln!("test: booting {}", image.display());
+    let r = boottest::boot_and_check(t, list, runner, runner::interrupt::flag());
+    eprintln!(
+        "test: {}: {}",
+        image.display(),
+        if r.passed { "passed" } else { "FAILED" }
+    );
+    Ok(r)
+}
