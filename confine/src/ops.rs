@@ -293,14 +293,21 @@ impl Root {
             crate::FileKind::File | crate::FileKind::Dir => {
                 // Through a descriptor opened with O_NOFOLLOW, so a swap for a symlink
                 // fails instead of changing the symlink's target.
-                let fd = rustix::fs::openat(
+                match rustix::fs::openat(
                     &dir,
                     name.as_os_str(),
                     OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
                     Mode::empty(),
-                )
-                .map_err(|e| self.err(op, path, e))?;
-                rustix::fs::fchmod(&fd, mode_of(mode)).map_err(|e| self.err(op, path, e))
+                ) {
+                    Ok(fd) => rustix::fs::fchmod(&fd, mode_of(mode)),
+                    // An unreadable file of ours (not root) cannot be opened, but its
+                    // owner may still change its mode by name; lstat said it is no symlink.
+                    Err(rustix::io::Errno::ACCESS) => {
+                        rustix::fs::chmodat(&dir, name.as_os_str(), mode_of(mode), AtFlags::empty())
+                    }
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| self.err(op, path, e))
             }
             // Opening a device may have side effects, so these go by name.
             _ => rustix::fs::chmodat(&dir, name.as_os_str(), mode_of(mode), AtFlags::empty())

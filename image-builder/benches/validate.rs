@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use image_builder::template::load::main_templates;
 use image_builder::template::{plan, Features, PlanOptions};
 
 fn main() {
@@ -22,18 +23,8 @@ fn main() {
     let mut templates: Vec<(PathBuf, String, String)> = Vec::new();
     for tree in ["helios-engvm", "toasterson-installer"] {
         let root = corpus.join(tree);
-        for g in std::fs::read_dir(&root).expect("corpus tree") {
-            let g = g.expect("entry").path();
-            let group = g.file_name().unwrap().to_string_lossy().into_owned();
-            if !g.is_dir() || group == "include" || group == "files" {
-                continue;
-            }
-            for t in std::fs::read_dir(&g).expect("group") {
-                let f = t.expect("entry").file_name().to_string_lossy().into_owned();
-                if let Some(n) = f.strip_suffix(".json") {
-                    templates.push((root.clone(), group.clone(), n.to_string()));
-                }
-            }
+        for (g, n) in main_templates(&root).expect("corpus tree") {
+            templates.push((root.clone(), g, n));
         }
     }
     let runs = 30;

@@ -3,7 +3,8 @@
 //!     cargo run --release --example tarbench -- pack ROOT ARCHIVE [THREADS]
 //!     cargo run --release --example tarbench -- unpack ARCHIVE ROOT
 //!
-//! Prints the seconds taken on standard output. `SOURCE_DATE_EPOCH` is honoured.
+//! Prints the seconds taken on standard output. `SOURCE_DATE_EPOCH` is honoured, and
+//! `TARBENCH_WRITERS` sets the number of unpacking writer threads.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,12 +45,15 @@ fn main() -> Result<()> {
         }
         ["unpack", archive, root] => {
             let root = Root::open(root)?;
-            let s = unpack(
-                &PathBuf::from(archive),
-                &root,
-                &UnpackOptions::default(),
-                &mut |_| {},
-            )?;
+            let writers = match std::env::var("TARBENCH_WRITERS") {
+                Ok(v) => v.parse().context("TARBENCH_WRITERS must be a number")?,
+                Err(_) => UnpackOptions::default().writers,
+            };
+            let opts = UnpackOptions {
+                writers,
+                ..Default::default()
+            };
+            let s = unpack(&PathBuf::from(archive), &root, &opts, &mut |_| {})?;
             eprintln!("{} entries, {} file bytes", s.entries, s.file_bytes);
         }
         _ => bail!("usage: tarbench pack ROOT ARCHIVE [THREADS] | tarbench unpack ARCHIVE ROOT"),

@@ -2,6 +2,9 @@
 
 pub mod archive;
 pub mod build;
+pub mod embedded;
 pub mod host;
+pub mod progress;
 pub mod steps;
 pub mod template;
+pub mod vm;

@@ -63,6 +63,10 @@ fn world() -> World {
 /// Unpacks `bytes` (gzipped, to go through the whole pipeline) into a fresh root and
 /// returns the outcome, asserting the host side is untouched either way.
 fn unpack_hostile(w: &World, bytes: &[u8]) -> Result<(), ArchiveError> {
+    unpack_hostile_with(w, bytes, UnpackOptions::default().writers)
+}
+
+fn unpack_hostile_with(w: &World, bytes: &[u8], writers: usize) -> Result<(), ArchiveError> {
     let path = w.tmp.path().join("hostile.tar.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(bytes).unwrap();
@@ -70,7 +74,11 @@ fn unpack_hostile(w: &World, bytes: &[u8]) -> Result<(), ArchiveError> {
     let before = snapshot(&w.outside);
     let top_before = top_level(w.tmp.path());
     let root = Root::open(&w.root).unwrap();
-    let result = unpack(&path, &root, &UnpackOptions::default(), &mut |_| {}).map(|_| ());
+    let opts = UnpackOptions {
+        writers,
+        ..Default::default()
+    };
+    let result = unpack(&path, &root, &opts, &mut |_| {}).map(|_| ());
     assert_eq!(before, snapshot(&w.outside), "the host side changed");
     assert_eq!(
         top_before,
@@ -241,4 +249,25 @@ fn refusal_message_names_entry_and_archive() {
         msg.contains("`../x`") && msg.contains("hostile.tar.gz"),
         "{msg}"
     );
+}
+
+#[test]
+fn entries_through_a_just_unpacked_symlink_land_where_it_points() {
+    // `lib -> usr/lib` followed by `lib/libc.so`: the symlink must exist before the file
+    // is placed, whatever thread writes it; and a path written twice keeps the last one.
+    let mut members = vec![member(b"usr/lib/", b'5', b"", b"")];
+    for i in 0..50 {
+        members.push(member(format!("usr/lib/f{i}").as_bytes(), b'0', b"", b"x"));
+    }
+    members.push(member(b"lib", b'2', b"usr/lib", b""));
+    members.push(member(b"lib/libc.so", b'0', b"", b"libc"));
+    members.push(member(b"lib/libc.so", b'0', b"", b"libc v2"));
+    for writers in [0, 1, 4] {
+        let w = world();
+        unpack_hostile_with(&w, &archive(&members), writers).unwrap();
+        let lib = std::fs::symlink_metadata(w.root.join("lib")).unwrap();
+        assert!(lib.is_symlink(), "writers {writers}");
+        let libc = std::fs::read(w.root.join("usr/lib/libc.so")).unwrap();
+        assert_eq!(libc, b"libc v2", "writers {writers}");
+    }
 }

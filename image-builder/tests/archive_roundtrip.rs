@@ -93,9 +93,23 @@ fn gnu_tar_gz_unpacks_with_ours_twice() {
     our_unpack(&archive, &dst);
     let want = snapshot(&src);
     assert_same(&want, &snapshot(&dst));
-    // Idempotent: a second unpack over the first leaves the same tree.
+    // Idempotent: a second unpack over the first leaves the same tree, whether files are
+    // written on the unpacking thread or by several writers.
     our_unpack(&archive, &dst);
     assert_same(&want, &snapshot(&dst));
+    for writers in [0, 3] {
+        let root = Root::open(&dst).unwrap();
+        let opts = UnpackOptions {
+            writers,
+            ..Default::default()
+        };
+        unpack(&archive, &root, &opts, &mut |_| {}).unwrap();
+        assert_same(&want, &snapshot(&dst));
+        let fresh = t.path().join(format!("fresh-{writers}"));
+        std::fs::create_dir(&fresh).unwrap();
+        unpack(&archive, &Root::open(&fresh).unwrap(), &opts, &mut |_| {}).unwrap();
+        assert_same(&want, &snapshot(&fresh));
+    }
 }
 
 #[test]
@@ -235,4 +249,37 @@ fn archive_inside_the_packed_tree_is_left_out() {
     our_unpack(&archive, &dst);
     assert!(!dst.join("tmp/self.tar").exists());
     assert!(!dst.join("tmp/.self.tar.partial").exists());
+}
+
+#[test]
+fn gzip_step_output_reads_back_with_gzip_and_replaces_the_target() {
+    let Some(gzip) = tool("/usr/bin/gzip") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("img");
+    std::fs::create_dir_all(img.join("platform")).unwrap();
+    let outside = t.path().join("host-file");
+    std::fs::write(&outside, b"host").unwrap();
+    // A symlink at the target must be replaced, not written through.
+    std::os::unix::fs::symlink(&outside, img.join("platform/boot_archive.gz")).unwrap();
+    let src = t.path().join("boot_archive");
+    let data = bulk(2_500_000, 7);
+    std::fs::write(&src, &data).unwrap();
+    let root = Root::open(&img).unwrap();
+    let target = Path::new("/platform/boot_archive.gz");
+    let size = image_builder::archive::gzip_into(&src, &root, target, 0o644, 2).unwrap();
+    let on_disk = img.join("platform/boot_archive.gz");
+    assert!(std::fs::symlink_metadata(&on_disk).unwrap().is_file());
+    assert_eq!(std::fs::metadata(&on_disk).unwrap().len(), size);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"host");
+    run(&gzip, &["-t", on_disk.to_str().unwrap()]);
+    let copy = t.path().join("copy.gz");
+    std::fs::copy(&on_disk, &copy).unwrap();
+    run(&gzip, &["-d", copy.to_str().unwrap()]);
+    assert!(std::fs::read(t.path().join("copy")).unwrap() == data);
+    // Running the step again gives the same bytes.
+    let before = std::fs::read(&on_disk).unwrap();
+    image_builder::archive::gzip_into(&src, &root, target, 0o644, 1).unwrap();
+    assert!(std::fs::read(&on_disk).unwrap() == before);
 }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use image_builder::template::load::main_templates;
 use image_builder::template::{plan, Features, PlanOptions, Problem};
 
 /// The feature set the corpus README gives for validating the whole corpus.
@@ -38,25 +39,6 @@ fn upstream(tree: &Path) -> HashSet<PathBuf> {
         .collect()
 }
 
-fn main_templates(tree: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for g in std::fs::read_dir(tree).unwrap() {
-        let g = g.unwrap();
-        let group = g.file_name().to_string_lossy().into_owned();
-        if !g.path().is_dir() || group == "include" || group == "files" {
-            continue;
-        }
-        for t in std::fs::read_dir(g.path()).unwrap() {
-            let name = t.unwrap().file_name().to_string_lossy().into_owned();
-            if let Some(n) = name.strip_suffix(".json") {
-                out.push((group.clone(), n.to_string()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// (tree, group, name) -> every error, as (file relative to the tree, path, message).
 fn corpus_errors() -> Vec<(String, String, String, String, String, String)> {
     let features = Features::from_directives(FEATURES).unwrap();
@@ -69,7 +51,7 @@ fn corpus_errors() -> Vec<(String, String, String, String, String, String)> {
             external: &[],
             assume_present: &|p| present.contains(p),
         };
-        for (group, name) in main_templates(&root) {
+        for (group, name) in main_templates(&root).unwrap() {
             count += 1;
             let p = plan(&root, &group, &name, &features, &opts);
             assert!(!p.steps.is_empty(), "{tree} {group}/{name} has no steps");

@@ -134,6 +134,17 @@ impl<'a> World<'a> {
         })
     }
 
+    fn status(&self, name: &str) -> build::CacheStatus {
+        let p = plan(
+            &self.templates(),
+            "g",
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        build::cache_status(&p, &self.opts(), self.zfs).unwrap()
+    }
+
     fn build(&self, name: &str) -> Outcome {
         self.build_with(name, self.opts()).unwrap()
     }
@@ -182,6 +193,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 #[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn three_chained_stages_then_cache_hits_and_misses() {
     let Some(zfs) = tier() else { return };
     let w = World::new(&zfs);
@@ -204,8 +216,8 @@ fn three_chained_stages_then_cache_hits_and_misses() {
     let tar = w.output_dir().join("w.tar.gz");
     let list = Command::new("tar").arg("tzf").arg(&tar).output().unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
-    assert!(list.lines().any(|l| l == "./etc/b"), "{list}");
-    assert!(!list.lines().any(|l| l == "./etc/a"), "{list}");
+    assert!(list.lines().any(|l| l == "etc/b"), "{list}");
+    assert!(!list.lines().any(|l| l == "etc/a"), "{list}");
     let sums = std::fs::read_to_string(w.output_dir().join("SHA256SUMS")).unwrap();
     assert!(sums.ends_with("  w.tar.gz\n"), "{sums}");
     let rec: serde_json::Value =
@@ -216,8 +228,15 @@ fn three_chained_stages_then_cache_hits_and_misses() {
     // Nothing changed: both stages come from the cache.
     assert_eq!(w.build("s1"), Outcome::Cached);
     assert_eq!(w.build("s2"), Outcome::Cached);
+    assert!(matches!(w.status("s2"), build::CacheStatus::Hit(_)));
     // A source file edit invalidates stage 1, and through its new snapshot, stage 2.
     w.write("files/motd", "changed\n");
+    assert_eq!(
+        w.status("s1"),
+        build::CacheStatus::Miss(
+            "the template, its files, its features or its input changed".into()
+        )
+    );
     assert_eq!(w.build("s1"), Outcome::Built);
     assert_eq!(
         std::fs::read_to_string(w.work_dir().join("etc/motd")).unwrap(),
@@ -262,6 +281,7 @@ fn three_chained_stages_then_cache_hits_and_misses() {
 }
 
 #[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn a_failing_step_leaves_the_work_dataset_at_its_input_snapshot() {
     let Some(zfs) = tier() else { return };
     let w = World::new(&zfs);
@@ -294,6 +314,7 @@ fn a_failing_step_leaves_the_work_dataset_at_its_input_snapshot() {
 }
 
 #[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn a_second_concurrent_build_of_the_same_work_dataset_is_refused() {
     let Some(zfs) = tier() else { return };
     let w = World::new(&zfs);

@@ -4,25 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use image_builder::template::load::main_templates;
 use image_builder::template::{plan, Features, Plan, PlanOptions};
 
 fn shipped() -> (PathBuf, Vec<(String, String)>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
-    let mut found = Vec::new();
-    for g in std::fs::read_dir(&root).unwrap() {
-        let g = g.unwrap().path();
-        let group = g.file_name().unwrap().to_string_lossy().into_owned();
-        if !g.is_dir() || group == "include" || group == "files" {
-            continue;
-        }
-        for t in std::fs::read_dir(&g).unwrap() {
-            let f = t.unwrap().file_name().to_string_lossy().into_owned();
-            if let Some(name) = f.strip_suffix(".json") {
-                found.push((group.clone(), name.to_string()));
-            }
-        }
-    }
-    found.sort();
+    let found = main_templates(&root).unwrap();
     (root, found)
 }
 

@@ -404,3 +404,26 @@ fn pack_then_unpack_reproduces_the_tree() {
         "{e}"
     );
 }
+
+#[test]
+fn pack_and_unpack_report_progress_to_the_installed_sink() {
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<(String, u64, u64)>> = Mutex::new(Vec::new());
+    image_builder::progress::install(Box::new(|what, done, total| {
+        SEEN.lock().unwrap().push((what.to_string(), done, total));
+    }));
+    let w = World::new();
+    std::fs::create_dir_all(w.img("/data")).unwrap();
+    std::fs::write(w.img("/data/blob"), vec![1u8; 3 << 20]).unwrap();
+    w.run(r#"{ "t": "pack_tar", "name": "progress.tar.gz" }"#)
+        .unwrap();
+    let seen = SEEN.lock().unwrap().clone();
+    let mine: Vec<_> = seen
+        .iter()
+        .filter(|(w, _, _)| w == "progress.tar.gz")
+        .collect();
+    assert!(!mine.is_empty(), "no progress reported");
+    let last = mine.last().unwrap();
+    assert_eq!(last.1, last.2, "progress did not reach its total: {mine:?}");
+    assert!(last.2 >= 3 << 20);
+}

@@ -15,6 +15,7 @@ pub struct Cmd {
     stdin: Option<Vec<u8>>,
     timeout: Option<Duration>,
     tag: Option<String>,
+    passthrough: bool,
 }
 
 impl Cmd {
@@ -27,7 +28,20 @@ impl Cmd {
             stdin: None,
             timeout: None,
             tag: None,
+            passthrough: false,
         }
+    }
+
+    /// Let the command write straight to this process's standard output and error (for a
+    /// command whose output is the user's, such as a build run in a guest). Its [`Output`]
+    /// then has empty `stdout` and `stderr`.
+    pub fn passthrough(mut self) -> Self {
+        self.passthrough = true;
+        self
+    }
+
+    pub fn is_passthrough(&self) -> bool {
+        self.passthrough
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {

@@ -8,10 +8,12 @@
 mod cmd;
 pub mod interrupt;
 mod recorder;
+mod spawn;
 mod system;
 
 pub use cmd::{Cmd, Output};
 pub use recorder::{Recorder, Reply};
+pub use spawn::{Sink, Spawned};
 pub use system::SystemRunner;
 
 use std::time::Duration;

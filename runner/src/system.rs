@@ -43,6 +43,10 @@ impl SystemRunner {
         self
     }
 
+    pub(crate) fn env_pairs(&self) -> impl Iterator<Item = (&OsString, &OsString)> {
+        self.base_env.iter().map(|(k, v)| (k, v))
+    }
+
     /// Adds (or replaces) a variable in the base environment every command sees.
     pub fn with_base_env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
         let k = k.into();
@@ -70,9 +74,12 @@ impl Runner for SystemRunner {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .process_group(0);
+        if cmd.is_passthrough() {
+            c.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        } else {
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
         if let Some(dir) = cmd.get_cwd() {
             c.current_dir(dir);
         }
@@ -137,8 +144,10 @@ fn collect<R: Read + Send + 'static>(
                 Ok(_) => {
                     let text = String::from_utf8_lossy(&line);
                     let text = text.trim_end();
+                    // A failing command's stderr travels in its error; a probe's expected
+                    // complaints ("dataset does not exist") are not the user's business.
                     if is_stderr {
-                        tracing::info!(tag = %tag, "stderr: {text}");
+                        tracing::debug!(tag = %tag, "stderr: {text}");
                     } else {
                         tracing::debug!(tag = %tag, "{text}");
                     }
@@ -181,11 +190,27 @@ fn wait(
     }
 }
 
+/// Stops the command's whole process group: SIGTERM first, so a command with cleanup of its
+/// own (a VM launcher removing its run directory) can do it, then SIGKILL after a grace.
 fn kill_group(child: &mut Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    use rustix::process::{kill_process_group, Pid, Signal};
+    let pid = Pid::from_child(child);
+    let _ = kill_process_group(pid, Signal::TERM);
+    let deadline = Instant::now() + KILL_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            // The leader is gone; anything left in its group gets no more grace.
+            let _ = kill_process_group(pid, Signal::KILL);
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill_process_group(pid, Signal::KILL);
     let _ = child.kill();
 }
+
+/// How long a stopped command has to exit after SIGTERM.
+const KILL_GRACE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

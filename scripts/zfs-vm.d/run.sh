@@ -40,6 +40,22 @@ run_cleanup() {
 	fi
 }
 
+# Run directories whose harness is gone: only SIGKILL skips the cleanup trap, and the
+# `timeout` around QEMU has ended that guest by the time anyone could notice.
+remove_stale_runs() {
+	local d pid
+	for d in "$CACHE_ROOT"/runs/run.*; do
+		[ -d "$d" ] || continue
+		pid=$(cat "$d/owner" 2>/dev/null) || pid=
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			continue
+		fi
+		# A directory this young may belong to a harness that has not written its owner yet.
+		[ -z "$pid" ] && [ -n "$(find "$d" -maxdepth 0 -newermt '-1 minute')" ] && continue
+		rm -rf "$d"
+	done
+}
+
 on_signal() {
 	log "interrupted (SIG$1): stopping the guest"
 	run_cleanup
@@ -95,7 +111,9 @@ cmd_run() {
 	trap 'on_signal TERM' TERM
 	trap 'on_signal HUP' HUP
 	mkdir -p "$CACHE_ROOT/runs"
+	remove_stale_runs
 	RUN_DIR=$(mktemp -d "$CACHE_ROOT/runs/run.XXXXXX")
+	echo $$ >"$RUN_DIR/owner"
 	mkdir "$RUN_DIR/ctl"
 	install -m 0644 "$ZFS_VM_LIB/stage2" "$RUN_DIR/ctl/stage2"
 
@@ -123,7 +141,10 @@ cmd_run() {
 			f=$RUN_DIR/disk$i.img
 			truncate -s "${d#size:}" "$f" || die "bad disk size: ${d#size:}"
 		fi
-		qemu+=(-drive "file=$f,format=raw,if=virtio,cache=unsafe")
+		# Scratch disks skip flushes; a caller's image honours the guest's (ZFS's) flushes.
+		local cache=writeback
+		[[ $d == size:* ]] && cache=unsafe
+		qemu+=(-drive "file=$f,format=raw,if=virtio,cache=$cache")
 		devs+=("/dev/vd${letters:i:1}")
 		i=$((i + 1))
 	done

@@ -14,7 +14,7 @@ apt_q() {
 apt_update_once() {
 	[ "$APT_UPDATED" = 1 ] && return 0
 	log "apt-get update"
-	apt_q update >/dev/null
+	apt_q update >/dev/null || die "apt-get update failed"
 	APT_UPDATED=1
 }
 
@@ -101,12 +101,14 @@ ensure_packages() {
 			target=(-t bookworm-backports)
 		fi
 		log "apt-get install ${target[*]} qemu-system-x86"
-		apt_q install --no-install-recommends "${target[@]}" qemu-system-x86 >/dev/null
+		apt_q install --no-install-recommends "${target[@]}" qemu-system-x86 >/dev/null ||
+			die "apt-get install qemu-system-x86 failed"
 	fi
 	# Installing the headers may already build zfs.ko through the DKMS kernel hook.
 	log "apt-get install busybox-static cpio kmod fdisk xz-utils jq dkms linux-headers-$kver zfs-dkms zfsutils-linux"
 	apt_q install --no-install-recommends busybox-static cpio kmod fdisk xz-utils jq dkms \
-		"linux-headers-$kver" zfs-dkms zfsutils-linux >/dev/null
+		"linux-headers-$kver" zfs-dkms zfsutils-linux >/dev/null ||
+		die "apt-get install failed"
 }
 
 zfs_version() { dpkg-query -W -f='${Version}' zfs-dkms | sed 's/-.*//'; }
@@ -119,7 +121,8 @@ ensure_zfs_module() {
 	if [[ "$st" != *built* && "$st" != *installed* ]] ||
 		[ ! -f "$(dkms_module_dir "$kver" "$zver")/zfs.ko" ]; then
 		log "dkms build zfs/$zver -k $kver (several minutes)"
-		dkms build "zfs/$zver" -k "$kver" >/dev/null
+		dkms build "zfs/$zver" -k "$kver" >/dev/null ||
+			die "dkms build failed: see /var/lib/dkms/zfs/$zver/build/make.log"
 	fi
 	[ -f "$(dkms_module_dir "$kver" "$zver")/zfs.ko" ] ||
 		die "dkms did not produce zfs.ko for $kver"

@@ -7,14 +7,18 @@
 //! `SOURCE_DATE_EPOCH` when given, so the same tree always gives the same bytes; gzip is
 //! compressed on all cores.
 
+mod apply;
 mod format;
+mod gzip;
 mod pack;
 mod paths;
 mod pgzip;
 mod readahead;
 mod unpack;
+mod writers;
 
 pub use format::Compression;
+pub use gzip::gzip_into;
 pub use pack::{pack, PackOptions, PackSummary};
 pub use pgzip::ParGzEncoder;
 pub use unpack::{unpack, UnpackOptions, UnpackSummary};
@@ -74,6 +78,13 @@ pub enum ArchiveError {
         archive: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("cannot gzip {} into the image as {}: {source}", .src.display(), .target.display())]
+    Gzip {
+        src: PathBuf,
+        target: PathBuf,
+        #[source]
+        source: Box<confine::Error>,
     },
     #[error("cannot pack {}: {reason}", .path.display())]
     BadInclude { path: PathBuf, reason: &'static str },

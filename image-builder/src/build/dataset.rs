@@ -185,7 +185,11 @@ fn stage(
             } else {
                 match zfs.get(&snap(out), KEY_PROPERTY)? {
                     Some(k) if k == key => {
-                        zfs.rollback(&snap(out))?;
+                        // Later stages' snapshots were made from this one: keep them. Only
+                        // when this is the newest snapshot is the tree reset to it.
+                        if zfs.snapshots(&work)?.last() == Some(&snap(out)) {
+                            zfs.rollback(&snap(out))?;
+                        }
                         events(&Event::CacheHit {
                             snapshot: snap(out),
                             key: key.clone(),
@@ -293,4 +297,57 @@ fn list_outputs(dir: &std::path::Path) -> Vec<(String, Option<SystemTime>)> {
         .collect();
     v.sort();
     v
+}
+
+/// Whether building `target` now would come from the cache, and why not. Reads ZFS only.
+pub fn cache_status(
+    plan: &Plan,
+    target: &Dataset,
+    opts: &BuildOptions,
+    zfs: &dyn zfs::Zfs,
+) -> Result<super::CacheStatus, BuildError> {
+    use super::CacheStatus;
+    let output_name = opts
+        .output_name
+        .clone()
+        .unwrap_or_else(|| plan.name.clone());
+    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
+    let work = layout.work.clone().unwrap_or_default();
+    let snap = |s: &str| format!("{work}@{s}");
+    let Some(out) = &target.output_snapshot else {
+        return Ok(CacheStatus::Miss(
+            "the stage has no output snapshot, so it always runs".into(),
+        ));
+    };
+    if !zfs.exists(&layout.root)? || !zfs.exists(&work)? {
+        return Ok(CacheStatus::Miss(format!("{work} does not exist")));
+    }
+    if !zfs.exists(&snap(out))? {
+        return Ok(CacheStatus::Miss(format!("{} does not exist", snap(out))));
+    }
+    let output_dir = if zfs.exists(&layout.output)? {
+        layout::mountpoint(zfs, &layout.output)?
+    } else {
+        std::path::PathBuf::from("/nonexistent")
+    };
+    let input_guid = match &target.input_snapshot {
+        Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
+        _ => None,
+    };
+    let key = cache::inputs(
+        plan,
+        &opts.template_root,
+        &opts.external,
+        &output_dir,
+        input_guid,
+    )
+    .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?
+    .key();
+    Ok(match zfs.get(&snap(out), KEY_PROPERTY)? {
+        Some(k) if k == key => CacheStatus::Hit(snap(out)),
+        Some(_) => {
+            CacheStatus::Miss("the template, its files, its features or its input changed".into())
+        }
+        None => CacheStatus::Miss(format!("{} has no cache key", snap(out))),
+    })
 }

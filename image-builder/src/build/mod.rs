@@ -304,3 +304,26 @@ pub fn clean(dataset: &str, sys: &device::System) -> Result<Vec<String>, BuildEr
     }
     Ok(done)
 }
+
+/// What `plan -d` reports for a stage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "cache", content = "detail", rename_all = "lowercase")]
+pub enum CacheStatus {
+    /// The output snapshot is current.
+    Hit(String),
+    /// The stage would run, and why.
+    Miss(String),
+}
+
+/// Whether building `plan` now would come from the cache. Pool, file system and ISO
+/// images always build.
+pub fn cache_status(
+    plan: &Plan,
+    opts: &BuildOptions,
+    zfs: &dyn Zfs,
+) -> Result<CacheStatus, BuildError> {
+    match &plan.target {
+        Some(Target::Dataset(d)) => dataset::cache_status(plan, d, opts, zfs),
+        _ => Ok(CacheStatus::Miss("image targets always build".into())),
+    }
+}

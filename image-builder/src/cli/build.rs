@@ -1,15 +1,17 @@
 //! `image-builder build`: validate a template, then build it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
 use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
+use image_builder::embedded;
 use image_builder::host::{Host, Tool};
 use image_builder::steps::SmfSeeding;
-use runner::SystemRunner;
+use runner::{Runner, SystemRunner};
+use zfs::Zfs;
 
 use super::args::{report, TemplateArgs};
 
@@ -55,6 +57,22 @@ pub struct BuildArgs {
     /// standard output.
     #[arg(long)]
     json: bool,
+    /// Run the build in the embedded ZFS guest (the default on a Linux host without
+    /// /dev/zfs). The pool named by -d lives in ~/.cache/image-builder/embedded/POOL.img.
+    #[arg(long, conflicts_with = "no_vm")]
+    vm: bool,
+    /// Never use the embedded ZFS guest.
+    #[arg(long)]
+    no_vm: bool,
+    /// With the embedded guest: host directory that receives the outputs.
+    #[arg(long, value_name = "DIR", default_value = "output")]
+    vm_output: PathBuf,
+    /// With the embedded guest: size in GiB of a new pool image (sparse).
+    #[arg(long, value_name = "GIB", default_value_t = 32)]
+    vm_disk_size: u64,
+    /// Set by the embedded guest run: build there, then copy the outputs to DIR.
+    #[arg(long, value_name = "DIR", hide = true)]
+    guest_output: Option<PathBuf>,
 }
 
 pub fn run(a: BuildArgs) -> Result<ExitCode> {
@@ -72,6 +90,9 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     }
     let host = Host::detect();
     let runner = SystemRunner::new();
+    if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        install_progress_bar();
+    }
     // A pool whose device fails can block zfs and zpool forever; nothing may wait that long.
     let zfs = zfs::ZfsCli::new(
         &runner,
@@ -79,10 +100,10 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     )
     .with_timeout(std::time::Duration::from_secs(1800));
     let opts = BuildOptions {
-        dataset: a.dataset,
-        output_name: a.output_name,
-        svccfg: a.svccfg,
-        formats: a.formats,
+        dataset: a.dataset.clone(),
+        output_name: a.output_name.clone(),
+        svccfg: a.svccfg.clone(),
+        formats: a.formats.clone(),
         assume_tools: false,
         reset: a.reset,
         fullreset: a.fullreset,
@@ -97,12 +118,91 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         template_root: a.template.source.root()?,
         external: a.template.source.external()?,
     };
+    // Refuse a build this host cannot run before starting anything, guest included.
+    if let Err(e) = build::preflight(&plan, &opts, host) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if a.guest_output.is_none() && (a.vm || (!a.no_vm && embedded::needed(host))) {
+        return in_guest(&a, &runner);
+    }
+    if let Some(out) = &a.guest_output {
+        let disk = std::env::var("ZFS_VM_DISKS").unwrap_or_default();
+        let disk = disk
+            .split_whitespace()
+            .next()
+            .unwrap_or("/dev/vda")
+            .to_string();
+        embedded::guest_pool(&zfs, &opts.dataset, &disk, Path::new("/ib-embedded"))?;
+        let env = Env {
+            host,
+            runner: &runner,
+            zfs: &zfs,
+        };
+        let code = run_build(&plan, &opts, &env, a.json);
+        let pool = embedded::pool_of(&opts.dataset).to_string();
+        runner::interrupt::clear();
+        let output_ds = format!("{}/output", opts.dataset);
+        if zfs.exists(&output_ds)? {
+            let from = build::layout::mountpoint(&zfs, &output_ds)?;
+            for f in embedded::copy_outputs(&runner, &from, out)? {
+                eprintln!("copied {f} to {}", out.display());
+            }
+        }
+        zfs.pool_export(&pool, false)?;
+        return Ok(code);
+    }
     let env = Env {
         host,
         runner: &runner,
         zfs: &zfs,
     };
-    let json = a.json;
+    Ok(run_build(&plan, &opts, &env, a.json))
+}
+
+/// Runs this same command inside the embedded ZFS guest.
+fn in_guest(a: &BuildArgs, runner: &SystemRunner) -> Result<ExitCode> {
+    let pool = embedded::pool_of(&a.dataset);
+    let harness = embedded::harness()?;
+    let (disk, new) = embedded::disk_image(runner, pool, a.vm_disk_size)?;
+    std::fs::create_dir_all(&a.vm_output)?;
+    let output = a.vm_output.canonicalize()?;
+    eprintln!(
+        "no /dev/zfs here: building in the embedded ZFS guest (pool {pool} in {}{}; outputs to {})",
+        disk.display(),
+        if new { ", new" } else { "" },
+        output.display()
+    );
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.push("--guest-output".into());
+    args.push(output.display().to_string());
+    let exe = std::env::current_exe()?;
+    let cmd = embedded::guest_command(&harness, &disk, &output, &exe, &args).passthrough();
+    let out = runner.output(&cmd)?;
+    Ok(match out.code {
+        Some(0) => ExitCode::SUCCESS,
+        Some(124) => {
+            eprintln!("error: the embedded ZFS guest did not finish in time");
+            ExitCode::FAILURE
+        }
+        Some(125) => {
+            eprintln!(
+                "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
+                harness.display()
+            );
+            ExitCode::FAILURE
+        }
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::from(130),
+    })
+}
+
+fn run_build(
+    plan: &image_builder::template::Plan,
+    opts: &BuildOptions,
+    env: &Env,
+    json: bool,
+) -> ExitCode {
     let mut show = |e: &Event| {
         if json {
             println!("{}", serde_json::to_string(e).unwrap_or_default());
@@ -110,15 +210,15 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             eprintln!("{}", describe(e));
         }
     };
-    match build::build(&plan, &opts, &env, &mut show) {
-        Ok(Outcome::Built) | Ok(Outcome::Cached) => Ok(ExitCode::SUCCESS),
+    match build::build(plan, opts, env, &mut show) {
+        Ok(Outcome::Built) | Ok(Outcome::Cached) => ExitCode::SUCCESS,
         Err(BuildError::Interrupted) => {
             eprintln!("error: interrupted; everything the build made was undone");
-            Ok(ExitCode::from(130))
+            ExitCode::from(130)
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
     }
 }
@@ -159,4 +259,27 @@ fn describe(e: &Event) -> String {
             format!("done in {seconds:.1}s{outs}; record {record}")
         }
     }
+}
+
+/// A progress bar for unpacking and packing on a terminal.
+fn install_progress_bar() {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    image_builder::progress::install(Box::new(move |what, done, total| {
+        if bar.length() != Some(total) {
+            bar.reset();
+            bar.set_length(total);
+            bar.set_message(what.to_string());
+        }
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    }));
 }

@@ -7,6 +7,7 @@ mod inspect;
 mod plan;
 mod schema;
 mod validate;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,7 @@ enum Command {
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
     Schema(schema::SchemaArgs),
+    Vm(vm::VmArgs),
 }
 
 /// Exit status for a usage or input error (the same as clap's).
@@ -50,6 +52,7 @@ pub fn run() -> ExitCode {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),
+        Command::Vm(a) => vm::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use image_builder::build::{self, BuildOptions, CacheStatus};
+use image_builder::host::{Host, Tool};
+use image_builder::steps::SmfSeeding;
 use image_builder::template::Plan;
+use runner::SystemRunner;
 
 use super::args::{report, TemplateArgs};
 
@@ -17,21 +21,64 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
+    /// Root dataset of the builds: also say whether the stage would come from the cache
+    /// and, if not, why.
+    #[arg(short = 'd', long = "dataset", value_name = "DATASET")]
+    dataset: Option<String>,
+    /// Output name (`-N`) the build would use.
+    #[arg(short = 'N', long = "output-name", value_name = "NAME")]
+    output_name: Option<String>,
 }
 
 pub fn run(a: PlanArgs) -> Result<ExitCode> {
     let plan = a.template.plan()?;
     let errors = report(&plan);
+    let cache = match (&a.dataset, errors) {
+        (Some(ds), 0) => Some(cache_status(&a, &plan, ds)?),
+        _ => None,
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        let mut v = serde_json::to_value(&plan)?;
+        if let Some(c) = &cache {
+            v["cache"] = serde_json::to_value(c)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_plan(&plan);
+        match &cache {
+            Some(CacheStatus::Hit(s)) => println!("cache: hit ({s} is current)"),
+            Some(CacheStatus::Miss(why)) => println!("cache: miss ({why})"),
+            None => {}
+        }
     }
     Ok(if errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<CacheStatus> {
+    let host = Host::detect();
+    let runner = SystemRunner::new();
+    let zfs = zfs::ZfsCli::new(
+        &runner,
+        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
+    );
+    let opts = BuildOptions {
+        dataset: dataset.to_string(),
+        output_name: a.output_name.clone(),
+        svccfg: "/usr/sbin/svccfg".into(),
+        formats: Vec::new(),
+        assume_tools: false,
+        reset: false,
+        fullreset: false,
+        smf: SmfSeeding::Import,
+        source_date_epoch: None,
+        template_root: a.template.source.root()?,
+        external: a.template.source.external()?,
+    };
+    Ok(build::cache_status(plan, &opts, &zfs)?)
 }
 
 fn print_plan(plan: &Plan) {

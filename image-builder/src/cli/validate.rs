@@ -1,6 +1,5 @@
 //! `image-builder validate`: report every problem of a template, or of a whole tree.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -51,7 +50,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     };
     let targets = match (a.group, a.name) {
         (Some(g), Some(n)) => vec![(g, n)],
-        _ => main_templates(&root)?,
+        _ => template::load::main_templates(&root)?,
     };
     let mut failed = 0;
     for (group, name) in &targets {
@@ -80,27 +79,4 @@ fn summary(plan: &Plan) {
         plan.warnings().count(),
         plan.steps.len()
     );
-}
-
-/// Every `GROUP/NAME.json` under `root`, skipping the `include` and `files` trees.
-pub fn main_templates(root: &Path) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for g in std::fs::read_dir(root)? {
-        let g = g?;
-        let group = g.file_name().to_string_lossy().into_owned();
-        if !g.file_type()?.is_dir() || group == "include" || group == "files" {
-            continue;
-        }
-        for t in std::fs::read_dir(g.path())? {
-            let t = t?;
-            let file = t.file_name().to_string_lossy().into_owned();
-            if let Some(name) = file.strip_suffix(".json") {
-                if t.file_type()?.is_file() {
-                    out.push((group.clone(), name.to_string()));
-                }
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }

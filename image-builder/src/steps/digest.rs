@@ -150,14 +150,8 @@ impl Execute for Gzip {
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
         let perms = Perms::resolve(cx, &self.owner, &self.group, Some(&self.mode))?;
         let src = cx.output_file(&self.src);
-        let mut input = std::fs::File::open(&src).map_err(|e| StepError::host(&src, e))?;
-        cx.root
-            .write_atomic_with(&self.target, perms.mode.unwrap_or(0o644), |f| {
-                let mut gz = crate::archive::ParGzEncoder::new(f, 6, crate::archive::all_cores())?;
-                std::io::copy(&mut input, &mut gz)?;
-                gz.finish()?;
-                Ok(())
-            })?;
-        perms.apply(cx, Path::new(&self.target))
+        let target = Path::new(&self.target);
+        crate::archive::gzip_into(&src, cx.root, target, perms.mode.unwrap_or(0o644), 0)?;
+        perms.apply(cx, target)
     }
 }

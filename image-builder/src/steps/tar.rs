@@ -97,9 +97,13 @@ impl Execute for UnpackTar {
             }
             std::fs::create_dir(&dir).map_err(|e| StepError::host(&dir, e))?;
             let tree = confine::Root::open(&dir)?;
-            archive::unpack(&archive, &tree, &opts, &mut |_| {})?;
+            archive::unpack(&archive, &tree, &opts, &mut |p| {
+                crate::progress::report(&self.name, p.done, p.total)
+            })?;
         } else {
-            archive::unpack(&archive, cx.root, &opts, &mut |_| {})?;
+            archive::unpack(&archive, cx.root, &opts, &mut |p| {
+                crate::progress::report(&self.name, p.done, p.total)
+            })?;
         }
         Ok(())
     }
@@ -118,7 +122,9 @@ impl Execute for PackTar {
             source_date_epoch: cx.source_date_epoch,
             ..PackOptions::default()
         };
-        archive::pack(cx.root, &archive, &opts, &mut |_| {})?;
+        archive::pack(cx.root, &archive, &opts, &mut |p| {
+            crate::progress::report(&self.name, p.done, p.total)
+        })?;
         Ok(())
     }
 }

@@ -111,6 +111,30 @@ fn make_problem(
     }
 }
 
+/// Every main template under `root` as (group, name): `GROUP/NAME.json`, skipping the
+/// `include` and `files` trees, sorted.
+pub fn main_templates(root: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for g in std::fs::read_dir(root)? {
+        let g = g?;
+        let group = g.file_name().to_string_lossy().into_owned();
+        if !g.file_type()?.is_dir() || group == "include" || group == "files" {
+            continue;
+        }
+        for t in std::fs::read_dir(g.path())? {
+            let t = t?;
+            let file = t.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".json") {
+                if t.file_type()?.is_file() {
+                    out.push((group.clone(), name.to_string()));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Where templates live: `{root}/{group}/{name}.json`.
 pub fn template_path(root: &Path, group: &str, name: &str) -> PathBuf {
     root.join(group).join(format!("{name}.json"))

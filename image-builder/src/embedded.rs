@@ -1,0 +1,212 @@
+//! Embedded ZFS: on a Linux host without the ZFS module, `image-builder build` runs itself
+//! inside the zfs-vm guest (a small QEMU machine with Debian's kernel and a real OpenZFS),
+//! the way libguestfs edits disks without root. The pool lives in a disk image in the
+//! user's cache, so stages and their cache persist between runs; outputs come back to a
+//! host directory shared into the guest.
+//!
+//! The pool is the first component of `-d`: `-d ibpool/images` keeps `ibpool` in
+//! `~/.cache/image-builder/embedded/ibpool.img`.
+
+use std::path::{Path, PathBuf};
+
+use runner::{Cmd, Runner};
+use zfs::{CreateOptions, PoolCreate, PoolImport, Zfs};
+
+/// Why the embedded guest could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Command(#[from] runner::RunError),
+    #[error(transparent)]
+    Zfs(#[from] zfs::ZfsError),
+}
+
+fn io(path: &Path, source: std::io::Error) -> EmbeddedError {
+    EmbeddedError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The illumos ZFS partition type ("solaris /usr"), so the pool image is also a disk an
+/// illumos host recognises.
+const ZFS_PARTITION_TYPE: &str = "6A898CC3-1DD2-11B2-99A6-080020736631";
+
+/// Whether builds must go through the guest: a Linux host without `/dev/zfs`.
+pub fn needed(host: crate::host::Host) -> bool {
+    host == crate::host::Host::Linux && !Path::new("/dev/zfs").exists()
+}
+
+/// The pool named by a `-d` dataset.
+pub fn pool_of(dataset: &str) -> &str {
+    dataset.split('/').next().unwrap_or(dataset)
+}
+
+/// `${XDG_CACHE_HOME:-~/.cache}/image-builder/embedded`.
+pub fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    base.join("image-builder/embedded")
+}
+
+/// The zfs-vm harness: `$IMAGE_BUILDER_ZFS_VM`, the source tree's `scripts/zfs-vm`
+/// beside the running binary's `target/`, or `PREFIX/share/image-builder/zfs-vm`.
+pub fn harness() -> Result<PathBuf, EmbeddedError> {
+    if let Some(p) = std::env::var_os("IMAGE_BUILDER_ZFS_VM") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| io(Path::new("/proc/self/exe"), e))?;
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let candidates: Vec<PathBuf> = dir
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "target"))
+        .and_then(Path::parent)
+        .map(|top| top.join("scripts/zfs-vm"))
+        .into_iter()
+        .chain([dir.join("../share/image-builder/zfs-vm")])
+        .collect();
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        EmbeddedError::Setup(format!(
+            "this host has no /dev/zfs and the zfs-vm harness was not found (looked for {}); set IMAGE_BUILDER_ZFS_VM",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+/// Makes the pool's disk image if it does not exist: a sparse file with a GPT holding one
+/// ZFS partition (the guest has no udev, so the pool must go on a partition). Returns its
+/// path and whether it is new.
+pub fn disk_image(
+    runner: &dyn Runner,
+    pool: &str,
+    size_gib: u64,
+) -> Result<(PathBuf, bool), EmbeddedError> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let img = dir.join(format!("{pool}.img"));
+    if img.exists() {
+        return Ok((img, false));
+    }
+    let partial = dir.join(format!(".{pool}.img.partial"));
+    std::fs::File::create(&partial)
+        .and_then(|f| f.set_len(size_gib << 30))
+        .map_err(|e| io(&partial, e))?;
+    runner.run(
+        &Cmd::new("/usr/sbin/sfdisk")
+            .arg("--quiet")
+            .arg(&partial)
+            .stdin(format!(
+                "label: gpt\nstart=2048, type={ZFS_PARTITION_TYPE}, name=\"zfs\"\n"
+            )),
+    )?;
+    std::fs::rename(&partial, &img).map_err(|e| io(&img, e))?;
+    Ok((img, true))
+}
+
+/// The command that runs `args` (the build's own command line) inside the guest.
+pub fn guest_command(
+    harness: &Path,
+    disk: &Path,
+    output: &Path,
+    exe: &Path,
+    args: &[String],
+) -> Cmd {
+    let mut cmd = Cmd::new(harness);
+    // The harness finds its cache through these; the runner passes nothing else through.
+    for var in [
+        "HOME",
+        "XDG_CACHE_HOME",
+        "ZFS_VM_CACHE",
+        "ZFS_VM_ACCEL",
+        "ZFS_VM_MEM",
+        "ZFS_VM_SMP",
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd = cmd.env(var, v);
+        }
+    }
+    cmd.args(["run", "--timeout"])
+        .arg(std::env::var("IMAGE_BUILDER_VM_TIMEOUT").unwrap_or_else(|_| "86400".into()))
+        .arg("--drive")
+        .arg(disk)
+        .arg("--rw")
+        .arg(output)
+        .args(["--env", "IMAGE_BUILDER_LOG=info", "--"])
+        .arg(exe)
+        .args(args)
+}
+
+/// In the guest: import the pool from the first disk, or create it there when the disk is
+/// new, with `DATASET` under it.
+pub fn guest_pool(
+    zfs: &dyn Zfs,
+    dataset: &str,
+    disk: &str,
+    altroot: &Path,
+) -> Result<(), EmbeddedError> {
+    let pool = pool_of(dataset);
+    let part = format!("{disk}1");
+    let imported = zfs
+        .pool_import(
+            &PoolImport::new(pool)
+                .dir(&part)
+                .altroot(altroot.display().to_string()),
+        )
+        .is_ok();
+    if !imported {
+        zfs.pool_create(
+            &PoolCreate::new(pool, [part.clone()])
+                .altroot(altroot.display().to_string())
+                .pool_prop("cachefile", "none")
+                .fs_prop("compression", "lz4"),
+        )?;
+    }
+    if !zfs.exists(dataset)? {
+        zfs.create(dataset, &CreateOptions::new().parents())?;
+    }
+    Ok(())
+}
+
+/// In the guest: copy the regular files of the output directory that the host copy lacks
+/// or has in another size or time, keeping holes (disk images are mostly holes).
+pub fn copy_outputs(
+    runner: &dyn Runner,
+    from: &Path,
+    to: &Path,
+) -> Result<Vec<String>, EmbeddedError> {
+    let mut copied = Vec::new();
+    let entries = std::fs::read_dir(from).map_err(|e| io(from, e))?;
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = e.metadata() else { continue };
+        if name.starts_with('.') || !meta.is_file() {
+            continue;
+        }
+        let dest = to.join(&name);
+        let same = std::fs::metadata(&dest)
+            .map(|d| d.len() == meta.len() && d.modified().ok() == meta.modified().ok())
+            .unwrap_or(false);
+        if same {
+            continue;
+        }
+        runner.run(
+            &Cmd::new("/usr/bin/cp")
+                .args(["--sparse=always", "--preserve=mode,timestamps"])
+                .arg(e.path())
+                .arg(&dest),
+        )?;
+        copied.push(name);
+    }
+    copied.sort();
+    Ok(copied)
+}

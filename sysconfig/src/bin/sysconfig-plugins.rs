@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    sysconfig::plugins::main_by_name()
+}

@@ -1,0 +1,177 @@
+//! files: whole files with content, mode and owner, written atomically inside the root.
+
+use serde_json::{json, Map, Value};
+
+use super::etcfiles;
+use super::{change, typed, Ctx, Outcome, Plugin};
+use crate::protocol::Change;
+use crate::schema::{Encoding, FileSpec};
+
+pub struct Files;
+
+/// Standard base64 (padding optional, whitespace ignored).
+pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => return Err(format!("invalid base64 character {:?}", c as char)),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Ok(out)
+}
+
+fn content(f: &FileSpec) -> Result<Vec<u8>, String> {
+    match f.encoding {
+        Encoding::Plain => Ok(f.content.clone().into_bytes()),
+        Encoding::Base64 => base64_decode(&f.content).map_err(|e| format!("{}: {e}", f.path)),
+    }
+}
+
+fn mode(f: &FileSpec) -> Result<u32, String> {
+    u32::from_str_radix(f.mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or(format!("{}: mode {:?} is not octal", f.path, f.mode))
+}
+
+impl Plugin for Files {
+    const NAME: &'static str = "files";
+    const KEYS: &'static [&'static str] = &["files"];
+
+    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
+        let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
+        let mut out = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            if !f.path.starts_with('/') {
+                return Err(format!("files[{i}]: path {:?} must be absolute", f.path));
+            }
+            let bytes = content(f)?;
+            let m = mode(f)?;
+            let stat = ctx.root.stat(&f.path).map_err(|e| e.to_string())?;
+            let same = match stat {
+                Some(_) if !f.overwrite => true,
+                Some(st) => {
+                    let owner_ok =
+                        match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
+                            (Ok(u), Ok(g)) => st.uid == u && st.gid == g,
+                            _ => false,
+                        };
+                    owner_ok
+                        && st.mode == m
+                        && ctx.root.read(&f.path).ok().flatten().as_deref()
+                            == Some(bytes.as_slice())
+                }
+                None => false,
+            };
+            if !same {
+                out.push(change(
+                    "files",
+                    f.path.clone(),
+                    format!(
+                        "write {} ({:04o} {}:{}, {} bytes)",
+                        f.path,
+                        m,
+                        f.owner,
+                        f.group,
+                        bytes.len()
+                    ),
+                    json!({"index": i}),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply(
+        &self,
+        ctx: &Ctx,
+        desired: &Map<String, Value>,
+        c: &Change,
+    ) -> Result<Outcome, String> {
+        let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
+        let f = c
+            .data
+            .get("index")
+            .and_then(Value::as_u64)
+            .and_then(|i| files.get(i as usize))
+            .ok_or("the change does not name a desired file")?;
+        let owner = match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
+            (Ok(u), Ok(g)) => Some((u, g)),
+            (Err(e), _) | (_, Err(e)) if !ctx.dry_run => return Err(format!("{}: {e}", f.path)),
+            _ => None,
+        };
+        ctx.write(&f.path, &content(f)?, mode(f)?, owner)?;
+        Ok(Outcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing;
+    use super::*;
+    use runner::Recorder;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn content_mode_owner_and_no_escape_from_the_root() {
+        if !testing::root_or_skip("content_mode_owner_and_no_escape_from_the_root") {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nann:x:1234:10::/export/home/ann:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root::0:\nstaff::10:\n").unwrap();
+        std::os::unix::fs::symlink("/../../../escape", root.join("etc/link")).unwrap();
+        let d = json!({"files": [
+            {"path": "/etc/motd", "content": "aGVsbG8K", "encoding": "base64", "mode": "0640", "owner": "ann", "group": "staff"},
+            {"path": "/etc/link", "content": "x"},
+            {"path": "/opt/new/dir/f", "content": "y", "mode": "0600"}
+        ]});
+        let rec = Recorder::new();
+        let r = testing::apply(&Files, &root, &rec, d.clone(), false).unwrap();
+        assert!(
+            r.iter().all(|r| r.status == crate::protocol::Status::Ok),
+            "{r:?}"
+        );
+        let m = std::fs::metadata(root.join("etc/motd")).unwrap();
+        assert_eq!(std::fs::read(root.join("etc/motd")).unwrap(), b"hello\n");
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o777),
+            (1234, 10, 0o640)
+        );
+        // The link itself is replaced, never followed out of (or inside) the root.
+        assert!(!t.path().join("escape").exists() && !root.join("escape").exists());
+        assert_eq!(std::fs::read(root.join("etc/link")).unwrap(), b"x");
+        assert!(std::fs::symlink_metadata(root.join("etc/link"))
+            .unwrap()
+            .is_file());
+        assert!(testing::plan(&Files, &root, &rec, d).unwrap().is_empty());
+    }
+
+    #[test]
+    fn base64_round_trips_and_rejects_garbage() {
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(base64_decode("aGVs\nbG8=").unwrap(), b"hello");
+        assert!(base64_decode("a*b").is_err());
+    }
+}

@@ -1,0 +1,382 @@
+//! The plugin side: what every shipped `sysconfig-plugin-*` program shares. A plugin
+//! implements [`Plugin`]; [`Adapter`] turns it into a protocol handler; [`main`] is the
+//! whole `main` of a plugin program. Commands go through the runner and files through
+//! [`Root`], both via [`Ctx`], which records every action and, in a dry run, performs no
+//! change at all.
+
+pub mod dns;
+pub mod etcfiles;
+pub mod files;
+pub mod hostname;
+pub mod network;
+pub mod storage;
+pub mod timezone;
+pub mod users;
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use runner::{Cmd, Output, RunError, Runner};
+use serde_json::{Map, Value};
+
+use crate::protocol::{
+    ApplyParams, ApplyResult, Change, ChangeResult, Describe, Handler, PlanParams, PlanResult,
+    Status,
+};
+use crate::rootfs::Root;
+
+/// What running one change can end in besides success.
+#[derive(Debug)]
+pub enum Outcome {
+    Done,
+    /// Not applicable here; the message says why.
+    Skipped(String),
+}
+
+pub trait Plugin {
+    const NAME: &'static str;
+    const KEYS: &'static [&'static str];
+    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String>;
+    fn apply(
+        &self,
+        ctx: &Ctx,
+        desired: &Map<String, Value>,
+        change: &Change,
+    ) -> Result<Outcome, String>;
+}
+
+/// Everything a plugin does to the system goes through here.
+pub struct Ctx<'r> {
+    pub root: Root,
+    pub dry_run: bool,
+    runner: &'r dyn Runner,
+    actions: RefCell<Vec<String>>,
+}
+
+impl<'r> Ctx<'r> {
+    pub fn new(root: Root, dry_run: bool, runner: &'r dyn Runner) -> Self {
+        Ctx {
+            root,
+            dry_run,
+            runner,
+            actions: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// True when the root is the running system, so commands that act on the kernel
+    /// (ipadm, route, swap, zpool) make sense.
+    pub fn live(&self) -> bool {
+        self.root.is_live()
+    }
+
+    fn note(&self, s: String) {
+        self.actions.borrow_mut().push(s);
+    }
+
+    pub fn take_actions(&self) -> Vec<String> {
+        std::mem::take(&mut *self.actions.borrow_mut())
+    }
+
+    /// Runs a command that changes the system (recorded; not run in a dry run).
+    pub fn run(&self, cmd: Cmd) -> Result<Output, String> {
+        let line = cmd.display();
+        if self.dry_run {
+            self.note(format!("would run: {line}"));
+            return Ok(Output::ok(""));
+        }
+        self.note(format!("run: {line}"));
+        self.runner.run(&cmd).map_err(|e| e.to_string())
+    }
+
+    /// Runs a read-only query, also in a dry run. In a dry run a query tool that is not
+    /// installed (planning on a non-illumos host) answers `None` instead of failing.
+    pub fn query(&self, cmd: Cmd) -> Result<Option<String>, String> {
+        match self.runner.run(&cmd) {
+            Ok(o) => Ok(Some(o.stdout_str())),
+            Err(RunError::Spawn { source, .. })
+                if self.dry_run && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub fn read(&self, path: &str) -> Result<Option<String>, String> {
+        self.root.read_string(path).map_err(|e| e.to_string())
+    }
+
+    /// Writes a file atomically inside the root (recorded; not written in a dry run).
+    pub fn write(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), String> {
+        let who = owner.map(|(u, g)| format!(" {u}:{g}")).unwrap_or_default();
+        if self.dry_run {
+            self.note(format!("would write: {path} ({mode:04o}{who})"));
+            return Ok(());
+        }
+        self.note(format!("write: {path} ({mode:04o}{who})"));
+        if let Some(parent) = Path::new(path).parent() {
+            if !self.root.exists(parent).map_err(|e| e.to_string())? {
+                self.root
+                    .create_dir_all(parent, 0o755)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.root
+            .write_atomic(path, bytes, mode, owner)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Creates a directory with mode and owner (recorded; not made in a dry run).
+    pub fn mkdir(&self, path: &str, mode: u32, owner: Option<(u32, u32)>) -> Result<(), String> {
+        if self.dry_run {
+            self.note(format!("would create directory: {path} ({mode:04o})"));
+            return Ok(());
+        }
+        self.note(format!("create directory: {path} ({mode:04o})"));
+        self.root
+            .create_dir_all(path, mode)
+            .map_err(|e| e.to_string())?;
+        self.root.set_mode(path, mode).map_err(|e| e.to_string())?;
+        if let Some((u, g)) = owner {
+            self.root.set_owner(path, u, g).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// A value of the desired map as a typed key.
+pub fn typed<T: serde::de::DeserializeOwned>(
+    desired: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    match desired.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| format!("{key}: {e}")),
+    }
+}
+
+/// Builds a change.
+pub fn change(key: &str, id: impl Into<String>, summary: impl Into<String>, data: Value) -> Change {
+    Change {
+        id: id.into(),
+        key: key.into(),
+        summary: summary.into(),
+        data,
+    }
+}
+
+/// A [`Plugin`] as a protocol [`Handler`] over a runner.
+pub struct Adapter<'r, P> {
+    pub plugin: P,
+    pub runner: &'r dyn Runner,
+}
+
+impl<P: Plugin> Handler for Adapter<'_, P> {
+    fn describe(&self) -> Describe {
+        Describe {
+            name: P::NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            keys: P::KEYS.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn plan(&self, p: PlanParams) -> Result<PlanResult, String> {
+        let ctx = Ctx::new(Root::new(p.root), true, self.runner);
+        let changes = self.plugin.plan(&ctx, &p.desired)?;
+        Ok(PlanResult { changes })
+    }
+
+    fn apply(&self, p: ApplyParams) -> Result<ApplyResult, String> {
+        let ctx = Ctx::new(Root::new(p.root), p.dry_run, self.runner);
+        let mut results = Vec::new();
+        for c in &p.changes {
+            let outcome = self.plugin.apply(&ctx, &p.desired, c);
+            let actions = ctx.take_actions();
+            let (status, message) = match outcome {
+                Ok(Outcome::Done) => (Status::Ok, None),
+                Ok(Outcome::Skipped(m)) => (Status::Skipped, Some(m)),
+                Err(m) => (Status::Failed, Some(m)),
+            };
+            results.push(ChangeResult {
+                id: c.id.clone(),
+                status,
+                message,
+                actions,
+            });
+        }
+        Ok(ApplyResult { results })
+    }
+}
+
+/// The `main` of a plugin program: serve the protocol on stdin/stdout with the system
+/// runner. Plugins take no arguments, so `--help` and friends are answered by the
+/// describe call instead.
+pub fn main<P: Plugin>(plugin: P) -> std::process::ExitCode {
+    let runner =
+        runner::SystemRunner::new().with_default_timeout(std::time::Duration::from_secs(300));
+    let adapter = Adapter {
+        plugin,
+        runner: &runner,
+    };
+    let stdin = std::io::stdin();
+    match crate::protocol::serve(&adapter, stdin.lock(), std::io::stdout().lock()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sysconfig-plugin-{}: {e}", P::NAME);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The shipped plugins, by name.
+pub const SHIPPED: &[&str] = &[
+    "dns", "files", "hostname", "network", "storage", "timezone", "users",
+];
+
+/// The `main` of the multi-call program `sysconfig-plugins`. Installed once, with a
+/// `sysconfig-plugin-NAME` link to it per plugin, it serves the plugin its link is named
+/// after: one copy of the shared code instead of one per plugin, which is how a release
+/// image keeps the plugins small.
+pub fn main_by_name() -> std::process::ExitCode {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let name = Path::new(&arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.strip_prefix(crate::pluginhost::PREFIX) {
+        Some("dns") => main(dns::Dns),
+        Some("files") => main(files::Files),
+        Some("hostname") => main(hostname::Hostname),
+        Some("network") => main(network::Network),
+        Some("storage") => main(storage::Storage),
+        Some("timezone") => main(timezone::Timezone),
+        Some("users") => main(users::Users),
+        _ => {
+            eprintln!(
+                "sysconfig-plugins: start me through a link named {}NAME, NAME one of: {}",
+                crate::pluginhost::PREFIX,
+                SHIPPED.join(", ")
+            );
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! Runs a plugin in-process against a temporary root with a recording runner.
+    use super::*;
+    use runner::Recorder;
+
+    /// Tests that give files to other users need root; elsewhere they say they skipped.
+    pub fn root_or_skip(test: &str) -> bool {
+        let root = rustix::process::geteuid().is_root();
+        if !root {
+            eprintln!("SKIPPED {test}: needs root to change file owners");
+        }
+        root
+    }
+
+    pub fn plan<P: Plugin>(
+        p: &P,
+        root: &Path,
+        rec: &Recorder,
+        desired: Value,
+    ) -> Result<Vec<Change>, String> {
+        let a = Adapter {
+            plugin: p,
+            runner: rec,
+        };
+        a.plan(PlanParams {
+            root: root.to_path_buf(),
+            desired: desired.as_object().cloned().unwrap_or_default(),
+        })
+        .map(|r| r.changes)
+    }
+
+    pub fn apply<P: Plugin>(
+        p: &P,
+        root: &Path,
+        rec: &Recorder,
+        desired: Value,
+        dry_run: bool,
+    ) -> Result<Vec<ChangeResult>, String> {
+        let changes = plan(p, root, rec, desired.clone())?;
+        let a = Adapter {
+            plugin: p,
+            runner: rec,
+        };
+        a.apply(ApplyParams {
+            root: root.to_path_buf(),
+            dry_run,
+            desired: desired.as_object().cloned().unwrap_or_default(),
+            changes,
+        })
+        .map(|r| r.results)
+    }
+
+    impl<P: Plugin> Plugin for &P {
+        const NAME: &'static str = P::NAME;
+        const KEYS: &'static [&'static str] = P::KEYS;
+        fn plan(&self, ctx: &Ctx, d: &Map<String, Value>) -> Result<Vec<Change>, String> {
+            (**self).plan(ctx, d)
+        }
+        fn apply(&self, ctx: &Ctx, d: &Map<String, Value>, c: &Change) -> Result<Outcome, String> {
+            (**self).apply(ctx, d, c)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_query_tool_is_nothing_in_a_dry_run_and_an_error_otherwise() {
+        let r = runner::SystemRunner::new();
+        let dry = Ctx::new(Root::new("/"), true, &r);
+        let q = || Cmd::new("/nonexistent/sbin/ipadm").args(["show-addr", "-p", "-o", "ADDROBJ"]);
+        assert_eq!(dry.query(q()).unwrap(), None);
+        let real = Ctx::new(Root::new("/"), false, &r);
+        let err = real.query(q()).unwrap_err();
+        assert!(
+            err.starts_with("cannot start `/nonexistent/sbin/ipadm show-addr"),
+            "{err}"
+        );
+        assert_eq!(
+            dry.query(Cmd::new("/bin/echo").arg("hi"))
+                .unwrap()
+                .as_deref(),
+            Some("hi\n")
+        );
+    }
+
+    #[test]
+    fn dry_run_records_and_does_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = runner::Recorder::new();
+        let ctx = Ctx::new(Root::new(t.path()), true, &rec);
+        ctx.write("/etc/x", b"x", 0o600, Some((1, 2))).unwrap();
+        ctx.mkdir("/d", 0o700, None).unwrap();
+        ctx.run(Cmd::new("/usr/sbin/zfs").args(["create", "a b"]))
+            .unwrap();
+        assert_eq!(
+            ctx.take_actions(),
+            [
+                "would write: /etc/x (0600 1:2)",
+                "would create directory: /d (0700)",
+                "would run: /usr/sbin/zfs create 'a b'"
+            ]
+        );
+        assert!(rec.lines().is_empty());
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,304 @@
+//! storage: pools, datasets, a swap volume (zvol + /etc/vfstab line + `swapadd`) and
+//! growing the root pool onto a disk that got bigger (`zpool online -e`). Everything but
+//! the vfstab line acts on the running system, so under an alternate root those changes
+//! are skipped.
+
+use runner::Cmd;
+use serde_json::{json, Map, Value};
+
+use super::{change, typed, Ctx, Outcome, Plugin};
+use crate::protocol::Change;
+use crate::schema::{Layout, Storage as Spec};
+
+pub struct Storage;
+
+const ZPOOL: &str = "/usr/sbin/zpool";
+const ZFS: &str = "/usr/sbin/zfs";
+const SWAPADD: &str = "/sbin/swapadd";
+
+pub fn vfstab_line(volume: &str) -> String {
+    format!("/dev/zvol/dsk/{volume}\t-\t-\tswap\t-\tno\t-\n")
+}
+
+fn names(out: Option<String>) -> Vec<String> {
+    out.unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+impl Plugin for Storage {
+    const NAME: &'static str = "storage";
+    const KEYS: &'static [&'static str] = &["storage"];
+
+    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
+        let Some(spec) = typed::<Spec>(desired, "storage")? else {
+            return Ok(vec![]);
+        };
+        let live = ctx.live();
+        let pools = if live {
+            names(ctx.query(Cmd::new(ZPOOL).args(["list", "-H", "-o", "name"]))?)
+        } else {
+            vec![]
+        };
+        let datasets = if live {
+            names(ctx.query(Cmd::new(ZFS).args(["list", "-H", "-o", "name"]))?)
+        } else {
+            vec![]
+        };
+        let mut out = Vec::new();
+        for p in &spec.pools {
+            if p.disks.is_empty() {
+                return Err(format!("pool {} has no disks", p.name));
+            }
+            if !pools.contains(&p.name) {
+                out.push(change(
+                    "storage",
+                    format!("pool/{}", p.name),
+                    format!(
+                        "create pool {} ({:?} of {})",
+                        p.name,
+                        p.layout,
+                        p.disks.join(" ")
+                    ),
+                    json!({"pool": p.name}),
+                ));
+            }
+        }
+        for d in &spec.datasets {
+            if !datasets.contains(&d.name) {
+                out.push(change(
+                    "storage",
+                    format!("dataset/{}", d.name),
+                    format!("create dataset {}", d.name),
+                    json!({"dataset": d.name}),
+                ));
+            }
+        }
+        if let Some(s) = &spec.swap {
+            if !datasets.contains(&s.volume) {
+                out.push(change(
+                    "storage",
+                    "swap/volume",
+                    format!("create swap volume {} of {}", s.volume, s.size),
+                    Value::Null,
+                ));
+            }
+            let vfstab = ctx.read("/etc/vfstab")?.unwrap_or_default();
+            let dev = format!("/dev/zvol/dsk/{}", s.volume);
+            if !vfstab
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(dev.as_str()))
+            {
+                out.push(change(
+                    "storage",
+                    "swap/vfstab",
+                    format!("add {dev} to /etc/vfstab and enable it"),
+                    Value::Null,
+                ));
+            }
+        }
+        if spec.grow_root_pool {
+            out.push(change(
+                "storage",
+                "grow-root-pool",
+                "expand the root pool onto its grown disks",
+                Value::Null,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn apply(
+        &self,
+        ctx: &Ctx,
+        desired: &Map<String, Value>,
+        c: &Change,
+    ) -> Result<Outcome, String> {
+        let spec = typed::<Spec>(desired, "storage")?.ok_or("storage is not set")?;
+        let live = ctx.live();
+        let skipped = || {
+            Ok(Outcome::Skipped(
+                "acts on the running system; not run under an alternate root".into(),
+            ))
+        };
+        if let Some(name) = c.id.strip_prefix("pool/") {
+            if !live {
+                return skipped();
+            }
+            let p = spec
+                .pools
+                .iter()
+                .find(|p| p.name == name)
+                .ok_or("pool not in desired state")?;
+            ctx.run(zpool_create(p))?;
+        } else if let Some(name) = c.id.strip_prefix("dataset/") {
+            if !live {
+                return skipped();
+            }
+            let d = spec
+                .datasets
+                .iter()
+                .find(|d| d.name == name)
+                .ok_or("dataset not in desired state")?;
+            let mut cmd = Cmd::new(ZFS).args(["create", "-p"]);
+            for (k, v) in &d.properties {
+                cmd = cmd.arg("-o").arg(format!("{k}={v}"));
+            }
+            ctx.run(cmd.arg(&d.name))?;
+        } else if c.id == "swap/volume" {
+            if !live {
+                return skipped();
+            }
+            let s = spec.swap.as_ref().ok_or("swap not in desired state")?;
+            ctx.run(Cmd::new(ZFS).args(["create", "-V", &s.size, &s.volume]))?;
+        } else if c.id == "swap/vfstab" {
+            let s = spec.swap.as_ref().ok_or("swap not in desired state")?;
+            let mut vfstab = ctx.read("/etc/vfstab")?.unwrap_or_default();
+            if !vfstab.is_empty() && !vfstab.ends_with('\n') {
+                vfstab.push('\n');
+            }
+            vfstab.push_str(&vfstab_line(&s.volume));
+            ctx.write("/etc/vfstab", vfstab.as_bytes(), 0o644, None)?;
+            if live {
+                // swapadd adds every swap entry of /etc/vfstab that is not in use yet.
+                ctx.run(Cmd::new(SWAPADD))?;
+            }
+        } else if c.id == "grow-root-pool" {
+            if !live {
+                return skipped();
+            }
+            let root_ds = ctx
+                .query(Cmd::new(ZFS).args(["list", "-H", "-o", "name", "/"]))?
+                .unwrap_or_default();
+            let pool = root_ds
+                .trim()
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if pool.is_empty() {
+                return Err("cannot find the root pool".into());
+            }
+            let vdevs = ctx
+                .query(Cmd::new(ZPOOL).args(["list", "-H", "-v", "-P", "-o", "name", &pool]))?
+                .unwrap_or_default();
+            for dev in vdevs
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("/dev/"))
+            {
+                ctx.run(Cmd::new(ZPOOL).args(["online", "-e", &pool, dev]))?;
+            }
+        } else {
+            return Err(format!("unknown change {}", c.id));
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+pub fn zpool_create(p: &crate::schema::Pool) -> Cmd {
+    let mut cmd = Cmd::new(ZPOOL).arg("create");
+    for (k, v) in &p.properties {
+        cmd = cmd.arg("-o").arg(format!("{k}={v}"));
+    }
+    cmd = cmd.arg(&p.name);
+    let layout = match p.layout {
+        Layout::Stripe => None,
+        Layout::Mirror => Some("mirror"),
+        Layout::Raidz => Some("raidz"),
+        Layout::Raidz2 => Some("raidz2"),
+        Layout::Raidz3 => Some("raidz3"),
+    };
+    if let Some(l) = layout {
+        cmd = cmd.arg(l);
+    }
+    cmd.args(&p.disks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing;
+    use super::*;
+    use runner::{Output, Recorder};
+
+    #[test]
+    fn live_commands_are_exact_and_existing_things_are_left_alone() {
+        let rec = Recorder::new();
+        rec.on("/usr/sbin/zpool list -H -o name", Output::ok("rpool\n"))
+            .on(
+                "/usr/sbin/zfs list -H -o name /",
+                Output::ok("rpool/ROOT/openindiana\n"),
+            )
+            .on(
+                "/usr/sbin/zfs list -H -o name",
+                Output::ok("rpool\nrpool/export\n"),
+            )
+            .on(
+                "/usr/sbin/zpool list -H -v -P -o name rpool",
+                Output::ok("rpool\n\t/dev/dsk/c1t0d0s0\n"),
+            );
+        let ctx = Ctx::new(crate::rootfs::Root::new("/"), true, &rec);
+        let d = json!({"storage": {
+            "pools": [{"name": "rpool", "disks": ["c1t0d0"]}, {"name": "data", "layout": "mirror", "disks": ["c2t0d0", "c2t1d0"], "properties": {"ashift": "12"}}],
+            "datasets": [{"name": "rpool/export"}, {"name": "data/www", "properties": {"compression": "lz4"}}],
+            "swap": {"size": "2G"},
+            "grow_root_pool": true
+        }});
+        let d = d.as_object().unwrap();
+        let changes = Storage.plan(&ctx, d).unwrap();
+        let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "pool/data",
+                "dataset/data/www",
+                "swap/volume",
+                "swap/vfstab",
+                "grow-root-pool"
+            ]
+        );
+        for c in &changes {
+            Storage.apply(&ctx, d, c).unwrap();
+        }
+        assert_eq!(
+            ctx.take_actions(),
+            [
+                "would run: /usr/sbin/zpool create -o ashift=12 data mirror c2t0d0 c2t1d0",
+                "would run: /usr/sbin/zfs create -p -o compression=lz4 data/www",
+                "would run: /usr/sbin/zfs create -V 2G rpool/swap",
+                "would write: /etc/vfstab (0644)",
+                "would run: /sbin/swapadd",
+                "would run: /usr/sbin/zpool online -e rpool /dev/dsk/c1t0d0s0",
+            ]
+        );
+    }
+
+    #[test]
+    fn alternate_root_gets_the_vfstab_line_only() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(
+            t.path().join("etc/vfstab"),
+            "#device\n/proc\t-\t/proc\tproc\t-\tno\t-",
+        )
+        .unwrap();
+        let rec = Recorder::new();
+        let d = json!({"storage": {"swap": {"size": "1G", "volume": "rpool/swap"}}});
+        let r = testing::apply(&Storage, t.path(), &rec, d.clone(), false).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].status, crate::protocol::Status::Skipped);
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/vfstab")).unwrap(),
+            "#device\n/proc\t-\t/proc\tproc\t-\tno\t-\n/dev/zvol/dsk/rpool/swap\t-\t-\tswap\t-\tno\t-\n"
+        );
+        let again = testing::plan(&Storage, t.path(), &rec, d).unwrap();
+        assert_eq!(
+            again.len(),
+            1,
+            "only the (skipped) volume remains: {again:?}"
+        );
+        assert!(rec.lines().is_empty());
+    }
+}

@@ -1,0 +1,186 @@
+//! EC2 instance metadata (IMDS): IMDSv2 first (`PUT /latest/api/token`, then every
+//! request carries `X-aws-ec2-metadata-token`), falling back to IMDSv1 when the token
+//! call is refused. An endpoint that does not answer at all means "not on EC2". The
+//! token is a credential: it is never logged.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_json::{json, Map};
+
+use super::{cloudconfig, Found, SourceError};
+
+const NAME: &str = "ec2";
+const TOKEN_TTL: &str = "21600";
+
+struct Http {
+    host: String,
+    port: u16,
+    timeout: Duration,
+}
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Http {
+    fn parse(endpoint: &str, timeout: Duration) -> Result<Http, SourceError> {
+        let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
+            SourceError::malformed(
+                NAME,
+                format!("endpoint {endpoint:?} must start with http://"),
+            )
+        })?;
+        let hostport = rest.trim_end_matches('/');
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse().map_err(|_| {
+                    SourceError::malformed(NAME, format!("bad port in endpoint {endpoint:?}"))
+                })?,
+            ),
+            None => (hostport.to_string(), 80),
+        };
+        Ok(Http {
+            host,
+            port,
+            timeout,
+        })
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Reply> {
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+        let mut s = TcpStream::connect_timeout(&addr, self.timeout)?;
+        s.set_read_timeout(Some(self.timeout))?;
+        s.set_write_timeout(Some(self.timeout))?;
+        // HTTP/1.0: the server closes after one reply and never sends chunked bodies.
+        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {}\r\n", self.host);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if method == "PUT" {
+            req.push_str("Content-Length: 0\r\n");
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        let mut raw = Vec::new();
+        s.take(16 << 20).read_to_end(&mut raw)?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "no end of headers")
+            })?;
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad status line")
+            })?;
+        Ok(Reply {
+            status,
+            body: raw[split + 4..].to_vec(),
+        })
+    }
+}
+
+pub fn read(endpoint: &str, timeout_ms: u64) -> Result<Option<Found>, SourceError> {
+    let http = Http::parse(endpoint, Duration::from_millis(timeout_ms))?;
+    let token = match http.request(
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL)],
+    ) {
+        Err(e) => {
+            tracing::debug!("source ec2: {endpoint} does not answer ({e})");
+            return Ok(None);
+        }
+        Ok(r) if r.status == 200 => {
+            tracing::info!("source ec2: IMDSv2 session token obtained");
+            Some(String::from_utf8_lossy(&r.body).trim().to_string())
+        }
+        Ok(r) => {
+            tracing::info!(
+                "source ec2: token request answered {}; falling back to IMDSv1",
+                r.status
+            );
+            None
+        }
+    };
+    let get = |path: &str| -> Result<Option<String>, SourceError> {
+        let headers: Vec<(&str, &str)> = token
+            .as_deref()
+            .map(|t| vec![("X-aws-ec2-metadata-token", t)])
+            .unwrap_or_default();
+        let r = http
+            .request("GET", path, &headers)
+            .map_err(|e| SourceError::Unavailable {
+                source_name: NAME,
+                message: format!("GET {path}: {e}"),
+            })?;
+        match r.status {
+            200 => Ok(Some(String::from_utf8_lossy(&r.body).into_owned())),
+            404 => Ok(None),
+            401 => Err(SourceError::Unavailable {
+                source_name: NAME,
+                message: format!("GET {path}: 401 unauthorized (the service requires IMDSv2 and the token was refused)"),
+            }),
+            s => Err(SourceError::Unavailable { source_name: NAME, message: format!("GET {path}: HTTP {s}") }),
+        }
+    };
+    let instance_id = get("/latest/meta-data/instance-id")?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| SourceError::malformed(NAME, "meta-data has no instance-id"))?;
+    let mut desired = Map::new();
+    if let Some(h) = get("/latest/meta-data/local-hostname")? {
+        let h = h.trim();
+        if !h.is_empty() {
+            desired.insert("hostname".into(), json!(h.split('.').next().unwrap_or(h)));
+        }
+    }
+    let mut keys = Vec::new();
+    if let Some(list) = get("/latest/meta-data/public-keys/")? {
+        for line in list.lines() {
+            let Some((idx, _)) = line.split_once('=') else {
+                continue;
+            };
+            if idx.is_empty() || !idx.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(SourceError::malformed(
+                    NAME,
+                    format!("public-keys entry {line:?} is not INDEX=NAME"),
+                ));
+            }
+            if let Some(k) = get(&format!("/latest/meta-data/public-keys/{idx}/openssh-key"))? {
+                keys.push(k.trim().to_string());
+            }
+        }
+    }
+    if !keys.is_empty() {
+        desired.insert(
+            "users".into(),
+            json!([{"name":"root","ssh_authorized_keys":keys}]),
+        );
+    }
+    if let Some(ud) = get("/latest/user-data")? {
+        let mut from_ud = cloudconfig::parse(NAME, &ud)?;
+        super::merge_under(&mut from_ud, desired);
+        desired = from_ud;
+    }
+    Ok(Some(Found {
+        instance_id: Some(instance_id),
+        desired,
+    }))
+}

@@ -1,0 +1,74 @@
+//! The local desired-configuration file: TOML, or JSON when its name ends in `.json`.
+//! A top-level `instance_id` is taken as the instance id; everything else must be a
+//! desired-configuration key.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{Found, SourceError};
+use crate::rootfs::Root;
+
+const NAME: &str = "local";
+
+pub fn read(root: &Root, path: &Path) -> Result<Option<Found>, SourceError> {
+    let text = root
+        .read_string(path)
+        .map_err(|e| SourceError::malformed(NAME, e.to_string()))?;
+    let Some(text) = text else { return Ok(None) };
+    parse(&text, path.extension().is_some_and(|e| e == "json"))
+        .map(Some)
+        .map_err(|m| SourceError::malformed(NAME, format!("{}: {m}", path.display())))
+}
+
+pub fn parse(text: &str, json: bool) -> Result<Found, String> {
+    let value: Value = if json {
+        serde_json::from_str(text).map_err(|e| e.to_string())?
+    } else {
+        crate::tomljson::parse(text)?
+    };
+    let Value::Object(mut map) = value else {
+        return Err("the document is not a table".into());
+    };
+    let instance_id = match map.remove("instance_id") {
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        Some(_) => return Err("instance_id must be a non-empty string".into()),
+    };
+    Ok(Found {
+        instance_id,
+        desired: map,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_and_json_read_the_same() {
+        let t = parse(
+            "instance_id = \"i-1\"\nhostname = \"vm\"\n[dns]\nnameservers = [\"9.9.9.9\"]\n",
+            false,
+        )
+        .unwrap();
+        let j = parse(
+            r#"{"instance_id":"i-1","hostname":"vm","dns":{"nameservers":["9.9.9.9"]}}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(t, j);
+        assert_eq!(t.instance_id.as_deref(), Some("i-1"));
+    }
+
+    #[test]
+    fn malformed_file_names_path_and_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/d.toml"), "hostname = [").unwrap();
+        let err = read(&Root::new(tmp.path()), Path::new("/etc/d.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("source local: /etc/d.toml:"), "{err}");
+    }
+}

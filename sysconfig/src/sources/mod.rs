@@ -1,0 +1,206 @@
+//! Metadata sources. Each source returns what it found as a partial desired configuration
+//! (a JSON object keyed like [`crate::schema::Desired`]) plus, when it knows one, an
+//! instance id. [`gather`] merges them by priority: the first source in
+//! `[sources] order` wins for each key it sets, objects merge key by key, and lists are
+//! taken whole from the source that wins.
+
+pub mod cloudconfig;
+pub mod configdrive;
+pub mod ec2;
+pub mod fat;
+pub mod iso;
+pub mod local;
+pub mod netconfig;
+pub mod nocloud;
+pub mod smartos;
+pub mod volume;
+
+use serde_json::{Map, Value};
+
+use crate::config::{SourceKind, Sources};
+use crate::rootfs::Root;
+use crate::schema::Desired;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source {source_name}: {message}")]
+    Malformed {
+        source_name: &'static str,
+        message: String,
+    },
+    #[error("source {source_name}: {message}")]
+    Unavailable {
+        source_name: &'static str,
+        message: String,
+    },
+}
+
+impl SourceError {
+    pub fn malformed(source_name: &'static str, message: impl Into<String>) -> Self {
+        SourceError::Malformed {
+            source_name,
+            message: message.into(),
+        }
+    }
+}
+
+/// What one source found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    pub instance_id: Option<String>,
+    pub desired: Map<String, Value>,
+}
+
+/// The merged result of all sources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gathered {
+    pub instance_id: String,
+    /// Names of the sources that found something, highest priority first.
+    pub sources: Vec<String>,
+    pub desired: Desired,
+}
+
+pub fn name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Local => "local",
+        SourceKind::Nocloud => "nocloud",
+        SourceKind::Configdrive => "configdrive",
+        SourceKind::Ec2 => "ec2",
+        SourceKind::Smartos => "smartos",
+    }
+}
+
+/// Reads every configured source in priority order and merges what they found.
+pub fn gather(
+    cfg: &Sources,
+    root: &Root,
+    runner: &dyn runner::Runner,
+) -> Result<Gathered, SourceError> {
+    let mut found = Vec::new();
+    for kind in &cfg.order {
+        let f = match kind {
+            SourceKind::Local => local::read(root, &cfg.local)?,
+            SourceKind::Nocloud => nocloud::read(root, &cfg.nocloud_seed_dir, &cfg.devices)?,
+            SourceKind::Configdrive => configdrive::read(&cfg.devices)?,
+            SourceKind::Ec2 => ec2::read(&cfg.ec2_endpoint, cfg.ec2_timeout_ms)?,
+            SourceKind::Smartos => smartos::read(runner, &cfg.mdata_get)?,
+        };
+        if let Some(f) = f {
+            validate(name(*kind), &f.desired)?;
+            tracing::info!(
+                "source {}: found {}",
+                name(*kind),
+                f.desired.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            found.push((name(*kind), f));
+        } else {
+            tracing::debug!("source {}: nothing there", name(*kind));
+        }
+    }
+    merge_found(found)
+}
+
+/// Merges found sources, highest priority first.
+pub fn merge_found(found: Vec<(&'static str, Found)>) -> Result<Gathered, SourceError> {
+    let mut merged = Map::new();
+    let mut instance_id = None;
+    let mut names = Vec::new();
+    for (name, f) in found {
+        if instance_id.is_none() {
+            instance_id = f.instance_id.clone();
+        }
+        merge_under(&mut merged, f.desired);
+        names.push(name.to_string());
+    }
+    let desired: Desired = serde_json::from_value(Value::Object(merged.clone()))
+        .map_err(|e| SourceError::malformed("merged", e.to_string()))?;
+    let instance_id = instance_id.unwrap_or_else(|| derived_instance_id(&desired));
+    Ok(Gathered {
+        instance_id,
+        sources: names,
+        desired,
+    })
+}
+
+/// Adds keys of `lower` that `higher` does not set; objects merge recursively.
+pub fn merge_under(higher: &mut Map<String, Value>, lower: Map<String, Value>) {
+    for (k, v) in lower {
+        match (higher.get_mut(&k), v) {
+            (None, v) => {
+                higher.insert(k, v);
+            }
+            (Some(Value::Object(h)), Value::Object(l)) => merge_under(h, l),
+            (Some(_), _) => {}
+        }
+    }
+}
+
+fn validate(source_name: &'static str, desired: &Map<String, Value>) -> Result<(), SourceError> {
+    serde_json::from_value::<Desired>(Value::Object(desired.clone()))
+        .map(|_| ())
+        .map_err(|e| SourceError::malformed(source_name, e.to_string()))
+}
+
+/// Without a cloud instance id, the configuration itself is the identity: a changed local
+/// file counts as a new instance.
+fn derived_instance_id(d: &Desired) -> String {
+    let text = serde_json::to_string(d).unwrap_or_default();
+    // FNV-1a: stable across releases, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("config-{h:016x}")
+}
+
+/// A YAML or JSON document as JSON. YAML is a superset of JSON, so one parser reads both.
+pub fn parse_yaml(source_name: &'static str, what: &str, text: &str) -> Result<Value, SourceError> {
+    crate::yaml::parse(text)
+        .map_err(|e| SourceError::malformed(source_name, format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn found(v: Value, id: Option<&str>) -> Found {
+        Found {
+            instance_id: id.map(String::from),
+            desired: v.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn higher_priority_wins_per_key_and_objects_merge() {
+        let g = merge_found(vec![
+            ("local", found(json!({"hostname":"a","dns":{"search":["x"]}}), None)),
+            (
+                "nocloud",
+                found(
+                    json!({"hostname":"b","dns":{"nameservers":["1.1.1.1"],"search":["y"]},"timezone":"UTC"}),
+                    Some("i-9"),
+                ),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(g.instance_id, "i-9");
+        assert_eq!(g.desired.hostname.as_deref(), Some("a"));
+        let dns = g.desired.dns.unwrap();
+        assert_eq!(dns.search, ["x"]);
+        assert_eq!(dns.nameservers, ["1.1.1.1"]);
+        assert_eq!(g.desired.timezone.as_deref(), Some("UTC"));
+        assert_eq!(g.sources, ["local", "nocloud"]);
+    }
+
+    #[test]
+    fn without_a_cloud_id_the_config_hash_is_the_instance_id() {
+        let a = merge_found(vec![("local", found(json!({"hostname":"a"}), None))]).unwrap();
+        let a2 = merge_found(vec![("local", found(json!({"hostname":"a"}), None))]).unwrap();
+        let b = merge_found(vec![("local", found(json!({"hostname":"b"}), None))]).unwrap();
+        assert_eq!(a.instance_id, a2.instance_id);
+        assert_ne!(a.instance_id, b.instance_id);
+        assert!(a.instance_id.starts_with("config-"));
+    }
+}

@@ -1,0 +1,234 @@
+//! The `sysconfig` program end to end on a temporary root, with the shipped plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sysconfig"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Env {
+    t: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(desired: &str) -> Env {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        for d in ["etc/inet", "etc/default", "export/home"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nann:x:1234:10::/export/home/ann:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/shadow"), "root:*:::::::\nann:*LK*:::::::\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root::0:\nstaff::10:\n").unwrap();
+        std::fs::write(root.join("etc/nsswitch.dns"), "hosts: files dns\n").unwrap();
+        std::fs::write(root.join("etc/sysconfig-desired.toml"), desired).unwrap();
+        let cfg = format!(
+            "[plugins]\npath = \"{}\"\n\n[logging]\nlevel = \"debug\"\noutput = \"console\"\n\n[sources]\norder = [\"local\"]\nlocal = \"/etc/sysconfig-desired.toml\"\n",
+            plugin_dir().display()
+        );
+        std::fs::write(t.path().join("sysconfig.toml"), cfg).unwrap();
+        Env { t }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.t.path().join("root")
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_sysconfig"))
+            .arg("-c")
+            .arg(self.t.path().join("sysconfig.toml"))
+            .arg("-R")
+            .arg(self.root())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+const DESIRED: &str = r#"
+instance_id = "i-cli-1"
+hostname = "cli1"
+timezone = "UTC"
+
+[dns]
+nameservers = ["10.0.0.1", "10.0.0.2"]
+search = ["example.org"]
+
+[network]
+default_route = "10.0.0.1"
+
+[[network.interfaces]]
+name = "vioif0"
+addresses = [{ kind = "dhcp" }]
+
+[[network.interfaces]]
+name = "vioif1"
+addresses = [{ kind = "static", address = "10.0.1.5/24" }]
+
+[[users]]
+name = "ann"
+password_hash = "$6$salt$TopSecretHash"
+ssh_authorized_keys = ["ssh-ed25519 AAAA ann@laptop"]
+"#;
+
+#[test]
+fn dry_run_prints_every_change_and_touches_nothing() {
+    let e = Env::new(DESIRED);
+    let (code, out, err) = e.run(&["--dry-run", "apply"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for want in [
+        "hostname: set /etc/nodename to cli1",
+        "would write: /etc/nodename (0644)",
+        "would write: /etc/resolv.conf (0644)",
+        "would write: /etc/defaultrouter (0644)",
+        "would write: /export/home/ann/.ssh/authorized_keys (0600 1234:10)",
+        "would write: /etc/default/init (0644)",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!e.root().join("etc/nodename").exists());
+    assert!(!e.root().join("var/lib/sysconfig").exists());
+    assert!(
+        !out.contains("TopSecretHash") && !err.contains("TopSecretHash"),
+        "hash leaked:\n{out}\n{err}"
+    );
+}
+
+#[test]
+fn apply_then_run_again_is_a_no_op_for_the_same_instance() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED apply_then_run_again_is_a_no_op_for_the_same_instance: needs root to give ann her authorized_keys");
+        return;
+    }
+    let e = Env::new(DESIRED);
+    let (code, out, err) = e.run(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("etc/nodename")).unwrap(),
+        "cli1\n"
+    );
+    assert!(std::fs::read_to_string(e.root().join("etc/shadow"))
+        .unwrap()
+        .contains("ann:$6$salt$TopSecretHash:"));
+    assert!(e.root().join("var/lib/sysconfig/desired.json").exists());
+    assert!(
+        !err.contains("TopSecretHash") && !out.contains("TopSecretHash"),
+        "hash leaked"
+    );
+    // ipadm acts on a running system only: skipped under -R, not failed.
+    assert!(out.contains("network: vioif0/dhcp skipped"), "{out}");
+    let (code, out, _) = e.run(&[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("instance i-cli-1 is already configured"),
+        "{out}"
+    );
+    let (code, show, _) = e.run(&["show"]);
+    assert_eq!(code, 0);
+    assert!(show.contains("hostname: applied: \"cli1\""), "{show}");
+    assert!(
+        show.contains("<redacted>") && !show.contains("TopSecretHash"),
+        "{show}"
+    );
+}
+
+#[test]
+fn a_failed_change_exits_non_zero_and_is_recorded() {
+    let e = Env::new("hostname = \"ok1\"\n[[files]]\npath = \"/etc/motd\"\ncontent = \"hi\"\nowner = \"nosuchuser\"\n");
+    let (code, out, err) = e.run(&["apply"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("files: /etc/motd failed: /etc/motd: no user `nosuchuser` in /etc/passwd"),
+        "{out}"
+    );
+    let (_, show, _) = e.run(&["show"]);
+    assert!(show.contains("failed: files /etc/motd"), "{show}");
+    // A failed run is retried by the next start even for the same instance.
+    let (code, out, _) = e.run(&[]);
+    assert_eq!(code, 1);
+    assert!(!out.contains("already configured"));
+}
+
+#[test]
+fn malformed_local_metadata_leaves_the_previous_state_untouched() {
+    let e = Env::new("hostname = \"first\"\n");
+    assert_eq!(e.run(&["apply"]).0, 0);
+    let state = e.root().join("var/lib/sysconfig");
+    let before = (
+        std::fs::read(state.join("desired.json")).unwrap(),
+        std::fs::read(state.join("applied.json")).unwrap(),
+    );
+    std::fs::write(
+        e.root().join("etc/sysconfig-desired.toml"),
+        "hostname = \"second\"\nhostnme = \"typo\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = e.run(&["apply"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("source local: unknown field `hostnme`"),
+        "{err}"
+    );
+    let after = (
+        std::fs::read(state.join("desired.json")).unwrap(),
+        std::fs::read(state.join("applied.json")).unwrap(),
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("etc/nodename")).unwrap(),
+        "first\n"
+    );
+}
+
+#[test]
+fn unknown_config_key_is_an_error_naming_it() {
+    let e = Env::new("hostname = \"x\"\n");
+    std::fs::write(
+        e.t.path().join("sysconfig.toml"),
+        "[plugins]\ndir = \"/x\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = e.run(&["plan"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown field `dir`"), "{err}");
+}
+
+#[test]
+fn schema_subcommand_prints_the_json_schema() {
+    let e = Env::new("");
+    let (code, out, _) = e.run(&["schema"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["properties"]["network"].is_object(), "{out}");
+}
+
+#[test]
+fn without_once_per_instance_every_start_applies_again() {
+    let e = Env::new("hostname = \"dev1\"\n");
+    let cfg = e.t.path().join("sysconfig.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap() + "\n[state]\nonce_per_instance = false\n";
+    std::fs::write(&cfg, text).unwrap();
+    assert_eq!(e.run(&[]).0, 0);
+    std::fs::write(e.root().join("etc/nodename"), "changed-by-hand\n").unwrap();
+    let (code, out, _) = e.run(&[]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("already configured"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("etc/nodename")).unwrap(),
+        "dev1\n"
+    );
+}

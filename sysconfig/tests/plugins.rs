@@ -1,0 +1,214 @@
+//! Real plugin programs against the daemon: the shipped hostname plugin next to plugins
+//! that hang, crash, or answer garbage. Each bad one is reported by name; the good one
+//! still configures the root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sysconfig::config::{Config, SourceKind};
+use sysconfig::daemon::{self, Mode, Options};
+
+fn script(dir: &Path, name: &str, body: &str) {
+    let p = dir.join(format!("sysconfig-plugin-{name}"));
+    std::fs::write(&p, format!("#!/bin/sh\nread line\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn describe_then(keys: &str, otherwise: &str) -> String {
+    format!(
+        "case \"$line\" in\n  *'\"describe\"'*) echo '{{\"protocol\":1,\"result\":{{\"name\":\"x\",\"version\":\"1\",\"keys\":[{keys}]}}}}' ;;\n  *) {otherwise} ;;\nesac"
+    )
+}
+
+fn setup() -> (tempfile::TempDir, Config) {
+    let t = tempfile::tempdir().unwrap();
+    let plugins = t.path().join("plugins");
+    let root = t.path().join("root");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(root.join("etc/inet")).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_sysconfig-plugin-hostname"),
+        plugins.join("sysconfig-plugin-hostname"),
+    )
+    .unwrap();
+    // cargo leaves dependency files beside the programs; they must not count as plugins.
+    std::fs::write(plugins.join("sysconfig-plugin-hostname.d"), "").unwrap();
+    std::fs::write(
+        root.join("etc/sysconfig-desired.json"),
+        r#"{"hostname":"good","timezone":"UTC","dns":{"nameservers":["10.0.0.1"]},"files":[{"path":"/x"}]}"#,
+    )
+    .unwrap();
+    let mut cfg = Config::default();
+    cfg.plugins.path = plugins;
+    cfg.plugins.plan_timeout_secs = 1;
+    cfg.plugins.apply_timeout_secs = 1;
+    cfg.plugins.describe_timeout_secs = 2;
+    cfg.sources.order = vec![SourceKind::Local];
+    cfg.sources.local = "/etc/sysconfig-desired.json".into();
+    (t, cfg)
+}
+
+#[test]
+fn hanging_crashing_and_garbage_plugins_are_named_and_the_rest_still_runs() {
+    let (t, cfg) = setup();
+    let dir = &cfg.plugins.path;
+    script(dir, "hang", &describe_then("\"timezone\"", "sleep 30"));
+    script(
+        dir,
+        "crash",
+        &describe_then("\"dns\"", "echo 'dns plugin exploded' >&2; kill -SEGV $$"),
+    );
+    script(
+        dir,
+        "garbage",
+        &describe_then("\"files\"", "echo 'this is not json'"),
+    );
+    script(dir, "mute", "exit 0");
+    let root = t.path().join("root");
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let report = daemon::run(
+        &cfg,
+        &Options {
+            root: root.clone(),
+            dry_run: false,
+            mode: Mode::Apply,
+        },
+        &runner::SystemRunner::new(),
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "a hanging plugin must be cut off"
+    );
+    assert!(!report.ok());
+    let errors = report.plugin_errors.join("\n");
+    assert!(
+        errors.contains("plugin hang: `") && errors.contains("did not finish within 1s"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("plugin crash exited with killed by a signal: dns plugin exploded"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("plugin garbage answered garbage"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("plugin mute answered garbage: no response line"),
+        "{errors}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/nodename")).unwrap(),
+        "good\n",
+        "{text}"
+    );
+    assert!(text.contains("hostname: nodename ok"), "{text}");
+    let applied = std::fs::read_to_string(root.join("var/lib/sysconfig/applied.json")).unwrap();
+    let applied: serde_json::Value = serde_json::from_str(&applied).unwrap();
+    assert_eq!(applied["ok"], false);
+    assert_eq!(applied["applied"]["hostname"], "good");
+    assert!(applied["applied"].get("timezone").is_none());
+}
+
+#[test]
+fn two_plugins_claiming_one_key_is_an_error_at_start() {
+    let (t, cfg) = setup();
+    script(
+        &cfg.plugins.path,
+        "other",
+        &describe_then("\"hostname\"", "exit 1"),
+    );
+    let err = daemon::run(
+        &cfg,
+        &Options {
+            root: t.path().join("root"),
+            dry_run: false,
+            mode: Mode::Apply,
+        },
+        &runner::SystemRunner::new(),
+        &mut Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "key `hostname` is claimed by both plugin hostname and plugin other"
+    );
+    assert!(!t.path().join("root/etc/nodename").exists());
+}
+
+#[test]
+fn a_plugin_speaking_another_protocol_version_is_refused() {
+    let (t, cfg) = setup();
+    script(
+        &cfg.plugins.path,
+        "future",
+        "echo '{\"protocol\":2,\"result\":{}}'",
+    );
+    let report = daemon::run(
+        &cfg,
+        &Options {
+            root: t.path().join("root"),
+            dry_run: true,
+            mode: Mode::Apply,
+        },
+        &runner::SystemRunner::new(),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        report.plugin_errors,
+        ["plugin future answered garbage: protocol version 2 (expected 1)"]
+    );
+}
+
+#[test]
+fn the_multi_call_program_serves_the_plugin_its_link_is_named_after() {
+    let (t, mut cfg) = setup();
+    let dir = t.path().join("multi");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["hostname", "timezone"] {
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_sysconfig-plugins"),
+            dir.join(format!("sysconfig-plugin-{name}")),
+        )
+        .unwrap();
+    }
+    cfg.plugins.path = dir;
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("etc/default")).unwrap();
+    let report = daemon::run(
+        &cfg,
+        &Options {
+            root: root.clone(),
+            dry_run: false,
+            mode: Mode::Apply,
+        },
+        &runner::SystemRunner::new(),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    assert!(
+        report.plugin_errors.is_empty(),
+        "{:?}",
+        report.plugin_errors
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/nodename")).unwrap(),
+        "good\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/default/init")).unwrap(),
+        "TZ=UTC\n"
+    );
+    let direct = std::process::Command::new(env!("CARGO_BIN_EXE_sysconfig-plugins"))
+        .output()
+        .unwrap();
+    assert_eq!(direct.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("dns, files, hostname"));
+}
