@@ -14,8 +14,8 @@ use super::cache::{self, KEY_PROPERTY};
 use super::error::BuildError;
 use super::journal::{Journal, Mark, Undo};
 use super::layout::{self, Layout};
-use super::lock::{self, Lock};
-use super::record::{self, Record};
+use super::record::Record;
+use super::session::Session;
 use super::{BuildOptions, Env, Event, Outcome};
 use crate::steps::StepCx;
 use crate::template::model::Dataset;
@@ -29,7 +29,6 @@ pub fn build(
     events: &mut dyn FnMut(&Event),
 ) -> Result<Outcome, BuildError> {
     let started = Instant::now();
-    let zfs = env.zfs;
     let output_name = opts
         .output_name
         .clone()
@@ -43,34 +42,9 @@ pub fn build(
         work: Some(work.clone()),
     });
 
-    if !zfs.exists(&layout.root)? {
-        return Err(BuildError::State(format!(
-            "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
-            layout.root, layout.root
-        )));
-    }
-    if !zfs.exists(&layout.output)? {
-        zfs.create(&layout.output, &CreateOptions::new())?;
-    }
-    let output_dir = layout::mountpoint(zfs, &layout.output)?;
-    let state = layout::state_dir(&output_dir);
-    let _lock = Lock::acquire(&state.join("locks"), &work)?;
-    let mut journal = Journal::open(&state.join("journals"), &lock::key(&work))?;
-    if !journal.is_empty() {
-        for u in journal.pending() {
-            events(&Event::Cleanup {
-                undo: format!("{u:?}"),
-            });
-        }
-        let failed = journal.unwind(&env.system());
-        if !failed.is_empty() {
-            return Err(BuildError::State(format!(
-                "could not clean up after an earlier build: {}",
-                failed.join("; ")
-            )));
-        }
-    }
+    let mut session = Session::open(env, &layout, &work, events)?;
 
+    let output_dir = session.output_dir.clone();
     let result = stage(
         plan,
         target,
@@ -78,32 +52,17 @@ pub fn build(
         env,
         &layout,
         &output_dir,
-        &mut journal,
+        &mut session.journal,
         events,
     );
-    if result.is_err() {
-        // Cleanup must run its own commands even after an interrupt.
-        runner::interrupt::clear();
-        for u in journal.pending() {
-            events(&Event::Cleanup {
-                undo: format!("{u:?}"),
-            });
+    let (outcome, mut rec) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            session.abort(env, events);
+            return Err(e);
         }
-        let failed = journal.unwind(&env.system());
-        for f in failed {
-            tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
-        }
-        return result.map(|(o, _)| o);
-    }
-    let (outcome, mut rec) = result?;
-    record::update_sums(&output_dir, &state)?;
-    rec.seconds = started.elapsed().as_secs_f64();
-    let path = rec.write(&output_dir)?;
-    events(&Event::Finish {
-        seconds: rec.seconds,
-        outputs: rec.outputs.clone(),
-        record: path.display().to_string(),
-    });
+    };
+    session.finish(&mut rec, started, events)?;
     Ok(outcome)
 }
 

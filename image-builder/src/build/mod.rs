@@ -14,6 +14,7 @@ pub mod layout;
 pub mod lock;
 mod pool;
 pub mod record;
+mod session;
 mod work;
 mod zone;
 pub mod zone_image;

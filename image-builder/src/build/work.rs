@@ -16,8 +16,8 @@ use super::convert;
 use super::error::BuildError;
 use super::journal::{Journal, Undo};
 use super::layout::{self, Layout};
-use super::lock::{self, Lock};
-use super::record::{self, Record, StepTiming};
+use super::record::{Record, StepTiming};
+use super::session::Session;
 use super::{BuildOptions, Env, Event, Outcome};
 use crate::host::{Host, Tool};
 use crate::steps::{PoolCx, StepCx};
@@ -152,7 +152,6 @@ pub fn build(
             env.host.name()
         )));
     }
-    let zfs = env.zfs;
     let output_name = opts
         .output_name
         .clone()
@@ -165,33 +164,8 @@ pub fn build(
         target: kind.key().into(),
         work: Some(work.clone()),
     });
-    if !zfs.exists(&layout.root)? {
-        return Err(BuildError::State(format!(
-            "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
-            layout.root, layout.root
-        )));
-    }
-    if !zfs.exists(&layout.output)? {
-        zfs.create(&layout.output, &CreateOptions::new())?;
-    }
-    let output_dir = layout::mountpoint(zfs, &layout.output)?;
-    let state = layout::state_dir(&output_dir);
-    let _lock = Lock::acquire(&state.join("locks"), &work)?;
-    let mut journal = Journal::open(&state.join("journals"), &lock::key(&work))?;
-    if !journal.is_empty() {
-        for u in journal.pending() {
-            events(&Event::Cleanup {
-                undo: format!("{u:?}"),
-            });
-        }
-        let failed = journal.unwind(&env.system());
-        if !failed.is_empty() {
-            return Err(BuildError::State(format!(
-                "could not clean up after an earlier build: {}",
-                failed.join("; ")
-            )));
-        }
-    }
+    let mut session = Session::open(env, &layout, &work, events)?;
+    let output_dir = session.output_dir.clone();
     let result = run(
         plan,
         kind,
@@ -200,7 +174,7 @@ pub fn build(
         &layout,
         &output_dir,
         &output_name,
-        &mut journal,
+        &mut session.journal,
         events,
     );
     let mut rec = match result {
@@ -212,27 +186,11 @@ pub fn build(
             } else {
                 e
             };
-            // Cleanup must run its own commands even after an interrupt.
-            runner::interrupt::clear();
-            for u in journal.pending() {
-                events(&Event::Cleanup {
-                    undo: format!("{u:?}"),
-                });
-            }
-            for f in journal.unwind(&env.system()) {
-                tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
-            }
+            session.abort(env, events);
             return Err(e);
         }
     };
-    record::update_sums(&output_dir, &state)?;
-    rec.seconds = started.elapsed().as_secs_f64();
-    let path = rec.write(&output_dir)?;
-    events(&Event::Finish {
-        seconds: rec.seconds,
-        outputs: rec.outputs.clone(),
-        record: path.display().to_string(),
-    });
+    session.finish(&mut rec, started, events)?;
     Ok(Outcome::Built)
 }
 

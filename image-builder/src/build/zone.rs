@@ -12,8 +12,8 @@ use zfs::CreateOptions;
 use super::error::BuildError;
 use super::journal::{Journal, Undo};
 use super::layout::{self, Layout};
-use super::lock::{self, Lock};
-use super::record::{self, Record};
+use super::record::Record;
+use super::session::Session;
 use super::zone_image as image;
 use super::{BuildOptions, Env, Event, Outcome};
 use crate::steps::StepCx;
@@ -31,7 +31,6 @@ pub fn build(
     events: &mut dyn FnMut(&Event),
 ) -> Result<Outcome, BuildError> {
     let started = Instant::now();
-    let zfs = env.zfs;
     let output_name = opts
         .output_name
         .clone()
@@ -50,33 +49,8 @@ pub fn build(
             .map_err(|e| BuildError::State(format!("cannot make an image UUID: {e}")))?,
     };
 
-    if !zfs.exists(&layout.root)? {
-        return Err(BuildError::State(format!(
-            "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
-            layout.root, layout.root
-        )));
-    }
-    if !zfs.exists(&layout.output)? {
-        zfs.create(&layout.output, &CreateOptions::new())?;
-    }
-    let output_dir = layout::mountpoint(zfs, &layout.output)?;
-    let state = layout::state_dir(&output_dir);
-    let _lock = Lock::acquire(&state.join("locks"), &work)?;
-    let mut journal = Journal::open(&state.join("journals"), &lock::key(&work))?;
-    if !journal.is_empty() {
-        for u in journal.pending() {
-            events(&Event::Cleanup {
-                undo: format!("{u:?}"),
-            });
-        }
-        let failed = journal.unwind(&env.system());
-        if !failed.is_empty() {
-            return Err(BuildError::State(format!(
-                "could not clean up after an earlier build: {}",
-                failed.join("; ")
-            )));
-        }
-    }
+    let mut session = Session::open(env, &layout, &work, events)?;
+    let output_dir = session.output_dir.clone();
 
     let prefix = format!("{}-{output_name}", plan.group);
     let mut rec = Record {
@@ -104,31 +78,15 @@ pub fn build(
         &output_dir,
         &prefix,
         &uuid,
-        &mut journal,
+        &mut session.journal,
         &mut rec,
         events,
     );
     if let Err(e) = result {
-        // Cleanup must run its own commands even after an interrupt.
-        runner::interrupt::clear();
-        for u in journal.pending() {
-            events(&Event::Cleanup {
-                undo: format!("{u:?}"),
-            });
-        }
-        for f in journal.unwind(&env.system()) {
-            tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
-        }
+        session.abort(env, events);
         return Err(e);
     }
-    record::update_sums(&output_dir, &state)?;
-    rec.seconds = started.elapsed().as_secs_f64();
-    let path = rec.write(&output_dir)?;
-    events(&Event::Finish {
-        seconds: rec.seconds,
-        outputs: rec.outputs.clone(),
-        record: path.display().to_string(),
-    });
+    session.finish(&mut rec, started, events)?;
     Ok(Outcome::Built)
 }
 

@@ -1,0 +1,100 @@
+//! What every build target does around its own work: take the work area's lock, undo
+//! whatever an earlier crashed build left in the journal, and at the end either record the
+//! outputs or undo this build's own journal.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use zfs::CreateOptions;
+
+use super::error::BuildError;
+use super::journal::Journal;
+use super::layout::{self, Layout};
+use super::lock::{self, Lock};
+use super::record::{self, Record};
+use super::{Env, Event};
+
+pub(crate) struct Session {
+    pub output_dir: PathBuf,
+    pub state: PathBuf,
+    pub journal: Journal,
+    _lock: Lock,
+}
+
+impl Session {
+    /// Checks the root dataset, makes the output dataset, locks `work` and cleans up after
+    /// an earlier build of it that did not finish.
+    pub fn open(
+        env: &Env,
+        layout: &Layout,
+        work: &str,
+        events: &mut dyn FnMut(&Event),
+    ) -> Result<Session, BuildError> {
+        let zfs = env.zfs;
+        if !zfs.exists(&layout.root)? {
+            return Err(BuildError::State(format!(
+                "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
+                layout.root, layout.root
+            )));
+        }
+        if !zfs.exists(&layout.output)? {
+            zfs.create(&layout.output, &CreateOptions::new())?;
+        }
+        let output_dir = layout::mountpoint(zfs, &layout.output)?;
+        let state = layout::state_dir(&output_dir);
+        let lock = Lock::acquire(&state.join("locks"), work)?;
+        let mut journal = Journal::open(&state.join("journals"), &lock::key(work))?;
+        if !journal.is_empty() {
+            for u in journal.pending() {
+                events(&Event::Cleanup {
+                    undo: format!("{u:?}"),
+                });
+            }
+            let failed = journal.unwind(&env.system());
+            if !failed.is_empty() {
+                return Err(BuildError::State(format!(
+                    "could not clean up after an earlier build: {}",
+                    failed.join("; ")
+                )));
+            }
+        }
+        Ok(Session {
+            output_dir,
+            state,
+            journal,
+            _lock: lock,
+        })
+    }
+
+    /// Undoes everything this build's journal still holds, after a failure or interrupt.
+    pub fn abort(&mut self, env: &Env, events: &mut dyn FnMut(&Event)) {
+        // Cleanup must run its own commands even after an interrupt.
+        runner::interrupt::clear();
+        for u in self.journal.pending() {
+            events(&Event::Cleanup {
+                undo: format!("{u:?}"),
+            });
+        }
+        for f in self.journal.unwind(&env.system()) {
+            tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
+        }
+    }
+
+    /// Updates `SHA256SUMS`, writes the build record and reports the end of the build.
+    pub fn finish(
+        &self,
+        rec: &mut Record,
+        started: Instant,
+        events: &mut dyn FnMut(&Event),
+    ) -> Result<(), BuildError> {
+        record::update_sums(&self.output_dir, &self.state)?;
+        rec.seconds = started.elapsed().as_secs_f64();
+        let path = rec.write(&self.output_dir)?;
+        events(&Event::Finish {
+            seconds: rec.seconds,
+            outputs: rec.outputs.clone(),
+            record: path.display().to_string(),
+        });
+        Ok(())
+    }
+}
