@@ -266,6 +266,7 @@ fn losetup(file: &Path) -> String {
 }
 
 #[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn pool_image_from_a_root_tarball() {
     let Some(zfs) = tier() else { return };
     let w = World::new(&zfs, 4);
@@ -405,6 +406,7 @@ fn pool_image_from_a_root_tarball() {
 }
 
 #[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn sigint_at_each_step_leaves_nothing_behind() {
     let Some(zfs) = tier() else { return };
     let w = World::new(&zfs, 24);
