@@ -98,17 +98,11 @@ impl World {
             zfs: &zfs,
         };
         let opts = BuildOptions {
-            dataset: "rpool/images".into(),
-            output_name: None,
             svccfg: PathBuf::from("/nonexistent/svccfg"),
             formats,
             assume_tools: host == Host::Illumos,
-            reset: false,
-            fullreset: false,
             smf: SmfSeeding::AtFirstBoot,
-            source_date_epoch: None,
-            template_root: self.dir("t"),
-            external: Vec::new(),
+            ..BuildOptions::new("rpool/images", self.dir("t"))
         };
         build::build(&p, &opts, &env, &mut |e| {
             eprintln!("{}", serde_json::to_string(e).unwrap())

@@ -99,17 +99,10 @@ fn a_suspended_pool_stops_the_build_with_its_state() {
     );
     assert!(p.is_valid(), "{:?}", p.problems);
     let opts = BuildOptions {
-        dataset: "rpool/images".into(),
-        output_name: None,
         svccfg: PathBuf::from("/nonexistent"),
-        formats: Vec::new(),
         assume_tools: true,
-        reset: false,
-        fullreset: false,
         smf: SmfSeeding::AtFirstBoot,
-        source_date_epoch: None,
-        template_root: d("t"),
-        external: Vec::new(),
+        ..BuildOptions::new("rpool/images", d("t"))
     };
     let env = Env {
         host: Host::Illumos,

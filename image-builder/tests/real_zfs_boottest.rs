@@ -3,29 +3,17 @@
 //! openzfs` against a real OpenZFS (inside the zfs-vm guest with `IB_ZFS_TIER=1`;
 //! elsewhere this test says it is skipped), and the report it writes.
 
-use std::io::Write;
+mod tier;
+
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-fn tier(test: &str) -> bool {
-    if std::env::var_os("IB_ZFS_TIER").is_none() {
-        let _ = std::io::stderr()
-            .write_all(format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n").as_bytes());
-        return false;
-    }
-    assert!(
-        Path::new("/dev/zfs").exists(),
-        "IB_ZFS_TIER is set but /dev/zfs is missing"
-    );
-    true
-}
-
 #[test]
 #[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn mirror_pool_scrub_and_cleanup_on_real_openzfs() {
-    if !tier("mirror_pool_scrub_and_cleanup_on_real_openzfs") {
+    if !tier::in_tier() {
         return;
     }
     let work = tempfile::tempdir().unwrap();

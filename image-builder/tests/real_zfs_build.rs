@@ -5,144 +5,70 @@
 //! a template edit and after a source file edit, `-r`, `-x`, a failing step leaving the
 //! work dataset at its input snapshot, and a concurrent build refused.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod tier;
+
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use image_builder::build::{self, BuildError, BuildOptions, Env, Outcome};
-use image_builder::host::Host;
-use image_builder::steps::SmfSeeding;
-use image_builder::template::{plan, Features, PlanOptions};
-use runner::SystemRunner;
-use tempfile::TempDir;
-use zfs::{CreateOptions, PoolCreate, Zfs, ZfsCli, ZfsTools};
+use image_builder::build::{self, BuildError, BuildOptions, Outcome};
+use image_builder::template::{Features, PlanOptions};
+use tier::{tier, Cli, ScratchPool};
+use zfs::Zfs;
 
-type Cli = ZfsCli<SystemRunner>;
-
-fn tier() -> Option<Cli> {
-    if std::env::var_os("IB_ZFS_TIER").is_none() {
-        let test = std::thread::current().name().unwrap_or("").to_string();
-        let _ = std::io::stderr()
-            .write_all(format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n").as_bytes());
-        return None;
-    }
-    assert!(
-        Path::new("/dev/zfs").exists(),
-        "IB_ZFS_TIER is set but /dev/zfs is missing"
-    );
-    Some(ZfsCli::new(
-        SystemRunner::new(),
-        ZfsTools::in_dir("/usr/sbin"),
-    ))
-}
-
-/// A pool on a sparse file with a root dataset `POOL/images`, destroyed when dropped.
+/// A scratch pool with the stage templates below.
 struct World<'a> {
-    zfs: &'a Cli,
-    pool: String,
-    dir: TempDir,
+    pool: ScratchPool<'a>,
 }
 
 impl<'a> World<'a> {
     fn new(zfs: &'a Cli) -> World<'a> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let pool = format!(
-            "ibb{}x{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let vdev = dir.path().join("vdev");
-        std::fs::File::create(&vdev)
-            .and_then(|f| f.set_len(256 << 20))
-            .unwrap();
-        zfs.pool_create(
-            &PoolCreate::new(&pool, [vdev.display().to_string()])
-                .altroot(dir.path().join("mnt").display().to_string())
-                .pool_prop("cachefile", "none"),
-        )
-        .unwrap();
-        zfs.create(&format!("{pool}/images"), &CreateOptions::new())
-            .unwrap();
-        for (path, text) in TEMPLATES {
-            let p = dir.path().join("t").join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-        World { zfs, pool, dir }
+        let pool = ScratchPool::new(zfs, "ibb", 256 << 20);
+        pool.write_templates(TEMPLATES);
+        World { pool }
+    }
+
+    fn zfs(&self) -> &Cli {
+        self.pool.zfs
     }
 
     fn templates(&self) -> PathBuf {
-        self.dir.path().join("t")
+        self.pool.templates()
     }
 
     fn dataset(&self) -> String {
-        format!("{}/images", self.pool)
+        self.pool.dataset()
     }
 
     fn work(&self) -> String {
-        format!("{}/images/work/g/w", self.pool)
+        format!("{}/work/g/w", self.dataset())
     }
 
     fn output_dir(&self) -> PathBuf {
-        PathBuf::from(
-            self.zfs
-                .get(&format!("{}/images/output", self.pool), "mountpoint")
-                .unwrap()
-                .unwrap(),
-        )
+        self.pool.output_dir()
     }
 
     fn work_dir(&self) -> PathBuf {
-        PathBuf::from(self.zfs.get(&self.work(), "mountpoint").unwrap().unwrap())
+        self.pool.mountpoint(&self.work())
     }
 
     fn opts(&self) -> BuildOptions {
-        BuildOptions {
-            dataset: self.dataset(),
-            output_name: None,
-            svccfg: PathBuf::from("/nonexistent/svccfg"),
-            formats: Vec::new(),
-            assume_tools: false,
-            reset: false,
-            fullreset: false,
-            smf: SmfSeeding::AtFirstBoot,
-            source_date_epoch: Some(1_700_000_000),
-            template_root: self.templates(),
-            external: Vec::new(),
-        }
+        self.pool.opts()
     }
 
     fn build_with(&self, name: &str, opts: BuildOptions) -> Result<Outcome, BuildError> {
-        let p = plan(
-            &self.templates(),
-            "g",
-            name,
-            &Features::default(),
-            &PlanOptions::default(),
-        );
-        assert!(p.is_valid(), "{:?}", p.problems);
-        let runner = SystemRunner::new();
-        let env = Env {
-            host: Host::Linux,
-            runner: &runner,
-            zfs: self.zfs,
-        };
-        build::build(&p, &opts, &env, &mut |e| {
-            eprintln!("{}", serde_json::to_string(e).unwrap())
-        })
+        let p = self.pool.plan("g", name, &Features::default());
+        self.pool.build_plan(&p, &opts)
     }
 
     fn status(&self, name: &str) -> build::CacheStatus {
-        let p = plan(
+        let p = image_builder::template::plan(
             &self.templates(),
             "g",
             name,
             &Features::default(),
             &PlanOptions::default(),
         );
-        build::cache_status(&p, &self.opts(), self.zfs).unwrap()
+        build::cache_status(&p, &self.opts(), self.zfs()).unwrap()
     }
 
     fn build(&self, name: &str) -> Outcome {
@@ -154,13 +80,7 @@ impl<'a> World<'a> {
     }
 
     fn snapshots(&self) -> Vec<String> {
-        self.zfs.snapshots(&self.work()).unwrap()
-    }
-}
-
-impl Drop for World<'_> {
-    fn drop(&mut self) {
-        let _ = self.zfs.pool_destroy(&self.pool, true);
+        self.zfs().snapshots(&self.work()).unwrap()
     }
 }
 
@@ -299,7 +219,7 @@ fn a_failing_step_leaves_the_work_dataset_at_its_input_snapshot() {
     );
     assert!(w.work_dir().join("etc/a").exists());
     assert!(
-        !zfs.exists(&format!("{}/images/tmp/g/s2fail", w.pool))
+        !zfs.exists(&format!("{}/tmp/g/s2fail", w.dataset()))
             .unwrap(),
         "scratch dataset left behind"
     );

@@ -4,32 +4,14 @@
 //! Two templates share a first stage on one work dataset, a third lives on another: the
 //! shared stage is built once, the chains run side by side, every build has its own log.
 
-use std::io::Write;
+mod tier;
+
 use std::path::Path;
 use std::process::Command;
 
-use runner::SystemRunner;
 use serde_json::Value;
-use zfs::{CreateOptions, PoolCreate, Zfs, ZfsCli, ZfsTools};
-
-type Cli = ZfsCli<SystemRunner>;
-
-fn tier() -> Option<Cli> {
-    if std::env::var_os("IB_ZFS_TIER").is_none() {
-        let test = std::thread::current().name().unwrap_or("").to_string();
-        let _ = std::io::stderr()
-            .write_all(format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n").as_bytes());
-        return None;
-    }
-    assert!(
-        Path::new("/dev/zfs").exists(),
-        "IB_ZFS_TIER is set but /dev/zfs is missing"
-    );
-    Some(ZfsCli::new(
-        SystemRunner::new(),
-        ZfsTools::in_dir("/usr/sbin"),
-    ))
-}
+use tier::{tier, ScratchPool};
+use zfs::Zfs;
 
 const TEMPLATES: &[(&str, &str)] = &[
     (
@@ -92,25 +74,9 @@ fn rows(v: &Value) -> Vec<(String, String, String)> {
 #[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn two_templates_share_a_stage_built_once_with_two_jobs() {
     let Some(zfs) = tier() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let pool = format!("ibm{}", std::process::id());
-    let vdev = dir.path().join("vdev");
-    std::fs::File::create(&vdev)
-        .and_then(|f| f.set_len(256 << 20))
-        .unwrap();
-    zfs.pool_create(
-        &PoolCreate::new(&pool, [vdev.display().to_string()])
-            .altroot(dir.path().join("mnt").display().to_string())
-            .pool_prop("cachefile", "none"),
-    )
-    .unwrap();
-    let root = format!("{pool}/images");
-    zfs.create(&root, &CreateOptions::new()).unwrap();
-    for (path, text) in TEMPLATES {
-        let p = dir.path().join("t").join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    let pool = ScratchPool::new(&zfs, "ibm", 256 << 20);
+    pool.write_templates(TEMPLATES);
+    let (dir, root) = (&pool.dir, pool.dataset());
     // The shared stage is listed twice and after its users: still built once, first.
     std::fs::write(
         dir.path().join("m.json"),
@@ -173,6 +139,4 @@ fn two_templates_share_a_stage_built_once_with_two_jobs() {
     // A second run finds the shared stage current.
     let v = matrix(dir.path(), &root);
     assert_eq!(rows(&v)[0], s("g/base", "work/g/w", "cached"));
-
-    zfs.pool_destroy(&pool, true).unwrap();
 }

@@ -6,40 +6,20 @@
 //! environment mounted read-only, the ESP read with mtools. Interrupting the build (SIGINT)
 //! at every step must leave no pool, loop device, mount, dataset or journal entry behind.
 
-use std::io::{BufRead, BufReader, Write};
+mod tier;
+
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use image_builder::build::device::System;
 use image_builder::build::gpt::{TYPE_ESP, TYPE_RESERVED, TYPE_ZFS};
-use image_builder::build::{inspect, BuildOptions, Env};
+use image_builder::build::{inspect, BuildOptions};
 use image_builder::host::Host;
-use image_builder::steps::SmfSeeding;
-use image_builder::template::{plan, Features, PlanOptions};
 use runner::SystemRunner;
-use tempfile::TempDir;
-use zfs::{CreateOptions, PoolCreate, PoolImport, Zfs, ZfsCli, ZfsTools};
-
-type Cli = ZfsCli<SystemRunner>;
-
-fn tier() -> Option<Cli> {
-    if std::env::var_os("IB_ZFS_TIER").is_none() {
-        let test = std::thread::current().name().unwrap_or("").to_string();
-        let _ = std::io::stderr()
-            .write_all(format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n").as_bytes());
-        return None;
-    }
-    assert!(
-        Path::new("/dev/zfs").exists(),
-        "IB_ZFS_TIER is set but /dev/zfs is missing"
-    );
-    Some(ZfsCli::new(
-        SystemRunner::new(),
-        ZfsTools::in_dir("/usr/sbin"),
-    ))
-}
+use tier::{tier, Cli, ScratchPool};
+use zfs::{PoolImport, Zfs};
 
 const TEMPLATE: &str = r#"{
   "pool": { "name": "rpool", "size": 352, "bename": "oi", "uefi": true, "partition_only": true },
@@ -53,94 +33,35 @@ const TEMPLATE: &str = r#"{
   ]
 }"#;
 
-/// A pool on a sparse file with `POOL/images/output` holding the root tarball.
+/// A scratch pool with `POOL/images/output` holding the root tarball, and the template.
 struct World<'a> {
     zfs: &'a Cli,
-    pool: String,
-    dir: TempDir,
+    pool: ScratchPool<'a>,
 }
 
 impl<'a> World<'a> {
     fn new(zfs: &'a Cli, payload_mib: usize) -> World<'a> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let pool = format!(
-            "ibp{}x{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let vdev = dir.path().join("vdev");
-        std::fs::File::create(&vdev)
-            .and_then(|f| f.set_len(2 << 30))
-            .unwrap();
-        zfs.pool_create(
-            &PoolCreate::new(&pool, [vdev.display().to_string()])
-                .altroot(dir.path().join("mnt").display().to_string())
-                .pool_prop("cachefile", "none"),
-        )
-        .unwrap();
-        zfs.create(
-            &format!("{pool}/images/output"),
-            &CreateOptions::new().parents(),
-        )
-        .unwrap();
-        let t = dir.path().join("t/g");
-        std::fs::create_dir_all(&t).unwrap();
-        std::fs::write(t.join("img.json"), TEMPLATE).unwrap();
-        let w = World { zfs, pool, dir };
-        write_root_tar(&w.output_dir().join("root.tar"), payload_mib);
-        w
-    }
-
-    fn dataset(&self) -> String {
-        format!("{}/images", self.pool)
+        let pool = ScratchPool::new(zfs, "ibp", 2 << 30);
+        pool.write_templates(&[("g/img.json", TEMPLATE)]);
+        write_root_tar(&pool.make_output_dir().join("root.tar"), payload_mib);
+        World { zfs, pool }
     }
 
     fn output_dir(&self) -> PathBuf {
-        PathBuf::from(
-            self.zfs
-                .get(&format!("{}/images/output", self.pool), "mountpoint")
-                .unwrap()
-                .unwrap(),
-        )
+        self.pool.output_dir()
     }
 
-    fn templates(&self) -> PathBuf {
-        self.dir.path().join("t")
+    fn dir(&self) -> &Path {
+        self.pool.dir.path()
     }
 
     fn build(&self) {
-        let p = plan(
-            &self.templates(),
-            "g",
-            "img",
-            &Features::default(),
-            &PlanOptions::default(),
-        );
-        assert!(p.is_valid(), "{:?}", p.problems);
-        let runner = SystemRunner::new();
-        let env = Env {
-            host: Host::Linux,
-            runner: &runner,
-            zfs: self.zfs,
-        };
+        let p = self.pool.plan("g", "img", &Default::default());
         let opts = BuildOptions {
-            dataset: self.dataset(),
-            output_name: None,
-            svccfg: PathBuf::from("/nonexistent/svccfg"),
-            formats: Vec::new(),
-            assume_tools: false,
-            reset: false,
-            fullreset: false,
-            smf: SmfSeeding::AtFirstBoot,
             source_date_epoch: None,
-            template_root: self.templates(),
-            external: Vec::new(),
+            ..self.pool.opts()
         };
-        image_builder::build::build(&p, &opts, &env, &mut |e| {
-            eprintln!("{}", serde_json::to_string(e).unwrap())
-        })
-        .unwrap();
+        self.pool.build_plan(&p, &opts).unwrap();
     }
 
     /// Nothing of a build is left: no temporary pool, no loop device on a work image, no
@@ -158,7 +79,7 @@ impl<'a> World<'a> {
         let loops = String::from_utf8_lossy(&loops.stdout);
         assert!(!loops.contains("lofi.raw"), "loop devices left: {loops}");
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let work = format!("{}/images/work/g/img", self.pool);
+        let work = format!("{}/work/g/img", self.pool.dataset());
         assert!(
             !mounts
                 .lines()
@@ -168,19 +89,13 @@ impl<'a> World<'a> {
         assert!(!self.zfs.exists(&work).unwrap());
         assert!(!self
             .zfs
-            .exists(&format!("{}/images/tmp/g/img", self.pool))
+            .exists(&format!("{}/tmp/g/img", self.pool.dataset()))
             .unwrap());
         let journals = self.output_dir().join(".image-builder/journals");
         let left: Vec<_> = std::fs::read_dir(&journals)
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "journal entries left: {left:?}");
-    }
-}
-
-impl Drop for World<'_> {
-    fn drop(&mut self) {
-        let _ = self.zfs.pool_destroy(&self.pool, true);
     }
 }
 
@@ -345,7 +260,7 @@ fn pool_image_from_a_root_tarball() {
     // Import under a new name (the on-disk name stays rpool) and look at the files.
     let dev = losetup(&raw);
     let name = format!("chk{}", std::process::id());
-    let alt = w.dir.path().join("chk");
+    let alt = w.dir().join("chk");
     zfs.pool_import(
         &PoolImport::new("rpool")
             .new_name(&name)
@@ -356,7 +271,7 @@ fn pool_image_from_a_root_tarball() {
             .readonly(),
     )
     .unwrap();
-    let mnt = w.dir.path().join("be");
+    let mnt = w.dir().join("be");
     std::fs::create_dir_all(&mnt).unwrap();
     let st = Command::new("/usr/bin/mount")
         .args(["-t", "zfs", "-o", "ro"])
@@ -417,14 +332,14 @@ fn sigint_at_each_step_leaves_nothing_behind() {
                 "build",
                 "--json",
                 "-d",
-                &w.dataset(),
+                &w.pool.dataset(),
                 "-g",
                 "g",
                 "-n",
                 "img",
                 "-T",
             ])
-            .arg(w.templates())
+            .arg(w.pool.templates())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -7,6 +7,8 @@
 //! decompressed, receives into a new dataset whose tree matches the built root; the
 //! manifest's sha256 and size match the stream file, and every output is in SHA256SUMS.
 
+mod tier;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,44 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use image_builder::build::zone_image::Manifest;
-use image_builder::build::{self, BuildOptions, Env, Outcome};
-use image_builder::host::Host;
-use image_builder::steps::SmfSeeding;
-use image_builder::template::{plan, Features, PlanOptions};
-use runner::SystemRunner;
+use image_builder::build::Outcome;
+use image_builder::template::Features;
 use sha2::{Digest, Sha256};
-use zfs::{CreateOptions, PoolCreate, Zfs, ZfsCli, ZfsTools};
-
-type Cli = ZfsCli<SystemRunner>;
-
-fn tier() -> Option<Cli> {
-    if std::env::var_os("IB_ZFS_TIER").is_none() {
-        let test = std::thread::current().name().unwrap_or("").to_string();
-        let _ = std::io::stderr()
-            .write_all(format!("{test}: skipped: no /dev/zfs (run scripts/zfs-tier)\n").as_bytes());
-        return None;
-    }
-    assert!(
-        Path::new("/dev/zfs").exists(),
-        "IB_ZFS_TIER is set but /dev/zfs is missing"
-    );
-    Some(ZfsCli::new(
-        SystemRunner::new(),
-        ZfsTools::in_dir("/usr/sbin"),
-    ))
-}
-
-struct Pool<'a> {
-    zfs: &'a Cli,
-    name: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Pool<'_> {
-    fn drop(&mut self) {
-        let _ = self.zfs.pool_destroy(&self.name, true);
-    }
-}
+use tier::{tier, ScratchPool};
+use zfs::Zfs;
 
 const TEMPLATE: &str = r##"{ "zone": { "name": "base", "brand": "sparse", "outputs": ["tarball", "stream"],
       "compression": "gzip", "version": "1.0.${release}" },
@@ -107,55 +76,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn a_zone_image_builds_unpacks_and_receives() {
     let Some(zfs) = tier() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let name = format!("ibz{}", std::process::id());
-    let vdev = dir.path().join("vdev");
-    std::fs::File::create(&vdev)
-        .and_then(|f| f.set_len(256 << 20))
-        .unwrap();
-    zfs.pool_create(
-        &PoolCreate::new(&name, [vdev.display().to_string()])
-            .altroot(dir.path().join("mnt").display().to_string())
-            .pool_prop("cachefile", "none"),
-    )
-    .unwrap();
-    let pool = Pool {
-        zfs: &zfs,
-        name: name.clone(),
-        dir,
-    };
-    zfs.create(&format!("{name}/images"), &CreateOptions::new())
-        .unwrap();
-    let templates = pool.dir.path().join("t");
-    std::fs::create_dir_all(templates.join("g")).unwrap();
-    std::fs::write(templates.join("g/zone.json"), TEMPLATE).unwrap();
+    let pool = ScratchPool::new(&zfs, "ibz", 256 << 20);
+    let name = pool.name.clone();
+    pool.write_templates(&[("g/zone.json", TEMPLATE)]);
 
     let features = Features::from_directives(["release=7"]).unwrap();
-    let p = plan(&templates, "g", "zone", &features, &PlanOptions::default());
-    assert!(p.is_valid(), "{:?}", p.problems);
-    let opts = BuildOptions {
-        dataset: format!("{name}/images"),
-        output_name: None,
-        svccfg: PathBuf::from("/nonexistent/svccfg"),
-        formats: Vec::new(),
-        assume_tools: false,
-        reset: false,
-        fullreset: false,
-        smf: SmfSeeding::AtFirstBoot,
-        source_date_epoch: Some(1_700_000_000),
-        template_root: templates.clone(),
-        external: Vec::new(),
-    };
-    let runner = SystemRunner::new();
-    let env = Env {
-        host: Host::Linux,
-        runner: &runner,
-        zfs: &zfs,
-    };
-    let out = build::build(&p, &opts, &env, &mut |e| {
-        eprintln!("{}", serde_json::to_string(e).unwrap())
-    })
-    .unwrap();
+    let p = pool.plan("g", "zone", &features);
+    let out = pool.build_plan(&p, &pool.opts()).unwrap();
     assert_eq!(out, Outcome::Built);
 
     let mp = |ds: &str| PathBuf::from(zfs.get(ds, "mountpoint").unwrap().unwrap());
@@ -276,7 +203,7 @@ fn a_zone_image_builds_unpacks_and_receives() {
 
     // A second build starts from an empty root again and makes a new image UUID.
     std::fs::write(root.join("stray"), b"left behind").unwrap();
-    build::build(&p, &opts, &env, &mut |_| {}).unwrap();
+    pool.build_plan(&p, &pool.opts()).unwrap();
     assert!(!mp(&work).join("stray").exists());
     let m2: Manifest =
         serde_json::from_slice(&std::fs::read(output.join("g-zone.manifest.json")).unwrap())

@@ -118,17 +118,10 @@ fn script(rec: &Recorder, base: &Path) {
 
 fn opts(templates: &Path) -> BuildOptions {
     BuildOptions {
-        dataset: "rpool/images".into(),
-        output_name: None,
         svccfg: PathBuf::from("/nonexistent/svccfg"),
-        formats: Vec::new(),
-        assume_tools: false,
-        reset: false,
-        fullreset: false,
         smf: SmfSeeding::AtFirstBoot,
         source_date_epoch: Some(1_700_000_000),
-        template_root: templates.to_path_buf(),
-        external: Vec::new(),
+        ..BuildOptions::new("rpool/images", templates)
     }
 }
 

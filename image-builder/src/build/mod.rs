@@ -55,6 +55,27 @@ pub struct BuildOptions {
     pub external: Vec<PathBuf>,
 }
 
+impl BuildOptions {
+    /// Options for building templates under `template_root` into `dataset`, with the
+    /// reference tool's defaults: no `-N`, `/usr/sbin/svccfg`, SMF imported during the
+    /// build, no reset, raw images only, tools checked, no fixed timestamp.
+    pub fn new(dataset: impl Into<String>, template_root: impl Into<PathBuf>) -> BuildOptions {
+        BuildOptions {
+            dataset: dataset.into(),
+            output_name: None,
+            svccfg: PathBuf::from("/usr/sbin/svccfg"),
+            formats: Vec::new(),
+            assume_tools: false,
+            reset: false,
+            fullreset: false,
+            smf: SmfSeeding::Import,
+            source_date_epoch: None,
+            template_root: template_root.into(),
+            external: Vec::new(),
+        }
+    }
+}
+
 /// What happens during a build, for the CLI to show (plain lines or `--json` events).
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

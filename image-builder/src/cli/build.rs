@@ -122,23 +122,15 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     )
     .with_timeout(std::time::Duration::from_secs(1800));
     let opts = BuildOptions {
-        dataset: a.dataset.clone(),
         output_name: a.output_name.clone(),
         svccfg: a.svccfg.clone(),
         formats: a.formats.clone(),
-        assume_tools: false,
         reset: a.reset,
         fullreset: a.fullreset,
-        smf: if a.smf_at_first_boot {
-            SmfSeeding::AtFirstBoot
-        } else {
-            SmfSeeding::Import
-        },
-        source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|s| s.parse().ok()),
-        template_root: a.template.source.root()?,
+        smf: SmfSeeding::from_flag(a.smf_at_first_boot),
+        source_date_epoch: source_date_epoch(),
         external: a.template.source.external()?,
+        ..BuildOptions::new(&a.dataset, a.template.source.root()?)
     };
     // Refuse a build this host cannot run before starting anything, guest included.
     if let Err(e) = build::preflight(&plan, &opts, host) {
@@ -255,6 +247,13 @@ fn run_build(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, for reproducible archives.
+pub(super) fn source_date_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {

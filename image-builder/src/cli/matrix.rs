@@ -96,23 +96,11 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
     }
     let host = Host::detect();
     let opts = BuildOptions {
-        dataset: a.dataset.clone(),
-        output_name: None,
         svccfg: a.svccfg.clone(),
-        formats: Vec::new(),
-        assume_tools: false,
-        reset: false,
-        fullreset: false,
-        smf: if a.smf_at_first_boot {
-            SmfSeeding::AtFirstBoot
-        } else {
-            SmfSeeding::Import
-        },
-        source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|s| s.parse().ok()),
-        template_root: root.clone(),
+        smf: SmfSeeding::from_flag(a.smf_at_first_boot),
+        source_date_epoch: super::build::source_date_epoch(),
         external: external.clone(),
+        ..BuildOptions::new(&a.dataset, &root)
     };
     for j in &jobs {
         build::preflight(&j.plan, &opts, host)?;

@@ -6,7 +6,6 @@ use anyhow::Result;
 use clap::Args;
 use image_builder::build::{self, BuildOptions, CacheStatus};
 use image_builder::host::{Host, Tool};
-use image_builder::steps::SmfSeeding;
 use image_builder::template::Plan;
 use runner::SystemRunner;
 
@@ -66,17 +65,9 @@ fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<CacheStatus>
         zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
     );
     let opts = BuildOptions {
-        dataset: dataset.to_string(),
         output_name: a.output_name.clone(),
-        svccfg: "/usr/sbin/svccfg".into(),
-        formats: Vec::new(),
-        assume_tools: false,
-        reset: false,
-        fullreset: false,
-        smf: SmfSeeding::Import,
-        source_date_epoch: None,
-        template_root: a.template.source.root()?,
         external: a.template.source.external()?,
+        ..BuildOptions::new(dataset, a.template.source.root()?)
     };
     Ok(build::cache_status(plan, &opts, &zfs)?)
 }

@@ -18,6 +18,17 @@ pub enum SmfSeeding {
     AtFirstBoot,
 }
 
+impl SmfSeeding {
+    /// The seeding `--smf-at-first-boot` asks for.
+    pub fn from_flag(at_first_boot: bool) -> SmfSeeding {
+        if at_first_boot {
+            SmfSeeding::AtFirstBoot
+        } else {
+            SmfSeeding::Import
+        }
+    }
+}
+
 /// The pool a `pool` template builds, while it is imported on the build host.
 #[derive(Debug, Clone)]
 pub struct PoolCx {
