@@ -40,6 +40,9 @@ pub struct Desired {
     pub timezone: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileSpec>,
+    /// Non-global zones to configure, install and boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<Zone>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -236,6 +239,80 @@ fn default_owner() -> String {
     "root".into()
 }
 
+/// A non-global zone, described as zonecfg would configure it. The zones plugin checks
+/// every field (names, paths, addresses) before anything runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Zone name: a letter or digit, then letters, digits, `-`, `_` and `.`; at most 63
+    /// characters; not `global`, not starting with `SUNW`.
+    pub name: String,
+    /// Zone brand (default `ipkg`, OpenIndiana's), e.g. `nlipkg`, `lipkg`, `sparse`,
+    /// `pkgsrc`, `lx`, `bhyve`.
+    #[serde(default = "default_brand")]
+    pub brand: String,
+    /// Absolute path of the zone's files, default `/zones/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zonepath: Option<String>,
+    /// Boot the zone with the global zone (`svc:/system/zones:default`).
+    #[serde(default = "yes")]
+    pub autoboot: bool,
+    #[serde(default)]
+    pub ip_type: IpType,
+    /// `net` resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<ZoneNet>,
+    /// ZFS datasets delegated to the zone (`add dataset`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<String>,
+    /// A zone image (tarball or `zfs send` stream, as image-builder's `zone` target makes
+    /// them) installed with `zoneadm install -a IMAGE`; absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// More arguments for `zoneadm install` (brand options such as `-e PKG`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_args: Vec<String>,
+    /// Boot the zone now once it is installed.
+    #[serde(default = "yes")]
+    pub boot: bool,
+}
+
+fn default_brand() -> String {
+    "ipkg".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IpType {
+    /// The zone has its own IP stack on its own links (`ip-type=exclusive`).
+    #[default]
+    Exclusive,
+    /// The zone's addresses live on the global zone's interfaces (`ip-type=shared`).
+    Shared,
+}
+
+/// One `net` resource. Exclusive-IP: `physical` (a link the zone gets, such as a VNIC),
+/// optionally `allowed_address`, `defrouter` (only with an `allowed_address` on the same
+/// link) and `global_nic`. Shared-IP: `physical` (a global-zone interface), `address` and
+/// optionally `defrouter`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneNet {
+    pub physical: String,
+    /// Shared-IP only: `ADDRESS[/PREFIX]` (IPv6 needs the prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Exclusive-IP only: the one address the zone may configure on this link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_address: Option<String>,
+    /// Default router, an IP address without prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defrouter: Option<String>,
+    /// Exclusive-IP only: create the `physical` VNIC on this link when the zone boots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_nic: Option<String>,
+}
+
 impl Desired {
     /// The JSON Schema of the desired configuration.
     pub fn json_schema() -> serde_json::Value {
@@ -278,6 +355,7 @@ mod tests {
             storage: Some(Storage::default()),
             timezone: Some("UTC".into()),
             files: vec![serde_json::from_str(r#"{"path":"/x"}"#).unwrap()],
+            zones: vec![serde_json::from_str(r#"{"name":"z"}"#).unwrap()],
             ..Desired::default()
         };
         for key in full.to_map().keys() {

@@ -212,3 +212,63 @@ fn the_multi_call_program_serves_the_plugin_its_link_is_named_after() {
     assert_eq!(direct.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&direct.stderr).contains("dns, files, hostname"));
 }
+
+#[test]
+fn the_zones_program_plans_a_zone_and_skips_it_under_an_alternate_root() {
+    let (t, mut cfg) = setup();
+    let dir = t.path().join("zones-plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_sysconfig-plugins"),
+        dir.join("sysconfig-plugin-zones"),
+    )
+    .unwrap();
+    cfg.plugins.path = dir;
+    cfg.sources.local = "/etc/sysconfig.d/desired.toml".into();
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("etc/sysconfig.d")).unwrap();
+    std::fs::write(
+        root.join("etc/sysconfig.d/desired.toml"),
+        "[[zones]]\nname = \"web\"\nimage = \"/var/tmp/web.zone.tar\"\n\n[[zones.networks]]\nphysical = \"web0\"\nallowed_address = \"10.0.0.5/24\"\n",
+    )
+    .unwrap();
+    let run = |cfg: &Config| {
+        daemon::run(
+            cfg,
+            &Options {
+                root: root.clone(),
+                dry_run: false,
+                mode: Mode::Apply,
+            },
+            &runner::SystemRunner::new(),
+            &mut Vec::new(),
+        )
+        .unwrap()
+    };
+    let report = run(&cfg);
+    assert!(report.ok(), "{:?}", report.plugin_errors);
+    let got: Vec<(&str, &str, Option<&str>)> = report
+        .results
+        .iter()
+        .map(|r| (r.id.as_str(), r.status.as_str(), r.message.as_deref()))
+        .collect();
+    let why = Some("zones are configured on the running system; not run under an alternate root");
+    assert_eq!(
+        got,
+        [
+            ("web/configure", "skipped", why),
+            ("web/install", "skipped", why),
+            ("web/boot", "skipped", why)
+        ]
+    );
+    std::fs::write(
+        root.join("etc/sysconfig.d/desired.toml"),
+        "[[zones]]\nname = \"global\"\n",
+    )
+    .unwrap();
+    let report = run(&cfg);
+    assert_eq!(
+        report.plugin_errors,
+        ["plugin zones reported an error: zones[0].name: \"global\" is the global zone's name"]
+    );
+}

@@ -12,6 +12,7 @@ pub mod network;
 pub mod storage;
 pub mod timezone;
 pub mod users;
+pub mod zones;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -238,7 +239,7 @@ pub fn main<P: Plugin>(plugin: P) -> std::process::ExitCode {
 
 /// The shipped plugins, by name.
 pub const SHIPPED: &[&str] = &[
-    "dns", "files", "hostname", "network", "storage", "timezone", "users",
+    "dns", "files", "hostname", "network", "storage", "timezone", "users", "zones",
 ];
 
 /// The `main` of the multi-call program `sysconfig-plugins`. Installed once, with a
@@ -259,6 +260,7 @@ pub fn main_by_name() -> std::process::ExitCode {
         Some("storage") => main(storage::Storage),
         Some("timezone") => main(timezone::Timezone),
         Some("users") => main(users::Users),
+        Some("zones") => main(zones::Zones),
         _ => {
             eprintln!(
                 "sysconfig-plugins: start me through a link named {}NAME, NAME one of: {}",

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    sysconfig::plugins::main(sysconfig::plugins::zones::Zones)
+}
