@@ -247,6 +247,11 @@ fn unsafe_names_never_reach_zonecfg() {
     z.zone.dataset = "rpool/images".into();
     z.zone.name = "global".into();
     assert!(z.zone.validate().is_err());
+    // libzonecfg's limit: 63 characters (ZONENAME_MAX counts the NUL).
+    z.zone.name = "z".repeat(64);
+    assert!(z.zone.validate().is_err());
+    z.zone.name = "z".repeat(63);
+    assert!(z.zone.validate().is_ok());
     z.zone.name = "ib1".into();
     z.zone.mounts = vec![PathBuf::from("/")];
     assert!(z.zone.validate().is_err());

@@ -59,8 +59,9 @@ pub enum ZoneError {
 impl BuildZone {
     /// Refuses names and paths zonecfg would misread: they go into one command string.
     pub fn validate(&self) -> Result<(), ZoneError> {
+        // ZONENAME_MAX is 64 with the terminating NUL: libzonecfg takes 63 characters.
         let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
+            && self.name.len() < 64
             && self.name.starts_with(|c: char| c.is_ascii_alphanumeric())
             && self
                 .name
@@ -70,7 +71,7 @@ impl BuildZone {
             && !self.name.starts_with("SUNW");
         if !name_ok {
             return Err(ZoneError::Invalid(format!(
-                "zone name {:?}: letters, digits, '-', '_' and '.', at most 64, not \"global\" or SUNW*",
+                "zone name {:?}: letters, digits, '-', '_' and '.', at most 63, not \"global\" or SUNW*",
                 self.name
             )));
         }
