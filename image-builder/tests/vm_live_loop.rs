@@ -104,21 +104,30 @@ fn toolchain_env(mut cmd: Cmd) -> Cmd {
 }
 
 /// Runs cargo with `args` in `dir`; on failure the whole of its standard error is shown.
-fn run_cargo(dir: &Path, args: &[&str], hint: &str) -> runner::Output {
+/// Its progress lines stay on and plain whatever cargo's configuration says: they tell
+/// which crates it compiled.
+fn run_cargo(dir: &Path, args: &[&str]) -> runner::Output {
     let cmd = toolchain_env(Cmd::new(cargo()))
+        .env("CARGO_TERM_QUIET", "false")
+        .env("CARGO_TERM_COLOR", "never")
         .args(args)
         .cwd(dir)
         .timeout(BUILD);
     let out = SystemRunner::new()
         .output(&cmd)
         .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hint = if stderr.contains("offline") {
+        " (cargo runs offline here: fill the registry cache once with `cargo fetch --locked`)"
+    } else {
+        ""
+    };
     assert!(
         out.success(),
-        "`{}` in {} failed ({}){hint}:\n{}",
+        "`{}` in {} failed ({}){hint}:\n{stderr}",
         cmd.display(),
         dir.display(),
         out.status_text(),
-        String::from_utf8_lossy(&out.stderr)
     );
     out
 }
@@ -146,7 +155,6 @@ fn checkout_entries(workspace: &Path) -> Vec<PathBuf> {
             "1",
             "--offline",
         ],
-        "",
     );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata");
     let root = PathBuf::from(meta["workspace_root"].as_str().expect("workspace_root"));
@@ -296,7 +304,6 @@ impl Checkout {
                 "--target-dir",
                 target.to_str().expect("UTF-8 target path"),
             ],
-            " (offline: the registry cache lacks a crate? `cargo fetch --locked` once)",
         );
         (compiled(&out), t.elapsed())
     }
