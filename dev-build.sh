@@ -159,35 +159,36 @@ if [ -n "$outdir" ]; then
 	raw="$(cd "$outdir" && pwd)/$group-$name.raw"
 fi
 
+# The commands below are meant to be pasted: quote what they name.
+qib=$(printf '%q' "$ib")
+qrepo=$(printf '%q' "$repo")
+qraw=$(printf '%q' "$raw")
+vm="$qib vm --name illumos-dev -m 2048 -c 2 --repo $qrepo"
+
 cat <<EOF
 
 Image: $raw
 
-Boot it with this repository shared as the virtio-9p tag "repo" and the serial
-console on standard input/output (root password: illumos).
+Boot it with this repository shared over virtio-9p as the tag "repo" and the serial
+console on this terminal (root password: illumos):
 
-bhyve (illumos host; adjust the UEFI firmware path):
-  bhyve -c 2 -m 2048M -w -H \\
-    -s 0,hostbridge -s 1,lpc \\
-    -s 2,virtio-blk,$raw \\
-    -s 3,virtio-9p,repo=$repo \\
-    -s 4,virtio-net-viona,VNIC \\
-    -l com1,stdio \\
-    -l bootrom,/usr/share/bhyve/firmware/BHYVE_RELEASE.fd \\
-    illumos-dev
+  $vm $qraw
 
-QEMU (Linux host with OVMF):
-  qemu-system-x86_64 -machine q35,accel=kvm -cpu host -smp 2 -m 2048 -nographic \\
-    -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \\
-    -drive file=$raw,format=raw,if=virtio \\
-    -netdev user,id=net0 -device virtio-net-pci,netdev=net0 \\
-    -virtfs local,path=$repo,mount_tag=repo,security_model=none,id=repo
+That runs QEMU (KVM if it works here, else TCG; UEFI from OVMF, see --ovmf-code).
+On an illumos host, print the bhyve command instead (VNIC: one made with
+'dladm create-vnic'; --bootrom if the UEFI firmware is elsewhere) and run it as root:
+
+  $vm --net vnic:VNIC --print bhyve $qraw
+
+With libvirt, print a domain and define it:
+
+  $vm --print libvirt $qraw >illumos-dev.xml
+  virsh define illumos-dev.xml && virsh start illumos-dev && virsh console illumos-dev
+
+'$qib vm --help' lists the other options (firmware, more shares, --print qemu).
 
 Then edit, run 'cargo build --release' here, and in the guest:
   svcadm restart svc:/system/installer/sysconfig
   svcs -l svc:/system/installer/sysconfig
   tail -f /var/svc/log/system-installer-sysconfig:default.log
 EOF
-if "$ib" vm --help >/dev/null 2>&1; then
-	printf "\n'%s vm --help' shows how image-builder starts it for you.\n" "$ib"
-fi

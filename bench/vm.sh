@@ -2,7 +2,9 @@
 # Time from `image-builder vm` to the guest's first console line and to its shell prompt,
 # with the small Linux guest of scripts/vm-guest (direct kernel boot, 256 MiB, 1 vCPU),
 # under TCG and under `--accel auto` (which adds the KVM probe, cached per host boot after
-# the first run). Then one edit-build-restart cycle of the live loop, from the loop test.
+# the first run). Then one edit-build-restart cycle of the live loop with a stand-in daemon
+# (tests/vm_qemu.rs), and one with the real sysconfig: a plugin source edited, cargo
+# build, the daemon run again in the guest (tests/vm_live_loop.rs).
 #
 # Usage: bench/vm.sh [runs]    (needs qemu-system-x86_64; prepares the guest if missing)
 set -euo pipefail
@@ -58,3 +60,8 @@ echo
 echo "live loop (rebuild on the host, restart in the guest, see the change):"
 cargo test --release -q -p image-builder --test vm_qemu console_drives_a_guest_through_the_live_loop \
     -- --nocapture 2>&1 | grep -E 'edit-build-restart cycle|skipped' || true
+
+echo
+echo "live sysconfig loop (edit a plugin source, cargo build, run the daemon again):"
+cargo test --release -q -p image-builder --test vm_live_loop -- --nocapture 2>&1 |
+    grep -E 'scratch checkout|boot to prompt|first apply|incremental cargo build|edit-build-restart cycle|skipped' || true
