@@ -113,11 +113,26 @@ pub fn disk_image(
     Ok((img, true))
 }
 
-/// The command that runs `args` (the build's own command line) inside the guest.
+/// The directories of `dirs` to share read-write: each once, and none inside another
+/// (the guest mounts the outer one, which holds it). Paths are taken as they are: give
+/// them canonical.
+pub fn rw_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for d in dirs {
+        if dirs.iter().any(|o| o != d && d.starts_with(o)) || out.contains(d) {
+            continue;
+        }
+        out.push(d.clone());
+    }
+    out
+}
+
+/// The command that runs `args` (the build's own command line) inside the guest, with the
+/// `rw` directories shared read-write (see [`rw_dirs`]).
 pub fn guest_command(
     harness: &Path,
     disk: &Path,
-    output: &Path,
+    rw: &[PathBuf],
     exe: &Path,
     args: &[String],
 ) -> Cmd {
@@ -135,13 +150,15 @@ pub fn guest_command(
             cmd = cmd.env(var, v);
         }
     }
-    cmd.args(["run", "--timeout"])
+    cmd = cmd
+        .args(["run", "--timeout"])
         .arg(std::env::var("IMAGE_BUILDER_VM_TIMEOUT").unwrap_or_else(|_| "86400".into()))
         .arg("--drive")
-        .arg(disk)
-        .arg("--rw")
-        .arg(output)
-        .args(["--env", "IMAGE_BUILDER_LOG=info", "--"])
+        .arg(disk);
+    for d in rw_dirs(rw) {
+        cmd = cmd.arg("--rw").arg(d);
+    }
+    cmd.args(["--env", "IMAGE_BUILDER_LOG=info", "--"])
         .arg(exe)
         .args(args)
 }
@@ -209,4 +226,40 @@ pub fn copy_outputs(
     }
     copied.sort();
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rw_dirs_are_shared_once_and_never_inside_another() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            rw_dirs(&[p("/w/out"), p("/w/out/report"), p("/w/out"), p("/w/rep")]),
+            [p("/w/out"), p("/w/rep")]
+        );
+        assert_eq!(rw_dirs(&[p("/w/out/report"), p("/w/out")]), [p("/w/out")]);
+        // A sibling whose name merely starts the same is not inside.
+        assert_eq!(
+            rw_dirs(&[p("/w/out"), p("/w/output")]),
+            [p("/w/out"), p("/w/output")]
+        );
+    }
+
+    #[test]
+    fn guest_command_shares_each_directory() {
+        let cmd = guest_command(
+            Path::new("/h/zfs-vm"),
+            Path::new("/c/pool.img"),
+            &[PathBuf::from("/w/out"), PathBuf::from("/w/report")],
+            Path::new("/bin/ib"),
+            &["matrix".into(), "m.json".into()],
+        );
+        let line = cmd.display();
+        assert!(
+            line.contains("--drive /c/pool.img --rw /w/out --rw /w/report --env IMAGE_BUILDER_LOG=info -- /bin/ib matrix m.json"),
+            "{line}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! `image-builder test` against a real QEMU guest (TCG): the small Linux guest that
 //! `scripts/vm-guest setup` prepares, with the image under test as its first disk and the
 //! tool's NoCloud seed as the second. Without the guest (or QEMU) these tests say they
-//! are skipped.
+//! are skipped, unless `IB_REQUIRE_GUESTS` is set: then they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,6 +14,17 @@ struct Guest {
     initrd: PathBuf,
 }
 
+/// Says the test is skipped, or fails it when `IB_REQUIRE_GUESTS` is set (`scripts/test`
+/// sets it once the guests are set up, so CI never passes by skipping).
+fn skip<T>(test: &str, why: String) -> Option<T> {
+    assert!(
+        std::env::var_os("IB_REQUIRE_GUESTS").is_none(),
+        "{test}: IB_REQUIRE_GUESTS is set but {why}"
+    );
+    eprintln!("{test}: skipped: {why}");
+    None
+}
+
 fn guest(test: &str) -> Option<Guest> {
     let on_path = |p: &str| {
         std::env::var_os("PATH")
@@ -22,8 +33,7 @@ fn guest(test: &str) -> Option<Guest> {
     };
     for tool in ["qemu-system-x86_64", "ssh-keygen", "mcopy"] {
         if !on_path(tool) {
-            eprintln!("{test}: skipped: {tool} is not installed");
-            return None;
+            return skip(test, format!("{tool} is not installed"));
         }
     }
     let dir = std::env::var_os("IB_VM_GUEST")
@@ -36,11 +46,13 @@ fn guest(test: &str) -> Option<Guest> {
         initrd: dir.join("initrd.img"),
     };
     if !(g.vmlinux.is_file() && g.initrd.is_file()) {
-        eprintln!(
-            "{test}: skipped: no test guest in {} (run scripts/vm-guest setup)",
-            dir.display()
+        return skip(
+            test,
+            format!(
+                "no test guest in {} (run scripts/vm-guest setup)",
+                dir.display()
+            ),
         );
-        return None;
     }
     Some(g)
 }
@@ -201,11 +213,29 @@ fn a_guest_without_a_prompt_times_out_with_its_console_log() {
     assert_eq!(r["boot"]["result"], "timeout");
     assert_eq!(r["checks"][0]["result"], "skipped");
     let log = r["console_log"].as_str().unwrap();
-    assert!(r["boot"]["reason"].as_str().unwrap().contains(log));
+    let reason = r["boot"]["reason"].as_str().unwrap();
+    assert!(reason.contains(log), "{reason}");
+    // The reason quotes the console's last output; the whole log is beside the report.
+    assert!(
+        reason.contains("no \"no-such-prompt> \" on the console within 25s"),
+        "{reason}"
+    );
+    assert!(reason.contains("vm-guest: ready"), "{reason}");
     assert!(std::fs::read_to_string(log)
         .unwrap()
         .contains("vm-guest: ready"));
     assert!(md.contains(&format!("| {} | boot | timeout |", image.display())));
+    assert!(
+        md.contains(&format!(
+            "### {} / boot\n\nno shell prompt",
+            image.display()
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("the whole console is in {log}")),
+        "{md}"
+    );
     assert_clean(work.path());
 }
 

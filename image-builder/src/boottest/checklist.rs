@@ -172,13 +172,14 @@ impl Checklist {
         match name {
             "illumos" => Ok(illumos()),
             "openzfs" => Ok(openzfs()),
+            "pool-image" => Ok(pool_image()),
             _ => Err(ChecklistError::UnknownBuiltin(name.into())),
         }
     }
 }
 
 /// The names [`Checklist::builtin`] knows.
-pub const BUILTIN: &[&str] = &["illumos", "openzfs"];
+pub const BUILTIN: &[&str] = &["illumos", "openzfs", "pool-image"];
 
 fn check(name: &str, command: &str, expect: Expect, timeout: u64) -> Check {
     Check {
@@ -288,6 +289,107 @@ pub fn openzfs() -> Checklist {
     Checklist { checks }
 }
 
+/// The in-core name [`pool_image`] imports the image's pool under.
+pub const IMAGE_POOL: &str = "ibimage";
+
+/// A pool image attached as a data disk to an OpenZFS (Linux) guest, such as the zfs-vm
+/// guest in console mode: the image's pool found on the guest's disks, imported
+/// read-only, unmounted, under the temporary name `ibimage` (the on-disk name is left
+/// alone), its health, `bootfs`, boot environment and datasets looked at, the boot
+/// environment mounted read-only for a look at its files, and the pool exported again.
+pub fn pool_image() -> Checklist {
+    let ok = Expect::default;
+    let p = IMAGE_POOL;
+    let bootfs = format!("b=$(zpool get -H -o value bootfs {p})");
+    let checks = vec![
+        // The guest has no udev, so no /dev/disk: every block device in /dev is scanned.
+        check(
+            "image-find",
+            "zpool import -d /dev",
+            Expect {
+                contains: vec!["state: ONLINE".into()],
+                ..ok()
+            },
+            120,
+        ),
+        check(
+            "image-import",
+            &format!(
+                "n=$(zpool import -d /dev | sed -n 's/^ *pool: //p' | head -n 1) && zpool import -d /dev -N -R /mnt/{p} -o readonly=on -t \"$n\" {p} && echo \"imported $n as {p}\""
+            ),
+            Expect {
+                contains: vec![format!(" as {p}")],
+                ..ok()
+            },
+            120,
+        ),
+        check(
+            "image-health",
+            &format!("zpool list -H -o name,health {p}"),
+            Expect {
+                equals: Some(format!("{p}\tONLINE")),
+                ..ok()
+            },
+            60,
+        ),
+        // bootfs names a boot environment under ROOT that exists.
+        check(
+            "image-bootfs",
+            &format!("{bootfs}; echo \"bootfs=$b\"; zfs list -H -o name \"$b\""),
+            Expect {
+                contains: vec![format!("bootfs={p}/ROOT/")],
+                ..ok()
+            },
+            60,
+        ),
+        check(
+            "image-root",
+            &format!("zfs get -H -o property,value canmount,mountpoint {p}/ROOT"),
+            Expect {
+                contains: vec!["canmount\toff".into(), "mountpoint\tlegacy".into()],
+                ..ok()
+            },
+            60,
+        ),
+        // What beadm relies on: noauto, the static policy, a UUID.
+        check(
+            "image-be",
+            &format!(
+                "{bootfs}; zfs get -H -o property,value canmount,mountpoint,org.opensolaris.libbe:policy,org.opensolaris.libbe:uuid \"$b\" && u=$(zfs get -H -o value org.opensolaris.libbe:uuid \"$b\") && [ ${{#u}} -eq 36 ]"
+            ),
+            Expect {
+                contains: vec![
+                    "canmount\tnoauto".into(),
+                    "org.opensolaris.libbe:policy\tstatic".into(),
+                ],
+                ..ok()
+            },
+            60,
+        ),
+        check(
+            "image-datasets",
+            &format!("zfs list -H -r -o name,canmount,mountpoint {p}"),
+            ok(),
+            60,
+        ),
+        check(
+            "image-be-files",
+            &format!(
+                "{bootfs}; mkdir -p /mnt/{p}-be && mount -t zfs -o ro \"$b\" /mnt/{p}-be && ls -1A /mnt/{p}-be && ls -ln /mnt/{p}-be/etc; s=$?; umount /mnt/{p}-be; [ $s -eq 0 ]"
+            ),
+            ok(),
+            120,
+        ),
+        check(
+            "image-export",
+            &format!("zpool export {p} && ! zpool list {p} 2>/dev/null"),
+            ok(),
+            120,
+        ),
+    ];
+    Checklist { checks }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +445,12 @@ mod tests {
             let l = Checklist::builtin(name).unwrap();
             l.validate().unwrap();
             let last = l.checks.last().unwrap();
-            assert_eq!(last.name, "mirror-cleanup");
+            let cleanup = if *name == "pool-image" {
+                "image-export"
+            } else {
+                "mirror-cleanup"
+            };
+            assert_eq!(last.name, cleanup);
             let text = serde_json::to_string(&l).unwrap();
             assert_eq!(Checklist::parse(&text).unwrap(), l);
         }

@@ -203,20 +203,31 @@ pub fn local_report(
     r
 }
 
-/// Waits for the shell prompt, logging in first when the console asks for it.
+/// Waits for the shell prompt, logging in first when the console asks for it. A timeout
+/// names the whole boot time limit, not what was left of it for the last wait.
 pub fn log_in(console: &mut Console, login: &Login) -> Result<(), ConsoleError> {
     let deadline = Instant::now() + login.boot_timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    if let Some(p) = &login.login_prompt {
-        console.wait_for(p, left())?;
-        console.send_line(&login.user)?;
-        if let Some(pw) = &login.password {
-            console.wait_for("assword:", left())?;
-            console.send_line(pw)?;
+    let mut steps = || -> Result<(), ConsoleError> {
+        if let Some(p) = &login.login_prompt {
+            console.wait_for(p, left())?;
+            console.send_line(&login.user)?;
+            if let Some(pw) = &login.password {
+                console.wait_for("assword:", left())?;
+                console.send_line(pw)?;
+            }
         }
-    }
-    console.wait_for(&login.shell_prompt, left())?;
-    Ok(())
+        console.wait_for(&login.shell_prompt, left())?;
+        Ok(())
+    };
+    steps().map_err(|e| match e {
+        ConsoleError::Timeout { pattern, tail, .. } => ConsoleError::Timeout {
+            pattern,
+            waited: login.boot_timeout,
+            tail,
+        },
+        e => e,
+    })
 }
 
 /// What a boot test needs besides the checklist.

@@ -203,7 +203,8 @@ fn in_guest(a: &BuildArgs, runner: &SystemRunner) -> Result<ExitCode> {
     args.push("--guest-output".into());
     args.push(output.display().to_string());
     let exe = std::env::current_exe()?;
-    let cmd = embedded::guest_command(&harness, &disk, &output, &exe, &args).passthrough();
+    let cmd = embedded::guest_command(&harness, &disk, std::slice::from_ref(&output), &exe, &args)
+        .passthrough();
     let out = runner.output(&cmd)?;
     Ok(match out.code {
         Some(0) => ExitCode::SUCCESS,

@@ -1,21 +1,23 @@
 //! `image-builder matrix`: build several templates with a job limit, then optionally
 //! boot-test their outputs; one report for everything.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use image_builder::boottest::{self, Report};
 use image_builder::build::{self, BuildOptions};
+use image_builder::embedded;
 use image_builder::host::{Host, Tool};
 use image_builder::matrix::{self, BuildReport, BuildResult, Job, Matrix, MatrixEnv};
 use image_builder::steps::SmfSeeding;
 use image_builder::template::{self, Features, PlanOptions};
-use runner::SystemRunner;
-use serde::Serialize;
+use runner::{Runner, SystemRunner};
+use serde::{Deserialize, Serialize};
 
 use super::args::{report, SourceArgs};
 use super::test::TestOpts;
@@ -51,6 +53,24 @@ pub struct MatrixArgs {
     /// Boot-test the outputs of entries marked `"test": true`.
     #[arg(long)]
     test: bool,
+    /// Run the builds in the embedded ZFS guest (the default on a Linux host without
+    /// /dev/zfs); the tests then run on this host. The pool named by -d lives in
+    /// ~/.cache/image-builder/embedded/POOL.img.
+    #[arg(long, conflicts_with = "no_vm")]
+    vm: bool,
+    /// Never use the embedded ZFS guest.
+    #[arg(long)]
+    no_vm: bool,
+    /// With the embedded guest: host directory that receives the outputs.
+    #[arg(long, value_name = "DIR", default_value = "output")]
+    vm_output: PathBuf,
+    /// With the embedded guest: size in GiB of a new pool image (sparse).
+    #[arg(long, value_name = "GIB", default_value_t = 32)]
+    vm_disk_size: u64,
+    /// Set by the embedded guest run: build there, copy the outputs to DIR, write the
+    /// build report, and leave the tests to the host.
+    #[arg(long, value_name = "DIR", hide = true)]
+    guest_output: Option<PathBuf>,
     #[command(flatten)]
     test_opts: TestOpts,
 }
@@ -105,6 +125,9 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
     for j in &jobs {
         build::preflight(&j.plan, &opts, host)?;
     }
+    // A bad checklist is refused before anything is built.
+    let list = super::test::checklist(&a.test_opts)?;
+    let tested: HashSet<String> = m.builds.iter().filter(|e| e.test).map(|e| e.id()).collect();
     let chains = matrix::schedule(jobs)?;
     let runner = SystemRunner::new();
     let make_zfs = || -> Box<dyn zfs::Zfs> {
@@ -123,7 +146,16 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         log_dir: &log_dir,
         epoch: std::time::Instant::now(),
     };
-    let builds = matrix::run(chains, a.jobs, &env)?;
+    let builds = if a.guest_output.is_none() && (a.vm || (!a.no_vm && embedded::needed(host))) {
+        match in_guest(&a, &runner, &report_dir, &tested)? {
+            Ok(b) => b,
+            Err(code) => return Ok(code),
+        }
+    } else if let Some(out) = &a.guest_output {
+        return guest_builds(chains, &a, &env, out, &report_dir);
+    } else {
+        matrix::run(chains, a.jobs, &env)?
+    };
     let mut tests = Vec::new();
     if a.test && !runner::interrupt::requested() {
         let images: Vec<PathBuf> = builds
@@ -131,32 +163,147 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
             .filter(|b| b.test && matches!(b.result, BuildResult::Built | BuildResult::Cached))
             .flat_map(|b| b.outputs.iter().cloned())
             .collect();
-        let list = super::test::checklist(&a.test_opts)?;
         tests = super::test::test_images(&images, &a.test_opts, &list)?;
     }
+    let passed = write_report(&report_dir, &builds, &tests)?;
+    let interrupted = runner::interrupt::flag().load(Ordering::SeqCst);
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Writes matrix.json and matrix.md; returns whether every build and test passed.
+fn write_report(report_dir: &Path, builds: &[BuildReport], tests: &[Report]) -> Result<bool> {
     let builds_ok = builds
         .iter()
         .all(|b| matches!(b.result, BuildResult::Built | BuildResult::Cached));
     let passed = builds_ok && tests.iter().all(|t| t.passed);
     let r = MatrixReport {
-        builds: &builds,
-        tests: &tests,
+        builds,
+        tests,
         passed,
     };
-    std::fs::create_dir_all(&report_dir)?;
+    std::fs::create_dir_all(report_dir)?;
     std::fs::write(
         report_dir.join("matrix.json"),
         serde_json::to_string_pretty(&r)? + "\n",
     )?;
-    std::fs::write(report_dir.join("matrix.md"), markdown(&builds, &tests))?;
+    std::fs::write(report_dir.join("matrix.md"), markdown(builds, tests))?;
     eprintln!(
         "matrix: report in {}",
         report_dir.join("matrix.md").display()
     );
-    let interrupted = runner::interrupt::flag().load(Ordering::SeqCst);
-    Ok(if interrupted {
-        ExitCode::from(130)
-    } else if passed {
+    Ok(passed)
+}
+
+/// What the guest run leaves for the host: matrix.json with the builds and no tests.
+#[derive(Deserialize)]
+struct GuestReport {
+    builds: Vec<BuildReport>,
+}
+
+/// Runs this same command inside the embedded ZFS guest, which builds (see
+/// [`guest_builds`]); returns its build reports, or the exit status when the guest could
+/// not run. `tested` are the ids of the entries to boot-test.
+fn in_guest(
+    a: &MatrixArgs,
+    runner: &SystemRunner,
+    report_dir: &Path,
+    tested: &HashSet<String>,
+) -> Result<std::result::Result<Vec<BuildReport>, ExitCode>> {
+    let pool = embedded::pool_of(&a.dataset);
+    let harness = embedded::harness()?;
+    let (disk, new) = embedded::disk_image(runner, pool, a.vm_disk_size)?;
+    std::fs::create_dir_all(&a.vm_output)?;
+    let output = a.vm_output.canonicalize()?;
+    std::fs::create_dir_all(report_dir)?;
+    let report_dir = report_dir.canonicalize()?;
+    let guest_report = report_dir.join("matrix.json");
+    match std::fs::remove_file(&guest_report) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", guest_report.display()))
+        }
+        _ => {}
+    }
+    eprintln!(
+        "no /dev/zfs here: building in the embedded ZFS guest (pool {pool} in {}{}; outputs to {})",
+        disk.display(),
+        if new { ", new" } else { "" },
+        output.display()
+    );
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.push("--guest-output".into());
+    args.push(output.display().to_string());
+    let exe = std::env::current_exe()?;
+    let shares = [output, report_dir];
+    let cmd = embedded::guest_command(&harness, &disk, &shares, &exe, &args).passthrough();
+    let out = runner.output(&cmd)?;
+    match out.code {
+        Some(0 | 1) => {}
+        Some(124) => {
+            eprintln!("error: the embedded ZFS guest did not finish in time");
+            return Ok(Err(ExitCode::FAILURE));
+        }
+        Some(125) => {
+            eprintln!(
+                "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
+                harness.display()
+            );
+            return Ok(Err(ExitCode::FAILURE));
+        }
+        Some(c) => return Ok(Err(ExitCode::from(u8::try_from(c).unwrap_or(1)))),
+        None => return Ok(Err(ExitCode::from(130))),
+    }
+    let text = std::fs::read_to_string(&guest_report).with_context(|| {
+        format!(
+            "the embedded ZFS guest wrote no build report ({})",
+            guest_report.display()
+        )
+    })?;
+    let mut r: GuestReport = serde_json::from_str(&text)
+        .with_context(|| format!("cannot read {}", guest_report.display()))?;
+    for b in &mut r.builds {
+        b.test = tested.contains(&b.build);
+    }
+    Ok(Ok(r.builds))
+}
+
+/// In the guest: import (or create) the pool, run the builds, copy their outputs to the
+/// host directory `out` (the reports name them there), write the build report, export.
+fn guest_builds(
+    chains: Vec<Vec<matrix::Job>>,
+    a: &MatrixArgs,
+    env: &MatrixEnv<'_>,
+    out: &Path,
+    report_dir: &Path,
+) -> Result<ExitCode> {
+    let zfs = (env.zfs)();
+    let disk = std::env::var("ZFS_VM_DISKS").unwrap_or_default();
+    let disk = disk.split_whitespace().next().unwrap_or("/dev/vda");
+    embedded::guest_pool(&*zfs, &a.dataset, disk, Path::new("/ib-embedded"))?;
+    let mut builds = matrix::run(chains, a.jobs, env)?;
+    runner::interrupt::clear();
+    let output_ds = format!("{}/output", a.dataset);
+    if zfs.exists(&output_ds)? {
+        let from = build::layout::mountpoint(&*zfs, &output_ds)?;
+        for f in embedded::copy_outputs(env.runner, &from, out)? {
+            eprintln!("copied {f} to {}", out.display());
+        }
+    }
+    for b in &mut builds {
+        for o in &mut b.outputs {
+            if let Some(name) = o.file_name() {
+                *o = out.join(name);
+            }
+        }
+    }
+    let passed = write_report(report_dir, &builds, &[])?;
+    zfs.pool_export(embedded::pool_of(&a.dataset), false)?;
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use image_builder::boottest::{self, seed, Checklist, Login, Report, TestRun};
 use image_builder::vm::{
-    Accel, DirectBoot, Disk, DiskFormat, Firmware, Network, RunOptions, VmSpec,
+    Accel, DirectBoot, Disk, DiskFormat, Firmware, Network, RunOptions, Share, VmSpec,
 };
 use runner::SystemRunner;
 
@@ -36,7 +36,8 @@ pub struct TestOpts {
     /// A checklist file (JSON, see docs/boot-testing.md); repeatable, run in order.
     #[arg(long = "check", value_name = "FILE")]
     pub checks: Vec<PathBuf>,
-    /// A built-in checklist: illumos (the default when no --check is given) or openzfs.
+    /// A built-in checklist: illumos (the default when no --check is given), openzfs, or
+    /// pool-image (a pool image attached to an OpenZFS guest as a data disk).
     #[arg(long = "builtin", value_name = "NAME")]
     pub builtin: Vec<String>,
     /// Seconds to wait for the login and shell prompt.
@@ -83,6 +84,9 @@ pub struct TestOpts {
     pub initrd: Option<PathBuf>,
     #[arg(long, value_name = "ARGS", requires = "kernel")]
     pub append: Option<String>,
+    /// Share a host directory over 9P: TAG=DIR, or TAG=DIR,ro (repeatable).
+    #[arg(long = "share", value_name = "TAG=DIR")]
+    pub shares: Vec<String>,
     /// Give the guest no network device.
     #[arg(long)]
     pub no_net: bool,
@@ -140,6 +144,12 @@ pub fn test_images(images: &[PathBuf], o: &TestOpts, list: &Checklist) -> Result
     std::fs::create_dir_all(&o.report)
         .with_context(|| format!("cannot create {}", o.report.display()))?;
     let report_dir = std::path::absolute(&o.report)?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let shares = o
+        .shares
+        .iter()
+        .map(|s| super::vm::parse_share(&cwd, s))
+        .collect::<Result<Vec<_>>>()?;
     let runner = SystemRunner::new();
     let mut used = HashSet::new();
     let mut reports = Vec::new();
@@ -154,7 +164,7 @@ pub fn test_images(images: &[PathBuf], o: &TestOpts, list: &Checklist) -> Result
             continue;
         }
         let log = report_dir.join(format!("{}.console.log", unique_stem(&image, &mut used)));
-        reports.push(test_one(&image, o, list, &runner, log)?);
+        reports.push(test_one(&image, o, &shares, list, &runner, log)?);
     }
     Ok(reports)
 }
@@ -189,6 +199,7 @@ fn instance_id() -> String {
 fn test_one(
     image: &Path,
     o: &TestOpts,
+    shares: &[Share],
     list: &Checklist,
     runner: &SystemRunner,
     console_log: PathBuf,
@@ -223,6 +234,7 @@ fn test_one(
         cpus: o.cpus,
         firmware: o.firmware,
         disks,
+        shares: shares.to_vec(),
         network: if o.no_net {
             Network::None
         } else {

@@ -203,7 +203,8 @@ fn build_spec(a: &VmArgs) -> Result<VmSpec> {
     Ok(spec)
 }
 
-fn parse_share(cwd: &Path, s: &str) -> Result<Share> {
+/// `TAG=DIR` or `TAG=DIR,ro`, a relative DIR taken from `cwd`.
+pub(super) fn parse_share(cwd: &Path, s: &str) -> Result<Share> {
     let Some((tag, rest)) = s.split_once('=') else {
         bail!("--share {s:?}: expected TAG=DIR or TAG=DIR,ro");
     };

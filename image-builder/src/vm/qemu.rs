@@ -197,7 +197,12 @@ pub fn args(
     }
     for (i, s) in spec.shares.iter().enumerate() {
         // security_model=none: files keep the host's ownership and a non-root QEMU works.
-        let mut v = format!("local,id=fs{i},path={},security_model=none", opt(&s.path));
+        // multidevs=remap: a share spanning several host file systems (a share of `/`)
+        // gets inode numbers that cannot collide in the guest.
+        let mut v = format!(
+            "local,id=fs{i},path={},security_model=none,multidevs=remap",
+            opt(&s.path)
+        );
         if s.readonly {
             v.push_str(",readonly=on");
         }
