@@ -3,58 +3,17 @@
 //! tool's NoCloud seed as the second. Without the guest (or QEMU) these tests say they
 //! are skipped, unless `IB_REQUIRE_GUESTS` is set: then they fail.
 
+mod guest;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use guest::Guest;
 use serde_json::Value;
 
-struct Guest {
-    vmlinux: PathBuf,
-    initrd: PathBuf,
-}
-
-/// Says the test is skipped, or fails it when `IB_REQUIRE_GUESTS` is set (`scripts/test`
-/// sets it once the guests are set up, so CI never passes by skipping).
-fn skip<T>(test: &str, why: String) -> Option<T> {
-    assert!(
-        std::env::var_os("IB_REQUIRE_GUESTS").is_none(),
-        "{test}: IB_REQUIRE_GUESTS is set but {why}"
-    );
-    eprintln!("{test}: skipped: {why}");
-    None
-}
-
 fn guest(test: &str) -> Option<Guest> {
-    let on_path = |p: &str| {
-        std::env::var_os("PATH")
-            .map(|v| std::env::split_paths(&v).any(|d| d.join(p).is_file()))
-            .unwrap_or(false)
-    };
-    for tool in ["qemu-system-x86_64", "ssh-keygen", "mcopy"] {
-        if !on_path(tool) {
-            return skip(test, format!("{tool} is not installed"));
-        }
-    }
-    let dir = std::env::var_os("IB_VM_GUEST")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/image-builder/vm-guest"))
-        })?;
-    let g = Guest {
-        vmlinux: dir.join("vmlinux"),
-        initrd: dir.join("initrd.img"),
-    };
-    if !(g.vmlinux.is_file() && g.initrd.is_file()) {
-        return skip(
-            test,
-            format!(
-                "no test guest in {} (run scripts/vm-guest setup)",
-                dir.display()
-            ),
-        );
-    }
-    Some(g)
+    guest::guest(test, &["ssh-keygen", "mcopy"])
 }
 
 /// The command line for a test of `image` on the guest; its temporary files go to `tmp`.

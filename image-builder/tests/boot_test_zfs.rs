@@ -11,6 +11,8 @@
 //! skipped, unless `IB_REQUIRE_GUESTS` is set (as `scripts/test` does after setting the
 //! guests up): then a missing guest fails them.
 
+mod guest;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -22,7 +24,7 @@ use serde_json::Value;
 static GUESTS: Mutex<()> = Mutex::new(());
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    guest::repo().to_path_buf()
 }
 
 fn harness() -> PathBuf {
@@ -44,41 +46,29 @@ fn zfs_vm_cache() -> PathBuf {
 /// The `image-builder test` options that boot the zfs-vm guest with a console shell, or
 /// `None` (the test is skipped) when the guest or a tool is missing.
 fn zfs_guest(test: &str) -> Option<Vec<String>> {
-    let skip = |why: String| {
-        assert!(
-            std::env::var_os("IB_REQUIRE_GUESTS").is_none(),
-            "{test}: IB_REQUIRE_GUESTS is set but {why}"
-        );
-        eprintln!("{test}: skipped: {why}");
-        None
-    };
-    let on_path = |p: &str| {
-        std::env::var_os("PATH")
-            .map(|v| std::env::split_paths(&v).any(|d| d.join(p).is_file()))
-            .unwrap_or(false)
-            || Path::new("/usr/sbin").join(p).is_file()
-    };
-    for tool in [
-        "qemu-system-x86_64",
-        "ssh-keygen",
-        "mcopy",
-        "mkfs.vfat",
-        "sfdisk",
-    ] {
-        if !on_path(tool) {
-            return skip(format!("{tool} is not installed"));
-        }
-    }
+    guest::need_tools(
+        test,
+        &[
+            "qemu-system-x86_64",
+            "ssh-keygen",
+            "mcopy",
+            "mkfs.vfat",
+            "sfdisk",
+        ],
+    )?;
     let out = Command::new(harness())
         .arg("console-args")
         .env("ZFS_VM_CACHE", zfs_vm_cache())
         .output()
         .unwrap();
     if !out.status.success() {
-        return skip(format!(
-            "the zfs-vm guest is not set up (run scripts/zfs-vm setup): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return guest::skip(
+            test,
+            format!(
+                "the zfs-vm guest is not set up (run scripts/zfs-vm setup): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        );
     }
     Some(
         String::from_utf8(out.stdout)

@@ -14,7 +14,10 @@
 //! sysconfig and its plugins are linked against the host's C library, which the small
 //! test guest lacks: the directories the host's dynamic loader takes them from are shared
 //! read-only into the guest at the same paths. Without the guest (`scripts/vm-guest
-//! setup`) or QEMU the test says it is skipped.
+//! setup`) or QEMU the test says it is skipped, unless `IB_REQUIRE_GUESTS` is set: then it
+//! fails.
+
+mod guest;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -34,36 +37,6 @@ const BUILD: Duration = Duration::from_secs(1800);
 
 /// The plugin source the test edits, relative to the checkout.
 const PLUGIN_SRC: &str = "sysconfig/src/plugins/hostname.rs";
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
-/// The test guest's kernel and initramfs, or why the test is skipped.
-fn guest() -> Result<(PathBuf, PathBuf), String> {
-    if on_path("qemu-system-x86_64").is_none() {
-        return Err("qemu-system-x86_64 is not installed".into());
-    }
-    let dir = std::env::var_os("IB_VM_GUEST")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/image-builder/vm-guest"))
-        })
-        .ok_or("no HOME and no IB_VM_GUEST")?;
-    let (k, i) = (dir.join("vmlinux"), dir.join("initrd.img"));
-    if k.is_file() && i.is_file() {
-        Ok((k, i))
-    } else {
-        Err(format!(
-            "no test guest in {} (run scripts/vm-guest setup)",
-            dir.display()
-        ))
-    }
-}
 
 /// The cargo running this test (cargo sets `CARGO` for the tests it runs).
 fn cargo() -> PathBuf {
@@ -362,12 +335,8 @@ fn run_ok(vm: &mut QemuVm, cmd: &str) -> String {
 
 #[test]
 fn sysconfig_plugin_loop_in_a_guest() {
-    let (vmlinux, initrd) = match guest() {
-        Ok(g) => g,
-        Err(why) => {
-            eprintln!("{TEST}: skipped: {why}");
-            return;
-        }
+    let Some(guest::Guest { vmlinux, initrd }) = guest::guest(TEST, &[]) else {
+        return;
     };
     let started = Instant::now();
     let repo = Checkout::prepare();

@@ -1,12 +1,15 @@
 //! Real QEMU guests (TCG): the console API, the live edit-build-restart loop over a 9P
 //! share, Ctrl-C cleanup and parallel runs. The guest is the small Linux guest that
 //! `scripts/vm-guest setup` prepares; without it (or without QEMU) these tests say they
-//! are skipped.
+//! are skipped, unless `IB_REQUIRE_GUESTS` is set: then they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod guest;
+
+use guest::Guest;
 use image_builder::vm::{Accel, DirectBoot, Firmware, Network, QemuVm, RunOptions, Share, VmSpec};
 use runner::{Cmd, Runner, SystemRunner};
 
@@ -15,36 +18,8 @@ const PROMPT: &str = "ib-guest# ";
 const BOOT: Duration = Duration::from_secs(180);
 const CMD: Duration = Duration::from_secs(60);
 
-struct Guest {
-    vmlinux: PathBuf,
-    initrd: PathBuf,
-}
-
 fn guest(test: &str) -> Option<Guest> {
-    let qemu_found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
-        .unwrap_or(false);
-    if !qemu_found {
-        eprintln!("{test}: skipped: qemu-system-x86_64 is not installed");
-        return None;
-    }
-    let dir = std::env::var_os("IB_VM_GUEST")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/image-builder/vm-guest"))
-        })?;
-    let g = Guest {
-        vmlinux: dir.join("vmlinux"),
-        initrd: dir.join("initrd.img"),
-    };
-    if !(g.vmlinux.is_file() && g.initrd.is_file()) {
-        eprintln!(
-            "{test}: skipped: no test guest in {} (run scripts/vm-guest setup)",
-            dir.display()
-        );
-        return None;
-    }
-    Some(g)
+    guest::guest(test, &[])
 }
 
 fn spec(g: &Guest, repo: &Path, cmdline: &str) -> VmSpec {
@@ -345,11 +320,8 @@ fn two_runs_at_once_do_not_collide() {
 
 #[test]
 fn a_qemu_that_fails_reports_why_and_leaves_nothing() {
-    let qemu_found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
-        .unwrap_or(false);
-    if !qemu_found {
-        eprintln!("a_qemu_that_fails_reports_why_and_leaves_nothing: skipped: no QEMU");
+    let test = "a_qemu_that_fails_reports_why_and_leaves_nothing";
+    if guest::need_tools(test, &["qemu-system-x86_64"]).is_none() {
         return;
     }
     let runs = tempfile::tempdir().unwrap();
