@@ -232,6 +232,20 @@ fn dev_cloud_image_from_the_standin_archive() {
         .map(|e| e["t"].as_str().unwrap())
         .collect();
     assert_eq!(skipped, ["pkg_set_publisher", "shadow", "include"]);
+    let steps = plan(
+        &templates(),
+        GROUP,
+        NAME,
+        &Features::default(),
+        &PlanOptions::default(),
+    )
+    .steps
+    .len();
+    let finished = events
+        .iter()
+        .filter(|e| e["event"] == "step_finish")
+        .count();
+    assert_eq!(finished + skipped.len(), steps);
     assert_clean(&zfs, &pool);
 
     let raw = out.join(format!("{GROUP}-{NAME}.raw"));
