@@ -105,9 +105,12 @@ if ! err=$(zfs list -H -o name "$dataset" 2>&1 >/dev/null); then
 	esac
 fi
 
+# Off illumos there is no svccfg or devfsadm for the image: both are left to its first boot.
+host_flags=()
 if [ "$(uname -s)" != SunOS ]; then
 	printf '%s: warning: %s\n' "$prog" \
 		"this host is not illumos: the sysconfig binaries built here will not run in the guest; see docs/dev-workflow.md (Linux hosts)" >&2
+	host_flags=(--smf-at-first-boot --devfs-at-first-boot)
 fi
 
 # The guest runs what it finds in /repo/target/release, so build there whatever
@@ -149,7 +152,8 @@ done
 cp -f "$release/p9sync" "$proto/usr/bin/p9sync"
 
 note "building $group/$name"
-"$ib" build -d "$dataset" -g "$group" -n "$name" -T "$repo/templates" -E "$proto"
+"$ib" build -d "$dataset" -g "$group" -n "$name" -T "$repo/templates" -E "$proto" \
+	"${host_flags[@]}"
 
 raw="$outmp/$group-$name.raw"
 [ -f "$raw" ] || die "image-builder finished but $raw is missing"

@@ -153,3 +153,55 @@ fn dev_image_is_the_release_image_plus_the_dev_include() {
     ));
     assert!(has("assemble_files", "output", "/etc/vfstab", None));
 }
+
+/// What a Linux host (no devfsadm, no illumos svccfg) is told about the cloud images, and
+/// that the two first-boot flags are all it needs to pass the check before a build.
+#[test]
+fn cloud_images_pass_the_linux_preflight_with_the_first_boot_flags() {
+    use image_builder::build::{preflight, BuildOptions};
+    use image_builder::host::Host;
+    use image_builder::steps::{DevfsSetup, SmfSeeding};
+
+    let (root, _) = shipped();
+    for name in ["ttya-openindiana-hipster", "ttya-openindiana-hipster-dev"] {
+        let p = plan(
+            &root,
+            "cloudimage",
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        let opts = BuildOptions {
+            svccfg: PathBuf::from("/nonexistent/svccfg"),
+            ..BuildOptions::new("rpool/images", &root)
+        };
+        let e = preflight(&p, &opts, Host::Linux).unwrap_err().to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{name}: {e}");
+        assert!(
+            lines[0].contains("(devfsadm, ")
+                && lines[0].ends_with("include/devfs.json steps[0]) needs /usr/sbin/devfsadm, which this Linux host does not have: devfsadm runs on an illumos host (or use --devfs-at-first-boot to leave /dev to the image's first boot, a reconfiguration boot)"),
+            "{name}: {e}"
+        );
+        assert!(
+            lines[1].contains("(seed_smf, ")
+                && lines[1].contains("needs svccfg at /nonexistent/svccfg")
+                && lines[1].contains("--smf-at-first-boot"),
+            "{name}: {e}"
+        );
+        let devfs_only = BuildOptions {
+            devfs: DevfsSetup::AtFirstBoot,
+            ..opts.clone()
+        };
+        let e = preflight(&p, &devfs_only, Host::Linux)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e.lines().count(), 1, "{name}: {e}");
+        assert!(e.contains("(seed_smf, "), "{name}: {e}");
+        let both = BuildOptions {
+            smf: SmfSeeding::AtFirstBoot,
+            ..devfs_only
+        };
+        preflight(&p, &both, Host::Linux).unwrap();
+    }
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use image_builder::host::Host;
-use image_builder::steps::{SmfSeeding, StepCx, StepError};
+use image_builder::steps::{DevfsSetup, SmfSeeding, StepCx, StepError};
 use image_builder::template::load::parse_step;
 use runner::{Output, Recorder};
 use tempfile::TempDir;
@@ -45,6 +45,15 @@ impl World {
     }
 
     fn run_with(&self, json: &str, smf: SmfSeeding) -> Result<Vec<String>, StepError> {
+        self.run_opts(json, smf, DevfsSetup::Devfsadm)
+    }
+
+    fn run_opts(
+        &self,
+        json: &str,
+        smf: SmfSeeding,
+        devfs: DevfsSetup,
+    ) -> Result<Vec<String>, StepError> {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         let step = parse_step(&v).unwrap();
         let templates: PathBuf = self.top.path().join("templates");
@@ -62,6 +71,7 @@ impl World {
             tmp_dir: &tmp,
             svccfg: Path::new("/opt/onbld/bin/i386/svccfg-native"),
             smf,
+            devfs,
             source_date_epoch: None,
             pool: None,
             tag: "t".into(),
@@ -207,6 +217,40 @@ fn devfsadm_runs_against_the_image_root() {
         w.run(r#"{ "t": "devfsadm" }"#),
         [format!("/usr/sbin/devfsadm -r {}", w.r())]
     );
+}
+
+#[test]
+fn devfsadm_at_first_boot_runs_nothing_and_asks_for_a_reconfiguration_boot() {
+    use std::os::unix::fs::MetadataExt;
+    let w = World::new();
+    let reconfigure = w.top.path().join("root/reconfigure");
+    let lines = w
+        .run_opts(
+            r#"{ "t": "devfsadm" }"#,
+            SmfSeeding::Import,
+            DevfsSetup::AtFirstBoot,
+        )
+        .unwrap();
+    assert!(lines.is_empty(), "{lines:?}");
+    let m = std::fs::metadata(&reconfigure).unwrap();
+    assert!(m.is_file());
+    assert_eq!(
+        (m.len(), m.mode() & 0o7777, m.uid(), m.gid()),
+        (0, 0o644, 0, 0)
+    );
+    // A /reconfigure the image already has is kept as it is.
+    std::fs::write(&reconfigure, "kept\n").unwrap();
+    w.run_opts(
+        r#"{ "t": "devfsadm" }"#,
+        SmfSeeding::Import,
+        DevfsSetup::AtFirstBoot,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&reconfigure).unwrap(), "kept\n");
+    // Without the flag the image's /dev is made now, and /reconfigure is not touched.
+    std::fs::remove_file(&reconfigure).unwrap();
+    w.run(r#"{ "t": "devfsadm" }"#);
+    assert!(!reconfigure.exists());
 }
 
 #[test]

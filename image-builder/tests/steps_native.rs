@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use image_builder::host::Host;
-use image_builder::steps::{SmfSeeding, StepCx, StepError};
+use image_builder::steps::{DevfsSetup, SmfSeeding, StepCx, StepError};
 use image_builder::template::load::parse_step;
 use runner::Recorder;
 use tempfile::TempDir;
@@ -73,6 +73,7 @@ impl World {
             tmp_dir: &tmp,
             svccfg: Path::new("/usr/sbin/svccfg"),
             smf: SmfSeeding::Import,
+            devfs: DevfsSetup::Devfsadm,
             source_date_epoch: Some(1_700_000_000),
             pool: None,
             tag: "test".into(),

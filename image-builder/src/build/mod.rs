@@ -28,7 +28,7 @@ use zfs::Zfs;
 pub use error::BuildError;
 
 use crate::host::{Host, Tool};
-use crate::steps::{SmfSeeding, StepCx};
+use crate::steps::{DevfsSetup, SmfSeeding, StepCx};
 use crate::template::{Plan, StepKind, Target};
 
 /// How to build, beyond the template.
@@ -50,6 +50,8 @@ pub struct BuildOptions {
     /// `-x`: destroy the work dataset first.
     pub fullreset: bool,
     pub smf: SmfSeeding,
+    /// `--devfs-at-first-boot`: how `devfsadm` steps run.
+    pub devfs: DevfsSetup,
     pub source_date_epoch: Option<i64>,
     pub template_root: PathBuf,
     pub external: Vec<PathBuf>,
@@ -57,8 +59,8 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     /// Options for building templates under `template_root` into `dataset`, with the
-    /// reference tool's defaults: no `-N`, `/usr/sbin/svccfg`, SMF imported during the
-    /// build, no reset, raw images only, tools checked, no fixed timestamp.
+    /// reference tool's defaults: no `-N`, `/usr/sbin/svccfg`, SMF imported and devfsadm
+    /// run during the build, no reset, raw images only, tools checked, no fixed timestamp.
     pub fn new(dataset: impl Into<String>, template_root: impl Into<PathBuf>) -> BuildOptions {
         BuildOptions {
             dataset: dataset.into(),
@@ -69,6 +71,7 @@ impl BuildOptions {
             reset: false,
             fullreset: false,
             smf: SmfSeeding::Import,
+            devfs: DevfsSetup::Devfsadm,
             source_date_epoch: None,
             template_root: template_root.into(),
             external: Vec::new(),
@@ -187,6 +190,11 @@ pub fn preflight(plan: &Plan, opts: &BuildOptions, host: Host) -> Result<(), Bui
             }
             continue;
         }
+        if let StepKind::Devfsadm(_) = kind {
+            if opts.devfs == DevfsSetup::AtFirstBoot {
+                continue;
+            }
+        }
         for tool in kind.needs() {
             if !host.has(*tool) {
                 missing.push(format!(
@@ -208,7 +216,7 @@ pub fn preflight(plan: &Plan, opts: &BuildOptions, host: Host) -> Result<(), Bui
 fn which_host(tool: Tool) -> &'static str {
     match tool {
         Tool::Pkg => "IPS steps run on an illumos host with pkg(1) (OpenIndiana, OmniOS, Helios)",
-        Tool::Devfsadm => "devfsadm runs on an illumos host",
+        Tool::Devfsadm => "devfsadm runs on an illumos host (or use --devfs-at-first-boot to leave /dev to the image's first boot, a reconfiguration boot)",
         _ => "this step runs on an illumos host",
     }
 }

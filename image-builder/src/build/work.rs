@@ -112,6 +112,7 @@ impl Work<'_, '_> {
                 tmp_dir: &self.tmp_dir,
                 svccfg: &self.opts.svccfg,
                 smf: self.opts.smf,
+                devfs: self.opts.devfs,
                 source_date_epoch: self.opts.source_date_epoch,
                 pool,
                 tag: String::new(),

@@ -143,6 +143,7 @@ fn stage(
         tmp_dir: &tmp_dir,
         svccfg: &opts.svccfg,
         smf: opts.smf,
+        devfs: opts.devfs,
         source_date_epoch: opts.source_date_epoch,
         pool: None,
         tag: String::new(),

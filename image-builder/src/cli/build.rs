@@ -9,7 +9,7 @@ use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
 use image_builder::embedded;
 use image_builder::host::{Host, Tool};
-use image_builder::steps::SmfSeeding;
+use image_builder::steps::{DevfsSetup, SmfSeeding};
 use runner::{Runner, SystemRunner};
 use zfs::Zfs;
 
@@ -53,6 +53,11 @@ pub struct BuildArgs {
     /// matches the image).
     #[arg(long)]
     smf_at_first_boot: bool,
+    /// devfsadm steps leave /dev to the image's first boot instead of running devfsadm now:
+    /// they create /reconfigure, which makes that boot a reconfiguration boot (for hosts
+    /// without devfsadm, such as Linux).
+    #[arg(long)]
+    devfs_at_first_boot: bool,
     /// Print one JSON object per event (step start and finish, cache hit or miss) on
     /// standard output.
     #[arg(long)]
@@ -128,6 +133,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         reset: a.reset,
         fullreset: a.fullreset,
         smf: SmfSeeding::from_flag(a.smf_at_first_boot),
+        devfs: DevfsSetup::from_flag(a.devfs_at_first_boot),
         source_date_epoch: source_date_epoch(),
         external: a.template.source.external()?,
         ..BuildOptions::new(&a.dataset, a.template.source.root()?)

@@ -14,7 +14,7 @@ use image_builder::build::{self, BuildOptions};
 use image_builder::embedded;
 use image_builder::host::{Host, Tool};
 use image_builder::matrix::{self, BuildReport, BuildResult, Job, Matrix, MatrixEnv};
-use image_builder::steps::SmfSeeding;
+use image_builder::steps::{DevfsSetup, SmfSeeding};
 use image_builder::template::{self, Features, PlanOptions};
 use runner::{Runner, SystemRunner};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,9 @@ pub struct MatrixArgs {
     /// See `build --smf-at-first-boot`.
     #[arg(long)]
     smf_at_first_boot: bool,
+    /// See `build --devfs-at-first-boot`.
+    #[arg(long)]
+    devfs_at_first_boot: bool,
     /// Boot-test the outputs of entries marked `"test": true`.
     #[arg(long)]
     test: bool,
@@ -118,6 +121,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
     let opts = BuildOptions {
         svccfg: a.svccfg.clone(),
         smf: SmfSeeding::from_flag(a.smf_at_first_boot),
+        devfs: DevfsSetup::from_flag(a.devfs_at_first_boot),
         source_date_epoch: super::build::source_date_epoch(),
         external: external.clone(),
         ..BuildOptions::new(&a.dataset, &root)

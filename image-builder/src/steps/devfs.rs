@@ -8,7 +8,9 @@ use crate::template::TargetKind;
 
 /// Run `devfsadm -r <root>` to create the expected `/dev` structure in the image. It can
 /// leak device links of the build host into the image; templates remove what they do not
-/// want afterwards (see the corpus `devfs` include).
+/// want afterwards (see the corpus `devfs` include). With `build --devfs-at-first-boot`
+/// (hosts without devfsadm, such as Linux) it creates `/reconfigure` instead, so the
+/// image's first boot is a reconfiguration boot that makes the device links.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Devfsadm {}
@@ -34,8 +36,12 @@ impl super::StepArgs for Devfsadm {
     }
 }
 
-use super::exec::{Execute, StepCx, StepError};
+use super::exec::{DevfsSetup, Execute, StepCx, StepError};
 use crate::host::Tool;
+
+/// The file whose presence makes illumos boot as a reconfiguration boot (`boot -r`), in
+/// which the device links under `/dev` are made for the hardware found.
+pub const RECONFIGURE: &str = "/reconfigure";
 
 impl Execute for Devfsadm {
     fn needs(&self) -> &'static [Tool] {
@@ -43,6 +49,18 @@ impl Execute for Devfsadm {
     }
 
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        if cx.devfs == DevfsSetup::AtFirstBoot {
+            // The image's own devfsadm does the work when it first boots; an existing
+            // /reconfigure (a template may make its own) is left as it is.
+            if cx.root.try_metadata(RECONFIGURE)?.is_none() {
+                cx.root.write_atomic(RECONFIGURE, b"", 0o644)?;
+                cx.root.set_owner(RECONFIGURE, Some(0), Some(0))?;
+            }
+            tracing::info!(
+                "devfsadm: left to first boot ({RECONFIGURE} makes it a reconfiguration boot)"
+            );
+            return Ok(());
+        }
         cx.run(cx.cmd(Tool::Devfsadm).arg("-r").arg(cx.root_path()))?;
         Ok(())
     }

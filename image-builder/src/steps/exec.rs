@@ -29,6 +29,29 @@ impl SmfSeeding {
     }
 }
 
+/// How `devfsadm` steps populate the image's `/dev`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevfsSetup {
+    /// Run `devfsadm -r` against the image now, as the reference tool does.
+    #[default]
+    Devfsadm,
+    /// Leave `/dev` to the image's first boot: create `/reconfigure`, so that boot is a
+    /// reconfiguration boot in which illumos makes the device links itself (for hosts
+    /// without devfsadm, e.g. Linux).
+    AtFirstBoot,
+}
+
+impl DevfsSetup {
+    /// The setup `--devfs-at-first-boot` asks for.
+    pub fn from_flag(at_first_boot: bool) -> DevfsSetup {
+        if at_first_boot {
+            DevfsSetup::AtFirstBoot
+        } else {
+            DevfsSetup::Devfsadm
+        }
+    }
+}
+
 /// The pool a `pool` template builds, while it is imported on the build host.
 #[derive(Debug, Clone)]
 pub struct PoolCx {
@@ -60,6 +83,8 @@ pub struct StepCx<'a> {
     /// The svccfg program for `seed_smf` (`-S`).
     pub svccfg: &'a Path,
     pub smf: SmfSeeding,
+    /// How `devfsadm` steps run (`--devfs-at-first-boot`).
+    pub devfs: DevfsSetup,
     pub source_date_epoch: Option<i64>,
     pub pool: Option<&'a PoolCx>,
     /// Label for the log lines of commands this step runs.

@@ -15,7 +15,7 @@ pub mod shadow;
 pub mod smf;
 pub mod tar;
 
-pub use exec::{Execute, PoolCx, SmfSeeding, StepCx, StepError};
+pub use exec::{DevfsSetup, Execute, PoolCx, SmfSeeding, StepCx, StepError};
 
 use crate::template::check::{Checker, Expander};
 
