@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::BuildOptions;
 use crate::steps::files::EnsureFile;
 use crate::template::{Plan, StepKind};
 
@@ -41,23 +42,38 @@ impl KeyInputs {
     }
 }
 
-/// Gathers a stage's key inputs: the expanded plan and the bytes of the source files its
-/// running steps read.
+/// Gathers a stage's key inputs: the expanded plan, how the build runs the steps whose
+/// result depends on it (`--smf-at-first-boot`, `--devfs-at-first-boot`), and the bytes
+/// of the source files its running steps read.
 pub fn inputs(
     plan: &Plan,
-    template_root: &Path,
-    external: &[PathBuf],
+    opts: &BuildOptions,
     output_dir: &Path,
     input_guid: Option<String>,
 ) -> std::io::Result<KeyInputs> {
     let mut files = Vec::new();
     let mut steps = Vec::new();
     for s in &plan.steps {
-        steps.push(json!({ "t": s.t, "args": s.args, "skip": s.skip.is_some() }));
+        let mut step = json!({ "t": s.t, "args": s.args, "skip": s.skip.is_some() });
+        if s.skip.is_none() {
+            // The same step makes a different tree when the build leaves its work to the
+            // image's first boot.
+            match s.kind {
+                Some(StepKind::SeedSmf(_)) => step["setup"] = json!(format!("{:?}", opts.smf)),
+                Some(StepKind::Devfsadm(_)) => step["setup"] = json!(format!("{:?}", opts.devfs)),
+                _ => {}
+            }
+        }
+        steps.push(step);
         if s.skip.is_some() {
             continue;
         }
-        for path in source_files(s.kind.as_ref(), template_root, &plan.group, external) {
+        for path in source_files(
+            s.kind.as_ref(),
+            &opts.template_root,
+            &plan.group,
+            &opts.external,
+        ) {
             let bytes = std::fs::read(&path)?;
             files.push((path, hex(&Sha256::digest(&bytes))));
         }
@@ -134,4 +150,60 @@ fn ensure_file_source(
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::{DevfsSetup, SmfSeeding};
+    use crate::template::{plan, Features, PlanOptions};
+
+    fn key_of(steps: &str, opts: &BuildOptions) -> String {
+        let p = plan(
+            &opts.template_root,
+            "g",
+            steps,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        assert!(p.is_valid(), "{:?}", p.problems);
+        inputs(&p, opts, Path::new("/nonexistent"), None)
+            .unwrap()
+            .key()
+    }
+
+    #[test]
+    fn leaving_smf_or_devfs_to_first_boot_changes_the_key_of_stages_that_run_them() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("g")).unwrap();
+        let write = |name: &str, steps: &str| {
+            std::fs::write(
+                t.path().join("g").join(format!("{name}.json")),
+                format!(r#"{{ "dataset": {{ "name": "w" }}, "steps": [ {steps} ] }}"#),
+            )
+            .unwrap()
+        };
+        write("smf", r#"{ "t": "seed_smf" }"#);
+        write("devfs", r#"{ "t": "devfsadm" }"#);
+        write(
+            "neither",
+            r#"{ "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "sys", "mode": "755" }"#,
+        );
+        let now = BuildOptions::new("rpool/images", t.path());
+        let smf_later = BuildOptions {
+            smf: SmfSeeding::AtFirstBoot,
+            ..now.clone()
+        };
+        let devfs_later = BuildOptions {
+            devfs: DevfsSetup::AtFirstBoot,
+            ..now.clone()
+        };
+        assert_ne!(key_of("smf", &now), key_of("smf", &smf_later));
+        assert_eq!(key_of("smf", &now), key_of("smf", &devfs_later));
+        assert_ne!(key_of("devfs", &now), key_of("devfs", &devfs_later));
+        assert_eq!(key_of("devfs", &now), key_of("devfs", &smf_later));
+        // A stage that runs neither keeps its key (and its cached snapshot).
+        assert_eq!(key_of("neither", &now), key_of("neither", &smf_later));
+        assert_eq!(key_of("neither", &now), key_of("neither", &devfs_later));
+    }
 }

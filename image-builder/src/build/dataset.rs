@@ -122,14 +122,8 @@ fn stage(
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,
     };
-    let inputs = cache::inputs(
-        plan,
-        &opts.template_root,
-        &opts.external,
-        output_dir,
-        input_guid,
-    )
-    .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let inputs = cache::inputs(plan, opts, output_dir, input_guid)
+        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
     let key = inputs.key();
     rec.key = Some(key.clone());
     rec.inputs = Some(inputs);
@@ -294,15 +288,9 @@ pub fn cache_status(
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,
     };
-    let key = cache::inputs(
-        plan,
-        &opts.template_root,
-        &opts.external,
-        &output_dir,
-        input_guid,
-    )
-    .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?
-    .key();
+    let key = cache::inputs(plan, opts, &output_dir, input_guid)
+        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?
+        .key();
     Ok(match zfs.get(&snap(out), KEY_PROPERTY)? {
         Some(k) if k == key => CacheStatus::Hit(snap(out)),
         Some(_) => {

@@ -5,7 +5,36 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use image_builder::build::BuildOptions;
+use image_builder::steps::{DevfsSetup, SmfSeeding};
 use image_builder::template::{self, Features, Plan, PlanOptions};
+
+/// What a host without the image's own tools leaves to the image's first boot (`build`,
+/// `matrix`, and `plan -d`, whose cache answer depends on them).
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct FirstBootArgs {
+    /// seed_smf installs the image's seed repository and leaves importing manifests to the
+    /// image's first boot, instead of running svccfg now (for hosts without an svccfg that
+    /// matches the image).
+    #[arg(long)]
+    pub smf_at_first_boot: bool,
+    /// devfsadm steps leave /dev to the image's first boot instead of running devfsadm now:
+    /// they create /reconfigure, which makes that boot a reconfiguration boot (for hosts
+    /// without devfsadm, such as Linux).
+    #[arg(long)]
+    pub devfs_at_first_boot: bool,
+}
+
+impl FirstBootArgs {
+    /// `opts` with the SMF seeding and devfs setup these flags ask for.
+    pub fn apply(self, opts: BuildOptions) -> BuildOptions {
+        BuildOptions {
+            smf: SmfSeeding::from_flag(self.smf_at_first_boot),
+            devfs: DevfsSetup::from_flag(self.devfs_at_first_boot),
+            ..opts
+        }
+    }
+}
 
 /// Which template to read and with what features.
 #[derive(Args, Debug, Clone)]

@@ -9,11 +9,10 @@ use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
 use image_builder::embedded;
 use image_builder::host::{Host, Tool};
-use image_builder::steps::{DevfsSetup, SmfSeeding};
 use runner::{Runner, SystemRunner};
 use zfs::Zfs;
 
-use super::args::{report, TemplateArgs};
+use super::args::{report, FirstBootArgs, TemplateArgs};
 
 /// Build an image from a template.
 ///
@@ -48,16 +47,8 @@ pub struct BuildArgs {
     /// Destroy the work dataset first and build from nothing.
     #[arg(short = 'x', long = "fullreset")]
     fullreset: bool,
-    /// seed_smf installs the image's seed repository and leaves importing manifests to the
-    /// image's first boot, instead of running svccfg now (for hosts without an svccfg that
-    /// matches the image).
-    #[arg(long)]
-    smf_at_first_boot: bool,
-    /// devfsadm steps leave /dev to the image's first boot instead of running devfsadm now:
-    /// they create /reconfigure, which makes that boot a reconfiguration boot (for hosts
-    /// without devfsadm, such as Linux).
-    #[arg(long)]
-    devfs_at_first_boot: bool,
+    #[command(flatten)]
+    first_boot: FirstBootArgs,
     /// Print one JSON object per event (step start and finish, cache hit or miss) on
     /// standard output.
     #[arg(long)]
@@ -126,18 +117,16 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
     )
     .with_timeout(std::time::Duration::from_secs(1800));
-    let opts = BuildOptions {
+    let opts = a.first_boot.apply(BuildOptions {
         output_name: a.output_name.clone(),
         svccfg: a.svccfg.clone(),
         formats: a.formats.clone(),
         reset: a.reset,
         fullreset: a.fullreset,
-        smf: SmfSeeding::from_flag(a.smf_at_first_boot),
-        devfs: DevfsSetup::from_flag(a.devfs_at_first_boot),
         source_date_epoch: source_date_epoch(),
         external: a.template.source.external()?,
         ..BuildOptions::new(&a.dataset, a.template.source.root()?)
-    };
+    });
     // Refuse a build this host cannot run before starting anything, guest included.
     if let Err(e) = build::preflight(&plan, &opts, host) {
         eprintln!("error: {e}");

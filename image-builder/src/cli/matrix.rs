@@ -14,12 +14,11 @@ use image_builder::build::{self, BuildOptions};
 use image_builder::embedded;
 use image_builder::host::{Host, Tool};
 use image_builder::matrix::{self, BuildReport, BuildResult, Job, Matrix, MatrixEnv};
-use image_builder::steps::{DevfsSetup, SmfSeeding};
 use image_builder::template::{self, Features, PlanOptions};
 use runner::{Runner, SystemRunner};
 use serde::{Deserialize, Serialize};
 
-use super::args::{report, SourceArgs};
+use super::args::{report, FirstBootArgs, SourceArgs};
 use super::test::TestOpts;
 
 /// Build a matrix of templates (a JSON file listing {group, name, features, output_name,
@@ -47,12 +46,8 @@ pub struct MatrixArgs {
         default_value = "/usr/sbin/svccfg"
     )]
     svccfg: PathBuf,
-    /// See `build --smf-at-first-boot`.
-    #[arg(long)]
-    smf_at_first_boot: bool,
-    /// See `build --devfs-at-first-boot`.
-    #[arg(long)]
-    devfs_at_first_boot: bool,
+    #[command(flatten)]
+    first_boot: FirstBootArgs,
     /// Boot-test the outputs of entries marked `"test": true`.
     #[arg(long)]
     test: bool,
@@ -118,14 +113,12 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, runner::interrupt::flag())?;
     }
     let host = Host::detect();
-    let opts = BuildOptions {
+    let opts = a.first_boot.apply(BuildOptions {
         svccfg: a.svccfg.clone(),
-        smf: SmfSeeding::from_flag(a.smf_at_first_boot),
-        devfs: DevfsSetup::from_flag(a.devfs_at_first_boot),
         source_date_epoch: super::build::source_date_epoch(),
         external: external.clone(),
         ..BuildOptions::new(&a.dataset, &root)
-    };
+    });
     for j in &jobs {
         build::preflight(&j.plan, &opts, host)?;
     }

@@ -9,7 +9,7 @@ use image_builder::host::{Host, Tool};
 use image_builder::template::Plan;
 use runner::SystemRunner;
 
-use super::args::{report, TemplateArgs};
+use super::args::{report, FirstBootArgs, TemplateArgs};
 
 /// Show what a build would do: every step in run order with its source file and index,
 /// its type, its expanded arguments, and whether `with`/`without` skips it.
@@ -27,6 +27,9 @@ pub struct PlanArgs {
     /// Output name (`-N`) the build would use.
     #[arg(short = 'N', long = "output-name", value_name = "NAME")]
     output_name: Option<String>,
+    /// With -d: the first-boot flags the build would use (they are part of the cache key).
+    #[command(flatten)]
+    first_boot: FirstBootArgs,
 }
 
 pub fn run(a: PlanArgs) -> Result<ExitCode> {
@@ -64,11 +67,11 @@ fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<CacheStatus>
         &runner,
         zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
     );
-    let opts = BuildOptions {
+    let opts = a.first_boot.apply(BuildOptions {
         output_name: a.output_name.clone(),
         external: a.template.source.external()?,
         ..BuildOptions::new(dataset, a.template.source.root()?)
-    };
+    });
     Ok(build::cache_status(plan, &opts, &zfs)?)
 }
 
