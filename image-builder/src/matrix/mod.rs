@@ -4,7 +4,7 @@
 //! on different work datasets run in parallel. A build that reads an archive another
 //! build of the matrix packs (`unpack_tar` of a `pack_tar`) waits until that build is done.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -16,6 +16,11 @@ use zfs::{CreateOptions, Zfs};
 use crate::build::{self, BuildOptions, Env, Event, Outcome};
 use crate::host::Host;
 use crate::template::{Plan, StepKind, Target};
+
+mod schedule;
+
+pub use schedule::schedule;
+use schedule::{Archives, Inputs};
 
 /// A matrix file: the builds, in the order they are listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,154 +157,6 @@ impl Job {
         match self.dataset() {
             Some(d) => format!("work/{}/{}", self.plan.group, d.name),
             None => format!("job/{}", self.entry.id()),
-        }
-    }
-}
-
-/// Jobs grouped into chains: duplicates dropped, each chain ordered so a stage comes after
-/// the stage producing its input snapshot; chains in order of first appearance.
-pub fn schedule(jobs: Vec<Job>) -> Result<Vec<Vec<Job>>, MatrixError> {
-    let mut seen = std::collections::HashSet::new();
-    let mut chains: Vec<(String, Vec<Job>)> = Vec::new();
-    for j in jobs {
-        if !seen.insert(j.entry.id()) {
-            continue;
-        }
-        let key = j.chain_key();
-        match chains.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, c)) => c.push(j),
-            None => chains.push((key, vec![j])),
-        }
-    }
-    let chains = chains
-        .into_iter()
-        .map(|(key, mut rest)| {
-            let mut ordered = Vec::new();
-            while !rest.is_empty() {
-                // First (in listed order) stage whose input no remaining stage produces.
-                let ready = rest.iter().position(|j| {
-                    let input = j.dataset().and_then(|d| d.input_snapshot.clone());
-                    input.is_none_or(|i| {
-                        !rest.iter().any(|o| {
-                            o.dataset().and_then(|d| d.output_snapshot.as_deref()) == Some(&i)
-                        })
-                    })
-                });
-                match ready {
-                    Some(i) => ordered.push(rest.remove(i)),
-                    None => return Err(MatrixError::Cycle(key)),
-                }
-            }
-            Ok(ordered)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    check_file_order(&chains)?;
-    Ok(chains)
-}
-
-/// Refuses chains that can never finish: a build waiting for an archive packed by a build
-/// that comes after it (in its own chain, or through other waits). Kahn's algorithm over
-/// the builds, with an edge from each build to the next of its chain and from each packer
-/// to each reader of its archive.
-fn check_file_order(chains: &[Vec<Job>]) -> Result<(), MatrixError> {
-    let jobs: Vec<&Job> = chains.iter().flatten().collect();
-    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); jobs.len()];
-    let mut n = 0;
-    for c in chains {
-        for i in 1..c.len() {
-            edges[n + i - 1].push(n + i);
-        }
-        n += c.len();
-    }
-    for (w, writer) in jobs.iter().enumerate() {
-        let writes = writer.writes();
-        for (r, reader) in jobs.iter().enumerate() {
-            if r != w && reader.reads().iter().any(|f| writes.contains(f)) {
-                edges[w].push(r);
-            }
-        }
-    }
-    let mut incoming = vec![0usize; jobs.len()];
-    for e in edges.iter().flatten() {
-        incoming[*e] += 1;
-    }
-    let mut ready: Vec<usize> = (0..jobs.len()).filter(|i| incoming[*i] == 0).collect();
-    let mut seen = 0;
-    while let Some(i) = ready.pop() {
-        seen += 1;
-        for &e in &edges[i] {
-            incoming[e] -= 1;
-            if incoming[e] == 0 {
-                ready.push(e);
-            }
-        }
-    }
-    if seen == jobs.len() {
-        return Ok(());
-    }
-    let stuck: Vec<String> = (0..jobs.len())
-        .filter(|i| incoming[*i] > 0)
-        .map(|i| jobs[i].entry.id())
-        .collect();
-    Err(MatrixError::FileCycle(stuck.join(", ")))
-}
-
-/// The archives the matrix's own builds pack, and how far their packers are.
-#[derive(Debug, Default)]
-struct Archives {
-    /// Per archive, how many of the builds packing it have not finished.
-    left: HashMap<String, usize>,
-    /// Archives a build that should pack them failed or skipped.
-    failed: HashSet<String>,
-}
-
-/// Whether a build can start, as far as the archives it reads go.
-#[derive(Debug, PartialEq, Eq)]
-enum Inputs {
-    Ready,
-    Wait,
-    /// This archive's packer failed: the build is skipped.
-    Missing(String),
-}
-
-impl Archives {
-    fn new<'a>(jobs: impl Iterator<Item = &'a Job>) -> Archives {
-        let mut a = Archives::default();
-        for j in jobs {
-            for w in j.writes() {
-                *a.left.entry(w).or_default() += 1;
-            }
-        }
-        a
-    }
-
-    fn inputs(&self, job: &Job) -> Inputs {
-        let own = job.writes();
-        let reads: Vec<String> = job
-            .reads()
-            .into_iter()
-            .filter(|r| !own.contains(r))
-            .collect();
-        if reads
-            .iter()
-            .any(|r| self.left.get(r).is_some_and(|n| *n > 0))
-        {
-            return Inputs::Wait;
-        }
-        match reads.into_iter().find(|r| self.failed.contains(r)) {
-            Some(r) => Inputs::Missing(r),
-            None => Inputs::Ready,
-        }
-    }
-
-    fn finished(&mut self, job: &Job, ok: bool) {
-        for w in job.writes() {
-            if let Some(n) = self.left.get_mut(&w) {
-                *n = n.saturating_sub(1);
-            }
-            if !ok {
-                self.failed.insert(w);
-            }
         }
     }
 }
@@ -587,141 +444,4 @@ fn run_job(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::template::{plan, Features, PlanOptions};
-
-    fn jobs(dir: &Path, names: &[&str]) -> Vec<Job> {
-        names
-            .iter()
-            .map(|n| Job {
-                entry: Entry {
-                    group: "g".into(),
-                    name: n.to_string(),
-                    features: Vec::new(),
-                    output_name: None,
-                    test: false,
-                },
-                plan: plan(dir, "g", n, &Features::default(), &PlanOptions::default()),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn chains_group_by_work_dataset_in_snapshot_order_and_drop_duplicates() {
-        let t = tempfile::tempdir().unwrap();
-        let g = t.path().join("g");
-        std::fs::create_dir_all(&g).unwrap();
-        let stage = |name: &str, ds: &str, input: Option<&str>, output: Option<&str>| {
-            let mut d = format!(r#""name":"{ds}""#);
-            if let Some(i) = input {
-                d.push_str(&format!(r#","input_snapshot":"{i}""#));
-            }
-            if let Some(o) = output {
-                d.push_str(&format!(r#","output_snapshot":"{o}""#));
-            }
-            std::fs::write(
-                g.join(format!("{name}.json")),
-                format!(r#"{{"dataset":{{{d}}},"steps":[]}}"#),
-            )
-            .unwrap();
-        };
-        stage("base", "w", None, Some("base"));
-        stage("a", "w", Some("base"), Some("a"));
-        stage("b", "w", Some("base"), None);
-        stage("a2", "w", Some("a"), None);
-        stage("other", "v", None, None);
-        let listed = jobs(t.path(), &["a2", "a", "other", "b", "base", "a"]);
-        for j in &listed {
-            assert!(j.plan.is_valid(), "{:?}", j.plan.problems);
-        }
-        let chains = schedule(listed).unwrap();
-        let names: Vec<Vec<&str>> = chains
-            .iter()
-            .map(|c| c.iter().map(|j| j.plan.name.as_str()).collect())
-            .collect();
-        assert_eq!(names, vec![vec!["base", "a", "a2", "b"], vec!["other"]]);
-        stage("x", "c", Some("y"), Some("x"));
-        stage("y", "c", Some("x"), Some("y"));
-        assert!(matches!(
-            schedule(jobs(t.path(), &["x", "y"])),
-            Err(MatrixError::Cycle(_))
-        ));
-    }
-
-    #[test]
-    fn readers_of_an_archive_wait_for_its_packer_and_cycles_are_refused() {
-        let t = tempfile::tempdir().unwrap();
-        let g = t.path().join("g");
-        std::fs::create_dir_all(&g).unwrap();
-        let write =
-            |name: &str, text: &str| std::fs::write(g.join(format!("{name}.json")), text).unwrap();
-        write(
-            "base",
-            r#"{"dataset":{"name":"w","output_snapshot":"one"},"steps":[]}"#,
-        );
-        write(
-            "a",
-            r#"{"dataset":{"name":"w","input_snapshot":"one"},"steps":[{"t":"pack_tar","name":"a.tar"}]}"#,
-        );
-        write(
-            "img",
-            r#"{"dataset":{"name":"i"},"steps":[{"t":"unpack_tar","name":"a.tar"},
-                {"t":"ensure_file","file":"/x","outputsrc":"notes.txt","owner":"root","group":"root","mode":"644"},
-                {"t":"pack_tar","name":"img.tar","with":"never"}]}"#,
-        );
-        let listed = jobs(t.path(), &["img", "a", "base"]);
-        for j in &listed {
-            assert!(j.plan.is_valid(), "{:?}", j.plan.problems);
-        }
-        let chains = schedule(listed).unwrap();
-        let img = &chains[0][0];
-        assert_eq!(img.reads(), ["a.tar", "notes.txt"]);
-        assert!(img.writes().is_empty(), "a skipped step writes nothing");
-        let (base, a) = (&chains[1][0], &chains[1][1]);
-        assert_eq!(a.writes(), ["a.tar"]);
-
-        let mut arch = Archives::new(chains.iter().flatten());
-        assert_eq!(arch.inputs(img), Inputs::Wait);
-        assert_eq!(arch.inputs(base), Inputs::Ready);
-        arch.finished(a, true);
-        assert_eq!(arch.inputs(img), Inputs::Ready, "notes.txt is no build's");
-        let mut arch = Archives::new(chains.iter().flatten());
-        arch.finished(a, false);
-        assert_eq!(arch.inputs(img), Inputs::Missing("a.tar".into()));
-
-        // A stage reading what a later stage of its own chain packs can never start.
-        write(
-            "early",
-            r#"{"dataset":{"name":"v","output_snapshot":"e"},"steps":[{"t":"unpack_tar","name":"late.tar"}]}"#,
-        );
-        write(
-            "late",
-            r#"{"dataset":{"name":"v","input_snapshot":"e"},"steps":[{"t":"pack_tar","name":"late.tar"}]}"#,
-        );
-        let e = schedule(jobs(t.path(), &["late", "early"])).unwrap_err();
-        assert!(
-            matches!(&e, MatrixError::FileCycle(s) if s == "g/early, g/late"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn log_names_never_clash() {
-        let e = |n: &str, o: Option<&str>, f: &[&str]| Entry {
-            group: "g".into(),
-            name: n.into(),
-            features: f.iter().map(|s| s.to_string()).collect(),
-            output_name: o.map(Into::into),
-            test: false,
-        };
-        let names = [
-            log_name(&e("a", None, &[])),
-            log_name(&e("a", Some("b"), &[])),
-            log_name(&e("a", None, &["x"])),
-            log_name(&e("a", None, &["y"])),
-        ];
-        let set: std::collections::HashSet<_> = names.iter().collect();
-        assert_eq!(set.len(), names.len(), "{names:?}");
-    }
-}
+mod tests;
