@@ -1,5 +1,6 @@
 //! Running a validated plan: the build targets, the stage cache, locking and cleanup.
 
+pub mod bootblock;
 pub mod cache;
 pub mod convert;
 mod dataset;

@@ -54,6 +54,7 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
         .map_err(|e| BuildError::io(&image, e))?;
 
     let mut esp = None;
+    let mut disk = None;
     let mut detach_mark = None;
     let vdev = match host {
         Host::Illumos => {
@@ -85,6 +86,7 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
                 wait_for(&e)?;
                 esp = Some(e);
             }
+            disk = Some(image.clone());
             part
         }
         // Unlabelled: the image file itself is the vdev.
@@ -123,6 +125,7 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
         bename: p.bename.clone().unwrap_or_else(random_bename),
         altroot: altroot.clone(),
         esp,
+        disk,
     };
     let watch = ZfsCli::new(runner, tools).with_timeout(Duration::from_secs(30));
     let stop = AtomicBool::new(false);
