@@ -88,7 +88,12 @@ pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError
         };
         let sum = match old.files.get(&n) {
             Some((size, m, sum)) if *size == meta.len() && *m == mtime => sum.clone(),
-            _ => sha256_file(&path)?,
+            _ => {
+                let t = std::time::Instant::now();
+                let sum = sha256_file(&path)?;
+                tracing::debug!("sha256 of {n} in {:.3} s", t.elapsed().as_secs_f64());
+                sum
+            }
         };
         text.push_str(&format!("{sum}  {n}\n"));
         new.files.insert(n, (meta.len(), mtime, sum));

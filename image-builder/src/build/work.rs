@@ -252,7 +252,9 @@ fn run(
         }
         let dst = output_dir.join(name);
         tracing::info!("copying {} to {}", src.display(), dst.display());
+        let t = Instant::now();
         convert::copy_sparse(src, &dst)?;
+        tracing::debug!("copied {name} in {:.3} s", t.elapsed().as_secs_f64());
         outputs.push(name.clone());
         if name.ends_with(".raw") {
             for f in &opts.formats {
