@@ -78,7 +78,8 @@ pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError
         })
         .collect();
     names.sort();
-    let mut text = String::new();
+    // Size and mtime of each, and the cached sum when they still match.
+    let mut entries = Vec::new();
     for n in names {
         let path = output_dir.join(&n);
         let meta = std::fs::metadata(&path).map_err(|e| BuildError::io(&path, e))?;
@@ -86,17 +87,48 @@ pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError
             use std::os::unix::fs::MetadataExt;
             meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
         };
-        let sum = match old.files.get(&n) {
-            Some((size, m, sum)) if *size == meta.len() && *m == mtime => sum.clone(),
-            _ => {
-                let t = std::time::Instant::now();
-                let sum = sha256_file(&path)?;
-                tracing::debug!("sha256 of {n} in {:.3} s", t.elapsed().as_secs_f64());
-                sum
-            }
+        let cached = match old.files.get(&n) {
+            Some((size, m, sum)) if *size == meta.len() && *m == mtime => Some(sum.clone()),
+            _ => None,
         };
+        entries.push((n, path, meta.len(), mtime, cached));
+    }
+    // The others are hashed side by side (an image and the archives beside it).
+    let todo: Vec<usize> = (0..entries.len())
+        .filter(|i| entries[*i].4.is_none())
+        .collect();
+    let width = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for chunk in todo.chunks(width) {
+        let sums: Vec<Result<String, BuildError>> = std::thread::scope(|s| {
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let (n, path) = (&entries[i].0, &entries[i].1);
+                    s.spawn(move || {
+                        let t = std::time::Instant::now();
+                        let sum = sha256_file(path)?;
+                        tracing::debug!("sha256 of {n} in {:.3} s", t.elapsed().as_secs_f64());
+                        Ok(sum)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(BuildError::State("a checksum thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for (&i, sum) in chunk.iter().zip(sums) {
+            entries[i].4 = Some(sum?);
+        }
+    }
+    let mut text = String::new();
+    for (n, _, size, mtime, sum) in entries {
+        let sum = sum.unwrap_or_default();
         text.push_str(&format!("{sum}  {n}\n"));
-        new.files.insert(n, (meta.len(), mtime, sum));
+        new.files.insert(n, (size, mtime, sum));
     }
     write_atomic(&output_dir.join("SHA256SUMS"), text.as_bytes())?;
     std::fs::create_dir_all(state_dir).map_err(|e| BuildError::io(state_dir, e))?;
