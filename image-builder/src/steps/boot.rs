@@ -94,20 +94,25 @@ fn system<'a>(cx: &StepCx<'a>) -> System<'a> {
     }
 }
 
-/// Creates (or, when run again, keeps) a file system with properties.
-fn ensure_fs(cx: &StepCx, name: &str, props: &[(&str, &str)]) -> Result<(), StepError> {
-    if !cx.zfs.exists(name)? {
-        let mut o = CreateOptions::new();
-        for (k, v) in props {
-            o = o.prop(*k, *v);
-        }
-        cx.zfs.create(name, &o)?;
-    } else {
-        for (k, v) in props {
-            cx.zfs.set(name, k, v)?;
-        }
+/// Creates (or, when run again, keeps) a file system with properties. The create is tried
+/// first and an existing file system given the properties instead, so a fresh pool costs
+/// one `zfs` process per file system (each counts when the builder runs emulated).
+/// Returns whether it was created.
+fn ensure_fs(cx: &StepCx, name: &str, props: &[(&str, &str)]) -> Result<bool, StepError> {
+    let mut o = CreateOptions::new();
+    for (k, v) in props {
+        o = o.prop(*k, *v);
     }
-    Ok(())
+    match cx.zfs.create(name, &o) {
+        Ok(()) => Ok(true),
+        Err(zfs::ZfsError::AlreadyExists { .. }) => {
+            for (k, v) in props {
+                cx.zfs.set(name, k, v)?;
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Execute for CreateBe {
@@ -120,27 +125,27 @@ impl Execute for CreateBe {
             &root_ds,
             &[("canmount", "off"), ("mountpoint", "legacy")],
         )?;
-        if cx.zfs.exists(&be)? {
-            ensure_fs(cx, &be, &[("canmount", "noauto"), ("mountpoint", "legacy")])?;
-            if cx.zfs.get(&be, "org.opensolaris.libbe:uuid")?.is_none() {
-                let uuid = crate::build::gpt::random_uuid();
-                cx.zfs.set(&be, "org.opensolaris.libbe:uuid", &uuid)?;
+        let mut o = CreateOptions::new();
+        let uuid = crate::build::gpt::random_uuid();
+        for (k, v) in [
+            ("canmount", "noauto"),
+            ("mountpoint", "legacy"),
+            ("org.opensolaris.libbe:uuid", uuid.as_str()),
+            ("org.opensolaris.libbe:policy", "static"),
+        ] {
+            o = o.prop(k, v);
+        }
+        match cx.zfs.create(&be, &o) {
+            Ok(()) => tracing::info!("boot environment {be}: uuid {uuid}"),
+            // Run again: the BE keeps its uuid.
+            Err(zfs::ZfsError::AlreadyExists { .. }) => {
+                ensure_fs(cx, &be, &[("canmount", "noauto"), ("mountpoint", "legacy")])?;
+                if cx.zfs.get(&be, "org.opensolaris.libbe:uuid")?.is_none() {
+                    cx.zfs.set(&be, "org.opensolaris.libbe:uuid", &uuid)?;
+                }
+                cx.zfs.set(&be, "org.opensolaris.libbe:policy", "static")?;
             }
-            cx.zfs.set(&be, "org.opensolaris.libbe:policy", "static")?;
-        } else {
-            // One command: each zfs process counts when the builder runs emulated.
-            let uuid = crate::build::gpt::random_uuid();
-            tracing::info!("boot environment {be}: uuid {uuid}");
-            ensure_fs(
-                cx,
-                &be,
-                &[
-                    ("canmount", "noauto"),
-                    ("mountpoint", "legacy"),
-                    ("org.opensolaris.libbe:uuid", &uuid),
-                    ("org.opensolaris.libbe:policy", "static"),
-                ],
-            )?;
+            Err(e) => return Err(e.into()),
         }
         let dir = cx.root_path();
         if !device::mounted(cx.host, dir) {
@@ -155,9 +160,10 @@ impl Execute for CreateDataset {
         let p = pool(cx, "create_dataset")?;
         let ds = format!("{}/{}", p.temp_name, self.name);
         match &self.mountpoint {
-            Some(mp) => ensure_fs(cx, &ds, &[("mountpoint", mp)]),
-            None => ensure_fs(cx, &ds, &[]),
-        }
+            Some(mp) => ensure_fs(cx, &ds, &[("mountpoint", mp)])?,
+            None => ensure_fs(cx, &ds, &[])?,
+        };
+        Ok(())
     }
 }
 
