@@ -273,7 +273,7 @@ pub(crate) fn run_steps(
                     index: s.index,
                     t: s.t.clone(),
                     location: location.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             }
         })?;
