@@ -42,7 +42,7 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
     let bytes = p.size << 20;
 
     // Leftovers of a run that crashed without its journal.
-    if zfs.pools()?.contains(&temp) {
+    if pool_imported(host, &zfs, &temp)? {
         zfs.pool_destroy(&temp, true)?;
     }
     // No device can be attached to the image file: it is made below, in a work dataset
@@ -269,6 +269,17 @@ fn health(host: Host, zfs: &dyn Zfs, pool: &str) -> zfs::Result<Health> {
         }
     }
     zfs.pool_health(pool)
+}
+
+/// Whether `pool` is imported: on Linux from OpenZFS' kstat directory (no process), else
+/// `zpool list`.
+fn pool_imported(host: Host, zfs: &dyn Zfs, pool: &str) -> zfs::Result<bool> {
+    // Each imported pool has a directory there (its txgs, reads, state ...).
+    let kstat = Path::new("/proc/spl/kstat/zfs");
+    if host == Host::Linux && !pool.contains('/') && kstat.is_dir() {
+        return Ok(kstat.join(pool).is_dir());
+    }
+    Ok(zfs.pools()?.iter().any(|p| p == pool))
 }
 
 /// `zpool trim`, then waits (bounded) until it is done. Best effort: a device without

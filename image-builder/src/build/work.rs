@@ -276,6 +276,7 @@ fn run(
         Kind::Iso(i) => super::iso::build(&mut w, i)?,
     };
     let mut outputs = Vec::new();
+    let mut sums = Vec::new();
     for (src, name) in &products {
         if runner::interrupt::requested() {
             return Err(BuildError::Interrupted);
@@ -283,8 +284,12 @@ fn run(
         let dst = output_dir.join(name);
         tracing::info!("copying {} to {}", src.display(), dst.display());
         let t = Instant::now();
-        convert::copy_sparse(src, &dst)?;
-        tracing::debug!("copied {name} in {:.3} s", t.elapsed().as_secs_f64());
+        // The checksum for SHA256SUMS in the same pass.
+        sums.push((name.clone(), convert::copy_sparse_hashed(src, &dst)?));
+        tracing::debug!(
+            "copied and hashed {name} in {:.3} s",
+            t.elapsed().as_secs_f64()
+        );
         outputs.push(name.clone());
         if name.ends_with(".raw") {
             for f in &opts.formats {
@@ -294,6 +299,7 @@ fn run(
             }
         }
     }
+    super::record::remember_sums(output_dir, &layout::state_dir(output_dir), &sums)?;
     let timings = std::mem::take(&mut w.timings);
     let journal = w.journal;
     zfs.destroy(&work, true)?;
