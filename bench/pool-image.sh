@@ -7,6 +7,9 @@
 # Needs a real ZFS (/dev/zfs): build on the host, run in the guest:
 #   cargo build --release -p image-builder
 #   scripts/zfs-vm run -- bench/pool-image.sh [payload-MB]
+# With BENCH_PROFILE=DIR (a --rw directory), DIR/image-builder.log gets the tool's debug log
+# (every command with its wall time) and DIR/bare.log the bare commands' times:
+#   scripts/zfs-vm run --rw /tmp/prof --env BENCH_PROFILE=/tmp/prof -- bench/pool-image.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,33 +45,57 @@ cat >"$work/t/g/img.json" <<'EOF'
 EOF
 
 now() { date +%s.%N; }
+prof=${BENCH_PROFILE:-}
+# Runs a bare command, timing it when profiling.
+b() {
+	if [ -z "$prof" ]; then
+		"$@"
+		return
+	fi
+	local s e
+	s=$(now)
+	"$@"
+	e=$(now)
+	printf '%.3f s: %s\n' "$(echo "$e - $s" | bc)" "$*" >>"$prof/bare.log"
+}
+[ -z "$prof" ] || : >"$prof/bare.log"
+
+# Warm the caches both sides use (the binaries, under emulation, load slowly the first
+# time), so neither pays for the other's first start.
+"$bin" --version >/dev/null
+zfs list >/dev/null
+zpool list >/dev/null
+sha256sum /dev/null >/dev/null
 
 t0=$(now)
-"$bin" build -d "$pool/images" -g g -n img -T "$work/t" >/dev/null 2>"$work/ib.log" ||
-	{ cat "$work/ib.log"; exit 1; }
+logenv=()
+[ -z "$prof" ] || logenv=(IMAGE_BUILDER_LOG=debug)
+env "${logenv[@]}" "$bin" build -d "$pool/images" -g g -n img -T "$work/t" \
+	>/dev/null 2>"$work/ib.log" || { cat "$work/ib.log"; exit 1; }
 t1=$(now)
+[ -z "$prof" ] || cp "$work/ib.log" "$prof/image-builder.log"
 
 # The same work, by hand.
 t2=$(now)
 img=$work/bare.raw
-truncate -s 352M "$img"
+b truncate -s 352M "$img"
 printf 'label: gpt\nfirst-lba: 34\nstart=256, type=6A898CC3-1DD2-11B2-99A6-080020736631\n' |
-	sfdisk -q "$img" >/dev/null
-dev=$(losetup -f --show -P "$img")
+	b sfdisk -q "$img" >/dev/null
+dev=$(b losetup -f --show -P "$img")
 while [ ! -e "${dev}p1" ]; do sleep 0.1; done
-zpool create -d -t TEMPBENCH -R "$work/alt" -o ashift=9 -O compression=on rpool "${dev}p1"
-zfs create -o canmount=off -o mountpoint=legacy TEMPBENCH/ROOT
-zfs create -o canmount=noauto -o mountpoint=legacy TEMPBENCH/ROOT/be
+b zpool create -d -t TEMPBENCH -R "$work/alt" -o ashift=9 -O compression=on rpool "${dev}p1"
+b zfs create -o canmount=off -o mountpoint=legacy TEMPBENCH/ROOT
+b zfs create -o canmount=noauto -o mountpoint=legacy TEMPBENCH/ROOT/be
 mkdir -p "$work/be"
-mount -t zfs TEMPBENCH/ROOT/be "$work/be"
-tar -C "$work/be" -xpf "$out/root.tar"
-umount "$work/be"
-zpool sync TEMPBENCH
-zpool export TEMPBENCH
-losetup -d "$dev"
+b mount -t zfs TEMPBENCH/ROOT/be "$work/be"
+b tar -C "$work/be" -xpf "$out/root.tar"
+b umount "$work/be"
+b zpool sync TEMPBENCH
+b zpool export TEMPBENCH
+b losetup -d "$dev"
 dev=
-cp --sparse=always "$img" "$out/bare.raw"
-sha256sum "$out/bare.raw" >/dev/null
+b cp --sparse=always "$img" "$out/bare.raw"
+b sha256sum "$out/bare.raw" >/dev/null
 t3=$(now)
 
 ib=$(echo "$t1 - $t0" | bc)

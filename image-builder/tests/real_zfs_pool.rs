@@ -18,7 +18,7 @@ use image_builder::build::gpt::{TYPE_ESP, TYPE_RESERVED, TYPE_ZFS};
 use image_builder::build::{inspect, BuildOptions};
 use image_builder::host::Host;
 use runner::SystemRunner;
-use tier::{tier, Cli, ScratchPool};
+use tier::{fake_boot_block, fake_pmbr, tier, Cli, ScratchPool};
 use zfs::{PoolImport, Zfs};
 
 const TEMPLATE: &str = r#"{
@@ -32,6 +32,9 @@ const TEMPLATE: &str = r#"{
     { "t": "make_bootable" }
   ]
 }"#;
+
+/// Size of the stand-in gptzfsboot: not a whole number of sectors, as installboot allows.
+const GPTZFSBOOT_LEN: usize = 200_000;
 
 /// A scratch pool with `POOL/images/output` holding the root tarball, and the template.
 struct World<'a> {
@@ -100,7 +103,8 @@ impl<'a> World<'a> {
 }
 
 /// A small root file system: passwd/group naming a non-root user, modes including setuid,
-/// a symlink, a loader for the ESP, and `payload_mib` of incompressible data.
+/// a symlink, loaders for the ESP, BIOS boot blocks, and `payload_mib` of incompressible
+/// data.
 fn write_root_tar(path: &Path, payload_mib: usize) {
     let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
     let mut add = |name: &str, kind: tar::EntryType, mode: u32, uid: u64, gid: u64, data: &[u8]| {
@@ -143,6 +147,17 @@ fn write_root_tar(path: &Path, payload_mib: usize) {
         0,
         3,
         b"MZ illumos loader64.efi stand-in\n",
+    );
+    // The 32-bit loader carries the loader's multiboot header, as illumos' do.
+    add("boot/loader32.efi", F, 0o444, 0, 3, &fake_boot_block(4096));
+    add("boot/pmbr", F, 0o444, 0, 3, &fake_pmbr());
+    add(
+        "boot/gptzfsboot",
+        F,
+        0o444,
+        0,
+        3,
+        &fake_boot_block(GPTZFSBOOT_LEN),
     );
     // xorshift: incompressible, so the pool really writes it.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -214,6 +229,59 @@ fn pool_image_from_a_root_tarball() {
         .output()
         .unwrap();
     assert_eq!(mtype.stdout, b"MZ illumos loader64.efi stand-in\n");
+
+    // The 32-bit loader had the loader's multiboot header: the ZFS partition's LBA is in it.
+    let zfs_lba = 256 + 524288u64;
+    let mtype32 = Command::new("/usr/bin/mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(format!("{}@@{}", raw.display(), 256 * 512))
+        .arg("::/EFI/BOOT/BOOTIA32.EFI")
+        .output()
+        .unwrap();
+    let mut want = fake_boot_block(4096);
+    want[32..40].copy_from_slice(&zfs_lba.to_le_bytes());
+    assert_eq!(mtype32.stdout, want);
+
+    // BIOS boot blocks, where illumos installboot puts them.
+    let f = std::fs::File::open(&raw).unwrap();
+    let read = |at: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
+        b
+    };
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap());
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let pmbr = fake_pmbr();
+    // MBR: pmbr's code, loading the partition boot record (1 sector at the ZFS partition).
+    let mbr = read(0, 512);
+    assert_eq!(mbr[..3], pmbr[..3]);
+    assert!(
+        mbr[3..0x3e].iter().all(|b| *b == 0),
+        "the protective MBR's (empty) BPB"
+    );
+    assert_eq!(mbr[0x3e..0xfc], pmbr[0x3e..0xfc]);
+    assert_eq!((u16_at(&mbr, 0xfc), u64_at(&mbr, 0xfe)), (1, zfs_lba));
+    let uuid = &mbr[0x106..0x116];
+    assert!(uuid.iter().any(|b| *b != 0), "a disk UUID");
+    assert_eq!(mbr[0x1be + 4], 0xee, "the protective partition entry stays");
+    // The partition boot record: pmbr loading gptzfsboot from the ZFS boot area.
+    let vbr = read(zfs_lba * 512, 512);
+    assert_eq!(vbr[..0xfc], pmbr[..0xfc]);
+    assert_eq!(
+        (u16_at(&vbr, 0xfc), u64_at(&vbr, 0xfe)),
+        ((GPTZFSBOOT_LEN / 512) as u16, zfs_lba + 1024)
+    );
+    assert_eq!(&vbr[0x106..0x116], uuid);
+    // gptzfsboot 512 KiB into the partition, after the two front labels, with the
+    // partition's LBA in its multiboot header.
+    let mut want = fake_boot_block(GPTZFSBOOT_LEN);
+    want[32..40].copy_from_slice(&zfs_lba.to_le_bytes());
+    assert!(
+        read((zfs_lba + 1024) * 512, GPTZFSBOOT_LEN) == want,
+        "gptzfsboot in place"
+    );
+    // The labels are intact: inspect and the check below import the pool from this disk.
 
     // partition_only: the ZFS partition alone.
     let part = std::fs::metadata(w.output_dir().join("g-img.partonly")).unwrap();

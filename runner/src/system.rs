@@ -64,6 +64,7 @@ impl Runner for SystemRunner {
         }
         let tag = cmd.get_tag().unwrap_or("").to_string();
         tracing::debug!(tag = %tag, "run: {line}");
+        let started = Instant::now();
         let mut c = Command::new(cmd.program());
         c.args(cmd.get_args())
             .env_clear()
@@ -125,6 +126,14 @@ impl Runner for SystemRunner {
         }
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
+        // With the start line, what a profile of a build needs: each command's wall time.
+        tracing::debug!(
+            "ran in {:.3} s ({}): {line}",
+            started.elapsed().as_secs_f64(),
+            status
+                .code()
+                .map_or("killed".to_string(), |c| format!("exit {c}"))
+        );
         Ok(Output {
             code: status.code(),
             stdout,

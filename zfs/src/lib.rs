@@ -14,6 +14,15 @@ pub use cli::{ExportRetry, ZfsCli, ZfsTools};
 pub use error::{Result, ZfsError};
 pub use options::{CreateOptions, Health, PoolCreate, PoolImport};
 
+/// A file system as [`Zfs::filesystems`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filesystem {
+    pub name: String,
+    /// The `mountpoint` property: a path, `legacy` or `none`.
+    pub mountpoint: String,
+    pub mounted: bool,
+}
+
 /// ZFS operations. Names are full names (`pool/a/b`, `pool/a@snap`).
 pub trait Zfs {
     /// Creates a file system (or a volume) with properties.
@@ -44,6 +53,11 @@ pub trait Zfs {
 
     /// Direct child file systems and volumes, sorted by name.
     fn children(&self, dataset: &str) -> Result<Vec<String>>;
+
+    /// The file systems `roots` and their descendants down to `depth` levels (0: the roots
+    /// only), with where each is mounted, in one listing. Fails, like `zfs list`, when a
+    /// root does not exist.
+    fn filesystems(&self, roots: &[&str], depth: u32) -> Result<Vec<Filesystem>>;
 
     /// Snapshots of `dataset` itself, oldest first.
     fn snapshots(&self, dataset: &str) -> Result<Vec<String>>;

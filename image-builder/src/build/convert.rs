@@ -88,33 +88,115 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), BuildError> {
 /// regions the file system reports (SEEK_DATA/SEEK_HOLE) are read, and zero blocks within
 /// them are skipped too.
 pub fn copy_range_sparse(src: &Path, offset: u64, len: u64, dst: &Path) -> Result<(), BuildError> {
+    copy_range(src, offset, len, dst, false).map(|_| ())
+}
+
+/// [`copy_sparse`], also returning the SHA-256 of what it copied (hex), computed in the same
+/// pass on a second thread while the copy reads and writes: the image is read once.
+pub fn copy_sparse_hashed(src: &Path, dst: &Path) -> Result<String, BuildError> {
+    let len = std::fs::metadata(src)
+        .map_err(|e| BuildError::io(src, e))?
+        .len();
+    copy_range(src, 0, len, dst, true).map(|h| h.unwrap_or_default())
+}
+
+/// [`copy_range_sparse`] with the SHA-256 of the copied range when `hash`.
+pub fn copy_range_sparse_hashed(
+    src: &Path,
+    offset: u64,
+    len: u64,
+    dst: &Path,
+) -> Result<String, BuildError> {
+    copy_range(src, offset, len, dst, true).map(|h| h.unwrap_or_default())
+}
+
+/// What the copy hands the hashing thread: bytes read, or a run of zeros (a hole).
+enum Chunk {
+    Data(Vec<u8>),
+    Zeros(u64),
+}
+
+fn hasher() -> (
+    std::sync::mpsc::SyncSender<Chunk>,
+    std::thread::JoinHandle<String>,
+) {
+    use sha2::{Digest, Sha256};
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
+    let h = std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        let zeros = vec![0u8; 1 << 20];
+        for c in rx {
+            match c {
+                Chunk::Data(b) => h.update(&b),
+                Chunk::Zeros(mut n) => {
+                    while n > 0 {
+                        let k = n.min(zeros.len() as u64) as usize;
+                        h.update(&zeros[..k]);
+                        n -= k as u64;
+                    }
+                }
+            }
+        }
+        super::cache::hex(&h.finalize())
+    });
+    (tx, h)
+}
+
+fn copy_range(
+    src: &Path,
+    offset: u64,
+    len: u64,
+    dst: &Path,
+    hash: bool,
+) -> Result<Option<String>, BuildError> {
     let partial = super::device::with_suffix(dst, ".partial");
-    let copy = || -> std::io::Result<()> {
+    let (tx, hashing) = if hash {
+        let (tx, h) = hasher();
+        (Some(tx), Some(h))
+    } else {
+        (None, None)
+    };
+    let gone = || std::io::Error::other("the checksum thread stopped");
+    let copy = |tx: Option<std::sync::mpsc::SyncSender<Chunk>>| -> std::io::Result<()> {
         let mut from = File::open(src)?;
         let mut to = File::create(&partial)?;
-        let mut buf = vec![0u8; 1 << 20];
+        let send = |c: Chunk| match &tx {
+            Some(tx) => tx.send(c).map_err(|_| gone()),
+            None => Ok(()),
+        };
+        let mut at = offset;
         for (start, end) in data_regions(&from, offset, offset + len) {
+            send(Chunk::Zeros(start - at))?;
             from.seek(SeekFrom::Start(start))?;
             to.seek(SeekFrom::Start(start - offset))?;
             let mut left = end - start;
             while left > 0 {
-                let n = (buf.len() as u64).min(left) as usize;
-                from.read_exact(&mut buf[..n])?;
-                if is_zero(&buf[..n]) {
+                let n = (1u64 << 20).min(left) as usize;
+                let mut buf = vec![0u8; n];
+                from.read_exact(&mut buf)?;
+                if is_zero(&buf) {
                     to.seek(SeekFrom::Current(n as i64))?;
+                    send(Chunk::Zeros(n as u64))?;
                 } else {
-                    to.write_all(&buf[..n])?;
+                    to.write_all(&buf)?;
+                    send(Chunk::Data(buf))?;
                 }
                 left -= n as u64;
             }
+            at = end;
         }
+        send(Chunk::Zeros(offset + len - at))?;
         to.set_len(len)?;
         to.sync_all()?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))?;
         std::fs::rename(&partial, dst)
     };
-    copy().map_err(|e| {
+    let copied = copy(tx);
+    // The sender is dropped with the closure's argument: the thread finishes.
+    let sum = hashing.map(|h| h.join().map_err(|_| gone()));
+    let result = copied.and_then(|()| sum.transpose());
+    result.map_err(|e| {
         let _ = std::fs::remove_file(&partial);
         BuildError::io(dst, e)
     })
@@ -177,6 +259,32 @@ mod tests {
             m.blocks()
         );
         assert_eq!(m.mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn the_hashed_copy_gives_the_sha256_of_the_bytes_holes_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.raw");
+        let mut f = File::create(&src).unwrap();
+        f.set_len(9 << 20).unwrap();
+        f.seek(SeekFrom::Start(3 << 20)).unwrap();
+        f.write_all(&vec![7u8; (1 << 20) + 5]).unwrap();
+        drop(f);
+        let dst = dir.path().join("b.raw");
+        let sum = copy_sparse_hashed(&src, &dst).unwrap();
+        let bytes = std::fs::read(&src).unwrap();
+        assert_eq!(std::fs::read(&dst).unwrap(), bytes);
+        use sha2::Digest;
+        assert_eq!(sum, crate::build::cache::hex(&sha2::Sha256::digest(&bytes)));
+        // A range: the bytes of that range only.
+        let part = dir.path().join("c.raw");
+        let sum = copy_range_sparse_hashed(&src, 2 << 20, 4 << 20, &part).unwrap();
+        let range = &bytes[2 << 20..6 << 20];
+        assert_eq!(std::fs::read(&part).unwrap(), range);
+        assert_eq!(sum, crate::build::cache::hex(&sha2::Sha256::digest(range)));
+        // A file that is not there: an error, nothing left behind.
+        assert!(copy_sparse_hashed(&dir.path().join("none"), &dst).is_err());
+        assert!(!crate::build::device::with_suffix(&dst, ".partial").exists());
     }
 
     #[test]

@@ -42,17 +42,41 @@ impl Device {
     }
 }
 
-/// Attaches `file`: illumos `lofiadm -a [-l] FILE`, Linux `losetup -f --show -P FILE`.
+/// Attaches `file`: illumos `lofiadm [-l] -a FILE`, Linux `losetup -f --show -P FILE`.
 /// `labelled` asks lofi for a device with partitions and slices; loop devices always scan
 /// the partition table (`-P`).
 pub fn attach(sys: &System, file: &Path, labelled: bool) -> Result<Device, runner::RunError> {
+    attach_with(sys, file, labelled, false)
+}
+
+/// [`attach`] read-only: illumos `lofiadm -r [-l] -a FILE`, Linux `losetup -f --show -P -r
+/// FILE`.
+pub fn attach_readonly(
+    sys: &System,
+    file: &Path,
+    labelled: bool,
+) -> Result<Device, runner::RunError> {
+    attach_with(sys, file, labelled, true)
+}
+
+fn attach_with(
+    sys: &System,
+    file: &Path,
+    labelled: bool,
+    readonly: bool,
+) -> Result<Device, runner::RunError> {
     match sys.host {
         Host::Illumos => {
-            let mut cmd = sys.cmd(Tool::Lofiadm).arg("-a");
+            // `-a` takes the file as its argument, so every flag comes before it
+            // (lofiadm's getopt string is "a:c:Cd:efk:lrs:T:U").
+            let mut cmd = sys.cmd(Tool::Lofiadm);
+            if readonly {
+                cmd = cmd.arg("-r");
+            }
             if labelled {
                 cmd = cmd.arg("-l");
             }
-            let out = sys.runner.run(&cmd.arg(file))?;
+            let out = sys.runner.run(&cmd.arg("-a").arg(file))?;
             let printed = out.stdout_str().trim().to_string();
             // A labelled lofi prints the raw whole-disk node (/dev/rdsk/cXtYdZp0); zpool
             // wants the disk without the partition suffix, under /dev/dsk.
@@ -70,11 +94,11 @@ pub fn attach(sys: &System, file: &Path, labelled: bool) -> Result<Device, runne
             }
         }
         Host::Linux => {
-            let out = sys.runner.run(
-                &sys.cmd(Tool::Losetup)
-                    .args(["-f", "--show", "-P"])
-                    .arg(file),
-            )?;
+            let mut cmd = sys.cmd(Tool::Losetup).args(["-f", "--show", "-P"]);
+            if readonly {
+                cmd = cmd.arg("-r");
+            }
+            let out = sys.runner.run(&cmd.arg(file))?;
             let dev = out.stdout_str().trim().to_string();
             Ok(Device {
                 disk: dev.clone(),
@@ -104,6 +128,17 @@ pub fn detach(sys: &System, file: &Path) -> Result<(), runner::RunError> {
             Ok(())
         }
     }
+}
+
+/// Detaches the device `attach` gave for `file`, without asking which one it is:
+/// illumos `lofiadm -d FILE`, Linux `losetup -d DEVICE`.
+pub fn detach_device(sys: &System, file: &Path, dev: &Device) -> Result<(), runner::RunError> {
+    let cmd = match sys.host {
+        Host::Illumos => sys.cmd(Tool::Lofiadm).arg("-d").arg(file),
+        Host::Linux => sys.cmd(Tool::Losetup).arg("-d").arg(&dev.disk),
+    };
+    sys.runner.run(&cmd)?;
+    Ok(())
 }
 
 /// The loop devices backed by `file` (Linux).

@@ -23,8 +23,9 @@ pub enum BuildError {
         index: usize,
         t: String,
         location: String,
+        /// Boxed: every `Result<_, BuildError>` would otherwise carry its size.
         #[source]
-        source: StepError,
+        source: Box<StepError>,
     },
     #[error("{0}")]
     State(String),

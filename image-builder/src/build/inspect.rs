@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use zfs::PoolImport;
 
-use super::device::System;
+use super::device::{self, System};
 use super::gpt::{self, SECTOR};
 use crate::host::{Host, Tool};
 
@@ -95,51 +95,83 @@ pub fn inspect(sys: &System, file: &Path) -> Result<Report, InspectError> {
     let Some(part) = zfs_part else {
         return Ok(report);
     };
-    if sys.host == Host::Illumos {
-        return Err(InspectError::Other(
-            "inspecting pools is implemented for Linux hosts (loop devices); on illumos, \
-             attach the image with lofiadm -a -l -r and use zpool import -d"
-                .into(),
-        ));
+    match sys.host {
+        Host::Linux => {
+            let dev = device::attach_readonly(sys, file, true)?;
+            let part_dev = format!("{}p{part}", dev.disk);
+            // devtmpfs makes the partition's node shortly after `losetup -P`.
+            for _ in 0..50 {
+                if Path::new(&part_dev).exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let result = with_device(sys, &part_dev, &part_dev, &mut report);
+            let detached = device::detach_device(sys, file, &dev);
+            result?;
+            detached?;
+        }
+        Host::Illumos => {
+            // A read-only labelled lofi device; its slice N-1 is GPT partition N.
+            let dev = device::attach_readonly(sys, file, true)?;
+            let slice = format!("{}s{}", dev.disk, part.saturating_sub(1));
+            // illumos `zpool import -d` searches a directory: one holding only a link
+            // to this slice, so no other disk of the host is looked at.
+            let dir = std::env::temp_dir().join(format!("inspect{}.dev", std::process::id()));
+            let linked = link_dir(&dir, &slice);
+            let result = match linked {
+                Ok(()) => with_device(sys, &dir.display().to_string(), &slice, &mut report),
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            let detached = device::detach_device(sys, file, &dev);
+            result?;
+            detached?;
+        }
     }
-    let out = sys.runner.run(
-        &sys.cmd(Tool::Losetup)
-            .args(["-f", "--show", "-P", "-r"])
-            .arg(file),
-    )?;
-    let dev = out.stdout_str().trim().to_string();
-    let result = with_device(sys, &format!("{dev}p{part}"), &mut report);
-    let detached = sys.runner.run(&sys.cmd(Tool::Losetup).args(["-d", &dev]));
-    result?;
-    detached?;
     Ok(report)
 }
 
-fn with_device(sys: &System, part: &str, report: &mut Report) -> Result<(), InspectError> {
-    for _ in 0..50 {
-        if Path::new(part).exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+/// `dir`, new, holding a symlink to `target` under its last component's name.
+fn link_dir(dir: &Path, target: &str) -> Result<(), InspectError> {
+    let io = |e| InspectError::Io(dir.to_path_buf(), e);
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
     }
+    std::fs::create_dir(dir).map_err(io)?;
+    let name = Path::new(target)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "vdev".into());
+    std::os::unix::fs::symlink(target, dir.join(name)).map_err(io)
+}
+
+/// Imports the pool found by searching `search` (`zpool import -d`: a device on Linux, a
+/// directory on illumos), reads it and exports it again. `device` names it in messages.
+fn with_device(
+    sys: &System,
+    search: &str,
+    device: &str,
+    report: &mut Report,
+) -> Result<(), InspectError> {
     // `zpool import -d DEV` with no pool lists what it finds; the name is on the "pool:"
     // line.
     let zpool = sys.host.tool(Tool::Zpool);
     let listing = sys
         .runner
-        .output(&runner::Cmd::new(zpool).args(["import", "-d", part]))?;
+        .output(&runner::Cmd::new(zpool).args(["import", "-d", search]))?;
     let name = listing
         .stdout_str()
         .lines()
         .find_map(|l| l.trim().strip_prefix("pool:").map(|n| n.trim().to_string()))
-        .ok_or_else(|| InspectError::Other(format!("no importable pool found on {part}")))?;
+        .ok_or_else(|| InspectError::Other(format!("no importable pool found on {device}")))?;
     let temp = format!("inspect{}", std::process::id());
     let altroot = std::env::temp_dir().join(&temp);
     sys.zfs.pool_import(
         &PoolImport::new(&name)
             .new_name(&temp)
             .temporary()
-            .dir(part)
+            .dir(search)
             .altroot(altroot.display().to_string())
             .no_mount()
             .readonly(),
@@ -239,6 +271,206 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runner::{Output, Recorder};
+
+    /// What illumos `zpool import -d DIR` prints for the pool it finds.
+    const ILLUMOS_IMPORT_LISTING: &str = "   pool: rpool
+     id: 10338893282744593315
+  state: ONLINE
+ action: The pool can be imported using its name or numeric identifier.
+ config:
+
+\trpool       ONLINE
+\t  c2t0d0s1  ONLINE
+";
+
+    #[test]
+    fn illumos_inspect_command_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.raw");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(400 << 20)
+            .unwrap();
+        gpt::Label::plan(400 << 20, true)
+            .unwrap()
+            .write(&img)
+            .unwrap();
+        let pid = std::process::id();
+        let t = format!("inspect{pid}");
+        let tmp = std::env::temp_dir();
+        let links = tmp.join(format!("inspect{pid}.dev"));
+        let alt = tmp.join(&t);
+        let rec = Recorder::new();
+        // A labelled lofi device prints its raw whole-disk node.
+        rec.on(
+            "/usr/sbin/lofiadm -r -l -a",
+            Output::ok("/dev/rdsk/c2t0d0p0\n"),
+        );
+        rec.on(
+            &format!("/sbin/zpool import -d {}", links.display()),
+            Output::ok(ILLUMOS_IMPORT_LISTING),
+        );
+        rec.on(
+            &format!("/sbin/zpool get -H -p -o value bootfs {t}"),
+            Output::ok(format!("{t}/ROOT/oi\n")),
+        );
+        // Rules match by prefix: the longer names first.
+        for (ds, kids) in [
+            (format!("{t}/ROOT/oi"), vec![format!("{t}/ROOT/oi")]),
+            (
+                format!("{t}/ROOT"),
+                vec![format!("{t}/ROOT"), format!("{t}/ROOT/oi")],
+            ),
+            (t.clone(), vec![t.clone(), format!("{t}/ROOT")]),
+        ] {
+            rec.always(
+                &format!("/sbin/zfs list -H -p -o name -t filesystem,volume -d 1 -s name {ds}"),
+                Output::ok(kids.join("\n") + "\n"),
+            );
+        }
+        let get = |prop: &str, ds: &str, reply: &str| {
+            rec.always(
+                &format!("/sbin/zfs get -H -p -o value,source {prop} {ds}"),
+                Output::ok(format!("{reply}\n")),
+            );
+        };
+        for ds in [format!("{t}/ROOT/oi"), format!("{t}/ROOT"), t.clone()] {
+            let be = ds.ends_with("/oi");
+            get(
+                "org.opensolaris.libbe:uuid",
+                &ds,
+                if be {
+                    "1f0e4b5a-3c2d-4e6f-8a9b-0c1d2e3f4a5b\tlocal"
+                } else {
+                    "-\t-"
+                },
+            );
+            get(
+                "org.opensolaris.libbe:policy",
+                &ds,
+                if be { "static\tlocal" } else { "-\t-" },
+            );
+            if ds == t {
+                get(
+                    "mountpoint",
+                    &ds,
+                    &format!("{}/rpool\tdefault", alt.display()),
+                );
+                get("canmount", &ds, "on\tdefault");
+            } else {
+                get("mountpoint", &ds, "legacy\tlocal");
+                get(
+                    "canmount",
+                    &ds,
+                    if be { "noauto\tlocal" } else { "off\tlocal" },
+                );
+            }
+        }
+        let zfs = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/sbin"));
+        let sys = System {
+            host: Host::Illumos,
+            runner: &rec,
+            zfs: &zfs,
+        };
+        let r = inspect(&sys, &img).unwrap();
+        let lines: Vec<String> = rec
+            .lines()
+            .into_iter()
+            .filter(|l| {
+                !l.contains(" zfs get ") && !l.contains("/zfs get ") && !l.contains(" list ")
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                format!("/usr/sbin/lofiadm -r -l -a {}", img.display()),
+                format!("/sbin/zpool import -d {}", links.display()),
+                format!(
+                    "/sbin/zpool import -N -t -d {} -R {} -o readonly=on rpool {t}",
+                    links.display(),
+                    alt.display()
+                ),
+                format!("/sbin/zpool get -H -p -o value bootfs {t}"),
+                format!("/sbin/zpool export {t}"),
+                format!("/usr/sbin/lofiadm -d {}", img.display()),
+            ]
+        );
+        assert!(!links.exists(), "the link directory is removed");
+        assert_eq!(r.pool.as_deref(), Some("rpool"));
+        assert_eq!(r.bootfs.as_deref(), Some("ROOT/oi"));
+        let names: Vec<&str> = r.datasets.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["", "ROOT", "ROOT/oi"]);
+        assert_eq!(
+            r.datasets[0].mountpoint, "/rpool",
+            "shown without the altroot"
+        );
+        let be = &r.datasets[2];
+        assert_eq!(
+            (be.canmount.as_str(), be.mountpoint.as_str()),
+            ("noauto", "legacy")
+        );
+        assert!(be
+            .libbe
+            .contains(&("org.opensolaris.libbe:policy".into(), "static".into())));
+    }
+
+    /// The link `zpool import -d` finds is the ZFS slice: GPT partition 2 is slice 1.
+    #[test]
+    fn illumos_search_directory_links_the_zfs_slice() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("links");
+        link_dir(&d, "/dev/dsk/c2t0d0s1").unwrap();
+        assert_eq!(
+            std::fs::read_link(d.join("c2t0d0s1")).unwrap(),
+            Path::new("/dev/dsk/c2t0d0s1")
+        );
+        // A leftover directory is replaced.
+        link_dir(&d, "/dev/dsk/c3t0d0s0").unwrap();
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["c3t0d0s0"]);
+    }
+
+    #[test]
+    fn no_importable_pool_is_an_error_and_the_device_is_detached() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("d.raw");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(400 << 20)
+            .unwrap();
+        gpt::Label::plan(400 << 20, false)
+            .unwrap()
+            .write(&img)
+            .unwrap();
+        let rec = Recorder::new();
+        rec.on(
+            "/usr/sbin/lofiadm -r -l -a",
+            Output::ok("/dev/rdsk/c4t0d0p0\n"),
+        );
+        rec.on(
+            "/sbin/zpool import -d",
+            Output::failed(1, "no pools available to import"),
+        );
+        let zfs = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/sbin"));
+        let sys = System {
+            host: Host::Illumos,
+            runner: &rec,
+            zfs: &zfs,
+        };
+        let e = inspect(&sys, &img).unwrap_err().to_string();
+        assert!(
+            e.contains("no importable pool found on /dev/dsk/c4t0d0s0"),
+            "{e}"
+        );
+        assert_eq!(
+            rec.lines().last().unwrap(),
+            &format!("/usr/sbin/lofiadm -d {}", img.display())
+        );
+    }
 
     #[test]
     fn partitions_of_a_label_we_wrote_and_their_rendering() {

@@ -48,6 +48,20 @@ pub fn mountpoint(zfs: &dyn Zfs, dataset: &str) -> Result<PathBuf, BuildError> {
     Ok(PathBuf::from(mp))
 }
 
+/// The directory a listed file system lives at, mounting it first when it is not.
+pub fn mount_dir(zfs: &dyn Zfs, fs: &zfs::Filesystem) -> Result<PathBuf, BuildError> {
+    if !fs.mountpoint.starts_with('/') {
+        return Err(BuildError::State(format!(
+            "dataset {} has mountpoint {:?}; image-builder needs it mounted at a path",
+            fs.name, fs.mountpoint
+        )));
+    }
+    if !fs.mounted {
+        zfs.mount(&fs.name)?;
+    }
+    Ok(PathBuf::from(&fs.mountpoint))
+}
+
 /// The directory for locks and journals under the output directory.
 pub fn state_dir(output_dir: &Path) -> PathBuf {
     output_dir.join(".image-builder")

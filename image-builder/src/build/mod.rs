@@ -1,5 +1,6 @@
 //! Running a validated plan: the build targets, the stage cache, locking and cleanup.
 
+pub mod bootblock;
 pub mod cache;
 pub mod convert;
 mod dataset;
@@ -280,7 +281,7 @@ pub(crate) fn run_steps(
                     index: s.index,
                     t: s.t.clone(),
                     location: location.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             }
         })?;

@@ -42,10 +42,11 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
     let bytes = p.size << 20;
 
     // Leftovers of a run that crashed without its journal.
-    if zfs.pools()?.contains(&temp) {
+    if pool_imported(host, &zfs, &temp)? {
         zfs.pool_destroy(&temp, true)?;
     }
-    device::detach(&w.system(), &image).map_err(zfs::ZfsError::from)?;
+    // No device can be attached to the image file: it is made below, in a work dataset
+    // this build has just created.
     for d in [&altroot, &root] {
         std::fs::create_dir_all(d).map_err(|e| BuildError::io(d, e))?;
     }
@@ -54,7 +55,9 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
         .map_err(|e| BuildError::io(&image, e))?;
 
     let mut esp = None;
+    let mut disk = None;
     let mut detach_mark = None;
+    let mut attached = None;
     let vdev = match host {
         Host::Illumos => {
             detach_mark = Some(w.journal.push(Undo::DetachDevice {
@@ -63,11 +66,13 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
             // As the reference: always a labelled lofi; the pool gets the whole disk (zpool
             // writes the EFI label) or, unlabelled, the p0 node.
             let dev = device::attach(&w.system(), &image, true).map_err(zfs::ZfsError::from)?;
-            if label {
-                dev.disk
+            let vdev = if label {
+                dev.disk.clone()
             } else {
                 format!("{}p0", dev.disk)
-            }
+            };
+            attached = Some(dev);
+            vdev
         }
         Host::Linux if label => {
             let l = Label::plan(bytes, uefi)
@@ -85,6 +90,8 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
                 wait_for(&e)?;
                 esp = Some(e);
             }
+            disk = Some(image.clone());
+            attached = Some(dev);
             part
         }
         // Unlabelled: the image file itself is the vdev.
@@ -123,12 +130,13 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
         bename: p.bename.clone().unwrap_or_else(random_bename),
         altroot: altroot.clone(),
         esp,
+        disk,
     };
     let watch = ZfsCli::new(runner, tools).with_timeout(Duration::from_secs(30));
     let stop = AtomicBool::new(false);
     let bad = Mutex::new(None::<Health>);
     let result = std::thread::scope(|s| {
-        s.spawn(|| watch_health(&watch, &temp, &stop, &bad));
+        s.spawn(|| watch_health(host, &watch, &temp, &stop, &bad));
         let r = w.run_steps(&root, Some(&pcx));
         stop.store(true, Ordering::SeqCst);
         r
@@ -149,18 +157,21 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
     if p.trim.unwrap_or(true) {
         trim(runner, host, &temp);
     }
-    let stats = Cmd::new(host.tool(Tool::Zfs))
-        .args([
-            "get",
-            "-H",
-            "-o",
-            "property,value",
-            "used,available,compressratio",
-            &temp,
-        ])
-        .timeout(ZFS_TIMEOUT);
-    if let Ok(o) = runner.run(&stats) {
-        tracing::info!("pool {temp}: {}", o.stdout_str().replace('\n', "; "));
+    // Only when asked for: one more zfs process.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let stats = Cmd::new(host.tool(Tool::Zfs))
+            .args([
+                "get",
+                "-H",
+                "-o",
+                "property,value",
+                "used,available,compressratio",
+                &temp,
+            ])
+            .timeout(ZFS_TIMEOUT);
+        if let Ok(o) = runner.run(&stats) {
+            tracing::debug!("pool {temp}: {}", o.stdout_str().replace('\n', "; "));
+        }
     }
     runner
         .run(
@@ -178,7 +189,9 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
         extract_zfs_slice(&image, &part)?;
         products.push((part, format!("{}.partonly", w.stem())));
     }
-    device::detach(&w.system(), &image).map_err(zfs::ZfsError::from)?;
+    if let Some(dev) = &attached {
+        device::detach_device(&w.system(), &image, dev).map_err(zfs::ZfsError::from)?;
+    }
     if let Some(m) = detach_mark {
         w.journal.done(m)?;
     }
@@ -216,7 +229,13 @@ fn wait_for(dev: &str) -> Result<(), BuildError> {
 
 /// Polls the pool's health until `stop`; on a pool that can no longer do I/O, records the
 /// state and interrupts the running commands so the build fails instead of hanging.
-fn watch_health(zfs: &dyn Zfs, pool: &str, stop: &AtomicBool, bad: &Mutex<Option<Health>>) {
+fn watch_health(
+    host: Host,
+    zfs: &dyn Zfs,
+    pool: &str,
+    stop: &AtomicBool,
+    bad: &Mutex<Option<Health>>,
+) {
     let mut waited = Duration::ZERO;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -225,7 +244,7 @@ fn watch_health(zfs: &dyn Zfs, pool: &str, stop: &AtomicBool, bad: &Mutex<Option
             continue;
         }
         waited = Duration::ZERO;
-        match zfs.pool_health(pool) {
+        match health(host, zfs, pool) {
             Ok(h @ (Health::Unavail | Health::Suspended | Health::Faulted)) => {
                 tracing::error!("pool {pool} is {h}: stopping the build");
                 if let Ok(mut g) = bad.lock() {
@@ -238,6 +257,29 @@ fn watch_health(zfs: &dyn Zfs, pool: &str, stop: &AtomicBool, bad: &Mutex<Option
             Err(e) => tracing::debug!("health of {pool}: {e}"),
         }
     }
+}
+
+/// A pool's health. On Linux, OpenZFS publishes it in `/proc/spl/kstat/zfs/POOL/state`,
+/// which costs no process; elsewhere (or without that file) `zpool list -o health`.
+fn health(host: Host, zfs: &dyn Zfs, pool: &str) -> zfs::Result<Health> {
+    if host == Host::Linux && !pool.contains('/') {
+        let kstat = Path::new("/proc/spl/kstat/zfs").join(pool).join("state");
+        if let Ok(s) = std::fs::read_to_string(kstat) {
+            return Ok(Health::parse(s.trim()));
+        }
+    }
+    zfs.pool_health(pool)
+}
+
+/// Whether `pool` is imported: on Linux from OpenZFS' kstat directory (no process), else
+/// `zpool list`.
+fn pool_imported(host: Host, zfs: &dyn Zfs, pool: &str) -> zfs::Result<bool> {
+    // Each imported pool has a directory there (its txgs, reads, state ...).
+    let kstat = Path::new("/proc/spl/kstat/zfs");
+    if host == Host::Linux && !pool.contains('/') && kstat.is_dir() {
+        return Ok(kstat.join(pool).is_dir());
+    }
+    Ok(zfs.pools()?.iter().any(|p| p == pool))
 }
 
 /// `zpool trim`, then waits (bounded) until it is done. Best effort: a device without

@@ -52,12 +52,44 @@ struct SumCache {
     files: BTreeMap<String, (u64, i128, String)>,
 }
 
+/// Builds running side by side (a matrix) share the output directory's sums: one writer
+/// at a time.
+static SUMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Records the SHA-256 of files of `output_dir` computed while they were written, so
+/// [`update_sums`] does not read them again (as long as their size and mtime stay).
+pub fn remember_sums(
+    output_dir: &Path,
+    state_dir: &Path,
+    sums: &[(String, String)],
+) -> Result<(), BuildError> {
+    let _one_at_a_time = SUMS.lock().unwrap_or_else(|e| e.into_inner());
+    let cache_path = state_dir.join("sums-cache.json");
+    let mut cache: SumCache = std::fs::read(&cache_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for (name, sum) in sums {
+        let path = output_dir.join(name);
+        let meta = std::fs::metadata(&path).map_err(|e| BuildError::io(&path, e))?;
+        cache
+            .files
+            .insert(name.clone(), (meta.len(), mtime_ns(&meta), sum.clone()));
+    }
+    std::fs::create_dir_all(state_dir).map_err(|e| BuildError::io(state_dir, e))?;
+    write_atomic(&cache_path, &serde_json::to_vec(&cache).unwrap_or_default())
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+}
+
 /// Rewrites `SHA256SUMS` for the regular files in `output_dir` (hidden files, the sums file
 /// and build records excluded). Unchanged files (same size and mtime) are not read again.
 pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError> {
-    // Builds running side by side (a matrix) share the output directory: one rewrite at a
-    // time, or a build finishing second could drop the other's file from the list.
-    static SUMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // One rewrite at a time, or a build finishing second could drop the other's file
+    // from the list.
     let _one_at_a_time = SUMS.lock().unwrap_or_else(|e| e.into_inner());
     let cache_path = state_dir.join("sums-cache.json");
     let old: SumCache = std::fs::read(&cache_path)
@@ -78,20 +110,54 @@ pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError
         })
         .collect();
     names.sort();
-    let mut text = String::new();
+    // Size and mtime of each, and the cached sum when they still match.
+    let mut entries = Vec::new();
     for n in names {
         let path = output_dir.join(&n);
         let meta = std::fs::metadata(&path).map_err(|e| BuildError::io(&path, e))?;
-        let mtime = {
-            use std::os::unix::fs::MetadataExt;
-            meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+        let mtime = mtime_ns(&meta);
+        let cached = match old.files.get(&n) {
+            Some((size, m, sum)) if *size == meta.len() && *m == mtime => Some(sum.clone()),
+            _ => None,
         };
-        let sum = match old.files.get(&n) {
-            Some((size, m, sum)) if *size == meta.len() && *m == mtime => sum.clone(),
-            _ => sha256_file(&path)?,
-        };
+        entries.push((n, path, meta.len(), mtime, cached));
+    }
+    // The others are hashed side by side (an image and the archives beside it).
+    let todo: Vec<usize> = (0..entries.len())
+        .filter(|i| entries[*i].4.is_none())
+        .collect();
+    let width = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for chunk in todo.chunks(width) {
+        let sums: Vec<Result<String, BuildError>> = std::thread::scope(|s| {
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let (n, path) = (&entries[i].0, &entries[i].1);
+                    s.spawn(move || {
+                        let t = std::time::Instant::now();
+                        let sum = sha256_file(path)?;
+                        tracing::debug!("sha256 of {n} in {:.3} s", t.elapsed().as_secs_f64());
+                        Ok(sum)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(BuildError::State("a checksum thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for (&i, sum) in chunk.iter().zip(sums) {
+            entries[i].4 = Some(sum?);
+        }
+    }
+    let mut text = String::new();
+    for (n, _, size, mtime, sum) in entries {
+        let sum = sum.unwrap_or_default();
         text.push_str(&format!("{sum}  {n}\n"));
-        new.files.insert(n, (meta.len(), mtime, sum));
+        new.files.insert(n, (size, mtime, sum));
     }
     write_atomic(&output_dir.join("SHA256SUMS"), text.as_bytes())?;
     std::fs::create_dir_all(state_dir).map_err(|e| BuildError::io(state_dir, e))?;
@@ -130,6 +196,29 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_sums_are_used_while_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        std::fs::write(out.join("x.raw"), b"image").unwrap();
+        let state = out.join(".image-builder");
+        // A sum remembered from the copy is what SHA256SUMS lists, unread.
+        remember_sums(out, &state, &[("x.raw".into(), "f".repeat(64))]).unwrap();
+        update_sums(out, &state).unwrap();
+        let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+        assert_eq!(sums, format!("{}  x.raw\n", "f".repeat(64)));
+        // Changed afterwards: hashed again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(out.join("x.raw"), b"other image").unwrap();
+        update_sums(out, &state).unwrap();
+        let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+        assert!(
+            sums.starts_with(&sha256_file(&out.join("x.raw")).unwrap()),
+            "{sums}"
+        );
+        assert!(remember_sums(out, &state, &[("missing".into(), "0".into())]).is_err());
+    }
 
     #[test]
     fn sums_match_sha256sum_and_skip_records_and_hidden_files() {

@@ -16,6 +16,9 @@ use super::{Env, Event};
 
 pub(crate) struct Session {
     pub output_dir: PathBuf,
+    /// The root dataset's file systems and their direct children, as listed when the
+    /// session opened (`None` when that listing failed and each was asked for instead).
+    pub top: Option<Vec<zfs::Filesystem>>,
     pub state: PathBuf,
     pub journal: Journal,
     _lock: Lock,
@@ -31,16 +34,31 @@ impl Session {
         events: &mut dyn FnMut(&Event),
     ) -> Result<Session, BuildError> {
         let zfs = env.zfs;
-        if !zfs.exists(&layout.root)? {
+        // One listing answers for the root, the output dataset and where it is mounted
+        // (each `zfs` process counts when the builder runs emulated); a root that cannot
+        // be listed is asked about on its own, for the right error.
+        let top = zfs
+            .filesystems(&[&layout.root], 1)
+            .ok()
+            .filter(|l| l.iter().any(|f| f.name == layout.root));
+        if top.is_none() && !zfs.exists(&layout.root)? {
             return Err(BuildError::State(format!(
                 "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
                 layout.root, layout.root
             )));
         }
-        if !zfs.exists(&layout.output)? {
-            zfs.create(&layout.output, &CreateOptions::new())?;
-        }
-        let output_dir = layout::mountpoint(zfs, &layout.output)?;
+        let listed_output = top
+            .as_ref()
+            .and_then(|l| l.iter().find(|f| f.name == layout.output));
+        let output_dir = match listed_output {
+            Some(fs) => layout::mount_dir(zfs, fs)?,
+            None => {
+                if !zfs.exists(&layout.output)? {
+                    zfs.create(&layout.output, &CreateOptions::new())?;
+                }
+                layout::mountpoint(zfs, &layout.output)?
+            }
+        };
         let state = layout::state_dir(&output_dir);
         let lock = Lock::acquire(&state.join("locks"), work)?;
         let mut journal = Journal::open(&state.join("journals"), &lock::key(work))?;
@@ -60,6 +78,7 @@ impl Session {
         }
         Ok(Session {
             output_dir,
+            top,
             state,
             journal,
             _lock: lock,

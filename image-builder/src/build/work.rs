@@ -167,12 +167,14 @@ pub fn build(
     });
     let mut session = Session::open(env, &layout, &work, events)?;
     let output_dir = session.output_dir.clone();
+    let top = session.top.take();
     let result = run(
         plan,
         kind,
         opts,
         env,
         &layout,
+        top.as_deref(),
         &output_dir,
         &output_name,
         &mut session.journal,
@@ -202,6 +204,7 @@ fn run(
     opts: &BuildOptions,
     env: &Env,
     layout: &Layout,
+    top: Option<&[zfs::Filesystem]>,
     output_dir: &Path,
     output_name: &str,
     journal: &mut Journal,
@@ -209,7 +212,26 @@ fn run(
 ) -> Result<Record, BuildError> {
     let zfs = env.zfs;
     let work = layout.work.clone().unwrap_or_default();
-    if zfs.exists(&layout.tmp)? {
+    let tmp_top = format!("{}/tmp", layout.root);
+    let work_top = format!("{}/work", layout.root);
+    // Whether the scratch and work datasets are left over, from as few listings as
+    // possible: none when the root's listing shows their top datasets are missing, one
+    // for both otherwise.
+    let left: Option<Vec<String>> = top.and_then(|top| {
+        let present: Vec<&str> = [tmp_top.as_str(), work_top.as_str()]
+            .into_iter()
+            .filter(|t| top.iter().any(|f| f.name == *t))
+            .collect();
+        let listed = zfs.filesystems(&present, 2).ok()?;
+        Some(listed.into_iter().map(|f| f.name).collect())
+    });
+    let exists = |ds: &str| -> Result<bool, BuildError> {
+        match &left {
+            Some(names) => Ok(names.iter().any(|n| n == ds)),
+            None => Ok(zfs.exists(ds)?),
+        }
+    };
+    if exists(&layout.tmp)? {
         zfs.destroy(&layout.tmp, true)?;
     }
     let tmp_mark = journal.push(Undo::DestroyDataset {
@@ -220,7 +242,7 @@ fn run(
         &CreateOptions::new().parents().prop("sync", "disabled"),
     )?;
     // An image build never reuses its work dataset; a crash can only leave garbage in it.
-    if zfs.exists(&work)? {
+    if exists(&work)? {
         zfs.destroy(&work, true)?;
     }
     let work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
@@ -228,14 +250,22 @@ fn run(
         &work,
         &CreateOptions::new().parents().prop("sync", "disabled"),
     )?;
+    // Both mountpoints in one listing.
+    let made = zfs.filesystems(&[&work, &layout.tmp], 0)?;
+    let dir_of = |ds: &str| -> Result<PathBuf, BuildError> {
+        match made.iter().find(|f| f.name == ds) {
+            Some(fs) => layout::mount_dir(zfs, fs),
+            None => layout::mountpoint(zfs, ds),
+        }
+    };
     let mut w = Work {
         plan,
         opts,
         env,
         journal,
         events,
-        work_dir: layout::mountpoint(zfs, &work)?,
-        tmp_dir: layout::mountpoint(zfs, &layout.tmp)?,
+        work_dir: dir_of(&work)?,
+        tmp_dir: dir_of(&layout.tmp)?,
         output_dir: output_dir.to_path_buf(),
         output_name: output_name.to_string(),
         timings: Vec::new(),
@@ -247,13 +277,20 @@ fn run(
         Kind::Iso(i) => super::iso::build(&mut w, i)?,
     };
     let mut outputs = Vec::new();
+    let mut sums = Vec::new();
     for (src, name) in &products {
         if runner::interrupt::requested() {
             return Err(BuildError::Interrupted);
         }
         let dst = output_dir.join(name);
         tracing::info!("copying {} to {}", src.display(), dst.display());
-        convert::copy_sparse(src, &dst)?;
+        let t = Instant::now();
+        // The checksum for SHA256SUMS in the same pass.
+        sums.push((name.clone(), convert::copy_sparse_hashed(src, &dst)?));
+        tracing::debug!(
+            "copied and hashed {name} in {:.3} s",
+            t.elapsed().as_secs_f64()
+        );
         outputs.push(name.clone());
         if name.ends_with(".raw") {
             for f in &opts.formats {
@@ -263,6 +300,7 @@ fn run(
             }
         }
     }
+    super::record::remember_sums(output_dir, &layout::state_dir(output_dir), &sums)?;
     let timings = std::mem::take(&mut w.timings);
     let journal = w.journal;
     zfs.destroy(&work, true)?;

@@ -64,6 +64,9 @@ pub struct PoolCx {
     /// The EFI system partition's device when this host labelled the disk itself (Linux):
     /// `make_bootable` installs the image's loader there.
     pub esp: Option<String>,
+    /// The labelled disk image when this host wrote its GPT (Linux): `make_bootable`
+    /// writes the BIOS boot blocks into it.
+    pub disk: Option<PathBuf>,
 }
 
 /// Everything a step may use. Steps reach the system only through these fields.
@@ -152,6 +155,8 @@ pub enum StepError {
     Archive(#[from] crate::archive::ArchiveError),
     #[error(transparent)]
     Id(#[from] super::ids::IdError),
+    #[error(transparent)]
+    BootBlock(#[from] crate::build::bootblock::BootBlockError),
     #[error("{path}: {source}")]
     Host {
         path: PathBuf,

@@ -161,3 +161,39 @@ impl Drop for ScratchPool<'_> {
         let _ = self.zfs.pool_destroy(&self.name, true);
     }
 }
+
+/// A stand-in for the loader's `/boot/pmbr`: one sector with a jump, pmbr's default
+/// stage2 fields (1 sector at LBA 256), a protective partition entry and the magic.
+pub fn fake_pmbr() -> Vec<u8> {
+    let mut s = vec![0x90u8; 512];
+    s[..2].copy_from_slice(&[0xeb, 0x3c]);
+    s[0xfa..0xfc].copy_from_slice(&[1, 1]);
+    s[0xfc..0xfe].copy_from_slice(&1u16.to_le_bytes());
+    s[0xfe..0x106].copy_from_slice(&256u64.to_le_bytes());
+    s[0x106..0x200].fill(0);
+    s[0x1be + 4] = 0xee;
+    s[0x1fe..].copy_from_slice(&[0x55, 0xaa]);
+    s
+}
+
+/// A stand-in loader boot block (`/boot/gptzfsboot`, or an EFI loader carrying the same
+/// header): `len` bytes with a multiboot header at offset 8 (a.out kludge, code up to
+/// `len`), whose `bss_end_addr`/`entry_addr` installboot overwrites with the partition LBA.
+pub fn fake_boot_block(len: usize) -> Vec<u8> {
+    let mut b: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let (magic, flags) = (0x1bad_b002u32, 0x0001_0000u32);
+    let words = [
+        magic,
+        flags,
+        0u32.wrapping_sub(magic).wrapping_sub(flags),
+        8,
+        0,
+        len as u32,
+        0,
+        0,
+    ];
+    for (i, w) in words.iter().enumerate() {
+        b[8 + 4 * i..12 + 4 * i].copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}

@@ -195,6 +195,51 @@ pub(super) fn children<R: Runner>(z: &ZfsCli<R>, ds: &str) -> Result<Vec<String>
     Ok(names)
 }
 
+pub(super) fn filesystems<R: Runner>(
+    z: &ZfsCli<R>,
+    roots: &[&str],
+    depth: u32,
+) -> Result<Vec<crate::Filesystem>> {
+    for r in roots {
+        name::dataset(r)?;
+    }
+    if roots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let depth = depth.to_string();
+    let cmd = z
+        .zfs()
+        .args([
+            "list",
+            "-H",
+            "-p",
+            "-o",
+            "name,mountpoint,mounted",
+            "-t",
+            "filesystem",
+            "-d",
+            &depth,
+        ])
+        .args(roots);
+    z.lines(&cmd)?
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            match f.as_slice() {
+                [name, mountpoint, mounted] => Ok(crate::Filesystem {
+                    name: name.to_string(),
+                    mountpoint: mountpoint.to_string(),
+                    mounted: *mounted == "yes",
+                }),
+                _ => Err(ZfsError::Parse {
+                    cmd: cmd.display(),
+                    detail: format!("expected NAME<TAB>MOUNTPOINT<TAB>MOUNTED, got {l:?}"),
+                }),
+            }
+        })
+        .collect()
+}
+
 pub(super) fn snapshots<R: Runner>(z: &ZfsCli<R>, ds: &str) -> Result<Vec<String>> {
     name::dataset(ds)?;
     let cmd = z.zfs().args([

@@ -193,6 +193,10 @@ impl<R: Runner> Zfs for ZfsCli<R> {
         dataset::exists(self, name)
     }
 
+    fn filesystems(&self, roots: &[&str], depth: u32) -> Result<Vec<crate::Filesystem>> {
+        dataset::filesystems(self, roots, depth)
+    }
+
     fn get(&self, name: &str, property: &str) -> Result<Option<String>> {
         dataset::get(self, name, property)
     }

@@ -416,3 +416,40 @@ fn names_that_look_like_options_never_reach_a_command() {
     assert!(z.pool_get("-a", "health").is_err());
     assert!(rec.lines().is_empty());
 }
+
+#[test]
+fn filesystems_are_listed_with_their_mounts_in_one_command() {
+    let rec = Recorder::new();
+    rec.on(
+        "/usr/sbin/zfs list",
+        Output::ok("rpool/images\t/images\tyes\nrpool/images/output\t/images/output\tno\n"),
+    );
+    let z = cli(&rec);
+    let fs = z.filesystems(&["rpool/images", "rpool/x"], 1).unwrap();
+    assert_eq!(
+        rec.lines(),
+        ["/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 1 rpool/images rpool/x"]
+    );
+    assert_eq!(fs.len(), 2);
+    assert_eq!(
+        (
+            fs[1].name.as_str(),
+            fs[1].mountpoint.as_str(),
+            fs[1].mounted
+        ),
+        ("rpool/images/output", "/images/output", false)
+    );
+    assert!(fs[0].mounted);
+    assert!(z.filesystems(&[], 0).unwrap().is_empty());
+    assert!(z.filesystems(&["bad name"], 0).is_err());
+    rec.on("/usr/sbin/zfs list", Output::ok("garbage\n"));
+    assert!(matches!(
+        z.filesystems(&["rpool"], 0),
+        Err(ZfsError::Parse { .. })
+    ));
+    rec.on(
+        "/usr/sbin/zfs list",
+        Output::failed(1, "cannot open 'rpool/x': dataset does not exist"),
+    );
+    assert!(z.filesystems(&["rpool/x"], 0).is_err());
+}
