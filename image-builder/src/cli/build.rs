@@ -9,10 +9,11 @@ use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
 use image_builder::embedded;
 use image_builder::host::{Host, Tool};
-use runner::{Runner, SystemRunner};
+use runner::SystemRunner;
 use zfs::Zfs;
 
 use super::args::{report, FirstBootArgs, TemplateArgs};
+use super::in_guest::{self, GuestArgs, GuestExit};
 
 /// Build an image from a template.
 ///
@@ -53,19 +54,8 @@ pub struct BuildArgs {
     /// standard output.
     #[arg(long)]
     json: bool,
-    /// Run the build in the embedded ZFS guest (the default on a Linux host without
-    /// /dev/zfs). The pool named by -d lives in ~/.cache/image-builder/embedded/POOL.img.
-    #[arg(long, conflicts_with = "no_vm")]
-    vm: bool,
-    /// Never use the embedded ZFS guest.
-    #[arg(long)]
-    no_vm: bool,
-    /// With the embedded guest: host directory that receives the outputs.
-    #[arg(long, value_name = "DIR", default_value = "output")]
-    vm_output: PathBuf,
-    /// With the embedded guest: size in GiB of a new pool image (sparse).
-    #[arg(long, value_name = "GIB", default_value_t = 32)]
-    vm_disk_size: u64,
+    #[command(flatten)]
+    guest: GuestArgs,
     /// Build inside the build zone ZONE (illumos only): created with the root dataset
     /// delegated, installed and booted, then halted, uninstalled and deleted when the build
     /// ends. A running zone of that name is reused and left running.
@@ -144,8 +134,11 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         };
         return super::in_zone::run(za, host, &runner, &zfs);
     }
-    if a.guest_output.is_none() && (a.vm || (!a.no_vm && embedded::needed(host))) {
-        return in_guest(&a, &runner);
+    if a.guest.wanted(host, a.guest_output.is_some()) {
+        return Ok(match a.guest.run(&a.dataset, &runner, &[])? {
+            GuestExit::Finished(c) => in_guest::exit_code(c),
+            GuestExit::Failed(code) => code,
+        });
     }
     if let Some(out) = &a.guest_output {
         let disk = std::env::var("ZFS_VM_DISKS").unwrap_or_default();
@@ -179,44 +172,6 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         zfs: &zfs,
     };
     Ok(run_build(&plan, &opts, &env, a.json))
-}
-
-/// Runs this same command inside the embedded ZFS guest.
-fn in_guest(a: &BuildArgs, runner: &SystemRunner) -> Result<ExitCode> {
-    let pool = embedded::pool_of(&a.dataset);
-    let harness = embedded::harness()?;
-    let (disk, new) = embedded::disk_image(runner, pool, a.vm_disk_size)?;
-    std::fs::create_dir_all(&a.vm_output)?;
-    let output = a.vm_output.canonicalize()?;
-    eprintln!(
-        "no /dev/zfs here: building in the embedded ZFS guest (pool {pool} in {}{}; outputs to {})",
-        disk.display(),
-        if new { ", new" } else { "" },
-        output.display()
-    );
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    args.push("--guest-output".into());
-    args.push(output.display().to_string());
-    let exe = std::env::current_exe()?;
-    let cmd = embedded::guest_command(&harness, &disk, std::slice::from_ref(&output), &exe, &args)
-        .passthrough();
-    let out = runner.output(&cmd)?;
-    Ok(match out.code {
-        Some(0) => ExitCode::SUCCESS,
-        Some(124) => {
-            eprintln!("error: the embedded ZFS guest did not finish in time");
-            ExitCode::FAILURE
-        }
-        Some(125) => {
-            eprintln!(
-                "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
-                harness.display()
-            );
-            ExitCode::FAILURE
-        }
-        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-        None => ExitCode::from(130),
-    })
 }
 
 fn run_build(

@@ -15,10 +15,11 @@ use image_builder::embedded;
 use image_builder::host::{Host, Tool};
 use image_builder::matrix::{self, BuildReport, BuildResult, Job, Matrix, MatrixEnv};
 use image_builder::template::{self, Features, PlanOptions};
-use runner::{Runner, SystemRunner};
+use runner::SystemRunner;
 use serde::{Deserialize, Serialize};
 
 use super::args::{report, FirstBootArgs, SourceArgs};
+use super::in_guest::{exit_code, GuestArgs, GuestExit};
 use super::test::TestOpts;
 
 /// Build a matrix of templates (a JSON file listing {group, name, features, output_name,
@@ -51,20 +52,9 @@ pub struct MatrixArgs {
     /// Boot-test the outputs of entries marked `"test": true`.
     #[arg(long)]
     test: bool,
-    /// Run the builds in the embedded ZFS guest (the default on a Linux host without
-    /// /dev/zfs); the tests then run on this host. The pool named by -d lives in
-    /// ~/.cache/image-builder/embedded/POOL.img.
-    #[arg(long, conflicts_with = "no_vm")]
-    vm: bool,
-    /// Never use the embedded ZFS guest.
-    #[arg(long)]
-    no_vm: bool,
-    /// With the embedded guest: host directory that receives the outputs.
-    #[arg(long, value_name = "DIR", default_value = "output")]
-    vm_output: PathBuf,
-    /// With the embedded guest: size in GiB of a new pool image (sparse).
-    #[arg(long, value_name = "GIB", default_value_t = 32)]
-    vm_disk_size: u64,
+    /// With the embedded guest, the tests run on this host.
+    #[command(flatten)]
+    guest: GuestArgs,
     /// Set by the embedded guest run: build there, copy the outputs to DIR, write the
     /// build report, and leave the tests to the host.
     #[arg(long, value_name = "DIR", hide = true)]
@@ -143,7 +133,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         log_dir: &log_dir,
         epoch: std::time::Instant::now(),
     };
-    let builds = if a.guest_output.is_none() && (a.vm || (!a.no_vm && embedded::needed(host))) {
+    let builds = if a.guest.wanted(host, a.guest_output.is_some()) {
         match in_guest(&a, &runner, &report_dir, &tested)? {
             Ok(b) => b,
             Err(code) => return Ok(code),
@@ -212,11 +202,6 @@ fn in_guest(
     report_dir: &Path,
     tested: &HashSet<String>,
 ) -> Result<std::result::Result<Vec<BuildReport>, ExitCode>> {
-    let pool = embedded::pool_of(&a.dataset);
-    let harness = embedded::harness()?;
-    let (disk, new) = embedded::disk_image(runner, pool, a.vm_disk_size)?;
-    std::fs::create_dir_all(&a.vm_output)?;
-    let output = a.vm_output.canonicalize()?;
     std::fs::create_dir_all(report_dir)?;
     let report_dir = report_dir.canonicalize()?;
     let guest_report = report_dir.join("matrix.json");
@@ -226,34 +211,14 @@ fn in_guest(
         }
         _ => {}
     }
-    eprintln!(
-        "no /dev/zfs here: building in the embedded ZFS guest (pool {pool} in {}{}; outputs to {})",
-        disk.display(),
-        if new { ", new" } else { "" },
-        output.display()
-    );
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    args.push("--guest-output".into());
-    args.push(output.display().to_string());
-    let exe = std::env::current_exe()?;
-    let shares = [output, report_dir];
-    let cmd = embedded::guest_command(&harness, &disk, &shares, &exe, &args).passthrough();
-    let out = runner.output(&cmd)?;
-    match out.code {
-        Some(0 | 1) => {}
-        Some(124) => {
-            eprintln!("error: the embedded ZFS guest did not finish in time");
-            return Ok(Err(ExitCode::FAILURE));
-        }
-        Some(125) => {
-            eprintln!(
-                "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
-                harness.display()
-            );
-            return Ok(Err(ExitCode::FAILURE));
-        }
-        Some(c) => return Ok(Err(ExitCode::from(u8::try_from(c).unwrap_or(1)))),
-        None => return Ok(Err(ExitCode::from(130))),
+    // 1: some build failed; the report says which.
+    match a
+        .guest
+        .run(&a.dataset, runner, std::slice::from_ref(&report_dir))?
+    {
+        GuestExit::Finished(0 | 1) => {}
+        GuestExit::Finished(c) => return Ok(Err(exit_code(c))),
+        GuestExit::Failed(code) => return Ok(Err(code)),
     }
     let text = std::fs::read_to_string(&guest_report).with_context(|| {
         format!(

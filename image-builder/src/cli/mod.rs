@@ -3,6 +3,7 @@
 mod args;
 mod build;
 mod clean;
+mod in_guest;
 mod in_zone;
 mod inspect;
 mod matrix;
