@@ -158,8 +158,20 @@ fn proto_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
         std::fs::write(&dest, &bytes).unwrap();
         staged.push((file, bytes));
     }
-    // sysconfig, its seven plugins and p9sync.
-    assert_eq!(staged.len(), 9, "{staged:?}");
+    // sysconfig, every plugin program the sysconfig crate builds, and p9sync.
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sysconfig/Cargo.toml"),
+    )
+    .unwrap();
+    let plugins = manifest
+        .lines()
+        .filter(|l| l.starts_with("name = \"sysconfig-plugin-"))
+        .count();
+    assert!(
+        plugins >= 8,
+        "sysconfig/Cargo.toml lists {plugins} plugin programs"
+    );
+    assert_eq!(staged.len(), plugins + 2, "{staged:?}");
     staged
 }
 
