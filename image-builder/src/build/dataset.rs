@@ -12,12 +12,11 @@ use zfs::CreateOptions;
 
 use super::cache::{self, KEY_PROPERTY};
 use super::error::BuildError;
-use super::journal::{Journal, Mark, Undo};
+use super::journal::{fresh_dataset, Journal, Mark, Undo};
 use super::layout::{self, Layout};
 use super::record::Record;
 use super::session::Session;
 use super::{BuildOptions, Env, Event, Outcome};
-use crate::steps::StepCx;
 use crate::template::model::Dataset;
 use crate::template::Plan;
 
@@ -101,14 +100,11 @@ fn stage(
     };
 
     // Scratch space for this build only: recreated every time, never worth syncing.
-    if zfs.exists(&layout.tmp)? {
-        zfs.destroy(&layout.tmp, true)?;
-    }
-    let tmp_mark = journal.push(Undo::DestroyDataset {
-        name: layout.tmp.clone(),
-    })?;
-    zfs.create(
+    let tmp_mark = fresh_dataset(
+        zfs,
+        journal,
         &layout.tmp,
+        zfs.exists(&layout.tmp)?,
         &CreateOptions::new().parents().prop("sync", "disabled"),
     )?;
     let tmp_dir = layout::mountpoint(zfs, &layout.tmp)?;
@@ -193,31 +189,15 @@ fn stage(
     }
 
     let root_dir = layout::mountpoint(zfs, &work)?;
-    let root = confine::Root::open(&root_dir).map_err(|e| {
-        BuildError::State(format!(
-            "cannot open the image root {}: {e}",
-            root_dir.display()
-        ))
-    })?;
-    let mut cx = StepCx {
-        host: env.host,
-        runner: env.runner,
-        zfs,
+    let before = list_outputs(output_dir);
+    let root = super::open_root(&root_dir, "image")?;
+    let place = super::StepPlace {
         root: &root,
-        template_root: &opts.template_root,
-        group: &plan.group,
-        external: &opts.external,
         output_dir,
         tmp_dir: &tmp_dir,
-        svccfg: &opts.svccfg,
-        smf: opts.smf,
-        devfs: opts.devfs,
-        source_date_epoch: opts.source_date_epoch,
         pool: None,
-        tag: String::new(),
     };
-    let before = list_outputs(output_dir);
-    rec.steps = super::run_steps(plan, &mut cx, events)?;
+    rec.steps = super::run_steps_in(plan, opts, env, &place, events)?;
 
     if let Some(out) = &target.output_snapshot {
         zfs.snapshot(&snap(out), &[(KEY_PROPERTY, &key)])?;

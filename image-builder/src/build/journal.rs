@@ -167,6 +167,26 @@ fn undo(sys: &System, u: &Undo) -> Result<(), String> {
     r
 }
 
+/// Makes the dataset `name` anew for this build: destroys what an earlier run left
+/// (`exists`), writes its removal in `journal` before it exists, then creates it. The mark
+/// is for [`Journal::done`] once the build no longer needs it undone.
+pub fn fresh_dataset(
+    zfs: &dyn zfs::Zfs,
+    journal: &mut Journal,
+    name: &str,
+    exists: bool,
+    create: &zfs::CreateOptions,
+) -> Result<Mark, BuildError> {
+    if exists {
+        zfs.destroy(name, true)?;
+    }
+    let mark = journal.push(Undo::DestroyDataset {
+        name: name.to_string(),
+    })?;
+    zfs.create(name, create)?;
+    Ok(mark)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,6 +230,55 @@ fn is_executable(p: &std::path::Path) -> bool {
 }
 
 /// Runs every step of `plan` against `cx_template`'s root, timing each.
+/// Where a build's steps run: the tree they change and the directories they read and write.
+pub(crate) struct StepPlace<'a> {
+    /// The image or zone root (see [`open_root`]).
+    pub root: &'a confine::Root,
+    pub output_dir: &'a std::path::Path,
+    pub tmp_dir: &'a std::path::Path,
+    /// The pool of a `pool` build, while it is imported.
+    pub pool: Option<&'a crate::steps::PoolCx>,
+}
+
+/// Opens the tree at `dir` confined, so no path in it leads out; `what` ("image", "zone")
+/// names it in the error.
+pub(crate) fn open_root(dir: &std::path::Path, what: &str) -> Result<confine::Root, BuildError> {
+    confine::Root::open(dir).map_err(|e| {
+        BuildError::State(format!(
+            "cannot open the {what} root {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Runs `plan`'s steps on `place` with `opts`' settings.
+pub(crate) fn run_steps_in(
+    plan: &Plan,
+    opts: &BuildOptions,
+    env: &Env,
+    place: &StepPlace,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Vec<record::StepTiming>, BuildError> {
+    let mut cx = StepCx {
+        host: env.host,
+        runner: env.runner,
+        zfs: env.zfs,
+        root: place.root,
+        template_root: &opts.template_root,
+        group: &plan.group,
+        external: &opts.external,
+        output_dir: place.output_dir,
+        tmp_dir: place.tmp_dir,
+        svccfg: &opts.svccfg,
+        smf: opts.smf,
+        devfs: opts.devfs,
+        source_date_epoch: opts.source_date_epoch,
+        pool: place.pool,
+        tag: String::new(),
+    };
+    run_steps(plan, &mut cx, events)
+}
+
 pub(crate) fn run_steps(
     plan: &Plan,
     cx: &mut StepCx,

@@ -14,13 +14,13 @@ use zfs::CreateOptions;
 
 use super::convert;
 use super::error::BuildError;
-use super::journal::{Journal, Undo};
+use super::journal::{fresh_dataset, Journal};
 use super::layout::{self, Layout};
 use super::record::{Record, StepTiming};
 use super::session::Session;
 use super::{BuildOptions, Env, Event, Outcome};
 use crate::host::{Host, Tool};
-use crate::steps::{PoolCx, StepCx};
+use crate::steps::PoolCx;
 use crate::template::model::{Iso, Pcfs, Pool, Ufs};
 use crate::template::{Plan, StepKind};
 
@@ -94,30 +94,14 @@ impl Work<'_, '_> {
             let mut part = self.plan.clone();
             part.steps = rest[..cut].to_vec();
             rest = &rest[cut..];
-            let root = confine::Root::open(root_dir).map_err(|e| {
-                BuildError::State(format!(
-                    "cannot open the image root {}: {e}",
-                    root_dir.display()
-                ))
-            })?;
-            let mut cx = StepCx {
-                host: self.env.host,
-                runner: self.env.runner,
-                zfs: self.env.zfs,
+            let root = super::open_root(root_dir, "image")?;
+            let place = super::StepPlace {
                 root: &root,
-                template_root: &self.opts.template_root,
-                group: &self.plan.group,
-                external: &self.opts.external,
                 output_dir: &self.output_dir,
                 tmp_dir: &self.tmp_dir,
-                svccfg: &self.opts.svccfg,
-                smf: self.opts.smf,
-                devfs: self.opts.devfs,
-                source_date_epoch: self.opts.source_date_epoch,
                 pool,
-                tag: String::new(),
             };
-            let t = super::run_steps(&part, &mut cx, self.events)?;
+            let t = super::run_steps_in(&part, self.opts, self.env, &place, self.events)?;
             self.timings.extend(t);
         }
         Ok(())
@@ -231,25 +215,10 @@ fn run(
             None => Ok(zfs.exists(ds)?),
         }
     };
-    if exists(&layout.tmp)? {
-        zfs.destroy(&layout.tmp, true)?;
-    }
-    let tmp_mark = journal.push(Undo::DestroyDataset {
-        name: layout.tmp.clone(),
-    })?;
-    zfs.create(
-        &layout.tmp,
-        &CreateOptions::new().parents().prop("sync", "disabled"),
-    )?;
+    let scratch = CreateOptions::new().parents().prop("sync", "disabled");
+    let tmp_mark = fresh_dataset(zfs, journal, &layout.tmp, exists(&layout.tmp)?, &scratch)?;
     // An image build never reuses its work dataset; a crash can only leave garbage in it.
-    if exists(&work)? {
-        zfs.destroy(&work, true)?;
-    }
-    let work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
-    zfs.create(
-        &work,
-        &CreateOptions::new().parents().prop("sync", "disabled"),
-    )?;
+    let work_mark = fresh_dataset(zfs, journal, &work, exists(&work)?, &scratch)?;
     // Both mountpoints in one listing.
     let made = zfs.filesystems(&[&work, &layout.tmp], 0)?;
     let dir_of = |ds: &str| -> Result<PathBuf, BuildError> {

@@ -10,13 +10,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use zfs::CreateOptions;
 
 use super::error::BuildError;
-use super::journal::{Journal, Undo};
+use super::journal::{fresh_dataset, Journal};
 use super::layout::{self, Layout};
 use super::record::Record;
 use super::session::Session;
 use super::zone_image as image;
 use super::{BuildOptions, Env, Event, Outcome};
-use crate::steps::StepCx;
 use crate::template::model::{Zone, ZoneOutput};
 use crate::template::Plan;
 
@@ -106,49 +105,32 @@ fn stage(
 ) -> Result<(), BuildError> {
     let zfs = env.zfs;
     let work = layout.work.clone().unwrap_or_default();
-    if zfs.exists(&layout.tmp)? {
-        zfs.destroy(&layout.tmp, true)?;
-    }
-    let tmp_mark = journal.push(Undo::DestroyDataset {
-        name: layout.tmp.clone(),
-    })?;
-    zfs.create(
+    let tmp_mark = fresh_dataset(
+        zfs,
+        journal,
         &layout.tmp,
+        zfs.exists(&layout.tmp)?,
         &CreateOptions::new().parents().prop("sync", "disabled"),
     )?;
     let tmp_dir = layout::mountpoint(zfs, &layout.tmp)?;
 
     // Every zone image starts from an empty root.
-    if zfs.exists(&work)? {
-        zfs.destroy(&work, true)?;
-    }
-    let work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
-    zfs.create(&work, &CreateOptions::new().parents())?;
-    let root_dir = layout::mountpoint(zfs, &work)?;
-    let root = confine::Root::open(&root_dir).map_err(|e| {
-        BuildError::State(format!(
-            "cannot open the zone root {}: {e}",
-            root_dir.display()
-        ))
-    })?;
-    let mut cx = StepCx {
-        host: env.host,
-        runner: env.runner,
+    let work_mark = fresh_dataset(
         zfs,
+        journal,
+        &work,
+        zfs.exists(&work)?,
+        &CreateOptions::new().parents(),
+    )?;
+    let root_dir = layout::mountpoint(zfs, &work)?;
+    let root = super::open_root(&root_dir, "zone")?;
+    let place = super::StepPlace {
         root: &root,
-        template_root: &opts.template_root,
-        group: &plan.group,
-        external: &opts.external,
         output_dir,
         tmp_dir: &tmp_dir,
-        svccfg: &opts.svccfg,
-        smf: opts.smf,
-        devfs: opts.devfs,
-        source_date_epoch: opts.source_date_epoch,
         pool: None,
-        tag: String::new(),
     };
-    rec.steps = super::run_steps(plan, &mut cx, events)?;
+    rec.steps = super::run_steps_in(plan, opts, env, &place, events)?;
 
     let snap = format!("{work}@{SNAPSHOT}");
     zfs.snapshot(&snap, &[])?;
