@@ -323,33 +323,7 @@ fn dev_cloud_image_from_the_standin_archive() {
     let bootfs = r.bootfs.clone().unwrap();
     let bename = bootfs.strip_prefix("ROOT/").unwrap().to_string();
     assert!(!bename.is_empty() && !bename.contains('/'), "{bootfs}");
-    let ds = |n: &str| {
-        r.datasets
-            .iter()
-            .find(|d| d.name == n)
-            .unwrap_or_else(|| panic!("no dataset {n} in {:?}", r.datasets))
-    };
-    assert_eq!(
-        (ds("ROOT").canmount.as_str(), ds("ROOT").mountpoint.as_str()),
-        ("off", "legacy")
-    );
-    let be = ds(&bootfs);
-    assert_eq!(
-        (be.canmount.as_str(), be.mountpoint.as_str()),
-        ("noauto", "legacy")
-    );
-    assert!(be
-        .libbe
-        .contains(&("org.opensolaris.libbe:policy".into(), "static".into())));
-    let uuid = &be
-        .libbe
-        .iter()
-        .find(|(k, _)| k == "org.opensolaris.libbe:uuid")
-        .unwrap()
-        .1;
-    assert_eq!(uuid.len(), 36, "{uuid}");
-    assert_eq!(ds("export").mountpoint, "/export");
-    assert_eq!(ds("export/home").mountpoint, "/export/home");
+    tier::assert_boot_environment(&r.datasets, &bename);
 
     // Import under a new name (on disk it stays rpool), read-only, nothing mounted, and
     // mount the boot environment.

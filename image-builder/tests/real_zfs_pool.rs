@@ -297,28 +297,7 @@ fn pool_image_from_a_root_tarball() {
     let r = inspect::inspect(&sys, &raw).unwrap();
     assert_eq!(r.pool.as_deref(), Some("rpool"));
     assert_eq!(r.bootfs.as_deref(), Some("ROOT/oi"));
-    let ds = |n: &str| r.datasets.iter().find(|d| d.name == n).unwrap();
-    assert_eq!(
-        (ds("ROOT").canmount.as_str(), ds("ROOT").mountpoint.as_str()),
-        ("off", "legacy")
-    );
-    let be = ds("ROOT/oi");
-    assert_eq!(
-        (be.canmount.as_str(), be.mountpoint.as_str()),
-        ("noauto", "legacy")
-    );
-    assert!(be
-        .libbe
-        .contains(&("org.opensolaris.libbe:policy".into(), "static".into())));
-    let uuid = &be
-        .libbe
-        .iter()
-        .find(|(k, _)| k.ends_with(":uuid"))
-        .unwrap()
-        .1;
-    assert_eq!(uuid.len(), 36, "{uuid}");
-    assert_eq!(ds("export").mountpoint, "/export");
-    assert_eq!(ds("export/home").mountpoint, "/export/home");
+    tier::assert_boot_environment(&r.datasets, "oi");
     assert!(!zfs
         .pools()
         .unwrap()

@@ -156,6 +156,39 @@ impl<'a> ScratchPool<'a> {
     }
 }
 
+/// What `create_be` and the template's `create_dataset` steps make, as `inspect` reports
+/// it: `ROOT` canmount=off mountpoint=legacy; the boot environment `ROOT/BE` noauto and
+/// legacy with libbe's static policy and a UUID; `export` and `export/home` mounted there.
+pub fn assert_boot_environment(datasets: &[image_builder::build::inspect::Dataset], be: &str) {
+    let ds = |n: &str| {
+        datasets
+            .iter()
+            .find(|d| d.name == n)
+            .unwrap_or_else(|| panic!("no dataset {n} in {datasets:?}"))
+    };
+    assert_eq!(
+        (ds("ROOT").canmount.as_str(), ds("ROOT").mountpoint.as_str()),
+        ("off", "legacy")
+    );
+    let b = ds(&format!("ROOT/{be}"));
+    assert_eq!(
+        (b.canmount.as_str(), b.mountpoint.as_str()),
+        ("noauto", "legacy")
+    );
+    assert!(b
+        .libbe
+        .contains(&("org.opensolaris.libbe:policy".into(), "static".into())));
+    let uuid = &b
+        .libbe
+        .iter()
+        .find(|(k, _)| k == "org.opensolaris.libbe:uuid")
+        .unwrap_or_else(|| panic!("no libbe uuid on ROOT/{be}: {:?}", b.libbe))
+        .1;
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    assert_eq!(ds("export").mountpoint, "/export");
+    assert_eq!(ds("export/home").mountpoint, "/export/home");
+}
+
 impl Drop for ScratchPool<'_> {
     fn drop(&mut self) {
         let _ = self.zfs.pool_destroy(&self.name, true);
