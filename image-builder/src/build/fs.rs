@@ -13,6 +13,7 @@ use runner::Cmd;
 use super::device::{self, Device, DEVICE_TIMEOUT};
 use super::error::BuildError;
 use super::journal::Undo;
+use super::layout::ImageFile;
 use super::work::Work;
 use crate::host::{Host, Tool};
 use crate::template::model::{Pcfs, Ufs};
@@ -124,7 +125,7 @@ pub(super) fn build_pcfs(w: &mut Work, p: &Pcfs) -> Result<Vec<(PathBuf, String)
             }
         }
     }
-    Ok(vec![(image, format!("{}.pcfs", w.stem()))])
+    Ok(vec![(image, ImageFile::Pcfs.name(&w.stem()))])
 }
 
 pub(super) fn build_ufs(w: &mut Work, u: &Ufs) -> Result<Vec<(PathBuf, String)>, BuildError> {
@@ -142,5 +143,5 @@ pub(super) fn build_ufs(w: &mut Work, u: &Ufs) -> Result<Vec<(PathBuf, String)>,
         },
         "nologging,noatime",
     )?;
-    Ok(vec![(image, format!("{}.ufs", w.stem()))])
+    Ok(vec![(image, ImageFile::Ufs.name(&w.stem()))])
 }

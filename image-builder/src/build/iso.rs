@@ -13,6 +13,7 @@ use runner::Cmd;
 use super::device::{self, DEVICE_TIMEOUT};
 use super::error::BuildError;
 use super::journal::Undo;
+use super::layout::ImageFile;
 use super::work::Work;
 use crate::host::{Host, Tool};
 use crate::template::model::Iso;
@@ -138,7 +139,7 @@ pub(super) fn build(w: &mut Work, iso: &Iso) -> Result<Vec<(PathBuf, String)>, B
         device::detach(&w.system(), &image).map_err(|e| BuildError::State(e.to_string()))?;
         w.journal.done(detach)?;
     }
-    Ok(vec![(image, format!("{}.iso", w.stem()))])
+    Ok(vec![(image, ImageFile::Iso.name(&w.stem()))])
 }
 
 fn fdisk(w: &Work, rdev: &str, id: u8, start: u64, n: u64) -> Result<(), BuildError> {

@@ -14,6 +14,48 @@ use zfs::Zfs;
 
 use super::error::BuildError;
 
+/// A file an image-file target writes to the output directory, named after the build's
+/// stem `GROUP-OUTPUT` (before `--format` conversions, which add their own extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFile {
+    /// A pool's whole disk.
+    Raw,
+    /// A pool's ZFS partition alone (`partition_only`).
+    PartOnly,
+    Pcfs,
+    Ufs,
+    Iso,
+}
+
+impl ImageFile {
+    pub fn name(self, stem: &str) -> String {
+        let ext = match self {
+            ImageFile::Raw => "raw",
+            ImageFile::PartOnly => "partonly",
+            ImageFile::Pcfs => "pcfs",
+            ImageFile::Ufs => "ufs",
+            ImageFile::Iso => "iso",
+        };
+        format!("{stem}.{ext}")
+    }
+
+    /// The files `target` writes (none for dataset and zone targets, whose steps and
+    /// outputs name their files).
+    pub fn of(target: &crate::template::Target) -> Vec<ImageFile> {
+        use crate::template::Target;
+        match target {
+            Target::Pool(p) if p.label.unwrap_or(true) && p.partition_only.unwrap_or(false) => {
+                vec![ImageFile::Raw, ImageFile::PartOnly]
+            }
+            Target::Pool(_) => vec![ImageFile::Raw],
+            Target::Pcfs(_) => vec![ImageFile::Pcfs],
+            Target::Ufs(_) => vec![ImageFile::Ufs],
+            Target::Iso(_) => vec![ImageFile::Iso],
+            Target::Dataset(_) | Target::Zone(_) => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub root: String,

@@ -17,6 +17,7 @@ use super::device;
 use super::error::BuildError;
 use super::gpt::Label;
 use super::journal::Undo;
+use super::layout::ImageFile;
 use super::work::Work;
 use crate::host::{Host, Tool};
 use crate::steps::PoolCx;
@@ -183,11 +184,11 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
     zfs.pool_export(&temp, false)?;
     w.journal.done(export_mark)?;
     tracing::info!("pool {temp} exported");
-    let mut products = vec![(image.clone(), format!("{}.raw", w.stem()))];
+    let mut products = vec![(image.clone(), ImageFile::Raw.name(&w.stem()))];
     if label && p.partition_only.unwrap_or(false) {
         let part = w.work_dir.join("partonly");
         extract_zfs_slice(&image, &part)?;
-        products.push((part, format!("{}.partonly", w.stem())));
+        products.push((part, ImageFile::PartOnly.name(&w.stem())));
     }
     if let Some(dev) = &attached {
         device::detach_device(&w.system(), &image, dev).map_err(zfs::ZfsError::from)?;

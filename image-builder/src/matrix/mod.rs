@@ -1,8 +1,9 @@
 //! Build matrices: several templates built with a job limit. Stages that share a work
 //! dataset form one chain, built in order by one worker (they roll the same dataset back
 //! and forth, so they can never run at once); a stage listed twice is built once; chains
-//! on different work datasets run in parallel. A build that reads an archive another
-//! build of the matrix packs (`unpack_tar` of a `pack_tar`) waits until that build is done.
+//! on different work datasets run in parallel. A build that reads a file another build of
+//! the matrix writes (an archive it packs, an image target's file) waits until that build
+//! is done.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use zfs::{CreateOptions, Zfs};
 
+use crate::build::layout::ImageFile;
 use crate::build::{self, BuildOptions, Env, Event, Outcome};
 use crate::host::Host;
 use crate::template::{Plan, StepKind, Target};
@@ -133,13 +135,26 @@ impl Job {
             .collect()
     }
 
-    /// Archives this build packs into the output directory.
+    /// Files this build writes to the output directory that others may read: the
+    /// archives it packs and the image files of an image target.
     pub fn writes(&self) -> Vec<String> {
+        let stem = format!(
+            "{}-{}",
+            self.plan.group,
+            self.entry.output_name.as_deref().unwrap_or(&self.plan.name)
+        );
+        let images = self
+            .plan
+            .target
+            .iter()
+            .flat_map(ImageFile::of)
+            .map(|f| f.name(&stem));
         self.steps()
             .filter_map(|k| match k {
                 StepKind::PackTar(p) => Some(p.name.clone()),
                 _ => None,
             })
+            .chain(images)
             .collect()
     }
 

@@ -119,6 +119,48 @@ fn readers_of_an_archive_wait_for_its_packer_and_cycles_are_refused() {
 }
 
 #[test]
+fn readers_of_an_image_file_wait_for_the_build_that_writes_it() {
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("g");
+    std::fs::create_dir_all(&g).unwrap();
+    // As the corpus's install media do: a ufs ramdisk, then a stage that gzips it in.
+    std::fs::write(
+        g.join("ramdisk.json"),
+        r#"{"ufs":{"size":64,"inode_density":4096},"steps":[]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        g.join("media.json"),
+        r#"{"dataset":{"name":"m"},"steps":[{"t":"gzip","src":"g-ramdisk.ufs",
+            "target":"/platform/i86pc/amd64/boot_archive","owner":"root","group":"root","mode":"444"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        g.join("disk.json"),
+        r#"{"pool":{"name":"rpool","size":128,"partition_only":true},"steps":[]}"#,
+    )
+    .unwrap();
+    let mut listed = jobs(t.path(), &["media", "ramdisk", "disk"]);
+    for j in &listed {
+        assert!(j.plan.is_valid(), "{:?}", j.plan.problems);
+    }
+    assert_eq!(listed[1].writes(), ["g-ramdisk.ufs"]);
+    assert_eq!(listed[2].writes(), ["g-disk.raw", "g-disk.partonly"]);
+    listed[2].entry.output_name = Some("big".into());
+    assert_eq!(listed[2].writes(), ["g-big.raw", "g-big.partonly"]);
+
+    let chains = schedule(listed).unwrap();
+    let (media, ramdisk) = (&chains[0][0], &chains[1][0]);
+    let mut arch = Archives::new(chains.iter().flatten());
+    assert_eq!(arch.inputs(media), Inputs::Wait);
+    arch.finished(ramdisk, true);
+    assert_eq!(arch.inputs(media), Inputs::Ready);
+    let mut arch = Archives::new(chains.iter().flatten());
+    arch.finished(ramdisk, false);
+    assert_eq!(arch.inputs(media), Inputs::Missing("g-ramdisk.ufs".into()));
+}
+
+#[test]
 fn log_names_never_clash() {
     let e = |n: &str, o: Option<&str>, f: &[&str]| Entry {
         group: "g".into(),
