@@ -284,18 +284,22 @@ mod tests {
 \t  c2t0d0s1  ONLINE
 ";
 
-    #[test]
-    fn illumos_inspect_command_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("d.raw");
+    /// A sparse 400 MiB disk `d.raw` in `dir` with the GPT a pool build writes.
+    fn disk(dir: &Path, uefi: bool) -> (PathBuf, gpt::Label) {
+        let img = dir.join("d.raw");
         std::fs::File::create(&img)
             .unwrap()
             .set_len(400 << 20)
             .unwrap();
-        gpt::Label::plan(400 << 20, true)
-            .unwrap()
-            .write(&img)
-            .unwrap();
+        let label = gpt::Label::plan(400 << 20, uefi).unwrap();
+        label.write(&img).unwrap();
+        (img, label)
+    }
+
+    #[test]
+    fn illumos_inspect_command_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, _) = disk(dir.path(), true);
         let pid = std::process::id();
         let t = format!("inspect{pid}");
         let tmp = std::env::temp_dir();
@@ -437,15 +441,7 @@ mod tests {
     #[test]
     fn no_importable_pool_is_an_error_and_the_device_is_detached() {
         let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("d.raw");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(400 << 20)
-            .unwrap();
-        gpt::Label::plan(400 << 20, false)
-            .unwrap()
-            .write(&img)
-            .unwrap();
+        let (img, _) = disk(dir.path(), false);
         let rec = Recorder::new();
         rec.on(
             "/usr/sbin/lofiadm -r -l -a",
@@ -475,13 +471,7 @@ mod tests {
     #[test]
     fn partitions_of_a_label_we_wrote_and_their_rendering() {
         let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("d.raw");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(400 << 20)
-            .unwrap();
-        let label = gpt::Label::plan(400 << 20, true).unwrap();
-        label.write(&img).unwrap();
+        let (img, label) = disk(dir.path(), true);
         let parts = partitions(&img).unwrap();
         let got: Vec<(u32, u64, u64, &str, &str)> = parts
             .iter()
