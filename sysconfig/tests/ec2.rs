@@ -70,27 +70,41 @@ fn server(require_token: bool, user_data: &'static str) -> (String, Arc<Mutex<Ve
     (format!("http://{addr}"), seen)
 }
 
+/// Runs `f` and returns what it logged on this thread. The subscriber is the process'
+/// global one, set once: a scoped `with_default` subscriber races with other test threads
+/// that register the same callsites while no subscriber is in scope (tracing then caches
+/// "never interested" for them and the event is lost), which made this flaky under load.
 fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
+    use std::cell::RefCell;
+    thread_local! {
+        static LOGS: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+    struct ThreadBuf;
+    impl Write for ThreadBuf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            LOGS.with(|l| {
+                if let Some(v) = l.borrow_mut().as_mut() {
+                    v.extend_from_slice(b);
+                }
+            });
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let buf = Buf::default();
-    let w = buf.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || w.clone())
-        .finish();
-    let out = tracing::subscriber::with_default(sub, f);
-    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
-    (out, text)
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| ThreadBuf)
+            .finish();
+        tracing::subscriber::set_global_default(sub).expect("no other global subscriber");
+    });
+    LOGS.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let bytes = LOGS.with(|l| l.borrow_mut().take()).unwrap_or_default();
+    (out, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[test]
