@@ -19,11 +19,14 @@ const FEATURES: &[&str] = &[
     "no-metadata-agent",
 ];
 
+/// The corpus: `$IMAGE_BUILDER_CORPUS`, or the shared material beside the checkout.
 fn corpus() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let p = std::env::var_os("IMAGE_BUILDER_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
     assert!(
         p.is_dir(),
-        "the template corpus is expected at {} (the shared material beside the checkout)",
+        "the template corpus is expected at {} (the shared material beside the checkout, or set IMAGE_BUILDER_CORPUS)",
         p.display()
     );
     p
