@@ -19,11 +19,14 @@ const FEATURES: &[&str] = &[
     "no-metadata-agent",
 ];
 
+/// The corpus: `$IMAGE_BUILDER_CORPUS`, or the shared material beside the checkout.
 fn corpus() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let p = std::env::var_os("IMAGE_BUILDER_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
     assert!(
         p.is_dir(),
-        "the template corpus is expected at {} (the shared material beside the checkout)",
+        "the template corpus is expected at {} (the shared material beside the checkout, or set IMAGE_BUILDER_CORPUS)",
         p.display()
     );
     p
@@ -210,5 +213,99 @@ fn corpus_plan_expands_macros_and_marks_skipped_steps() {
     assert_eq!(
         publisher[1].args["uri"],
         "https://pkg.oxide.computer/helios/2.0/dev/"
+    );
+}
+
+/// The shape of a current Helios ramdisk stage (oxidecomputer/helios
+/// `image/templates/*/ramdisk-01-os.json`, written here, not copied): publishers as
+/// `"uris": [ "${@@publisher_N_url}" ]` guarded by `"with": "publisher_N_name"`, and a
+/// package list ending in `"${@extra_packages}"`. helios-build passes
+/// `-F publisher_0_name=NAME` and one `-F publisher_0_url+=URL` per origin, and
+/// `extra_packages` only when asked, so a default build leaves it unset.
+#[test]
+fn helios_ramdisk_shape_plans_with_default_features() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("gimlet")).unwrap();
+    std::fs::write(
+        dir.path().join("gimlet/ramdisk-01-os.json"),
+        r#"{
+    "dataset": { "name": "ramdisk", "output_snapshot": "os" },
+    "steps": [
+        { "t": "pkg_image_create" },
+        { "t": "pkg_set_publisher", "with": "publisher_0_name",
+            "publisher": "${publisher_0_name}", "uris": [ "${@@publisher_0_url}" ] },
+        { "t": "pkg_set_publisher", "with": "publisher_1_name",
+            "publisher": "${publisher_1_name}", "uris": [ "${@@publisher_1_url}" ] },
+        { "t": "pkg_install", "pkgs": [ "/system/network", "/driver/storage/nvme",
+            "${@extra_packages}" ] },
+        { "t": "pkg_install", "with": "optever", "pkgs": [ "/driver/network/opte@${optever}" ] }
+    ]
+}"#,
+    )
+    .unwrap();
+    let f = Features::from_directives([
+        "publisher_0_name=helios-dev",
+        "publisher_0_url+=https://pkg.example/helios/3/dev/",
+        "publisher_0_url+=file:///local/repo",
+        "baud=3000000",
+    ])
+    .unwrap();
+    let p = plan(
+        dir.path(),
+        "gimlet",
+        "ramdisk-01-os",
+        &f,
+        &PlanOptions::default(),
+    );
+    assert!(p.is_valid(), "{:#?}", p.problems);
+    assert_eq!(
+        p.steps[1].args["uris"],
+        serde_json::json!(["https://pkg.example/helios/3/dev/", "file:///local/repo"])
+    );
+    assert!(p.steps[2].skip.is_some());
+    assert_eq!(
+        p.steps[3].args["pkgs"],
+        serde_json::json!(["/system/network", "/driver/storage/nvme"])
+    );
+    let f = Features::from_directives([
+        "publisher_0_name=helios-dev",
+        "publisher_0_url+=https://pkg.example/helios/3/dev/",
+        "extra_packages+=/ooce/util/jq",
+        "extra_packages+=/editor/vim",
+    ])
+    .unwrap();
+    let p = plan(
+        dir.path(),
+        "gimlet",
+        "ramdisk-01-os",
+        &f,
+        &PlanOptions::default(),
+    );
+    assert!(p.is_valid(), "{:#?}", p.problems);
+    assert_eq!(
+        p.steps[3].args["pkgs"],
+        serde_json::json!([
+            "/system/network",
+            "/driver/storage/nvme",
+            "/ooce/util/jq",
+            "/editor/vim"
+        ])
+    );
+    // A publisher named without any origin is reported at its step, before the build.
+    let f = Features::from_directives(["publisher_0_name=helios-dev"]).unwrap();
+    let p = plan(
+        dir.path(),
+        "gimlet",
+        "ramdisk-01-os",
+        &f,
+        &PlanOptions::default(),
+    );
+    let errs: Vec<String> = p
+        .errors()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect();
+    assert_eq!(
+        errs,
+        ["steps[1].uris[0]: feature \"publisher_0_url\" is not defined (use `${@publisher_0_url}` if it may be unset) in \"${@@publisher_0_url}\""]
     );
 }

@@ -241,7 +241,7 @@ fn list_fields_take_multi_value_macros() {
     let t = tree(&[(
         "g/t.json",
         &format!(
-            r#"{{ {DS}, "steps": [ {{ "t": "pkg_install", "pkgs": [ "entire", "${{@extra}}", "${{@@none}}", "opte@${{v}}" ] }}, {{ "t": "seed_smf", "apply_profiles": [ "generic", "${{site?site}}" ] }} ] }}"#
+            r#"{{ {DS}, "steps": [ {{ "t": "pkg_install", "pkgs": [ "entire", "${{@@extra}}", "${{@none}}", "opte@${{v}}" ] }}, {{ "t": "seed_smf", "apply_profiles": [ "generic", "${{site?site}}" ] }} ] }}"#
         ),
     )]);
     let p = plan_of(t.path(), "t", &["extra+=vim", "extra+=rsync", "v=1.0"]);
@@ -253,6 +253,33 @@ fn list_fields_take_multi_value_macros() {
     assert_eq!(
         p.steps[1].args["apply_profiles"],
         serde_json::json!(["generic"])
+    );
+}
+
+/// `${@f}` of an unset feature is no element; `${@@f}` of one is an error at its place,
+/// as in the illumos image-builder.
+#[test]
+fn single_at_may_be_unset_double_at_may_not() {
+    let t = tree(&[(
+        "g/t.json",
+        &format!(
+            r#"{{ {DS}, "steps": [
+  {{ "t": "pkg_install", "pkgs": [ "entire", "${{@extra}}" ] }},
+  {{ "t": "pkg_install", "pkgs": [ "entire", "${{@@must}}" ] }}
+] }}"#
+        ),
+    )]);
+    let p = plan_of(t.path(), "t", &[]);
+    assert_eq!(p.steps[0].args["pkgs"], serde_json::json!(["entire"]));
+    assert_eq!(
+        errors(&p, t.path()),
+        ["g/t.json:3:45: steps[1].pkgs[1]: feature \"must\" is not defined (use `${@must}` if it may be unset) in \"${@@must}\""]
+    );
+    let p = plan_of(t.path(), "t", &["must+=a", "must+=b"]);
+    assert!(p.is_valid(), "{:?}", p.problems);
+    assert_eq!(
+        p.steps[1].args["pkgs"],
+        serde_json::json!(["entire", "a", "b"])
     );
 }
 

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use image_builder::host::Host;
 use image_builder::steps::{DevfsSetup, SmfSeeding, StepCx, StepError};
+use image_builder::template::check::Expander;
 use image_builder::template::load::parse_step;
+use image_builder::template::Features;
 use runner::{Output, Recorder};
 use tempfile::TempDir;
 
@@ -84,6 +86,18 @@ impl World {
     fn run(&self, json: &str) -> Vec<String> {
         self.run_with(json, SmfSeeding::Import).unwrap()
     }
+
+    /// Expands the step's macros under `features` (as a build's plan does), then runs it.
+    fn run_expanded(&self, json: &str, features: &[&str]) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let step = parse_step(&v).unwrap();
+        let f = Features::from_directives(features).unwrap();
+        let mut x = Expander::new(&f, true);
+        let kind = step.kind.expand(&mut x);
+        assert!(x.errors.is_empty(), "{:?}", x.errors);
+        let expanded = serde_json::to_string(&kind).unwrap();
+        self.run(&expanded)
+    }
 }
 
 #[test]
@@ -117,6 +131,86 @@ fn pkg_image_create_and_publishers() {
     assert_eq!(
         w.run(r#"{ "t": "pkg_purge_history" }"#),
         [format!("/usr/bin/pkg -R {r} purge-history")]
+    );
+}
+
+/// `uris`: every URI an origin, in order. pkg(1) set-publisher: `-O` (`--origin-uri`)
+/// cannot be combined with `-g`/`-G` (pkg5 src/modules/client/options.py,
+/// opts_table_cb_pub_opts), so the origins are replaced with `-G '*'` (`--remove-origin`;
+/// `*` removes them all: pkg5 src/modules/client/client_api.py, `_add_update_pub`) and
+/// one `-g` (`--add-origin`) each.
+#[test]
+fn pkg_set_publisher_uris_are_origins_in_order() {
+    let w = World::new();
+    let r = w.r();
+    assert_eq!(
+        w.run(r#"{ "t": "pkg_set_publisher", "publisher": "helios-dev", "uris": ["https://b.example/helios/", "file:///a/repo"] }"#),
+        [format!("/usr/bin/pkg -R {r} set-publisher --no-refresh -G '*' -g https://b.example/helios/ -g file:///a/repo helios-dev")]
+    );
+    // With a mirror: pkg(1) set-publisher `-M '*'` then `-m mirror_to_add`.
+    assert_eq!(
+        w.run(r#"{ "t": "pkg_set_publisher", "publisher": "p", "uris": ["https://o/"], "mirror_uri": "https://m/" }"#),
+        [format!("/usr/bin/pkg -R {r} set-publisher --no-refresh -G '*' -g https://o/ -M '*' -m https://m/ p")]
+    );
+    // The way helios-build drives its ramdisk template: `-F publisher_0_url+=URL` per
+    // origin, `"uris": [ "${@@publisher_0_url}" ]`; the order of the directives is kept.
+    assert_eq!(
+        w.run_expanded(
+            r#"{ "t": "pkg_set_publisher", "publisher": "${publisher_0_name}", "uris": [ "${@@publisher_0_url}" ] }"#,
+            &[
+                "publisher_0_name=helios-dev",
+                "publisher_0_url+=https://z.example/dev/",
+                "publisher_0_url+=file:///local/repo",
+            ],
+        ),
+        [format!("/usr/bin/pkg -R {r} set-publisher --no-refresh -G '*' -g https://z.example/dev/ -g file:///local/repo helios-dev")]
+    );
+    // `uri` alone keeps its `-O` form.
+    assert_eq!(
+        w.run(r#"{ "t": "pkg_set_publisher", "publisher": "p", "uri": "https://o/" }"#),
+        [format!(
+            "/usr/bin/pkg -R {r} set-publisher --no-refresh -O https://o/ p"
+        )]
+    );
+    // Both forms at once run nothing.
+    let e = w
+        .run_with(
+            r#"{ "t": "pkg_set_publisher", "publisher": "p", "uri": "https://o/", "uris": ["https://o2/"] }"#,
+            SmfSeeding::Import,
+        )
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "pkg_set_publisher takes `uri` or `uris`, not both: put every origin in `uris`"
+    );
+    assert!(w.rec.lines().is_empty());
+}
+
+/// pkg(1) install and uninstall take one or more pkg_fmri_pattern operands; a list that
+/// expands to nothing runs no pkg command (the illumos image-builder's `pkg_install` and
+/// `pkg_uninstall` skip an empty list the same way). `pkg_uninstall` expands macros.
+#[test]
+fn empty_package_lists_run_nothing_and_uninstall_expands_macros() {
+    let w = World::new();
+    let r = w.r();
+    assert_eq!(
+        w.run_expanded(
+            r#"{ "t": "pkg_install", "pkgs": [ "${@extra}" ], "include_optional": true }"#,
+            &[]
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        w.run_expanded(r#"{ "t": "pkg_uninstall", "pkgs": [ "${@drop}" ] }"#, &[]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        w.run_expanded(
+            r#"{ "t": "pkg_uninstall", "pkgs": [ "${@drop}", "${name}-tools" ] }"#,
+            &["drop+=service/network/smtp/sendmail", "drop+=system/network/nis", "name=x"],
+        ),
+        [format!("/usr/bin/pkg -R {r} uninstall service/network/smtp/sendmail system/network/nis x-tools")]
     );
 }
 

@@ -251,6 +251,93 @@ fn remove_files_by_file_dir_and_pattern_and_missing_is_fine() {
         .unwrap();
 }
 
+/// A file system mounted at a path, unmounted when dropped (also when the test fails).
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(at: &Path) -> Mounted {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs at {}", at.display());
+        Mounted(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The pattern search does not descend into another file system mounted inside the image
+/// (the illumos image-builder walks with walkdir's `same_file_system(true)`).
+#[test]
+fn remove_files_pattern_stays_on_the_image_file_system() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let w = World::new();
+    std::fs::create_dir_all(w.img("/var/a")).unwrap();
+    std::fs::write(w.img("/var/a/x.orig"), "x").unwrap();
+    let mnt = Mounted::tmpfs(&w.img("/var/mnt"));
+    std::fs::create_dir_all(w.img("/var/mnt/deep")).unwrap();
+    std::fs::write(w.img("/var/mnt/y.orig"), "y").unwrap();
+    std::fs::write(w.img("/var/mnt/deep/z.orig"), "z").unwrap();
+    w.run(r#"{ "t": "remove_files", "pattern": "*.orig" }"#)
+        .unwrap();
+    assert!(!w.img("/var/a/x.orig").exists());
+    assert!(
+        w.img("/var/mnt/y.orig").exists(),
+        "the search entered a mount"
+    );
+    assert!(w.img("/var/mnt/deep/z.orig").exists());
+    drop(mnt);
+}
+
+/// Missing parents are created (as the illumos image-builder's recursive create does),
+/// with the leaf's mode less group/other write and no special bits; owner, group and mode
+/// go to the leaf only; existing parents are left alone.
+#[test]
+fn ensure_dir_creates_missing_parents() {
+    let w = World::new();
+    std::fs::create_dir(w.img("/opt")).unwrap();
+    std::fs::set_permissions(w.img("/opt"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    w.run_idempotent(
+        r#"{ "t": "ensure_dir", "dir": "/opt/oxide/a/b", "owner": "3", "group": "3", "mode": "1777" }"#,
+    );
+    assert_eq!(mode(&w.img("/opt/oxide/a/b")), 0o1777);
+    assert_eq!(mode(&w.img("/opt/oxide/a")), 0o755);
+    assert_eq!(mode(&w.img("/opt/oxide")), 0o755);
+    assert_eq!(
+        mode(&w.img("/opt")),
+        0o700,
+        "an existing parent was changed"
+    );
+    w.run(
+        r#"{ "t": "ensure_dir", "dir": "/p/q", "owner": "root", "group": "root", "mode": "750" }"#,
+    )
+    .unwrap();
+    assert_eq!(mode(&w.img("/p")), 0o750);
+    assert_eq!(mode(&w.img("/p/q")), 0o750);
+    if is_root() {
+        assert_eq!(owner(&w.img("/opt/oxide/a/b")), (3, 3));
+        assert_eq!(owner(&w.img("/opt/oxide/a")), (0, 0));
+        assert_eq!(owner(&w.img("/opt/oxide")), (0, 0));
+    }
+    // A parent that is a file is an error naming the path, not a panic.
+    std::fs::write(w.img("/file"), "x").unwrap();
+    let e = w
+        .run(r#"{ "t": "ensure_dir", "dir": "/file/sub", "owner": "root", "group": "root", "mode": "755" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/file"), "{e}");
+}
+
 #[test]
 fn writes_through_hostile_symlinks_stay_inside_the_root() {
     let w = World::new();

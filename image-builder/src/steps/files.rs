@@ -8,6 +8,11 @@ use super::StepArgs;
 use crate::template::check::{Checker, Expander};
 
 /// Make sure a directory exists with the given owner, group and mode.
+///
+/// Missing parents are created too, as the illumos image-builder creates them: owned by the
+/// user running the build, with the directory's permission bits less group and other
+/// write (what its `mkdir -p`-style creation gives them under the usual umask 022).
+/// Owner, group and mode are then set on the directory itself only.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnsureDir {
@@ -201,6 +206,9 @@ impl StepArgs for EnsurePerms {
 
 /// Remove a file, a directory tree, or every regular file whose name matches a glob
 /// pattern. Exactly one of `file`, `dir` and `pattern`. A missing target is not an error.
+///
+/// A `pattern` search stays on the image root's file system: it does not descend into
+/// other file systems mounted inside the image, as the illumos image-builder does not.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveFiles {
@@ -285,10 +293,26 @@ impl Execute for EnsureDir {
                     self.dir
                 )))
             }
-            None => cx.root.create_dir(&self.dir, perms.mode.unwrap_or(0o755))?,
+            None => {
+                let mode = perms.mode.unwrap_or(0o755);
+                if let Some(parent) = Path::new(&self.dir).parent() {
+                    cx.root.create_dir_all(parent, parent_dir_mode(mode))?;
+                }
+                cx.root.create_dir(&self.dir, mode)?
+            }
         }
         perms.apply(cx, Path::new(&self.dir))
     }
+}
+
+/// The mode `ensure_dir` gives the parents it creates for a directory of mode `mode`.
+///
+/// The illumos image-builder creates them with `DirBuilder::recursive(true).mode(mode)`
+/// (its `ensure::directory`), i.e. mkdir(2) with `mode` less the process umask; this is
+/// that under the usual umask 022, without setuid, setgid or sticky bits, so a build does
+/// not depend on the caller's umask and never makes a parent writable by others.
+pub fn parent_dir_mode(mode: u32) -> u32 {
+    mode & 0o755
 }
 
 impl Execute for EnsureFile {
@@ -377,13 +401,23 @@ impl Execute for RemoveFiles {
             };
         }
         let pattern = self.pattern.as_deref().unwrap_or_default();
+        // The illumos image-builder walks with walkdir's `same_file_system(true)`: a
+        // directory whose device differs from the root's (a mount point) is not entered.
+        let root_dev = cx.root.metadata("/")?.dev;
         let mut stack = vec![std::path::PathBuf::from("/")];
         while let Some(dir) = stack.pop() {
             for e in cx.root.read_dir(&dir)? {
                 let path = dir.join(&e.name);
                 let meta = &e.metadata;
                 if meta.is_dir() {
-                    stack.push(path);
+                    if meta.dev == root_dev {
+                        stack.push(path);
+                    } else {
+                        tracing::info!(
+                            "remove_files: not searching {}: another file system is mounted there",
+                            path.display()
+                        );
+                    }
                 } else if meta.is_file() && glob_match(pattern, &e.name.to_string_lossy()) {
                     cx.root.remove_file(&path)?;
                 }

@@ -36,8 +36,10 @@ impl StepArgs for PkgImageCreate {
     }
 }
 
-/// Add or change a publisher (`pkg set-publisher --no-refresh`). With `mirror_uri`, every
-/// existing mirror is removed before the new one is added.
+/// Add or change a publisher (`pkg set-publisher --no-refresh`). `uri` sets the one origin
+/// and `uris` sets several, in order (either replaces the publisher's origins; give one of
+/// them, not both). With `mirror_uri`, every existing mirror is removed before the new one
+/// is added.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PkgSetPublisher {
@@ -46,9 +48,17 @@ pub struct PkgSetPublisher {
     /// Origin URI. Macros are expanded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// Origin URIs, in order. Macros are expanded; `${@f}` gives one origin per value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uris: Option<Vec<String>>,
     /// Mirror URI. Macros are expanded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_uri: Option<String>,
+}
+
+impl PkgSetPublisher {
+    const BOTH_URI_FORMS: &'static str =
+        "pkg_set_publisher takes `uri` or `uris`, not both: put every origin in `uris`";
 }
 
 impl StepArgs for PkgSetPublisher {
@@ -56,13 +66,28 @@ impl StepArgs for PkgSetPublisher {
         PkgSetPublisher {
             publisher: x.one("publisher", &self.publisher),
             uri: x.opt("uri", &self.uri),
+            uris: self.uris.as_ref().map(|u| x.list("uris", u)),
             mirror_uri: x.opt("mirror_uri", &self.mirror_uri),
         }
     }
 
     fn check(&self, c: &mut Checker) {
-        if self.uri.is_none() && self.mirror_uri.is_none() {
-            c.error("publisher", "give at least one of `uri` and `mirror_uri`");
+        match (&self.uri, &self.uris, &self.mirror_uri) {
+            (Some(_), Some(_), _) => c.error("uris", Self::BOTH_URI_FORMS),
+            (None, None, None) => c.error(
+                "publisher",
+                "pkg_set_publisher needs at least one of `uri`, `uris` and `mirror_uri`",
+            ),
+            (None, Some(u), None) if u.is_empty() => c.error(
+                "uris",
+                "pkg_set_publisher: `uris` expands to no origin and there is no `mirror_uri`",
+            ),
+            _ => {}
+        }
+        for (i, u) in self.uris.iter().flatten().enumerate() {
+            if u.trim().is_empty() {
+                c.error(&format!("uris[{i}]"), "the origin URI is empty");
+            }
         }
     }
 }
@@ -143,13 +168,15 @@ impl StepArgs for PkgInstall {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PkgUninstall {
-    /// Package FMRIs or names.
+    /// Package FMRIs or names. Macros are expanded; `${@f}` gives one package per value.
     pub pkgs: Vec<String>,
 }
 
 impl StepArgs for PkgUninstall {
-    fn expand(&self, _x: &mut Expander) -> Self {
-        self.clone()
+    fn expand(&self, x: &mut Expander) -> Self {
+        PkgUninstall {
+            pkgs: x.list("pkgs", &self.pkgs),
+        }
     }
 
     fn check(&self, c: &mut Checker) {
@@ -159,7 +186,10 @@ impl StepArgs for PkgUninstall {
 
 fn check_pkgs(c: &mut Checker, pkgs: &[String]) {
     if pkgs.is_empty() {
-        c.warn("pkgs", "the package list is empty");
+        c.warn(
+            "pkgs",
+            "the package list is empty: the step will do nothing",
+        );
     }
     for (i, p) in pkgs.iter().enumerate() {
         if p.trim().is_empty() || p.contains(char::is_whitespace) {
@@ -306,11 +336,27 @@ impl Execute for PkgSetPublisher {
 
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
         let mut cmd = pkg(cx).args(["set-publisher", "--no-refresh"]);
-        if let Some(uri) = &self.uri {
-            cmd = cmd.arg("-O").arg(uri);
+        match (&self.uri, &self.uris) {
+            (Some(_), Some(_)) => return Err(StepError::msg(Self::BOTH_URI_FORMS)),
+            // pkg(1) set-publisher `-O origin_to_set` (`--origin-uri`): removes every origin
+            // of the publisher and adds this one.
+            (Some(uri), None) => cmd = cmd.arg("-O").arg(uri),
+            // `-O` cannot be combined with `-g`/`-G` (pkg5 options.py,
+            // opts_table_cb_pub_opts), so several origins are set the way `-O` sets one:
+            // `-G '*'` (`--remove-origin`, `*` removes them all) and then one
+            // `-g origin_to_add` (`--add-origin`) per URI, in the template's order.
+            (None, Some(uris)) if !uris.is_empty() => {
+                cmd = cmd.args(["-G", "*"]);
+                for u in uris {
+                    cmd = cmd.arg("-g").arg(u);
+                }
+            }
+            _ => {}
         }
         if let Some(m) = &self.mirror_uri {
-            // There is no "set the mirror" option, only add and remove: drop them all first.
+            // pkg(1) set-publisher has no "set the mirror" option, only `-m mirror_to_add`
+            // (`--add-mirror`) and `-M mirror_to_remove` (`--remove-mirror`, `*` for all):
+            // drop them all first, as the illumos image-builder does.
             cmd = cmd.args(["-M", "*", "-m"]).arg(m);
         }
         cx.run(cmd.arg(&self.publisher))?;
@@ -349,6 +395,12 @@ impl Execute for PkgInstall {
     }
 
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        // pkg(1) install needs at least one pkg_fmri_pattern; a list that expanded to
+        // nothing (`${@f}` with `f` unset) is skipped, as the illumos image-builder does.
+        if self.pkgs.is_empty() {
+            tracing::info!("pkg_install: skipping empty package list");
+            return Ok(());
+        }
         run_allowing_nothing_to_do(cx, pkg(cx).arg("install").args(&self.pkgs))?;
         if !self.include_optional {
             return Ok(());
@@ -423,6 +475,12 @@ impl Execute for PkgUninstall {
     }
 
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
+        // pkg(1) uninstall needs at least one pkg_fmri_pattern: skip an empty list, as the
+        // illumos image-builder does.
+        if self.pkgs.is_empty() {
+            tracing::info!("pkg_uninstall: skipping empty package list");
+            return Ok(());
+        }
         cx.run(pkg(cx).arg("uninstall").args(&self.pkgs))?;
         Ok(())
     }

@@ -5,11 +5,13 @@
 //! | `${f}`          | the value of `f`; an error if `f` is unset or has many values |
 //! | `${f?text}`     | `text` if `f` is set, otherwise nothing                       |
 //! | `${f!text}`     | `text` if `f` is not set, otherwise nothing                   |
-//! | `${@f}`         | in list fields: one element per value of `f`; `f` must be set |
-//! | `${@@f}`        | in list fields: one element per value of `f`, none if unset   |
+//! | `${@f}`         | in list fields: one element per value of `f`, none if unset   |
+//! | `${@@f}`        | in list fields: one element per value of `f`; `f` must be set |
 //! | `$$`            | a literal `$`                                                 |
 //!
-//! Macros do not nest, and `text` cannot contain `}` or `$`.
+//! Macros do not nest, and `text` cannot contain `}` or `$`. The list forms mean what they
+//! mean in the illumos image-builder: one `@` may expand to nothing, two `@` insist on a value.
+//! List values come out in the order the `-F` directives added them.
 
 use super::features::Features;
 
@@ -134,7 +136,7 @@ impl Expansion {
         for c in &self.chunks {
             match c {
                 Chunk::Each { name, required } => {
-                    let at = if *required { "@" } else { "@@" };
+                    let at = if *required { "@@" } else { "@" };
                     return Err(self.fail(format!(
                         "`${{{at}{name}}}` expands to a list and is only allowed in list fields"
                     )));
@@ -170,7 +172,7 @@ impl Expansion {
         match f.values(name) {
             Some(vals) => Ok(vals.iter().map(|v| format!("{before}{v}{after}")).collect()),
             None if *required => Err(self.fail(format!(
-                "feature {name:?} is not defined (use `${{@@{name}}}` if it may be unset)"
+                "feature {name:?} is not defined (use `${{@{name}}}` if it may be unset)"
             ))),
             None => Ok(Vec::new()),
         }
@@ -203,9 +205,9 @@ impl Expansion {
 
 fn parse_macro(body: &str) -> Result<Chunk, String> {
     let (each, required, rest) = if let Some(r) = body.strip_prefix("@@") {
-        (true, false, r)
-    } else if let Some(r) = body.strip_prefix('@') {
         (true, true, r)
+    } else if let Some(r) = body.strip_prefix('@') {
+        (true, false, r)
     } else {
         (false, false, body)
     };
@@ -220,7 +222,8 @@ fn parse_macro(body: &str) -> Result<Chunk, String> {
     let name = name.to_string();
     if each {
         if !tail.is_empty() {
-            return Err(format!("unexpected {tail:?} after `${{@{name}`"));
+            let at = if required { "@@" } else { "@" };
+            return Err(format!("unexpected {tail:?} after `${{{at}{name}`"));
         }
         return Ok(Chunk::Each { name, required });
     }
@@ -298,10 +301,9 @@ mod tests {
             list("pkg:/${@pkgs}@latest", &ds).unwrap(),
             ["pkg:/vim@latest", "pkg:/rsync@latest"]
         );
-        assert_eq!(list("${@@none}", &ds).unwrap(), Vec::<String>::new());
         assert_eq!(
-            list("${@none}", &ds).unwrap_err(),
-            "feature \"none\" is not defined (use `${@@none}` if it may be unset)"
+            list("pkg:/${@@pkgs}@latest", &ds).unwrap(),
+            ["pkg:/vim@latest", "pkg:/rsync@latest"]
         );
         assert_eq!(list("x${onu?-onu}", &["onu"]).unwrap(), ["x-onu"]);
         assert_eq!(
@@ -311,6 +313,42 @@ mod tests {
         assert_eq!(
             one("${@pkgs}", &ds).unwrap_err(),
             "`${@pkgs}` expands to a list and is only allowed in list fields"
+        );
+    }
+
+    /// As in the illumos image-builder (`expansion_missing_multi_maybe`): one `@` and an
+    /// unset feature give no element at all.
+    #[test]
+    fn single_at_of_an_unset_feature_is_an_empty_list() {
+        assert_eq!(list("${@none}", &[]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            list("pre-${@none}-post", &["x"]).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    /// As in the illumos image-builder (`expansion_missing_multi`): two `@` insist on the
+    /// feature being set.
+    #[test]
+    fn double_at_of_an_unset_feature_is_an_error() {
+        assert_eq!(
+            list("${@@none}", &[]).unwrap_err(),
+            "feature \"none\" is not defined (use `${@none}` if it may be unset)"
+        );
+        assert_eq!(
+            one("${@@pkgs}", &["pkgs=a"]).unwrap_err(),
+            "`${@@pkgs}` expands to a list and is only allowed in list fields"
+        );
+    }
+
+    /// Values come out in the order the directives added them (the illumos image-builder
+    /// at 652c899 sorts them instead; see docs/templates.md).
+    #[test]
+    fn list_values_keep_directive_order() {
+        let ds = ["o+=https://b.example/", "o+=https://a.example/"];
+        assert_eq!(
+            list("${@o}", &ds).unwrap(),
+            ["https://b.example/", "https://a.example/"]
         );
     }
 
@@ -336,6 +374,8 @@ mod tests {
             ),
             ("${1a}", "feature names start with a letter, not \"1a\""),
             ("${@a?x}", "unexpected \"?x\" after `${@a`"),
+            ("${@@a!x}", "unexpected \"!x\" after `${@@a`"),
+            ("${@@@a}", "empty feature name in `${@@@a}`"),
             ("${@}", "empty feature name in `${@}`"),
         ];
         for (text, reason) in cases {

@@ -1,18 +1,21 @@
 //! Features: named values set with `-F` directives, used by `with`/`without` and macros.
 //!
 //! Directives apply in order, so a driver script can give defaults that later directives
-//! override:
+//! override. They mean what they mean in the illumos image-builder (`src/features.rs`):
 //!
 //! | directive      | effect                                                   |
 //! |----------------|----------------------------------------------------------|
-//! | `name`         | set `name` to the single value `1`                        |
+//! | `name`         | add the value `1` (as `name+=1`)                          |
 //! | `name=value`   | set `name` to the single value `value`                    |
 //! | `name+=value`  | add `value` to `name` (a feature may hold many values)    |
 //! | `name-=value`, `name~=value` | remove `value`; the last removal removes `name` |
 //! | `^name`        | remove `name` entirely                                   |
+//! | `^name-=value`, `^name~=value` | the same as without `^`                  |
 //!
-//! Names start with an ASCII letter and go on with letters, digits, `_` and `-` (not at the
-//! end). Values are printable ASCII.
+//! Names start with an ASCII letter and go on with letters, digits, `_` and single `-`
+//! (not two in a row, not at the end). Values are printable ASCII. Values are kept in the
+//! order they were added; the illumos image-builder keeps a set and sorts it when it
+//! expands `${@f}` (see docs/templates.md, "Differences from the upstream image-builder").
 
 use std::collections::BTreeMap;
 
@@ -83,16 +86,24 @@ impl Features {
         if name.ends_with('-') {
             return Err(fail("feature names cannot end with a hyphen"));
         }
+        if name.contains("--") {
+            return Err(fail("feature names cannot have two hyphens in a row"));
+        }
+        // The illumos image-builder treats `^name-=value` as `name-=value` (its parser
+        // lets the subtraction replace the negation); `^name~=value` crashes it. Both
+        // remove the value here, so a driver written for it works unchanged.
         let (op, value) = if tail.is_empty() {
-            (if reset { Op::Reset } else { Op::Set }, "1")
+            // A bare name adds `1` to the values, as the illumos image-builder does: after
+            // `-F a=x -F a` the feature holds `x` and `1`.
+            (if reset { Op::Reset } else { Op::Add }, "1")
+        } else if let Some(v) = tail.strip_prefix("-=").or_else(|| tail.strip_prefix("~=")) {
+            (Op::Remove, v)
         } else if reset {
             return Err(fail(
-                "a negated feature (^name) cannot have a value or operator",
+                "a negated feature (^name) cannot have a value: write `^name` or `name-=value`",
             ));
         } else if let Some(v) = tail.strip_prefix("+=") {
             (Op::Add, v)
-        } else if let Some(v) = tail.strip_prefix("-=").or_else(|| tail.strip_prefix("~=")) {
-            (Op::Remove, v)
         } else if let Some(v) = tail.strip_prefix('=') {
             (Op::Set, v)
         } else {
@@ -221,14 +232,56 @@ mod tests {
     fn negation_removes_and_takes_no_value() {
         let x = f(&["a=b", "^a", "^never-set"]);
         assert!(!x.enabled("a"));
-        for d in ["^a=x", "^a~=x", "^a+=x", "^a-=x"] {
+        for d in ["^a=x", "^a+=x"] {
             assert_eq!(
                 err(d),
-                "a negated feature (^name) cannot have a value or operator",
+                "a negated feature (^name) cannot have a value: write `^name` or `name-=value`",
                 "{d}"
             );
         }
         assert_eq!(err("^^a"), "feature names must start with a letter");
+    }
+
+    /// The illumos image-builder parses `^a-=x` as `a-=x`; `^a~=x` (which crashes it) is
+    /// taken the same way here.
+    #[test]
+    fn negated_subtraction_is_subtraction() {
+        let x = f(&["a+=x", "a+=y", "^a-=x"]);
+        assert_eq!(x.values("a").unwrap(), ["y"]);
+        let y = f(&["a+=x", "a+=y", "^a~=y"]);
+        assert_eq!(y.values("a").unwrap(), ["x"]);
+        assert!(!f(&["a=x", "^a-=x"]).enabled("a"));
+        assert!(!f(&["^a-=x"]).enabled("a"));
+    }
+
+    /// A bare name adds `1`, as in the illumos image-builder: after `-F a=x -F a` the
+    /// feature has both values, so `${a}` is an error and `${@a}` gives both.
+    #[test]
+    fn bare_name_after_a_value_adds_one() {
+        let x = f(&["a=x", "a"]);
+        assert_eq!(x.values("a").unwrap(), ["x", "1"]);
+        assert_eq!(f(&["a", "a"]).values("a").unwrap(), ["1"]);
+        assert_eq!(f(&["a", "a=z"]).values("a").unwrap(), ["z"]);
+    }
+
+    /// Two hyphens in a row are refused anywhere in a name, as the illumos image-builder
+    /// refuses them (`my-beautiful-house--=0` in its tests, and `a--b` the same way).
+    #[test]
+    fn double_hyphens_are_refused() {
+        assert_eq!(
+            err("a--b=1"),
+            "feature names cannot have two hyphens in a row"
+        );
+        assert_eq!(
+            err("a--b"),
+            "feature names cannot have two hyphens in a row"
+        );
+        assert_eq!(
+            err("^a--b"),
+            "feature names cannot have two hyphens in a row"
+        );
+        assert_eq!(f(&["a-b-c=1"]).values("a-b-c").unwrap(), ["1"]);
+        assert_eq!(f(&["a-_b=1"]).values("a-_b").unwrap(), ["1"]);
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub const STEP_EXAMPLES: &[(&str, &str)] = &[
     ),
     (
         "pkg_install",
-        r#"{ "t": "pkg_install", "pkgs": ["entire", "${@@extra_pkgs}"], "include_optional": true }"#,
+        r#"{ "t": "pkg_install", "pkgs": ["entire", "${@extra_pkgs}"], "include_optional": true }"#,
     ),
     (
         "pkg_uninstall",
