@@ -14,7 +14,9 @@ mod pack;
 mod paths;
 mod pgzip;
 mod readahead;
+mod sun;
 mod unpack;
+mod ustar;
 mod writers;
 
 pub use format::Compression;
