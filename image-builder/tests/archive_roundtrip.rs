@@ -407,6 +407,28 @@ fn long_names_links_ids_and_times_read_back_with_illumos_gnu_and_bsd_tar() {
         run(&program, &args);
         assert_same(&want, &snapshot(&dst));
     }
+    // And the other way: the same tree packed by GNU tar as POSIX pax and by bsdtar.
+    let s = src.to_str().unwrap();
+    for (tool_path, name, args) in [
+        (
+            "/usr/bin/tar",
+            "gnu-pax.tar",
+            vec!["-c", "--format=posix", "-f"],
+        ),
+        ("/usr/bin/bsdtar", "bsd.tar", vec!["-c", "-f"]),
+    ] {
+        let Some(program) = tool(tool_path) else {
+            continue;
+        };
+        let theirs = t.path().join(name);
+        let mut args = args.clone();
+        args.extend([theirs.to_str().unwrap(), "-C", s, "."]);
+        run(&program, &args);
+        let dst = t.path().join(format!("ours-from-{name}"));
+        std::fs::create_dir(&dst).unwrap();
+        our_unpack(&theirs, &dst);
+        assert_same(&want, &snapshot(&dst));
+    }
 }
 
 /// An archive as illumos `tar cEf` writes it (tar.c `putfile`, `build_dblock`, `tomodes`):
@@ -570,4 +592,57 @@ fn archives_written_by_illumos_tar_unpack_by_their_extended_headers() {
     let acl = format!("opt/{}/acl.txt", "a".repeat(120));
     assert_eq!(got[&acl].content, b"acl\n");
     assert_eq!(got[&acl].mode, 0o644);
+}
+
+#[test]
+fn gnu_sparse_files_with_extension_blocks_unpack() {
+    // More data islands than a GNU header's four sparse slots, so GNU tar writes extension
+    // blocks after the header: the reader must pass them through untouched.
+    let Some(tar) = tool("/usr/bin/tar") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let f = std::fs::File::create(src.join("holes")).unwrap();
+    for i in 0..10u64 {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&bulk(4096, i), i << 20).unwrap();
+    }
+    drop(f);
+    std::fs::write(src.join("after"), b"after the sparse file\n").unwrap();
+    let archive = t.path().join("sparse.tar");
+    let (a, s) = (archive.to_str().unwrap(), src.to_str().unwrap());
+    run(&tar, &["-c", "-S", "--format=gnu", "-f", a, "-C", s, "."]);
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(
+        bytes.chunks(512).any(|b| b[156] == b'S' && b[482] == 1),
+        "no extended sparse header written"
+    );
+    // Then an entry with an illumos `X` header, which is only found where the reader
+    // expects the next header.
+    let mut bytes = bytes;
+    while bytes.len() >= 512 && bytes[bytes.len() - 512..].iter().all(|b| *b == 0) {
+        bytes.truncate(bytes.len() - 512);
+    }
+    let long = format!("./{}/{}", "l".repeat(150), "m".repeat(120));
+    let entry = illumos_tar::Block {
+        size: 5,
+        ..illumos_tar::Block::new("m", b'0')
+    };
+    bytes.extend(illumos_tar::x_header(
+        &entry,
+        0,
+        &[("path", long.as_bytes())],
+    ));
+    bytes.extend(illumos_tar::member(&entry, b"long\n"));
+    bytes.extend([0u8; 1024]);
+    std::fs::write(&archive, &bytes).unwrap();
+    let dst = t.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    our_unpack(&archive, &dst);
+    let (want, got) = (snapshot(&src), snapshot(&dst));
+    assert_eq!(want["holes"].content, got["holes"].content);
+    assert_eq!(got["after"].content, b"after the sparse file\n");
+    assert_eq!(got[long.trim_start_matches("./")].content, b"long\n");
 }

@@ -324,6 +324,13 @@ fn entry_head<'a>(
 
 /// Writes one entry: its extended header when it needs one, its header, its data.
 fn append(builder: &mut tar::Builder<Compressor>, h: &Head, data: impl Read) -> io::Result<()> {
+    if h.name.len() > 1024 || h.link.len() > 1024 {
+        // tar.c, get_xdata: longer extended paths are "Extended header path too long".
+        tracing::warn!(
+            entry = %String::from_utf8_lossy(h.name),
+            "name or link target over 1024 bytes: illumos tar will not unpack this entry"
+        );
+    }
     let blocks = ustar::blocks(h);
     if let Some((x, records)) = &blocks.extended {
         builder.append(x, &records[..])?;
