@@ -253,4 +253,82 @@ mod tests {
         assert_eq!(last_component(&dir), &dir[..]);
         assert_eq!(last_component(b"a/b/c/"), b"c/");
     }
+
+    /// A file too large for the size field, an owner too large for the uid field, a time
+    /// past the mtime field, a name past 255 bytes: GNU tar, libarchive's bsdtar and Python's
+    /// tarfile must read them back exactly. The file's data is a hole in a sparse archive,
+    /// so nothing near 9 GiB is written.
+    #[test]
+    fn large_values_read_back_with_other_tars() {
+        use runner::{Cmd, Runner, SystemRunner};
+        use std::io::{Seek, SeekFrom, Write};
+
+        let name = format!("{}/{}/{}", "d".repeat(120), "e".repeat(120), "f".repeat(70));
+        let size = 9 * (1u64 << 30) + 3;
+        let e = Head {
+            uid: 3_000_000,
+            gid: 4_000_000,
+            mtime: 9_000_000_000,
+            size,
+            ..head(name.as_bytes())
+        };
+        let b = blocks(&e);
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("big.tar");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let (x, records) = b.extended.as_ref().unwrap();
+        f.write_all(x.as_bytes()).unwrap();
+        f.write_all(records).unwrap();
+        f.write_all(&vec![0u8; 512 - records.len() % 512]).unwrap();
+        f.write_all(b.header.as_bytes()).unwrap();
+        let end = f.stream_position().unwrap() + size.div_ceil(512) * 512;
+        f.seek(SeekFrom::Start(end)).unwrap();
+        f.write_all(&[0u8; 1024]).unwrap();
+        drop(f);
+        let archive = path.to_str().unwrap();
+
+        // Our own reader, through the same path unpack takes.
+        let file = std::fs::File::open(&path).unwrap();
+        let mut ar = tar::Archive::new(crate::archive::sun::SunHeaders::new(file));
+        let mut entries = ar.entries().unwrap();
+        let first = entries.next().unwrap().unwrap();
+        assert_eq!(first.size(), size);
+        assert_eq!(first.path_bytes().as_ref(), name.as_bytes());
+        assert_eq!(first.header().uid().unwrap(), 3_000_000);
+
+        let run = |program: &str, args: &[&str]| {
+            if !std::path::Path::new(program).exists() {
+                println!("skipped: {program} is not installed");
+                return None;
+            }
+            let out = SystemRunner::new()
+                .run(&Cmd::new(program).args(args))
+                .unwrap_or_else(|e| panic!("{e}"));
+            Some(out.stdout_str())
+        };
+        let want = format!("3000000/4000000 {size} ");
+        if let Some(out) = run("/usr/bin/tar", &["-tv", "--numeric-owner", "-f", archive]) {
+            let squeezed = out.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(squeezed.contains(&want), "{out}");
+            assert!(out.trim_end().ends_with(&name), "{out}");
+        }
+        if let Some(out) = run("/usr/bin/bsdtar", &["-tvn", "-f", archive]) {
+            let fields: Vec<&str> = out.split_whitespace().collect();
+            assert_eq!(
+                &fields[2..5],
+                ["3000000", "4000000", &size.to_string()],
+                "{out}"
+            );
+            assert_eq!(fields.last(), Some(&name.as_str()), "{out}");
+        }
+        let script = "import sys, tarfile\n\
+            m = tarfile.open(sys.argv[1]).next()\n\
+            print(m.name, m.size, m.uid, m.gid, int(m.mtime))";
+        if let Some(out) = run("/usr/bin/python3", &["-c", script, archive]) {
+            assert_eq!(
+                out.trim(),
+                format!("{name} {size} 3000000 4000000 9000000000")
+            );
+        }
+    }
 }
