@@ -325,3 +325,36 @@ fn extended_attribute_entries_are_refused_naming_file_and_attribute() {
         "an extended attribute",
     );
 }
+
+#[test]
+fn illumos_extended_header_paths_are_checked_too() {
+    // An illumos `X` header (tar.c, `get_xdata`: `"%d %s=%s\n"` records) naming a path
+    // that climbs out, or a hard link target that does.
+    let record = |key: &str, value: &str| {
+        let rest = key.len() + value.len() + 3;
+        let len = rest + (rest + 2).to_string().len();
+        format!("{len} {key}={value}\n")
+    };
+    let cases = [
+        (b'0', record("path", "a/../../outside/sentinel"), "`..`"),
+        (b'1', record("linkpath", "../outside/sentinel"), "`..`"),
+    ];
+    for (kind, rec, reason) in cases {
+        let w = world();
+        let bytes = archive(&[
+            member(b"x", b'X', b"", rec.as_bytes()),
+            member(
+                b"innocent",
+                kind,
+                b"",
+                if kind == b'0' { b"pwned" } else { b"" },
+            ),
+        ]);
+        let want = if kind == b'0' {
+            "a/../../outside/sentinel"
+        } else {
+            "innocent"
+        };
+        assert_refused(unpack_hostile(&w, &bytes), want, reason);
+    }
+}
