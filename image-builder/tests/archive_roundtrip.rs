@@ -382,11 +382,38 @@ fn long_names_links_ids_and_times_read_back_with_illumos_gnu_and_bsd_tar() {
     seen.sort();
     assert_eq!(seen, want.keys().cloned().collect::<Vec<_>>());
 
+    // Python's tarfile, a third reader, sees the same names, targets, sizes and times.
+    let a = archive.to_str().unwrap();
+    if let Some(python) = tool("/usr/bin/python3") {
+        let script = "import sys, tarfile\n\
+            for m in tarfile.open(sys.argv[1]):\n\
+            \x20   print(repr((m.name, m.linkname, m.size, m.uid, m.gid, int(m.mtime))))";
+        let listing = run(&python, &["-c", script, a]);
+        let mut lines: Vec<&str> = listing.lines().collect();
+        lines.sort();
+        let mut from_illumos: Vec<String> = read
+            .iter()
+            .map(|(k, r)| {
+                let name = String::from_utf8(k.clone()).unwrap();
+                let name = match name.trim_end_matches('/') {
+                    "." => ".".to_string(),
+                    n => n.to_string(),
+                };
+                let link = String::from_utf8(r.link.clone()).unwrap();
+                format!(
+                    "({name:?}, {link:?}, {}, {}, {}, {})",
+                    r.size, r.uid, r.gid, r.mtime
+                )
+                .replace('"', "'")
+            })
+            .collect();
+        from_illumos.sort();
+        assert_eq!(lines, from_illumos);
+    }
     let ours = t.path().join("ours");
     std::fs::create_dir(&ours).unwrap();
     our_unpack(&archive, &ours);
     assert_same(&want, &snapshot(&ours));
-    let a = archive.to_str().unwrap();
     for (tool_path, args) in [
         (
             "/usr/bin/tar",
