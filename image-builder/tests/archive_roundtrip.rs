@@ -673,3 +673,24 @@ fn gnu_sparse_files_with_extension_blocks_unpack() {
     assert_eq!(got["after"].content, b"after the sparse file\n");
     assert_eq!(got[long.trim_start_matches("./")].content, b"long\n");
 }
+
+#[test]
+fn our_archives_unpack_with_bsdtar() {
+    // Every kind of entry (devices and foreign owners as root), every compression.
+    let Some(bsdtar) = tool("/usr/bin/bsdtar") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_tree(&src, false);
+    let want = snapshot(&src);
+    for name in ["b.tar", "b.tar.gz", "b.tar.zst", "b.tar.xz"] {
+        let archive = t.path().join(name);
+        our_pack(&src, &archive, &PackOptions::default());
+        let dst = t.path().join(format!("bsd-{name}"));
+        std::fs::create_dir(&dst).unwrap();
+        let (a, d) = (archive.to_str().unwrap(), dst.to_str().unwrap());
+        run(&bsdtar, &["-x", "-p", "--numeric-owner", "-f", a, "-C", d]);
+        assert_same(&want, &snapshot(&dst));
+    }
+}
