@@ -271,3 +271,90 @@ fn entries_through_a_just_unpacked_symlink_land_where_it_points() {
         assert_eq!(libc, b"libc v2", "writers {writers}");
     }
 }
+
+/// An extended attribute as illumos `tar c@f` writes it (illumos-gate `usr/src/cmd/tar/tar.c`,
+/// `put_xattr_hdr` and `prepare_xattr`; layout in `usr/src/head/archives.h`): after the
+/// file, an `E` member named `/dev/null/<attr>.hdr` whose data is a `struct xattr_hdr`
+/// (`h_version` "1.0", `h_size`, `h_component_len`, `h_link_component_len`, each `%0*d`)
+/// and a `struct xattr_buf` (`h_namesz`, `h_typeflag`, `file NUL attr NUL`), then an `E`
+/// member `/dev/null/<attr>` holding the attribute's value.
+fn xattr_members(file: &str, attr: &str, value: &[u8]) -> Vec<Vec<u8>> {
+    let names = format!("{file}\0{attr}\0");
+    let complen = names.len() + 9; // sizeof (struct xattr_buf) is 9
+    let len = 37 + complen;
+    let mut hdr = Vec::new();
+    let field = |v: String, width: usize| {
+        let mut b = v.into_bytes();
+        b.resize(width, 0);
+        b
+    };
+    hdr.extend(field("1.0".into(), 7));
+    hdr.extend(field(format!("{len:09}"), 10));
+    hdr.extend(field(format!("{complen:09}"), 10));
+    hdr.extend(field(format!("{:09}", 0), 10));
+    hdr.extend(field(format!("{:06}", names.len()), 7));
+    hdr.push(b'0');
+    hdr.extend(names.as_bytes());
+    vec![
+        member(format!("/dev/null/{attr}.hdr").as_bytes(), b'E', b"", &hdr),
+        member(format!("/dev/null/{attr}").as_bytes(), b'E', b"", value),
+    ]
+}
+
+#[test]
+fn extended_attribute_entries_are_refused_naming_file_and_attribute() {
+    for (attr, kind) in [
+        ("user.note", "extended attribute `user.note`"),
+        ("SUNWattr_rw", "extended system attributes `SUNWattr_rw`"),
+    ] {
+        let w = world();
+        let mut members = vec![member(b"etc/motd", b'0', b"", b"hello\n")];
+        members.extend(xattr_members("etc/motd", attr, b"value"));
+        let err = unpack_hostile(&w, &archive(&members));
+        let entry = format!("/dev/null/{attr}.hdr");
+        assert_refused(err, &entry, &format!("{kind} of `etc/motd`"));
+        assert_eq!(std::fs::read(w.root.join("etc/motd")).unwrap(), b"hello\n");
+        assert!(!w.root.join("dev").exists());
+    }
+    // An `E` member whose header this reader cannot parse is still refused, not dropped.
+    let w = world();
+    let bytes = archive(&[member(b"/dev/null/x.hdr", b'E', b"", b"2.0\0")]);
+    assert_refused(
+        unpack_hostile(&w, &bytes),
+        "/dev/null/x.hdr",
+        "an extended attribute",
+    );
+}
+
+#[test]
+fn illumos_extended_header_paths_are_checked_too() {
+    // An illumos `X` header (tar.c, `get_xdata`: `"%d %s=%s\n"` records) naming a path
+    // that climbs out, or a hard link target that does.
+    let record = |key: &str, value: &str| {
+        let rest = key.len() + value.len() + 3;
+        let len = rest + (rest + 2).to_string().len();
+        format!("{len} {key}={value}\n")
+    };
+    let cases = [
+        (b'0', record("path", "a/../../outside/sentinel"), "`..`"),
+        (b'1', record("linkpath", "../outside/sentinel"), "`..`"),
+    ];
+    for (kind, rec, reason) in cases {
+        let w = world();
+        let bytes = archive(&[
+            member(b"x", b'X', b"", rec.as_bytes()),
+            member(
+                b"innocent",
+                kind,
+                b"",
+                if kind == b'0' { b"pwned" } else { b"" },
+            ),
+        ]);
+        let want = if kind == b'0' {
+            "a/../../outside/sentinel"
+        } else {
+            "innocent"
+        };
+        assert_refused(unpack_hostile(&w, &bytes), want, reason);
+    }
+}

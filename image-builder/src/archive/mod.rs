@@ -5,7 +5,9 @@
 //! nodes, FIFOs and modification times. Unpacking goes through a [`confine::Root`] and
 //! refuses entries that would land outside it. Packing sorts entries and clamps times to
 //! `SOURCE_DATE_EPOCH` when given, so the same tree always gives the same bytes; gzip is
-//! compressed on all cores.
+//! compressed on all cores. Archives are POSIX ustar with illumos tar's `X` extended
+//! headers where ustar falls short (`ustar.rs`); reading also takes illumos tar's own
+//! archives (`sun.rs`).
 
 mod apply;
 mod format;
@@ -14,7 +16,9 @@ mod pack;
 mod paths;
 mod pgzip;
 mod readahead;
+mod sun;
 mod unpack;
+mod ustar;
 mod writers;
 
 pub use format::Compression;

@@ -4,14 +4,15 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use confine::{FileKind, Metadata, Root};
-use tar::{EntryType, Header};
+use tar::EntryType;
 
 use super::format::{Compression, Compressor};
+use super::ustar::{self, Head};
 use super::{all_cores, ArchiveError, Progress};
 
 #[derive(Debug, Clone, Default)]
@@ -231,17 +232,11 @@ fn write_items(
     let mut reported = 0u64;
     for item in items {
         let m = &item.meta;
-        let mut h = Header::new_gnu();
-        h.set_mode(m.mode);
-        h.set_uid(u64::from(m.uid));
-        h.set_gid(u64::from(m.gid));
         let mtime = match sde {
             Some(limit) => m.mtime.secs.min(limit),
             None => m.mtime.secs,
         };
-        h.set_mtime(mtime.max(0) as u64);
-        h.set_size(0);
-        let name = path_of(&item.name);
+        let head = |kind, name, link, size, dev| entry_head(m, mtime, kind, name, link, size, dev);
         let source_err = |source| {
             Failure::Source(Box::new(ArchiveError::Source {
                 path: item.image_path.clone(),
@@ -250,33 +245,32 @@ fn write_items(
         };
         match m.kind {
             FileKind::Dir => {
-                h.set_entry_type(EntryType::Directory);
                 let mut dir_name = item.name.clone();
                 if dir_name.last() != Some(&b'/') {
                     dir_name.push(b'/');
                 }
-                builder.append_data(&mut h, path_of(&dir_name), io::empty())?;
+                let h = head(EntryType::Directory, &dir_name, b"", 0, None);
+                append(builder, &h, io::empty())?;
             }
             FileKind::File => {
                 let key = (m.dev, m.ino);
                 if m.nlink > 1 {
                     if let Some(first) = first_link.get(&key) {
-                        h.set_entry_type(EntryType::Link);
-                        builder.append_link(&mut h, &name, path_of(first))?;
+                        let h = head(EntryType::Link, &item.name, first, 0, None);
+                        append(builder, &h, io::empty())?;
                         summary.entries += 1;
                         continue;
                     }
                     first_link.insert(key, &item.name);
                 }
-                h.set_entry_type(EntryType::Regular);
-                h.set_size(m.size);
                 let file = root.open_read(&item.image_path).map_err(source_err)?;
                 // A file that shrinks while being read would misalign the archive: fail.
-                let mut data = Exact {
+                let data = Exact {
                     inner: file.take(m.size),
                     left: m.size,
                 };
-                builder.append_data(&mut h, &name, &mut data)?;
+                let h = head(EntryType::Regular, &item.name, b"", m.size, None);
+                append(builder, &h, data)?;
                 done += m.size;
                 summary.file_bytes += m.size;
                 if done - reported >= 1 << 22 {
@@ -286,18 +280,18 @@ fn write_items(
             }
             FileKind::Symlink => {
                 let target = root.read_link(&item.image_path).map_err(source_err)?;
-                h.set_entry_type(EntryType::Symlink);
-                builder.append_link(&mut h, &name, target)?;
+                let target = target.as_os_str().as_bytes();
+                let h = head(EntryType::Symlink, &item.name, target, 0, None);
+                append(builder, &h, io::empty())?;
             }
             FileKind::CharDevice | FileKind::BlockDevice | FileKind::Fifo => {
-                h.set_entry_type(match m.kind {
-                    FileKind::CharDevice => EntryType::Char,
-                    FileKind::BlockDevice => EntryType::Block,
-                    _ => EntryType::Fifo,
-                });
-                h.set_device_major(m.rdev_major)?;
-                h.set_device_minor(m.rdev_minor)?;
-                builder.append_data(&mut h, &name, io::empty())?;
+                let (kind, dev) = match m.kind {
+                    FileKind::CharDevice => (EntryType::Char, Some((m.rdev_major, m.rdev_minor))),
+                    FileKind::BlockDevice => (EntryType::Block, Some((m.rdev_major, m.rdev_minor))),
+                    _ => (EntryType::Fifo, None),
+                };
+                let dev = dev.map(|(a, b)| (u64::from(a), u64::from(b)));
+                append(builder, &head(kind, &item.name, b"", 0, dev), io::empty())?;
             }
             FileKind::Socket | FileKind::Unknown => continue,
         }
@@ -306,8 +300,42 @@ fn write_items(
     Ok(())
 }
 
-fn path_of(bytes: &[u8]) -> PathBuf {
-    PathBuf::from(OsString::from_vec(bytes.to_vec()))
+fn entry_head<'a>(
+    m: &Metadata,
+    mtime: i64,
+    kind: EntryType,
+    name: &'a [u8],
+    link: &'a [u8],
+    size: u64,
+    dev: Option<(u64, u64)>,
+) -> Head<'a> {
+    Head {
+        kind,
+        name,
+        link,
+        mode: m.mode,
+        uid: u64::from(m.uid),
+        gid: u64::from(m.gid),
+        mtime,
+        size,
+        dev,
+    }
+}
+
+/// Writes one entry: its extended header when it needs one, its header, its data.
+fn append(builder: &mut tar::Builder<Compressor>, h: &Head, data: impl Read) -> io::Result<()> {
+    if h.name.len() > 1024 || h.link.len() > 1024 {
+        // tar.c, get_xdata: longer extended paths are "Extended header path too long".
+        tracing::warn!(
+            entry = %String::from_utf8_lossy(h.name),
+            "name or link target over 1024 bytes: illumos tar will not unpack this entry"
+        );
+    }
+    let blocks = ustar::blocks(h);
+    if let Some((x, records)) = &blocks.extended {
+        builder.append(x, &records[..])?;
+    }
+    builder.append(&blocks.header, data)
 }
 
 /// Reads exactly `left` bytes or fails.

@@ -16,6 +16,7 @@ use super::apply::{Attrs, Target};
 use super::format::{decompressor, Compression};
 use super::paths::{entry_path, symlink_stays_inside};
 use super::readahead::ReadAhead;
+use super::sun::SunHeaders;
 use super::writers::{Job, Pool};
 use super::{ArchiveError, Progress};
 
@@ -117,7 +118,7 @@ pub fn unpack(
             buf: vec![0u8; 1 << 20],
         };
         let result = (|| {
-            let mut tar = tar::Archive::new(stream);
+            let mut tar = tar::Archive::new(SunHeaders::new(stream));
             let mut summary = UnpackSummary::default();
             let mut reported = 0u64;
             for entry in tar.entries().map_err(read_err)? {
@@ -197,15 +198,18 @@ impl Ctx<'_> {
     ) -> Result<(), ArchiveError> {
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
+        if entry.header().entry_type() == EntryType::new(b'E') {
+            return Err(self.refuse(&name, xattr_refusal(entry)));
+        }
         let path = entry_path(&raw).map_err(|r| self.refuse(&name, r))?;
-        let (uid, gid) = ids(entry).map_err(self.read_err())?;
+        let pax = PaxAttrs::of(entry).map_err(self.read_err())?;
         let h = entry.header();
         let kind = h.entry_type();
         let attrs = Attrs {
-            uid,
-            gid,
+            uid: pax.uid,
+            gid: pax.gid,
             mode: h.mode().map_err(self.read_err())? & 0o7777,
-            mtime: h.mtime().map_err(self.read_err())? as i64,
+            mtime: pax.mtime,
         };
         if path.as_os_str().is_empty() && kind != EntryType::Directory {
             return Err(self.refuse(&name, "only a directory may name the image root"));
@@ -288,11 +292,7 @@ impl Ctx<'_> {
                 let (major, minor) = if node == NodeKind::Fifo {
                     (0, 0)
                 } else {
-                    let major = h.device_major().map_err(self.read_err())?.unwrap_or(0);
-                    (
-                        major,
-                        h.device_minor().map_err(self.read_err())?.unwrap_or(0),
-                    )
+                    pax.dev(h).map_err(self.read_err())?
                 };
                 self.parent(&path, &name)?;
                 self.settle(&path)?;
@@ -374,27 +374,100 @@ impl Ctx<'_> {
     }
 }
 
-/// Numeric owner and group, preferring the pax `uid`/`gid` records that carry ids too
-/// large for the header fields.
-fn ids<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<(u32, u32)> {
-    let mut uid = entry.header().uid()?;
-    let mut gid = entry.header().gid()?;
-    if let Some(pax) = entry.pax_extensions()? {
-        for ext in pax {
-            let ext = ext?;
-            let value = || ext.value().ok().and_then(|v| v.parse::<u64>().ok());
-            match ext.key() {
-                Ok("uid") => uid = value().unwrap_or(uid),
-                Ok("gid") => gid = value().unwrap_or(gid),
-                _ => {}
+/// Owner, group, modification time and device numbers, preferring the extended header's
+/// records (POSIX pax, or illumos tar's `X`, whose `SUN.devmajor` and `SUN.devminor` carry
+/// device numbers too large for the header) to the header fields.
+struct PaxAttrs {
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    devmajor: Option<u32>,
+    devminor: Option<u32>,
+}
+
+impl PaxAttrs {
+    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<PaxAttrs> {
+        let h = entry.header();
+        let (mut uid, mut gid) = (h.uid()?, h.gid()?);
+        let mut mtime = h.mtime()? as i64;
+        let (mut devmajor, mut devminor) = (None, None);
+        if let Some(pax) = entry.pax_extensions()? {
+            for ext in pax {
+                let ext = ext?;
+                let value = || ext.value().ok();
+                let number = || value().and_then(|v| v.parse::<u64>().ok());
+                match ext.key() {
+                    Ok("uid") => uid = number().unwrap_or(uid),
+                    Ok("gid") => gid = number().unwrap_or(gid),
+                    // Seconds, with a fraction illumos tar always writes (`gen_date`).
+                    Ok("mtime") => {
+                        let secs = value().map(|v| v.split('.').next().unwrap_or(v));
+                        mtime = secs.and_then(|v| v.parse::<i64>().ok()).unwrap_or(mtime);
+                    }
+                    Ok("SUN.devmajor") => devmajor = number().map(narrow).transpose()?,
+                    Ok("SUN.devminor") => devminor = number().map(narrow).transpose()?,
+                    _ => {}
+                }
             }
         }
+        Ok(PaxAttrs {
+            uid: narrow(uid)?,
+            gid: narrow(gid)?,
+            mtime,
+            devmajor,
+            devminor,
+        })
     }
-    let narrow = |v: u64| {
-        u32::try_from(v)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("id {v} out of range")))
+
+    fn dev(&self, h: &tar::Header) -> io::Result<(u32, u32)> {
+        let major = match self.devmajor {
+            Some(v) => v,
+            None => h.device_major()?.unwrap_or(0),
+        };
+        let minor = match self.devminor {
+            Some(v) => v,
+            None => h.device_minor()?.unwrap_or(0),
+        };
+        Ok((major, minor))
+    }
+}
+
+fn narrow(v: u64) -> io::Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("id {v} out of range")))
+}
+
+/// Why an illumos extended-attribute entry (typeflag `E`) is refused, naming the file and
+/// the attribute when its header says. Layout from illumos-gate `usr/src/head/archives.h`:
+/// `struct xattr_hdr` (`h_version[7]`, `h_size[10]`, `h_component_len[10]`,
+/// `h_link_component_len[10]`), then `struct xattr_buf` (`h_namesz[7]`, `h_typeflag`,
+/// `h_names`: the file's path, NUL, the attribute's name, NUL).
+fn xattr_refusal<R: Read>(entry: &mut tar::Entry<'_, R>) -> String {
+    let mut data = Vec::new();
+    let _ = entry.take(1 << 16).read_to_end(&mut data);
+    let names = (data.len() > 45 && data[..7].split(|b| *b == 0).next() == Some(b"1.0"))
+        .then(|| {
+            let mut parts = data[45..].split(|b| *b == 0);
+            Some((parts.next()?, parts.next()?))
+        })
+        .flatten()
+        .filter(|(file, attr)| !file.is_empty() && !attr.is_empty());
+    let what = match names {
+        Some((file, attr)) => {
+            let (file, attr) = (String::from_utf8_lossy(file), String::from_utf8_lossy(attr));
+            let kind = if attr.starts_with("SUNWattr_") {
+                "extended system attributes"
+            } else {
+                "extended attribute"
+            };
+            format!("{kind} `{attr}` of `{file}`")
+        }
+        None => "an extended attribute".to_string(),
     };
-    Ok((narrow(uid)?, narrow(gid)?))
+    format!(
+        "{what} (tar typeflag E, written by illumos tar's `@` or `/` modifier) cannot be \
+         restored: image-builder does not unpack extended attributes; pack the archive without them"
+    )
 }
 
 struct Counting<R> {

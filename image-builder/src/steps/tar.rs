@@ -7,7 +7,10 @@ use super::StepArgs;
 use crate::template::check::{Checker, Expander};
 
 /// Unpack an archive from the output directory into the image root (or, with `into_tmp`,
-/// into a scratch directory that `ensure_file` can read with `tarsrc`).
+/// into a scratch directory that `ensure_file` can read with `tarsrc`). Reads POSIX ustar
+/// and pax, GNU tar's long names and illumos tar's `X` extended headers; extended
+/// attributes (illumos `E` entries) are refused, naming the file (see "Archive format" in
+/// docs/images.md).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnpackTar {
@@ -33,6 +36,8 @@ impl StepArgs for UnpackTar {
 }
 
 /// Pack the image root (or only the listed paths) into an archive in the output directory.
+/// Writes POSIX ustar, with illumos tar's `X` extended headers for long names, long link
+/// targets and large sizes, ids and times, which illumos, GNU and BSD tar all read.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackTar {

@@ -6,6 +6,8 @@ use std::fs;
 use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub mod illumos_tar;
+
 use runner::{Cmd, Runner, SystemRunner};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
 
