@@ -42,9 +42,19 @@ pub fn parse(source_name: &'static str, text: &str) -> Result<Map<String, Value>
         }
     };
     let mut acc = Acc::default();
+    // A type error names the line of the offending key when the document is in block
+    // style (the usual output of PyYAML and of the tools that write seeds).
+    let wrapped = doc_is_wrapped(text);
+    let at_line = |m: String| {
+        let path = m.split(' ').next().unwrap_or("").trim_end_matches(':');
+        match locate(text, path, wrapped) {
+            Some(n) => bad(format!("line {n}: {m}")),
+            None => bad(m),
+        }
+    };
     match doc.get("version") {
-        Some(v) if as_u64(v) == Some(1) => v1(&doc, &mut acc).map_err(bad)?,
-        Some(v) if as_u64(v) == Some(2) => v2(&doc, &mut acc).map_err(bad)?,
+        Some(v) if as_u64(v) == Some(1) => v1(&doc, &mut acc).map_err(at_line)?,
+        Some(v) if as_u64(v) == Some(2) => v2(&doc, &mut acc).map_err(at_line)?,
         Some(v) => {
             return Err(bad(format!(
                 "version {} is not supported (1 or 2)",
@@ -54,6 +64,94 @@ pub fn parse(source_name: &'static str, text: &str) -> Result<Map<String, Value>
         None => return Err(bad("version is missing".into())),
     }
     Ok(acc.finish())
+}
+
+fn doc_is_wrapped(text: &str) -> bool {
+    text.lines().any(|l| l.trim_end() == "network:")
+}
+
+/// The 1-based line of a key path such as `ethernets.id0.addresses` or
+/// `config[2].subnets[0].address` in a block-style YAML document; `None` when it cannot
+/// be followed (flow style, an unexpected layout).
+pub fn locate(text: &str, path: &str, wrapped: bool) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_key = |l: &str, k: &str| {
+        let t = l.trim_start();
+        let t = t.strip_prefix("- ").unwrap_or(t).trim_start();
+        t.strip_prefix(k).is_some_and(|r| r.starts_with(':'))
+            || t.strip_prefix(&format!("'{k}'"))
+                .is_some_and(|r| r.starts_with(':'))
+            || t.strip_prefix(&format!("\"{k}\""))
+                .is_some_and(|r| r.starts_with(':'))
+    };
+    // (line index, indent of the collection's entries) of the current node
+    let mut pos: Option<(usize, usize)> = None;
+    let mut segs: Vec<String> = Vec::new();
+    if wrapped {
+        segs.push("network".into());
+    }
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        segs.push(key.into());
+        if let Some(i) = idx {
+            segs.push(format!("[{i}]"));
+        }
+    }
+    for seg in &segs {
+        let (start, min) = match pos {
+            Some((l, ind)) => (l + 1, ind),
+            None => (0, 0),
+        };
+        let base = pos.map(|(l, _)| indent(lines[l]));
+        if let Some(i) = seg
+            .strip_prefix('[')
+            .and_then(|r| r.trim_end_matches(']').parse::<usize>().ok())
+        {
+            // The i-th `- ` item below the current key.
+            let items: Vec<usize> = (start..lines.len())
+                .take_while(|&n| {
+                    let l = lines[n];
+                    l.trim().is_empty()
+                        || l.trim_start().starts_with('#')
+                        || base.is_none_or(|b| {
+                            indent(l) > b || (indent(l) == b && l.trim_start().starts_with("- "))
+                        })
+                })
+                .filter(|&n| lines[n].trim_start().starts_with("- "))
+                .collect();
+            let first = *items.first()?;
+            let ind = indent(lines[first]);
+            let n = *items.iter().filter(|&&n| indent(lines[n]) == ind).nth(i)?;
+            // Keys of the item start at the item's dash plus two; the first is on the
+            // dash's line, where the next search starts.
+            pos = Some((n, ind + 2));
+            continue;
+        }
+        let mut found = None;
+        let from = match pos {
+            Some((l, _)) if lines[l].trim_start().starts_with("- ") => l,
+            _ => start,
+        };
+        for (n, l) in lines.iter().enumerate().skip(from) {
+            if l.trim().is_empty() || l.trim_start().starts_with('#') {
+                continue;
+            }
+            if n > from && pos.is_some() && indent(l) < min {
+                break;
+            }
+            if is_key(l, seg) {
+                found = Some(n);
+                break;
+            }
+        }
+        let n = found?;
+        pos = Some((n, indent(lines[n]) + 1));
+    }
+    pos.map(|(l, _)| l + 1)
 }
 
 /// OpenStack `network_data.json` (config drive, also served by the metadata service).
@@ -920,7 +1018,36 @@ mod tests {
         .to_string();
         assert_eq!(
             err,
-            "source t: network-config: ethernets.id0.addresses must be a list, not a string"
+            "source t: network-config: line 4: ethernets.id0.addresses must be a list, not a string"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_line() {
+        let err = parse(
+            "t",
+            "network:\n  version: 2\n  ethernets:\n    id0:\n      dhcp4: true\n    id1:\n      addresses: 10.0.0.1/24\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "source t: network-config: line 7: ethernets.id1.addresses must be a list, not a string"
+        );
+        let text = "version: 1\nconfig:\n  - type: physical\n    name: eth0\n  - type: physical\n    name: eth1\n    subnets:\n      - type: dhcp\n      - type: static\n        address: [10.0.0.2]\n";
+        let err = parse("t", text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "source t: network-config: line 10: config[1].subnets[1].address must be a string, not a list"
+        );
+        assert_eq!(locate(text, "config[0]", false), Some(3));
+        assert_eq!(
+            locate(
+                "version: 2\nethernets: {id0: {addresses: x}}\n",
+                "ethernets.id0.addresses",
+                false
+            ),
+            None
         );
     }
 
