@@ -645,7 +645,11 @@ impl Network {
             Some(id) => {
                 out.push(skip(
                     format!("match-{i}"),
-                    format!("interface {id} has no MAC address and {} no link named {id}; skipped (illumos finds NICs by MAC address)", if live { "the system has" } else { "an alternate root shows" }),
+                    if live {
+                        format!("interface {id} has no MAC address and the system has no link named {id}; skipped (illumos finds NICs by MAC address)")
+                    } else {
+                        format!("interface {id} has no MAC address; links are looked up on the running system only; skipped")
+                    },
                 ));
                 Ok(None)
             }
