@@ -2,13 +2,14 @@
 """What cloud-init makes of network metadata, in the normalized form the differential test
 (tests/cloudinit_network.rs) compares with sysconfig's desired state.
 
-Usage: cloudinit_network.py FILE...   (FILE: *.network-config or *.network_data.json)
+Usage: cloudinit_network.py FILE...   (FILE: *.network-config, *.network_data.json, or
+*.smartos.json: SmartOS metadata keys and values)
 Prints one JSON object, file name -> meaning. Exits 3 with "skipped: ..." when cloud-init
 is not installed.
 
 cloud-init's own code does the reading: PyYAML's safe_load as cloud-init loads
 network-config, `cloudinit.sources.helpers.openstack.convert_net_json` for
-network_data.json, then `cloudinit.net.network_state.parse_net_config_data`.
+network_data.json, `DataSourceSmartOS.convert_smartos_network_data` for SmartOS, then `cloudinit.net.network_state.parse_net_config_data`.
 """
 import ipaddress
 import json
@@ -23,6 +24,7 @@ logging.disable(logging.CRITICAL)
 try:
     import yaml
     from cloudinit.net import network_state
+    from cloudinit.sources.DataSourceSmartOS import convert_smartos_network_data
     from cloudinit.sources.helpers import openstack
 except ImportError as e:  # pragma: no cover - depends on the host
     print(f"skipped: cloud-init is not installed ({e})")
@@ -106,7 +108,15 @@ def meaning(ns):
 def read(path):
     with open(path) as f:
         text = f.read()
-    if path.endswith(".json"):
+    if path.endswith(".smartos.json"):
+        doc = json.loads(text)
+        cfg = convert_smartos_network_data(
+            network_data=doc["sdc:nics"],
+            dns_servers=doc.get("sdc:resolvers"),
+            dns_domain=doc.get("sdc:dns_domain"),
+            routes=doc.get("sdc:routes"),
+        )
+    elif path.endswith(".json"):
         doc = json.loads(text)
         macs = {}
         for link in doc.get("links", []):

@@ -1,9 +1,11 @@
 //! Differential test: every network document of the corpus (tests/metadata/network, made
 //! by its generate.py) is read by sysconfig and by cloud-init's own parsers
-//! (tests/cloudinit_network.py: `network_state.parse_net_config_data`, and
-//! `openstack.convert_net_json` for network_data.json). Both are reduced to the same
-//! meaning: interfaces by MAC (bonds by their members, VLANs by link and id), addresses
-//! with prefixes, DHCP, MTU, routes (destination, gateway) and DNS. Where the document
+//! (tests/cloudinit_network.py: `network_state.parse_net_config_data`, after
+//! `openstack.convert_net_json` for network_data.json and
+//! `DataSourceSmartOS.convert_smartos_network_data` for SmartOS metadata, which sysconfig
+//! reads through its SmartOS source with a scripted mdata-get). Both are reduced to the
+//! same meaning: interfaces by MAC (bonds by their members, VLANs by link and id),
+//! addresses with prefixes, DHCP, MTU, routes (destination, gateway) and DNS. Where the document
 //! holds what illumos cannot do, sysconfig must also say so in `network.warnings`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +22,9 @@ fn corpus() -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy();
-            n.ends_with(".network-config") || n.ends_with(".network_data.json")
+            n.ends_with(".network-config")
+                || n.ends_with(".network_data.json")
+                || n.ends_with(".smartos.json")
         })
         .collect();
     v.sort();
@@ -147,7 +151,9 @@ fn meaning(d: &Map<String, Value>) -> Value {
 fn ours(path: &Path) -> Map<String, Value> {
     let text = std::fs::read_to_string(path).unwrap();
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let d = if name.ends_with(".json") {
+    let d = if name.ends_with(".smartos.json") {
+        smartos(&text)
+    } else if name.ends_with(".json") {
         sysconfig::sources::netconfig::from_network_data(&text)
             .unwrap_or_else(|e| panic!("{name}: {e}"))
     } else {
@@ -160,11 +166,44 @@ fn ours(path: &Path) -> Map<String, Value> {
     d
 }
 
+/// The SmartOS source itself, with mdata-get scripted from the document: each key's value
+/// as mdata-get prints it (exit 0), every other key exit 1 "No metadata for 'KEY'"
+/// (mdata-client's mdata_get.c).
+fn smartos(text: &str) -> Map<String, Value> {
+    let doc: Map<String, Value> = serde_json::from_str(text).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let prog = t.path().join("mdata-get");
+    std::fs::write(&prog, "").unwrap();
+    let p = prog.display().to_string();
+    let rec = runner::Recorder::new();
+    rec.on(
+        &format!("{p} sdc:uuid"),
+        runner::Output::ok("d6b5a3e2-0000-4000-8000-000000000001\n"),
+    );
+    for (k, v) in &doc {
+        let printed = match v {
+            Value::String(s) => format!("{s}\n"),
+            other => format!("{other}\n"),
+        };
+        rec.on(&format!("{p} {k}"), runner::Output::ok(printed));
+    }
+    rec.always(
+        &format!("{p} "),
+        runner::Output::failed(1, "No metadata for 'key'\n"),
+    );
+    let found = sysconfig::sources::smartos::read(&rec, &prog)
+        .unwrap()
+        .expect("the SmartOS source finds its metadata");
+    let mut d = found.desired;
+    d.retain(|k, _| k == "network" || k == "dns");
+    d
+}
+
 #[test]
 fn corpus_has_at_least_twenty_documents_of_each_producer_shape() {
     let files = corpus();
     assert!(files.len() >= 20, "{} documents", files.len());
-    for prefix in ["v1-", "v2-", "os-"] {
+    for prefix in ["v1-", "v2-", "os-", "sdc-"] {
         assert!(files
             .iter()
             .any(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix)));

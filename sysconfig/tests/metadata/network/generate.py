@@ -312,6 +312,44 @@ OS["two-links"] = {
     "services": [{"type": "dns", "address": "172.24.4.1"}],
 }
 
+# SmartOS / Triton metadata, as mdata-get prints the keys cloud-init's DataSourceSmartOS
+# reads for the network (sdc:nics, sdc:resolvers, sdc:dns_domain, sdc:routes): one
+# JSON object of key -> value; the JSON keys' values are the JSON mdata-get prints.
+SDC = {}
+SDC["kvm-two-nics"] = {
+    "sdc:nics": [
+        {"interface": "net0", "mac": "90:b8:d0:f5:e4:f5", "vlan_id": 324, "nic_tag": "external",
+         "gateway": "8.12.42.1", "gateways": ["8.12.42.1"], "netmask": "255.255.255.0",
+         "ip": "8.12.42.102", "ips": ["8.12.42.102/24"], "mtu": 1500, "primary": True,
+         "network_uuid": "992fc7ce-6aac-4b74-aed6-7b9d2c6c0bfe"},
+        {"interface": "net1", "mac": "90:b8:d0:a5:ff:cd", "vlan_id": 600, "nic_tag": "internal",
+         "netmask": "255.255.255.0", "ip": "192.168.128.93", "ips": ["192.168.128.93/24"],
+         "mtu": 8500, "network_uuid": "1d7a2b1c-0cd1-4a10-9d38-ff1c4f1d4a89"},
+    ],
+    "sdc:resolvers": ["8.8.8.8", "8.8.4.4"],
+    "sdc:dns_domain": "joyent.example",
+    "sdc:routes": [
+        {"linklocal": False, "dst": "10.99.0.0/16", "gateway": "192.168.128.1"},
+        {"linklocal": False, "dst": "172.30.5.0/24", "gateway": "192.168.128.2"},
+    ],
+}
+SDC["dual-stack-dhcp"] = {
+    "sdc:nics": [
+        {"interface": "net0", "mac": "90:b8:d0:00:00:01", "ips": ["10.0.5.9/24", "2001:db8:5::9/64"],
+         "gateways": ["10.0.5.1", "2001:db8:5::1"], "primary": True, "mtu": 1500},
+        {"interface": "net1", "mac": "90:b8:d0:00:00:02", "ips": ["dhcp"], "mtu": 1500},
+    ],
+    "sdc:resolvers": ["10.0.5.1"],
+}
+SDC["non-primary-gateway"] = {
+    "sdc:nics": [
+        {"interface": "net0", "mac": "90:b8:d0:00:10:01", "ips": ["10.1.0.9/16"],
+         "gateways": ["10.1.0.1"], "primary": False},
+        {"interface": "net1", "mac": "90:b8:d0:00:10:02", "ips": ["172.16.9.9/24"],
+         "gateways": ["172.16.9.1"], "primary": True},
+    ],
+}
+
 
 def write(name, text):
     with open(os.path.join(HERE, name), "w") as f:
@@ -329,6 +367,8 @@ def main():
         write(f"v2-{name}.network-config", yaml.safe_dump(body, default_flow_style=False, sort_keys=False))
     for name, doc in sorted(OS.items()):
         write(f"os-{name}.network_data.json", json.dumps(doc, indent=2) + "\n")
+    for name, doc in sorted(SDC.items()):
+        write(f"sdc-{name}.smartos.json", json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":
