@@ -888,7 +888,10 @@ fn network_data(v: &Value, acc: &mut Acc) -> Result<(), String> {
                             Err(e) => acc.warn(format!("network {nid}: route skipped: {e}")),
                         }
                     }
-                    acc.dns(str_list(n, "dns_nameservers", &nat)?, vec![]);
+                    acc.dns(
+                        str_list(n, "dns_nameservers", &nat)?,
+                        str_list(n, "dns_search", &nat)?,
+                    );
                 }
                 other => acc.warn(format!(
                     "network {nid}: type {} is not supported; skipped",
