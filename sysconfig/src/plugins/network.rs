@@ -333,7 +333,8 @@ impl Plugin for Network {
                 };
                 let Some(link) = link else { continue };
                 if !valid_link(&link) {
-                    return Err(format!("{what}: {link:?} is not a valid link name (a letter first, letters, digits, `_` or `.`, a digit last, at most 31)"));
+                    out.push(unusable(format!("{what}/link"), format!("interface {what}: {link:?} is not a valid link name (a letter first, letters, digits, `_` or `.`, a digit last, at most 31)")));
+                    continue;
                 }
                 for k in [&iface.id, &iface.name].into_iter().flatten() {
                     resolved.insert(k.clone(), link.clone());
@@ -391,7 +392,7 @@ impl Plugin for Network {
                 ));
             }
             let mut n_static = 0;
-            for a in &iface.addresses {
+            for (j, a) in iface.addresses.iter().enumerate() {
                 let v6 = a.address.as_deref().is_some_and(|x| x.contains(':'));
                 let name = match &a.name {
                     Some(n) => n.clone(),
@@ -399,15 +400,21 @@ impl Plugin for Network {
                 };
                 if a.kind == AddressKind::Static {
                     n_static += 1;
-                    let addr = a
-                        .address
-                        .as_deref()
-                        .ok_or(format!("{link}: a static address needs `address`"))?;
-                    ip_parts(addr)
-                        .ok_or(format!("{link}: address {addr} must be ADDRESS/PREFIX"))?;
+                    let bad = match a.address.as_deref() {
+                        None => Some(format!("{link}: a static address needs `address`")),
+                        Some(addr) if ip_parts(addr).is_none() => {
+                            Some(format!("{link}: address {addr} must be ADDRESS/PREFIX"))
+                        }
+                        Some(_) => None,
+                    };
+                    if let Some(m) = bad {
+                        out.push(unusable(format!("{link}/address-{j}"), m));
+                        continue;
+                    }
                 }
                 if !valid_obj(&name) {
-                    return Err(format!("{link}: address object name {name:?} must start with a letter and be at most 32 letters and digits"));
+                    out.push(unusable(format!("{link}/address-{j}"), format!("{link}: address object name {name:?} must start with a letter and be at most 32 letters and digits")));
+                    continue;
                 }
                 let obj = format!("{link}/{name}");
                 if !sys.objs.contains(&obj) {
@@ -431,9 +438,12 @@ impl Plugin for Network {
         }
         let static_routes = lines(ctx.read(STATIC_ROUTES)?);
         if let Some(gw) = &spec.default_route {
-            gw.parse::<std::net::Ipv4Addr>()
-                .map_err(|_| format!("default_route {gw:?} is not an IPv4 address"))?;
-            if ctx
+            if gw.parse::<std::net::Ipv4Addr>().is_err() {
+                out.push(unusable(
+                    "default-route".into(),
+                    format!("default_route {gw:?} is not an IPv4 address"),
+                ));
+            } else if ctx
                 .read("/etc/defaultrouter")?
                 .map(|s| s.trim().to_string())
                 .as_deref()
@@ -451,9 +461,14 @@ impl Plugin for Network {
         }
         let mut routes: Vec<(String, String, Option<String>)> = Vec::new();
         if let Some(gw) = &spec.default_route6 {
-            gw.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| format!("default_route6 {gw:?} is not an IPv6 address"))?;
-            routes.push(("default".into(), gw.clone(), None));
+            if gw.parse::<std::net::Ipv6Addr>().is_ok() {
+                routes.push(("default".into(), gw.clone(), None));
+            } else {
+                out.push(unusable(
+                    "default-route6".into(),
+                    format!("default_route6 {gw:?} is not an IPv6 address"),
+                ));
+            }
         }
         for r in &spec.routes {
             routes.push((
@@ -463,17 +478,25 @@ impl Plugin for Network {
             ));
         }
         for (n, (dest, gw, on)) in routes.iter().enumerate() {
-            let gip: std::net::IpAddr = gw
-                .parse()
-                .map_err(|_| format!("route to {dest}: gateway {gw:?} is not an IP address"))?;
+            let Ok(gip) = gw.parse::<std::net::IpAddr>() else {
+                out.push(unusable(
+                    format!("route-{n}"),
+                    format!("route to {dest}: gateway {gw:?} is not an IP address"),
+                ));
+                continue;
+            };
             let v6 = gip.is_ipv6();
             if dest != "default" {
-                let (dip, _) = ip_parts(dest)
-                    .ok_or(format!("route destination {dest:?} must be ADDRESS/PREFIX"))?;
-                if dip.is_ipv6() != v6 {
-                    return Err(format!(
+                let why = match ip_parts(dest) {
+                    None => Some(format!("route destination {dest:?} must be ADDRESS/PREFIX")),
+                    Some((dip, _)) if dip.is_ipv6() != v6 => Some(format!(
                         "route to {dest} via {gw}: the gateway is of another address family"
-                    ));
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(m) = why {
+                    out.push(unusable(format!("route-{n}"), m));
+                    continue;
                 }
             }
             // route(8): `route -p add [-inet6] destination gateway [-ifp ifname]`; -p also
@@ -597,6 +620,16 @@ impl Plugin for Network {
     }
 }
 
+/// One unusable entry: reported in the plan, failed on apply, the rest goes on.
+fn unusable(id: String, message: String) -> Change {
+    op(
+        "network",
+        id,
+        format!("unusable: {message}"),
+        Op::Error { message },
+    )
+}
+
 fn skip(id: String, why: String) -> Change {
     op("network", id, format!("warning: {why}"), Op::Skip { why })
 }
@@ -617,8 +650,13 @@ impl Network {
             return Ok(Some(n.clone()));
         }
         if let Some(m) = &iface.mac {
-            let mac =
-                parse_mac(m).ok_or(format!("interface {what}: {m:?} is not a MAC address"))?;
+            let Some(mac) = parse_mac(m) else {
+                out.push(unusable(
+                    format!("match-{i}"),
+                    format!("interface {what}: {m:?} is not a MAC address"),
+                ));
+                return Ok(None);
+            };
             if let Some(l) = sys.macs.get(&mac) {
                 return Ok(Some(l.clone()));
             }
@@ -925,6 +963,36 @@ mod tests {
         assert_eq!(
             changes[0].summary,
             "route to 2001:db8:1::/48 via 2001:db8::1"
+        );
+    }
+
+    #[test]
+    fn one_unusable_entry_is_reported_and_the_rest_is_planned() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = Recorder::new();
+        let d = json!({"network": {"interfaces": [
+            {"mac": "52:54:00:00:00:zz", "addresses": [{"kind": "dhcp"}]},
+            {"name": "vioif1", "addresses": [{"kind": "static", "address": "10.0.0.5"},
+                                             {"kind": "static", "address": "10.0.0.6/24"}]},
+            {"name": "bad-name", "addresses": [{"kind": "dhcp"}]}
+        ], "default_route": "fe80::1",
+           "routes": [{"destination": "10.9.0.0/16", "gateway": "2001:db8::1"}]}});
+        let changes = testing::plan(&Network, t.path(), &rec, d).unwrap();
+        let got: Vec<(&str, &str)> = changes
+            .iter()
+            .map(|c| (c.id.as_str(), c.summary.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("match-0", "unusable: interface 52:54:00:00:00:zz: \"52:54:00:00:00:zz\" is not a MAC address"),
+                ("bad-name/link", "unusable: interface bad-name: \"bad-name\" is not a valid link name (a letter first, letters, digits, `_` or `.`, a digit last, at most 31)"),
+                ("vioif1/if", "create IP interface vioif1"),
+                ("vioif1/address-0", "unusable: vioif1: address 10.0.0.5 must be ADDRESS/PREFIX"),
+                ("vioif1/v4s1", "add 10.0.0.6/24 address vioif1/v4s1"),
+                ("default-route", "unusable: default_route \"fe80::1\" is not an IPv4 address"),
+                ("route-0", "unusable: route to 10.9.0.0/16 via 2001:db8::1: the gateway is of another address family"),
+            ]
         );
     }
 
