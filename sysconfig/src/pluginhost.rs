@@ -314,7 +314,8 @@ mod tests {
     fn the_smf_start_method_leaves_the_bounds_to_sysconfig() {
         // sysconfig bounds every step itself (sources, each plugin call, each command);
         // the whole run grows with the zones it installs, so its start method has no SMF
-        // timeout, as svc:/system/zones' start method (timeout_seconds='0').
+        // timeout, as svc:/system/zones' start method (timeout_seconds='0': "A '0' or
+        // '-1' denotes an infinite timeout", service_bundle.dtd.1).
         for m in ["sysconfig.xml", "sysconfig-dev.xml"] {
             let path = format!("{}/../templates/files/smf/{m}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path).unwrap();
