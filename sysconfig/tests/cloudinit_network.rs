@@ -210,6 +210,47 @@ fn corpus_has_at_least_twenty_documents_of_each_producer_shape() {
     }
 }
 
+#[test]
+fn the_corpus_is_what_its_generator_writes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/metadata/network");
+    if !Path::new("/usr/bin/python3").exists() {
+        println!("skipped: no /usr/bin/python3");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let out = runner::SystemRunner::new()
+        .output(
+            &Cmd::new("/usr/bin/python3")
+                .arg(dir.join("generate.py"))
+                .arg(t.path()),
+        )
+        .expect("python3 runs");
+    if !out.success() {
+        println!(
+            "skipped: generate.py needs Debian's python3 with PyYAML: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    let mut written: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    let committed: Vec<String> = corpus()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(written, committed);
+    for name in &written {
+        assert_eq!(
+            std::fs::read_to_string(t.path().join(name)).unwrap(),
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+            "{name} differs from what generate.py writes: run it again"
+        );
+    }
+}
+
 /// (file, what cloud-init reports, what the document means)
 const CLOUD_INIT_22_4_ROUTE_BUG: &[(&str, &str, &str)] =
     &[("v2-routes.network-config", "::/64", "::/0")];

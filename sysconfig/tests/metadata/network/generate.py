@@ -3,10 +3,13 @@
 version 1 and 2 documents (dumped with PyYAML, as the tools that make NoCloud seeds do)
 and OpenStack network_data.json documents, in the shapes their producers emit.
 
-Run it again after changing a document here: `python3 generate.py`.
+Run it again after changing a document here: `python3 generate.py` (or
+`generate.py OUTDIR` to write elsewhere; tests/cloudinit_network.rs checks that the
+committed files are what this script writes).
 """
 import json
 import os
+import sys
 
 import yaml
 
@@ -351,8 +354,11 @@ SDC["non-primary-gateway"] = {
 }
 
 
+OUT = sys.argv[1] if len(sys.argv) > 1 else HERE
+
+
 def write(name, text):
-    with open(os.path.join(HERE, name), "w") as f:
+    with open(os.path.join(OUT, name), "w") as f:
         f.write(text)
 
 
