@@ -196,14 +196,25 @@ impl<'r> Host<'r> {
         desired: Map<String, Value>,
         changes: Vec<Change>,
     ) -> Result<ApplyResult, PluginError> {
+        let timeout = apply_timeout(self.timeouts.apply, &changes);
         let params = ApplyParams {
             root: root.to_path_buf(),
             dry_run,
             desired,
             changes,
         };
-        self.call(plugin, Request::Apply(params), self.timeouts.apply)
+        self.call(plugin, Request::Apply(params), timeout)
     }
+}
+
+/// The timeout of one apply call: the configured one, plus what its changes say their
+/// longest commands may take (a zone install gets its hour on top).
+pub fn apply_timeout(base: Duration, changes: &[Change]) -> Duration {
+    let extra: u64 = changes
+        .iter()
+        .filter_map(|c| c.timeout_secs)
+        .fold(0, u64::saturating_add);
+    base.saturating_add(Duration::from_secs(extra))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -248,5 +259,71 @@ impl Registry {
             .iter()
             .find(|(_, d)| d.keys.iter().any(|k| k == key))
             .map(|(p, _)| p.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runner::{Output, Recorder};
+
+    fn host_timeouts() -> Timeouts {
+        Timeouts {
+            describe: Duration::from_secs(10),
+            plan: Duration::from_secs(60),
+            apply: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn an_apply_call_gets_the_time_its_longest_commands_need() {
+        let rec = Recorder::new();
+        rec.on(
+            "/usr/lib/sysconfig/plugins/sysconfig-plugin-zones",
+            Output::ok("{\"protocol\":1,\"result\":{\"results\":[]}}\n"),
+        );
+        let host = Host::new(&rec, host_timeouts());
+        let plugin = Plugin {
+            name: "zones".into(),
+            path: "/usr/lib/sysconfig/plugins/sysconfig-plugin-zones".into(),
+        };
+        let mut install =
+            crate::plugins::change("zones", "web/install", "install zone web", Value::Null);
+        install.timeout_secs = Some(crate::plugins::zones::INSTALL_TIMEOUT.as_secs());
+        let boot = crate::plugins::change("zones", "web/boot", "boot zone web", Value::Null);
+        host.apply(
+            &plugin,
+            Path::new("/"),
+            false,
+            Map::new(),
+            vec![install.clone(), boot],
+        )
+        .unwrap();
+        // A zone install (an hour) on top of the usual 600 s.
+        assert_eq!(
+            rec.calls()[0].get_timeout(),
+            Some(Duration::from_secs(4200))
+        );
+        assert_eq!(
+            apply_timeout(Duration::from_secs(600), &[install.clone(), install]),
+            Duration::from_secs(7800)
+        );
+    }
+
+    #[test]
+    fn the_smf_start_method_leaves_the_bounds_to_sysconfig() {
+        // sysconfig bounds every step itself (sources, each plugin call, each command);
+        // the whole run grows with the zones it installs, so its start method has no SMF
+        // timeout, as svc:/system/zones' start method (timeout_seconds='0': "A '0' or
+        // '-1' denotes an infinite timeout", service_bundle.dtd.1).
+        for m in ["sysconfig.xml", "sysconfig-dev.xml"] {
+            let path = format!("{}/../templates/files/smf/{m}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let start = text
+                .split("<exec_method")
+                .find(|e| e.contains("name='start'"))
+                .unwrap_or_else(|| panic!("{m}: no start method"));
+            assert!(start.contains("timeout_seconds='0'"), "{m}: {start}");
+        }
     }
 }

@@ -64,18 +64,81 @@ pub struct Network {
     /// IPv4 gateway for the default route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_route: Option<String>,
+    /// IPv6 gateway for the default route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_route6: Option<String>,
+    /// Other static routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// What the metadata asked for that illumos cannot do, by name; reported in the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-/// One NIC, found by link name or by MAC address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// `ADDRESS/PREFIX` (IPv4 or IPv6).
+    pub destination: String,
+    pub gateway: String,
+    /// The `id` of the interface the route belongs to (used for IPv6 link-local gateways).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// A NIC.
+    #[default]
+    Physical,
+    /// A link aggregation (`dladm create-aggr`) over `members`.
+    Bond,
+    /// A VLAN link (`dladm create-vlan`) with `vlan_id` over `vlan_link`.
+    Vlan,
+}
+
+fn is_physical(k: &LinkKind) -> bool {
+    *k == LinkKind::Physical
+}
+
+/// One NIC, aggregation or VLAN. A NIC is found by MAC address (`mac`), or by its illumos
+/// link name (`name`); the metadata's own name for it (`id`, often a Linux name such as
+/// `eth0`) is used as the link only when the system has a link of that name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {
-    /// Link name (e.g. `vioif0`); optional when `mac` is given.
+    /// The metadata's name for this interface; bonds and VLANs refer to interfaces by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// illumos link name (e.g. `vioif0`); for a bond or VLAN, the link to create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// MAC address, any case, with or without leading zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "is_physical")]
+    pub kind: LinkKind,
+    /// Bond: the `id`s (or link names) of the member interfaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// Bond: LACP mode, `off` (default), `active` or `passive` (dladm create-aggr -L).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lacp: Option<String>,
+    /// Bond: LACP timer, `short` or `long` (dladm create-aggr -T).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lacp_timer: Option<String>,
+    /// Bond: load-spreading policy such as `L2`, `L3,L4` (dladm create-aggr -P).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// VLAN: the `id` (or link name) of the link it runs over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_link: Option<String>,
+    /// VLAN: the VLAN id, 1 to 4094.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
     #[serde(default)]
     pub addresses: Vec<Address>,
 }

@@ -232,3 +232,36 @@ fn without_once_per_instance_every_start_applies_again() {
         "dev1\n"
     );
 }
+
+#[test]
+fn a_nocloud_network_config_is_planned_by_mac_and_what_illumos_cannot_do_is_warned() {
+    let e = Env::new("");
+    let seed = e.root().join("var/lib/cloud/seed/nocloud");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("meta-data"), "instance-id: i-net-1\n").unwrap();
+    std::fs::write(
+        seed.join("network-config"),
+        "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n  id1:\n    match:\n      macaddress: 52:54:00:ab:cd:ef\n    set-name: ens4\n    addresses: [192.0.2.5/24]\n    gateway6: 2001:db8::1\nbridges:\n  br0:\n    interfaces: [id1]\n",
+    )
+    .unwrap();
+    let cfg = format!(
+        "[plugins]\npath = \"{}\"\n\n[sources]\norder = [\"nocloud\"]\nnocloud_seed_dir = \"/var/lib/cloud/seed/nocloud\"\ndevices = []\n",
+        plugin_dir().display()
+    );
+    std::fs::write(e.t.path().join("sysconfig.toml"), cfg).unwrap();
+    let (code, out, err) = e.run(&["plan"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "network: warning: bridge br0: bridges are not configured on illumos; skipped",
+        "network: warning: interface eth0 has no MAC address",
+        "network: find the NIC with MAC 52:54:00:ab:cd:ef (id1)",
+        "network: route to default via 2001:db8::1",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    // Linux names are never planned as links.
+    assert!(
+        !out.contains("IP interface eth0") && !out.contains("ens4"),
+        "{out}"
+    );
+}

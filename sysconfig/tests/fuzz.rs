@@ -59,6 +59,10 @@ proptest! {
         let _ = sysconfig::yaml::parse(&s);
         let _ = cloudconfig::parse("fuzz", &format!("#cloud-config\n{s}"));
         let _ = netconfig::parse("fuzz", &s);
+        for path in ["ethernets.id0.addresses", "config[1].subnets[0].address", "a[9]", "[0]", ""] {
+            let _ = netconfig::locate(&s, path, true);
+            let _ = netconfig::locate(&s, path, false);
+        }
         let _ = nocloud::parse(&nocloud::Seed { meta_data: Some(s.clone()), user_data: Some(s.clone()), network_config: Some(s) });
     }
 

@@ -47,7 +47,7 @@ fn check(found: Option<sysconfig::sources::Found>) {
     assert_eq!(f.desired["files"][0]["content"], "hello from cidata\n");
     assert_eq!(
         f.desired["network"]["interfaces"][0],
-        json!({"mac":"52:54:00:00:00:01","addresses":[{"kind":"dhcp"}]})
+        json!({"id":"nic0","mac":"52:54:00:00:00:01","addresses":[{"kind":"dhcp"}]})
     );
 }
 

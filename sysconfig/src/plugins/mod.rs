@@ -171,6 +171,7 @@ pub fn change(key: &str, id: impl Into<String>, summary: impl Into<String>, data
         key: key.into(),
         summary: summary.into(),
         data,
+        timeout_secs: None,
     }
 }
 

@@ -1,8 +1,15 @@
 //! timezone: illumos keeps the system time zone in the `TZ=` line of /etc/default/init
 //! (TIMEZONE(5); the line must stand alone, without leading blanks). Solaris 11's
-//! `svc:/system/timezone` service does not exist on illumos. On a running x86 system the
-//! real-time clock's zone is updated with `rtc -z ZONE`, then `rtc -c` applies the
-//! daylight-saving correction, as TIMEZONE(5) asks.
+//! `svc:/system/timezone` service does not exist on illumos.
+//!
+//! The hardware clock is left in UTC, as VMs and clouds keep it: `rtc -z ZONE` would
+//! record ZONE in /etc/rtc_config and make the kernel read the clock as ZONE's local
+//! time (illumos-gate usr/src/cmd/rtc/rtc.c: `initialize_zone` sets the GMT lag, then
+//! `RTCSYNC` sets the system time from the clock "assuming the rtc was the correct local
+//! time"), so a UTC clock would be off by the zone's offset after every boot. When
+//! /etc/rtc_config names another zone than UTC (an installer may leave one), it is set
+//! back to UTC: `rtc -z UTC` on the running system, else the file as `set_zone` writes it.
+//! Without /etc/rtc_config, `rtc` reports GMT (`display_zone_string`): nothing to do.
 
 use runner::Cmd;
 use serde_json::{Map, Value};
@@ -32,6 +39,40 @@ pub fn init_with(text: &str, tz: &str) -> String {
     out
 }
 
+const RTC_CONFIG: &str = "/etc/rtc_config";
+
+/// The `zone_info=` of /etc/rtc_config, as rtc.c's `open_zonefile` reads it.
+pub fn rtc_zone(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let s = &l[l.find('z')?..];
+        let v = s.strip_prefix("zone_info")?;
+        let v = v[v.find('=')? + 1..].trim_start_matches([' ', '\t']);
+        Some(v.trim_end().to_string())
+    })
+}
+
+fn rtc_is_utc(zone: &str) -> bool {
+    matches!(
+        zone,
+        "UTC" | "GMT" | "Etc/UTC" | "Etc/GMT" | "UCT" | "Zulu" | "Universal"
+    )
+}
+
+/// /etc/rtc_config for a UTC clock, as rtc.c's `set_zone` writes it.
+pub fn rtc_config_utc() -> String {
+    format!(
+        "#\n#\tThis file ({RTC_CONFIG}) contains information used to manage the\n\
+         #\tx86 real time clock hardware.  The hardware is kept in\n\
+         #\tthe machine's local time for compatibility with other x86\n\
+         #\toperating systems.  This file is read by the kernel at\n\
+         #\tboot time.  It is set and updated by the /usr/sbin/rtc\n\
+         #\tcommand.  The 'zone_info' field designates the local\n\
+         #\ttime zone.  The 'zone_lag' field indicates the number\n\
+         #\tof seconds between local time and Greenwich Mean Time.\n\
+         #\nzone_info=UTC\nzone_lag=0\n"
+    )
+}
+
 fn valid(tz: &str) -> bool {
     !tz.is_empty()
         && !tz.starts_with('/')
@@ -59,23 +100,43 @@ impl Plugin for Timezone {
             return Err(format!("timezone {tz:?} is not in {zoneinfo}"));
         }
         let text = ctx.read("/etc/default/init")?.unwrap_or_default();
-        if init_with(&text, &tz) == text {
-            return Ok(vec![]);
+        let mut out = Vec::new();
+        if init_with(&text, &tz) != text {
+            out.push(change(
+                "timezone",
+                "tz",
+                format!("set TZ={tz} in /etc/default/init"),
+                Value::Null,
+            ));
         }
-        Ok(vec![change(
-            "timezone",
-            "tz",
-            format!("set TZ={tz} in /etc/default/init"),
-            Value::Null,
-        )])
+        if let Some(zone) = ctx.read(RTC_CONFIG)?.as_deref().and_then(rtc_zone) {
+            if !rtc_is_utc(&zone) {
+                out.push(change(
+                    "timezone",
+                    "rtc",
+                    format!("keep the hardware clock in UTC ({RTC_CONFIG} has zone_info={zone})"),
+                    Value::Null,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     fn apply(
         &self,
         ctx: &Ctx,
         desired: &Map<String, Value>,
-        _c: &Change,
+        c: &Change,
     ) -> Result<Outcome, String> {
+        if c.id == "rtc" {
+            if ctx.live() {
+                // rtc(8): -z records the zone and resets the kernel's GMT lag.
+                ctx.run(Cmd::new("/usr/sbin/rtc").args(["-z", "UTC"]))?;
+            } else {
+                ctx.write(RTC_CONFIG, rtc_config_utc().as_bytes(), 0o644, None)?;
+            }
+            return Ok(Outcome::Done);
+        }
         let tz = typed::<String>(desired, "timezone")?.ok_or("timezone is not set")?;
         let text = ctx.read("/etc/default/init")?.unwrap_or_default();
         ctx.write(
@@ -84,10 +145,6 @@ impl Plugin for Timezone {
             0o644,
             None,
         )?;
-        if ctx.live() && ctx.root.exists("/usr/sbin/rtc").unwrap_or(false) {
-            ctx.run(Cmd::new("/usr/sbin/rtc").args(["-z", &tz]))?;
-            ctx.run(Cmd::new("/usr/sbin/rtc").arg("-c"))?;
-        }
         Ok(Outcome::Done)
     }
 }
@@ -138,6 +195,48 @@ mod tests {
             json!({"timezone": "../../etc/passwd"})
         )
         .is_err());
+        assert!(rec.lines().is_empty());
+    }
+
+    #[test]
+    fn the_hardware_clock_stays_utc() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc/default")).unwrap();
+        std::fs::write(t.path().join("etc/default/init"), "TZ=UTC\n").unwrap();
+        // /etc/rtc_config as rtc.c's set_zone writes it after `rtc -z Europe/Zurich`.
+        std::fs::write(
+            t.path().join("etc/rtc_config"),
+            "#\n#\tThis file (/etc/rtc_config) contains information used to manage the\n#\nzone_info=Europe/Zurich\nzone_lag=-3600\n",
+        )
+        .unwrap();
+        let rec = Recorder::new();
+        let d = json!({"timezone": "Europe/Zurich"});
+        let changes = testing::plan(&Timezone, t.path(), &rec, d.clone()).unwrap();
+        let summaries: Vec<&str> = changes.iter().map(|c| c.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            [
+                "set TZ=Europe/Zurich in /etc/default/init",
+                "keep the hardware clock in UTC (/etc/rtc_config has zone_info=Europe/Zurich)"
+            ]
+        );
+        testing::apply(&Timezone, t.path(), &rec, d.clone(), false).unwrap();
+        let rtc = std::fs::read_to_string(t.path().join("etc/rtc_config")).unwrap();
+        assert_eq!(rtc_zone(&rtc).as_deref(), Some("UTC"));
+        assert!(rtc.ends_with("zone_info=UTC\nzone_lag=0\n"), "{rtc}");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/default/init")).unwrap(),
+            "TZ=Europe/Zurich\n"
+        );
+        assert!(testing::plan(&Timezone, t.path(), &rec, d.clone())
+            .unwrap()
+            .is_empty());
+
+        // On the running system: `rtc -z UTC`, never `rtc -z ZONE`.
+        let ctx = Ctx::new(crate::rootfs::Root::new("/"), true, &rec);
+        let c = change("timezone", "rtc", "", Value::Null);
+        Timezone.apply(&ctx, d.as_object().unwrap(), &c).unwrap();
+        assert_eq!(ctx.take_actions(), ["would run: /usr/sbin/rtc -z UTC"]);
         assert!(rec.lines().is_empty());
     }
 }

@@ -22,7 +22,8 @@
 //!   a failed configuration can leave a half-configured zone behind. A new zone whose
 //!   configuration failed is therefore deleted again (`zonecfg -z NAME delete -F`).
 //! - `zoneadm install` can take many minutes (a package install): the command gets an
-//!   hour, and `plugins.apply_timeout_secs` bounds the whole apply call.
+//!   hour, and its change says so (`timeout_secs`), so the daemon's apply call gets that
+//!   hour on top of `plugins.apply_timeout_secs`.
 //!
 //! Zones act on the running system, so under an alternate root every change is skipped.
 
@@ -128,7 +129,9 @@ fn install_summary(z: &Zone) -> String {
 
 /// Install (and boot) changes, with `extra` data on each.
 fn install_and_boot(z: &Zone, out: &mut Vec<Change>, extra: &Value) {
-    out.push(step(z, "install", install_summary(z), extra.clone()));
+    let mut install = step(z, "install", install_summary(z), extra.clone());
+    install.timeout_secs = Some(INSTALL_TIMEOUT.as_secs());
+    out.push(install);
     if z.boot {
         out.push(step(
             z,

@@ -80,6 +80,11 @@ pub struct Change {
     pub summary: String,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub data: Value,
+    /// The longest this change may take to apply, in seconds, when that is longer than
+    /// usual (a `zoneadm install`). The daemon gives an apply call
+    /// `plugins.apply_timeout_secs` plus the sum of these over its changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

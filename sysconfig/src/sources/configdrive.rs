@@ -70,7 +70,8 @@ pub fn parse(
     if let Some(n) = network_data {
         super::merge_under(
             &mut desired,
-            network(n).map_err(|m| bad(format!("network_data.json: {m}")))?,
+            super::netconfig::from_network_data(n)
+                .map_err(|m| bad(format!("network_data.json: {m}")))?,
         );
     }
     if let Some(ud) = user_data {
@@ -82,88 +83,6 @@ pub fn parse(
         instance_id: s("uuid"),
         desired,
     })
-}
-
-fn network(text: &str) -> Result<Map<String, Value>, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let links = v
-        .get("links")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let networks = v
-        .get("networks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut interfaces = Vec::new();
-    let mut gateway = None;
-    for l in &links {
-        let id = l.get("id").and_then(Value::as_str).unwrap_or_default();
-        let mac = l
-            .get("ethernet_mac_address")
-            .and_then(Value::as_str)
-            .ok_or("a link has no ethernet_mac_address")?;
-        let mut addrs = Vec::new();
-        for n in networks
-            .iter()
-            .filter(|n| n.get("link").and_then(Value::as_str) == Some(id))
-        {
-            match n.get("type").and_then(Value::as_str) {
-                Some("ipv4_dhcp") => addrs.push(json!({"kind":"dhcp"})),
-                Some("ipv6_slaac") | Some("ipv6_dhcp") => addrs.push(json!({"kind":"addrconf"})),
-                Some("ipv4") | Some("ipv6") => {
-                    let a = n
-                        .get("ip_address")
-                        .and_then(Value::as_str)
-                        .ok_or("a static network has no ip_address")?;
-                    let cidr = match n.get("netmask").and_then(Value::as_str) {
-                        _ if a.contains('/') => a.to_string(),
-                        Some(m) => format!(
-                            "{a}/{}",
-                            super::netconfig::mask_to_prefix(m)
-                                .ok_or(format!("netmask {m} is not valid"))?
-                        ),
-                        None => return Err(format!("{a} has no netmask")),
-                    };
-                    addrs.push(json!({"kind":"static","address":cidr}));
-                    for r in n
-                        .get("routes")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if r.get("network").and_then(Value::as_str) == Some("0.0.0.0") {
-                            gateway = gateway
-                                .or(r.get("gateway").and_then(Value::as_str).map(String::from));
-                        }
-                    }
-                }
-                other => tracing::warn!("config drive network type {other:?} ignored"),
-            }
-        }
-        interfaces.push(json!({"mac": mac, "addresses": addrs}));
-    }
-    let mut out = Map::new();
-    if !interfaces.is_empty() {
-        let mut n = json!({"interfaces": interfaces});
-        if let Some(g) = gateway {
-            n["default_route"] = json!(g);
-        }
-        out.insert("network".into(), n);
-    }
-    let dns: Vec<&str> = v
-        .get("services")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|s| s.get("type").and_then(Value::as_str) == Some("dns"))
-        .filter_map(|s| s.get("address").and_then(Value::as_str))
-        .collect();
-    if !dns.is_empty() {
-        out.insert("dns".into(), json!({"nameservers": dns}));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -185,8 +104,26 @@ mod tests {
         assert_eq!(
             Value::Object(f.desired),
             json!({"hostname":"os1","users":[{"name":"root","ssh_authorized_keys":["ssh-ed25519 AAA k"]}],
-                "network":{"interfaces":[{"mac":"fa:16:3e:00:00:01","addresses":[{"kind":"static","address":"10.1.0.5/16"}]}],"default_route":"10.1.0.1"},
-                "dns":{"nameservers":["10.1.0.2"]}})
+                "network":{"interfaces":[{"id":"tap1","mac":"fa:16:3e:00:00:01","addresses":[{"kind":"static","address":"10.1.0.5/16"}]}],"default_route":"10.1.0.1"},
+                "dns":{"nameservers":["10.1.0.2"],"search":[]}})
+        );
+    }
+
+    #[test]
+    fn an_ipv6_netmask_does_not_stop_the_run() {
+        // Nova writes IPv6 netmasks in network_data.json as addresses.
+        let f = parse(
+            r#"{"uuid":"u-2"}"#,
+            None,
+            Some(r#"{"links":[{"id":"tap1","type":"ovs","ethernet_mac_address":"fa:16:3e:00:00:02"}],
+                "networks":[{"link":"tap1","type":"ipv6","ip_address":"2001:db8::5","netmask":"ffff:ffff:ffff:ffff::",
+                "routes":[{"network":"::","netmask":"::","gateway":"2001:db8::1"}]}]}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            f.desired["network"],
+            json!({"interfaces":[{"id":"tap1","mac":"fa:16:3e:00:00:02","addresses":[{"kind":"static","address":"2001:db8::5/64"}]}],
+                "default_route6":"2001:db8::1"})
         );
     }
 

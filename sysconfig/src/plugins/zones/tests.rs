@@ -64,6 +64,20 @@ fn a_new_zone_is_configured_installed_from_its_image_and_booted() {
             Output::ok(listed("installed")),
         );
     let d = web(json!({"image": img, "install_args": ["-e", "web/server"]}));
+    // The install change tells the daemon it may take the install's hour.
+    let planned = testing::plan(&Zones, live(), &Recorder::new(), d.clone()).unwrap();
+    let timeouts: Vec<_> = planned
+        .iter()
+        .map(|c| (c.id.as_str(), c.timeout_secs))
+        .collect();
+    assert_eq!(
+        timeouts,
+        [
+            ("web/configure", None),
+            ("web/install", Some(3600)),
+            ("web/boot", None)
+        ]
+    );
     let r = testing::apply(&Zones, live(), &rec, d, false).unwrap();
     assert_eq!(
         statuses(&r),
