@@ -136,10 +136,10 @@ fn illumos_pool_build_command_lines() {
                { "t": "ensure_file", "file": "/etc/motd", "contents": "hi\n", "owner": "root", "group": "sys", "mode": "644" },
                { "t": "make_bootable" } ] }"#,
     );
-    w.rec.on(
-        "/usr/sbin/lofiadm -l -a",
-        Output::ok("/dev/rdsk/c9t1d0p0\n"),
-    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
     let outcome = w
         .build(Host::Illumos, &*w.rec, vec![Format::Qcow2])
         .unwrap();
@@ -220,10 +220,10 @@ fn illumos_pool_failure_unwinds_pool_device_and_datasets() {
         r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi" },
              "steps": [ { "t": "create_be" }, { "t": "make_bootable" } ] }"#,
     );
-    w.rec.on(
-        "/usr/sbin/lofiadm -l -a",
-        Output::ok("/dev/rdsk/c9t1d0p0\n"),
-    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
     w.rec.on(
         "/sbin/beadm activate",
         Output::failed(1, "beadm: no such BE"),
@@ -261,6 +261,52 @@ fn illumos_pool_failure_unwinds_pool_device_and_datasets() {
 }
 
 #[test]
+fn illumos_unlabelled_pool_is_created_on_the_p0_block_node() {
+    let w = World::new(Host::Illumos);
+    w.template(
+        r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi", "label": false },
+             "steps": [] }"#,
+    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
+    w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
+    let create = w
+        .actions()
+        .into_iter()
+        .find(|l| l.starts_with("/sbin/zpool create"))
+        .unwrap();
+    // As the reference (src/main.rs run_build_pool): unlabelled, the pool gets the p0 node.
+    assert!(create.ends_with(" rpool /dev/dsk/c9t1d0p0"), "{create}");
+}
+
+#[test]
+fn unexpected_lofiadm_output_stops_a_pool_build_with_it_quoted() {
+    let w = World::new(Host::Illumos);
+    w.template(r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi" }, "steps": [] }"#);
+    // Not what lofiadm prints for a labelled device (that is /dev/dsk/cXtYdZp0,
+    // usr/src/cmd/lofiadm/main.c make_blkdevname()): an unlabelled node.
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/lofi/2\n"));
+    let e = w
+        .build(Host::Illumos, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("printed \"/dev/lofi/2\", not a labelled device /dev/dsk/cXtYdZp0"),
+        "{e}"
+    );
+    assert!(
+        !w.actions()
+            .iter()
+            .any(|l| l.starts_with("/sbin/zpool create")),
+        "{:?}",
+        w.actions()
+    );
+}
+
+#[test]
 fn illumos_pcfs_and_ufs_command_lines() {
     let w = World::new(Host::Illumos);
     w.template(
@@ -272,6 +318,7 @@ fn illumos_pcfs_and_ufs_command_lines() {
         &format!("/usr/sbin/lofiadm {}", image.display()),
         Output::failed(1, "none"),
     );
+    // lofiadm(8) EXAMPLES: an unlabelled device prints /dev/lofi/N.
     w.rec
         .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/3\n"));
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
@@ -299,6 +346,7 @@ fn illumos_pcfs_and_ufs_command_lines() {
         &format!("/usr/sbin/lofiadm {}", image.display()),
         Output::failed(1, "none"),
     );
+    // lofiadm(8) EXAMPLES: an unlabelled device prints /dev/lofi/N.
     w.rec
         .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/4\n"));
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
@@ -342,13 +390,17 @@ fn illumos_hybrid_iso_command_lines() {
     let w = World::new(Host::Illumos);
     w.template(
         r#"{ "iso": { "boot_bios": "boot/cdboot", "boot_uefi": "boot/efiboot.img", "volume_id": "OI",
-                     "hybrid": { "stage1": "boot/pmbr", "stage2": "boot/isoboot" } },
-             "steps": [] }"#,
+                     "hybrid": { "stage1": "/boot/pmbr", "stage2": "boot/isoboot" } },
+             "steps": [
+               { "t": "ensure_dir", "dir": "/boot", "owner": "root", "group": "root", "mode": "755" },
+               { "t": "ensure_file", "file": "/boot/pmbr", "contents": "image pmbr", "owner": "root", "group": "root", "mode": "444" },
+               { "t": "ensure_file", "file": "/boot/isoboot.1", "contents": "image isoboot", "owner": "root", "group": "root", "mode": "444" },
+               { "t": "ensure_symlink", "link": "/boot/isoboot", "target": "/boot/isoboot.1", "owner": "root", "group": "root" } ] }"#,
     );
-    w.rec.on(
-        "/usr/sbin/lofiadm -l -a",
-        Output::ok("/dev/rdsk/c9t2d0p0\n"),
-    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t2d0p0\n"));
     w.rec.on(
         "/usr/bin/etdump",
         Output::ok(
@@ -371,9 +423,20 @@ fn illumos_hybrid_iso_command_lines() {
             "/usr/sbin/fdisk -A 190:0:0:0:0:0:0:0:3:60 /dev/rdsk/c9t2d0p0",
             "/usr/bin/etdump --format shell W/work/output.iso",
             "/usr/sbin/fdisk -A 239:0:0:0:0:0:0:0:144:8192 /dev/rdsk/c9t2d0p0",
-            "/usr/sbin/installboot -fm W/tmp/proto/boot/pmbr W/tmp/proto/boot/isoboot /dev/rdsk/c9t2d0p2",
+            "/usr/sbin/installboot -fm W/tmp/installboot.stage1 W/tmp/installboot.stage2 \
+             /dev/rdsk/c9t2d0p2",
             "/usr/sbin/lofiadm W/work/output.iso",
         ]
+    );
+    // The boot blocks installboot got are the image's, the absolute stage1 path and the
+    // absolute symlink of stage2 both resolved inside the image tree.
+    assert_eq!(
+        std::fs::read(w.dir("tmp/installboot.stage1")).unwrap(),
+        b"image pmbr"
+    );
+    assert_eq!(
+        std::fs::read(w.dir("tmp/installboot.stage2")).unwrap(),
+        b"image isoboot"
     );
     assert_eq!(std::fs::read(w.dir("output/g-img.iso")).unwrap(), b"iso");
 }
