@@ -83,6 +83,16 @@ impl World {
         runner: &dyn Runner,
         formats: Vec<Format>,
     ) -> Result<Outcome, BuildError> {
+        self.build_with(host, runner, formats, |o| o)
+    }
+
+    fn build_with(
+        &self,
+        host: Host,
+        runner: &dyn Runner,
+        formats: Vec<Format>,
+        change: impl FnOnce(BuildOptions) -> BuildOptions,
+    ) -> Result<Outcome, BuildError> {
         let p = plan(
             &self.dir("t"),
             "g",
@@ -104,6 +114,7 @@ impl World {
             smf: SmfSeeding::AtFirstBoot,
             ..BuildOptions::new("rpool/images", self.dir("t"))
         };
+        let opts = change(opts);
         build::build(&p, &opts, &env, &mut |e| {
             eprintln!("{}", serde_json::to_string(e).unwrap())
         })
@@ -568,4 +579,123 @@ fn linux_iso_is_a_real_bootable_iso() {
         .output()
         .unwrap();
     assert_eq!(files.stdout, b"multi dot\n");
+}
+
+/// A work dataset `rpool/images/work/g/img` holding `snaps`, each without this tool's cache
+/// key, as the reference image-builder (or a plain `zfs snapshot`) leaves them.
+fn world_with_keyless(snaps: &[&str]) -> World {
+    let work = "rpool/images/work/g/img";
+    // Before the defaults: rules match by prefix, and `... rpool/images` is one.
+    World::with(Host::Illumos, |rec, _| {
+        let mut names: Vec<String> = snaps.iter().map(|s| format!("{work}@{s}")).collect();
+        names.push(work.to_string());
+        for n in &names {
+            rec.always(
+                &format!("/sbin/zfs list -H -p -o name -t all {n}"),
+                Output::ok(format!("{n}\n")),
+            );
+        }
+        for s in snaps {
+            rec.always(
+                &format!("/sbin/zfs get -H -p -o value,source guid {work}@{s}"),
+                Output::ok("8815304164313270471\t-\n"),
+            );
+            // zfs(8) get: an unset user property shows value "-" with source "-".
+            rec.always(
+                &format!(
+                    "/sbin/zfs get -H -p -o value,source org.illumos.image-builder:key {work}@{s}"
+                ),
+                Output::ok("-\t-\n"),
+            );
+        }
+    })
+}
+
+/// What touched the work dataset: destroyed, rolled back, re-created or snapshotted.
+fn work_changes(w: &World) -> Vec<String> {
+    w.actions()
+        .into_iter()
+        .filter(|l| l.contains("rpool/images/work/g/img"))
+        .collect()
+}
+
+#[test]
+fn a_first_stage_built_elsewhere_is_neither_reused_nor_destroyed_without_x() {
+    let w = world_with_keyless(&["strap"]);
+    w.template(r#"{ "dataset": { "name": "img", "output_snapshot": "strap" }, "steps": [] }"#);
+    for reset in [false, true] {
+        let e = w
+            .build_with(Host::Illumos, &*w.rec, vec![], |o| BuildOptions {
+                reset,
+                ..o
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "rpool/images/work/g/img@strap was built elsewhere (it has no \
+             org.illumos.image-builder:key cache key): pass -x to rebuild \
+             rpool/images/work/g/img from scratch (-r cannot: the stage has no input snapshot)",
+            "-r {reset}"
+        );
+    }
+    assert_eq!(work_changes(&w), Vec::<String>::new());
+
+    // -x: the user asked for it. (The work dataset is there until it is destroyed.)
+    let w = World::with(Host::Illumos, |rec, _| {
+        rec.on(
+            "/sbin/zfs list -H -p -o name -t all rpool/images/work/g/img",
+            Output::ok("rpool/images/work/g/img\n"),
+        );
+    });
+    w.template(r#"{ "dataset": { "name": "img", "output_snapshot": "strap" }, "steps": [] }"#);
+    w.build_with(Host::Illumos, &*w.rec, vec![], |o| BuildOptions {
+        fullreset: true,
+        ..o
+    })
+    .unwrap();
+    let changes = work_changes(&w);
+    assert_eq!(changes[0], "/sbin/zfs destroy -r rpool/images/work/g/img");
+    assert!(
+        changes[2].starts_with("/sbin/zfs snapshot -o org.illumos.image-builder:key=")
+            && changes[2].ends_with(" rpool/images/work/g/img@strap"),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn a_later_stage_over_a_snapshot_built_elsewhere_needs_r_or_x() {
+    let w = world_with_keyless(&["strap", "image"]);
+    w.template(
+        r#"{ "dataset": { "name": "img", "input_snapshot": "strap", "output_snapshot": "image" },
+             "steps": [] }"#,
+    );
+    let e = w
+        .build(Host::Illumos, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("rpool/images/work/g/img@image was built elsewhere")
+            && e.ends_with(
+                ": pass -x to rebuild rpool/images/work/g/img from scratch, or -r to rebuild \
+                 this stage from rpool/images/work/g/img@strap"
+            ),
+        "{e}"
+    );
+    assert_eq!(work_changes(&w), Vec::<String>::new());
+    // -r, as in the reference: back to the input snapshot, the stage runs again.
+    w.build_with(Host::Illumos, &*w.rec, vec![], |o| BuildOptions {
+        reset: true,
+        ..o
+    })
+    .unwrap();
+    let changes = work_changes(&w);
+    assert_eq!(
+        changes[0],
+        "/sbin/zfs rollback -r rpool/images/work/g/img@strap"
+    );
+    assert!(
+        !changes.iter().any(|l| l.contains(" destroy ")),
+        "{changes:?}"
+    );
 }
