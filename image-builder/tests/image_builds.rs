@@ -452,6 +452,42 @@ fn illumos_hybrid_iso_command_lines() {
     assert_eq!(std::fs::read(w.dir("output/g-img.iso")).unwrap(), b"iso");
 }
 
+#[test]
+fn a_hybrid_iso_boot_block_missing_from_the_image_is_an_error_naming_the_field() {
+    let w = World::new(Host::Illumos);
+    // stage1 exists on many build hosts, never in this empty image.
+    w.template(
+        r#"{ "iso": { "boot_uefi": "boot/efiboot.img",
+                     "hybrid": { "stage1": "/boot/pmbr", "stage2": "/boot/isoboot" } },
+             "steps": [] }"#,
+    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t2d0p0\n"));
+    w.rec.on(
+        "/usr/bin/etdump",
+        Output::ok("et_platform=efi;et_system=i386;et_lba=36;et_sectors=8192\n"),
+    );
+    std::fs::write(w.dir("work/output.iso"), b"iso").unwrap();
+    let e = w
+        .build(Host::Illumos, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("iso hybrid stage1 \"/boot/pmbr\": "), "{e}");
+    let actions = w.actions();
+    assert!(
+        !actions.iter().any(|l| l.contains("installboot")),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|l| l == "/usr/sbin/lofiadm -d W/work/output.iso"),
+        "the device is detached: {actions:?}"
+    );
+}
+
 /// ZFS from the recorder, every other command for real.
 struct Split {
     rec: Arc<Recorder>,
