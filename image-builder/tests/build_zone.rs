@@ -10,11 +10,14 @@ use image_builder::host::Host;
 use runner::{Output, Recorder, Reply};
 
 const CFG: &str = "/usr/sbin/zonecfg -z ib1 'create -b; set zonepath=/zones/ib1; set brand=sparse; set autoboot=false; add dataset; set name=rpool/images; end; add fs; set dir=/opt/ib/bin; set special=/opt/ib/bin; set type=lofs; add options ro; end; add fs; set dir=/opt/ib/templates; set special=/opt/ib/templates; set type=lofs; add options ro; end; verify; commit'";
+// zlogin(1) SYNOPSIS `zlogin [-inEQS] ... zonename utility [argument]...`, non-interactive
+// mode, without -S: zlogin(1) says "safe" mode "should only be used to recover a damaged
+// zone".
 const SVCS: &str =
-    "/usr/sbin/zlogin -S ib1 /usr/bin/svcs -H -o state svc:/milestone/multi-user:default";
+    "/usr/sbin/zlogin ib1 /usr/bin/svcs -H -o state svc:/milestone/multi-user:default";
 /// zlogin hands its joined arguments to the zone's shell, so `my image` travels as the
 /// argument `'my image'` (which the recorder's line quotes once more).
-const BUILD: &str = r"/usr/sbin/zlogin -S ib1 /opt/ib/bin/image-builder build -d rpool/images -g g -n ''\''my image'\''' --no-vm";
+const BUILD: &str = r"/usr/sbin/zlogin ib1 /opt/ib/bin/image-builder build -d rpool/images -g g -n ''\''my image'\''' --no-vm";
 const HALT: &str = "/usr/sbin/zoneadm -z ib1 halt";
 const UNINSTALL: &str = "/usr/sbin/zoneadm -z ib1 uninstall -F";
 const DELETE: &str = "/usr/sbin/zonecfg -z ib1 delete -F";
@@ -101,7 +104,6 @@ fn a_build_creates_installs_boots_runs_and_removes_the_zone() {
     assert_eq!(
         words,
         [
-            "-S",
             "ib1",
             "/opt/ib/bin/image-builder",
             "build",

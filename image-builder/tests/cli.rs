@@ -243,3 +243,57 @@ fn build_in_zone_is_refused_off_illumos_before_anything_starts() {
         "error: --in-zone needs an illumos host with zones; this is a Linux host\n"
     );
 }
+
+#[test]
+fn build_in_zone_refuses_the_targets_a_zone_cannot_build_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("g")).unwrap();
+    let t = dir.path().display().to_string();
+    for (name, json, said) in [
+        (
+            "p",
+            r#"{ "pool": { "name": "rpool", "size": 64 }, "steps": [] }"#,
+            "a pool image: it needs a lofi device and zpool create on it",
+        ),
+        (
+            "u",
+            r#"{ "ufs": { "size": 16, "inode_density": 4096 }, "steps": [] }"#,
+            "a ufs image",
+        ),
+        (
+            "f",
+            r#"{ "pcfs": { "label": "ESP", "size": 33 }, "steps": [] }"#,
+            "a pcfs image",
+        ),
+        (
+            "h",
+            r#"{ "iso": { "boot_uefi": "boot/efiboot.img",
+                          "hybrid": { "stage1": "boot/pmbr", "stage2": "boot/isoboot" } },
+                 "steps": [] }"#,
+            "a hybrid iso image",
+        ),
+    ] {
+        std::fs::write(dir.path().join(format!("g/{name}.json")), json).unwrap();
+        let o = run(&[
+            "build",
+            "--in-zone",
+            "ib1",
+            "-d",
+            "nosuchpool/images",
+            "-T",
+            &t,
+            "-g",
+            "g",
+            "-n",
+            name,
+        ]);
+        assert_no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let e = stderr(&o);
+        assert!(
+            e.starts_with(&format!("error: --in-zone cannot build {said}"))
+                && e.contains("only dataset, zone and (non-hybrid) iso targets build"),
+            "{name}: {e}"
+        );
+    }
+}

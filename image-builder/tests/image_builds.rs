@@ -83,6 +83,16 @@ impl World {
         runner: &dyn Runner,
         formats: Vec<Format>,
     ) -> Result<Outcome, BuildError> {
+        self.build_with(host, runner, formats, |o| o)
+    }
+
+    fn build_with(
+        &self,
+        host: Host,
+        runner: &dyn Runner,
+        formats: Vec<Format>,
+        change: impl FnOnce(BuildOptions) -> BuildOptions,
+    ) -> Result<Outcome, BuildError> {
         let p = plan(
             &self.dir("t"),
             "g",
@@ -104,6 +114,7 @@ impl World {
             smf: SmfSeeding::AtFirstBoot,
             ..BuildOptions::new("rpool/images", self.dir("t"))
         };
+        let opts = change(opts);
         build::build(&p, &opts, &env, &mut |e| {
             eprintln!("{}", serde_json::to_string(e).unwrap())
         })
@@ -136,10 +147,10 @@ fn illumos_pool_build_command_lines() {
                { "t": "ensure_file", "file": "/etc/motd", "contents": "hi\n", "owner": "root", "group": "sys", "mode": "644" },
                { "t": "make_bootable" } ] }"#,
     );
-    w.rec.on(
-        "/usr/sbin/lofiadm -l -a",
-        Output::ok("/dev/rdsk/c9t1d0p0\n"),
-    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
     let outcome = w
         .build(Host::Illumos, &*w.rec, vec![Format::Qcow2])
         .unwrap();
@@ -220,10 +231,10 @@ fn illumos_pool_failure_unwinds_pool_device_and_datasets() {
         r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi" },
              "steps": [ { "t": "create_be" }, { "t": "make_bootable" } ] }"#,
     );
-    w.rec.on(
-        "/usr/sbin/lofiadm -l -a",
-        Output::ok("/dev/rdsk/c9t1d0p0\n"),
-    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
     w.rec.on(
         "/sbin/beadm activate",
         Output::failed(1, "beadm: no such BE"),
@@ -261,6 +272,52 @@ fn illumos_pool_failure_unwinds_pool_device_and_datasets() {
 }
 
 #[test]
+fn illumos_unlabelled_pool_is_created_on_the_p0_block_node() {
+    let w = World::new(Host::Illumos);
+    w.template(
+        r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi", "label": false },
+             "steps": [] }"#,
+    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
+    w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
+    let create = w
+        .actions()
+        .into_iter()
+        .find(|l| l.starts_with("/sbin/zpool create"))
+        .unwrap();
+    // As the reference (src/main.rs run_build_pool): unlabelled, the pool gets the p0 node.
+    assert!(create.ends_with(" rpool /dev/dsk/c9t1d0p0"), "{create}");
+}
+
+#[test]
+fn unexpected_lofiadm_output_stops_a_pool_build_with_it_quoted() {
+    let w = World::new(Host::Illumos);
+    w.template(r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi" }, "steps": [] }"#);
+    // Not what lofiadm prints for a labelled device (that is /dev/dsk/cXtYdZp0,
+    // usr/src/cmd/lofiadm/main.c make_blkdevname()): an unlabelled node.
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/lofi/2\n"));
+    let e = w
+        .build(Host::Illumos, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("printed \"/dev/lofi/2\", not a labelled device /dev/dsk/cXtYdZp0"),
+        "{e}"
+    );
+    assert!(
+        !w.actions()
+            .iter()
+            .any(|l| l.starts_with("/sbin/zpool create")),
+        "{:?}",
+        w.actions()
+    );
+}
+
+#[test]
 fn illumos_pcfs_and_ufs_command_lines() {
     let w = World::new(Host::Illumos);
     w.template(
@@ -272,6 +329,7 @@ fn illumos_pcfs_and_ufs_command_lines() {
         &format!("/usr/sbin/lofiadm {}", image.display()),
         Output::failed(1, "none"),
     );
+    // lofiadm(8) EXAMPLES: an unlabelled device prints /dev/lofi/N.
     w.rec
         .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/3\n"));
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
@@ -299,6 +357,7 @@ fn illumos_pcfs_and_ufs_command_lines() {
         &format!("/usr/sbin/lofiadm {}", image.display()),
         Output::failed(1, "none"),
     );
+    // lofiadm(8) EXAMPLES: an unlabelled device prints /dev/lofi/N.
     w.rec
         .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/4\n"));
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
@@ -342,13 +401,17 @@ fn illumos_hybrid_iso_command_lines() {
     let w = World::new(Host::Illumos);
     w.template(
         r#"{ "iso": { "boot_bios": "boot/cdboot", "boot_uefi": "boot/efiboot.img", "volume_id": "OI",
-                     "hybrid": { "stage1": "boot/pmbr", "stage2": "boot/isoboot" } },
-             "steps": [] }"#,
+                     "hybrid": { "stage1": "/boot/pmbr", "stage2": "boot/isoboot" } },
+             "steps": [
+               { "t": "ensure_dir", "dir": "/boot", "owner": "root", "group": "root", "mode": "755" },
+               { "t": "ensure_file", "file": "/boot/pmbr", "contents": "image pmbr", "owner": "root", "group": "root", "mode": "444" },
+               { "t": "ensure_file", "file": "/boot/isoboot.1", "contents": "image isoboot", "owner": "root", "group": "root", "mode": "444" },
+               { "t": "ensure_symlink", "link": "/boot/isoboot", "target": "/boot/isoboot.1", "owner": "root", "group": "root" } ] }"#,
     );
-    w.rec.on(
-        "/usr/sbin/lofiadm -l -a",
-        Output::ok("/dev/rdsk/c9t2d0p0\n"),
-    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t2d0p0\n"));
     w.rec.on(
         "/usr/bin/etdump",
         Output::ok(
@@ -371,11 +434,58 @@ fn illumos_hybrid_iso_command_lines() {
             "/usr/sbin/fdisk -A 190:0:0:0:0:0:0:0:3:60 /dev/rdsk/c9t2d0p0",
             "/usr/bin/etdump --format shell W/work/output.iso",
             "/usr/sbin/fdisk -A 239:0:0:0:0:0:0:0:144:8192 /dev/rdsk/c9t2d0p0",
-            "/usr/sbin/installboot -fm W/tmp/proto/boot/pmbr W/tmp/proto/boot/isoboot /dev/rdsk/c9t2d0p2",
+            "/usr/sbin/installboot -fm W/tmp/installboot.stage1 W/tmp/installboot.stage2 \
+             /dev/rdsk/c9t2d0p2",
             "/usr/sbin/lofiadm W/work/output.iso",
         ]
     );
+    // The boot blocks installboot got are the image's, the absolute stage1 path and the
+    // absolute symlink of stage2 both resolved inside the image tree.
+    assert_eq!(
+        std::fs::read(w.dir("tmp/installboot.stage1")).unwrap(),
+        b"image pmbr"
+    );
+    assert_eq!(
+        std::fs::read(w.dir("tmp/installboot.stage2")).unwrap(),
+        b"image isoboot"
+    );
     assert_eq!(std::fs::read(w.dir("output/g-img.iso")).unwrap(), b"iso");
+}
+
+#[test]
+fn a_hybrid_iso_boot_block_missing_from_the_image_is_an_error_naming_the_field() {
+    let w = World::new(Host::Illumos);
+    // stage1 exists on many build hosts, never in this empty image.
+    w.template(
+        r#"{ "iso": { "boot_uefi": "boot/efiboot.img",
+                     "hybrid": { "stage1": "/boot/pmbr", "stage2": "/boot/isoboot" } },
+             "steps": [] }"#,
+    );
+    // What illumos lofiadm prints for a labelled device: its block node with p0
+    // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
+    w.rec
+        .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t2d0p0\n"));
+    w.rec.on(
+        "/usr/bin/etdump",
+        Output::ok("et_platform=efi;et_system=i386;et_lba=36;et_sectors=8192\n"),
+    );
+    std::fs::write(w.dir("work/output.iso"), b"iso").unwrap();
+    let e = w
+        .build(Host::Illumos, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("iso hybrid stage1 \"/boot/pmbr\": "), "{e}");
+    let actions = w.actions();
+    assert!(
+        !actions.iter().any(|l| l.contains("installboot")),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|l| l == "/usr/sbin/lofiadm -d W/work/output.iso"),
+        "the device is detached: {actions:?}"
+    );
 }
 
 /// ZFS from the recorder, every other command for real.
@@ -505,4 +615,123 @@ fn linux_iso_is_a_real_bootable_iso() {
         .output()
         .unwrap();
     assert_eq!(files.stdout, b"multi dot\n");
+}
+
+/// A work dataset `rpool/images/work/g/img` holding `snaps`, each without this tool's cache
+/// key, as the reference image-builder (or a plain `zfs snapshot`) leaves them.
+fn world_with_keyless(snaps: &[&str]) -> World {
+    let work = "rpool/images/work/g/img";
+    // Before the defaults: rules match by prefix, and `... rpool/images` is one.
+    World::with(Host::Illumos, |rec, _| {
+        let mut names: Vec<String> = snaps.iter().map(|s| format!("{work}@{s}")).collect();
+        names.push(work.to_string());
+        for n in &names {
+            rec.always(
+                &format!("/sbin/zfs list -H -p -o name -t all {n}"),
+                Output::ok(format!("{n}\n")),
+            );
+        }
+        for s in snaps {
+            rec.always(
+                &format!("/sbin/zfs get -H -p -o value,source guid {work}@{s}"),
+                Output::ok("8815304164313270471\t-\n"),
+            );
+            // zfs(8) get: an unset user property shows value "-" with source "-".
+            rec.always(
+                &format!(
+                    "/sbin/zfs get -H -p -o value,source org.illumos.image-builder:key {work}@{s}"
+                ),
+                Output::ok("-\t-\n"),
+            );
+        }
+    })
+}
+
+/// What touched the work dataset: destroyed, rolled back, re-created or snapshotted.
+fn work_changes(w: &World) -> Vec<String> {
+    w.actions()
+        .into_iter()
+        .filter(|l| l.contains("rpool/images/work/g/img"))
+        .collect()
+}
+
+#[test]
+fn a_first_stage_built_elsewhere_is_neither_reused_nor_destroyed_without_x() {
+    let w = world_with_keyless(&["strap"]);
+    w.template(r#"{ "dataset": { "name": "img", "output_snapshot": "strap" }, "steps": [] }"#);
+    for reset in [false, true] {
+        let e = w
+            .build_with(Host::Illumos, &*w.rec, vec![], |o| BuildOptions {
+                reset,
+                ..o
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "rpool/images/work/g/img@strap was built elsewhere (it has no \
+             org.illumos.image-builder:key cache key): pass -x to rebuild \
+             rpool/images/work/g/img from scratch (-r cannot: the stage has no input snapshot)",
+            "-r {reset}"
+        );
+    }
+    assert_eq!(work_changes(&w), Vec::<String>::new());
+
+    // -x: the user asked for it. (The work dataset is there until it is destroyed.)
+    let w = World::with(Host::Illumos, |rec, _| {
+        rec.on(
+            "/sbin/zfs list -H -p -o name -t all rpool/images/work/g/img",
+            Output::ok("rpool/images/work/g/img\n"),
+        );
+    });
+    w.template(r#"{ "dataset": { "name": "img", "output_snapshot": "strap" }, "steps": [] }"#);
+    w.build_with(Host::Illumos, &*w.rec, vec![], |o| BuildOptions {
+        fullreset: true,
+        ..o
+    })
+    .unwrap();
+    let changes = work_changes(&w);
+    assert_eq!(changes[0], "/sbin/zfs destroy -r rpool/images/work/g/img");
+    assert!(
+        changes[2].starts_with("/sbin/zfs snapshot -o org.illumos.image-builder:key=")
+            && changes[2].ends_with(" rpool/images/work/g/img@strap"),
+        "{changes:?}"
+    );
+}
+
+#[test]
+fn a_later_stage_over_a_snapshot_built_elsewhere_needs_r_or_x() {
+    let w = world_with_keyless(&["strap", "image"]);
+    w.template(
+        r#"{ "dataset": { "name": "img", "input_snapshot": "strap", "output_snapshot": "image" },
+             "steps": [] }"#,
+    );
+    let e = w
+        .build(Host::Illumos, &*w.rec, vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("rpool/images/work/g/img@image was built elsewhere")
+            && e.ends_with(
+                ": pass -x to rebuild rpool/images/work/g/img from scratch, or -r to rebuild \
+                 this stage from rpool/images/work/g/img@strap"
+            ),
+        "{e}"
+    );
+    assert_eq!(work_changes(&w), Vec::<String>::new());
+    // -r, as in the reference: back to the input snapshot, the stage runs again.
+    w.build_with(Host::Illumos, &*w.rec, vec![], |o| BuildOptions {
+        reset: true,
+        ..o
+    })
+    .unwrap();
+    let changes = work_changes(&w);
+    assert_eq!(
+        changes[0],
+        "/sbin/zfs rollback -r rpool/images/work/g/img@strap"
+    );
+    assert!(
+        !changes.iter().any(|l| l.contains(" destroy ")),
+        "{changes:?}"
+    );
 }

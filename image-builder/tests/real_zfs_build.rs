@@ -246,3 +246,89 @@ fn a_second_concurrent_build_of_the_same_work_dataset_is_refused() {
     drop(held);
     assert_eq!(w.build("s2"), Outcome::Built);
 }
+
+#[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
+fn a_stage_snapshot_made_without_a_cache_key_is_kept_until_x_or_r() {
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs);
+    // A work dataset and stage snapshots as another tool leaves them: plain `zfs create`
+    // and `zfs snapshot`, no cache key.
+    let work = w.work();
+    zfs.create(&work, &zfs::CreateOptions::new().parents())
+        .unwrap();
+    // What stage s2 expects of stage s1's tree.
+    std::fs::create_dir_all(w.work_dir().join("etc")).unwrap();
+    std::fs::write(w.work_dir().join("etc/a"), "a\n").unwrap();
+    zfs.snapshot(&format!("{work}@one"), &[]).unwrap();
+    zfs.snapshot(&format!("{work}@two"), &[]).unwrap();
+    std::fs::write(w.work_dir().join("marker"), "kept\n").unwrap();
+    zfs.snapshot(&format!("{work}@three"), &[]).unwrap();
+    let before = w.snapshots();
+
+    let e = w.build_with("s1", w.opts()).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{work}@one was built elsewhere"))
+            && e.contains("pass -x to rebuild"),
+        "{e}"
+    );
+    let e = w
+        .build_with(
+            "s1",
+            BuildOptions {
+                reset: true,
+                ..w.opts()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("-r cannot: the stage has no input snapshot"),
+        "{e}"
+    );
+    let e = w.build_with("s2", w.opts()).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("or -r to rebuild this stage from {work}@one")),
+        "{e}"
+    );
+    assert_eq!(
+        w.snapshots(),
+        before,
+        "nothing was destroyed or rolled back"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.work_dir().join("marker")).unwrap(),
+        "kept\n"
+    );
+    assert!(matches!(w.status("s1"), build::CacheStatus::Miss(m) if m.contains("built elsewhere")));
+
+    // -r rebuilds the later stage from its input snapshot, as the reference does.
+    assert_eq!(
+        w.build_with(
+            "s2",
+            BuildOptions {
+                reset: true,
+                ..w.opts()
+            }
+        )
+        .unwrap(),
+        Outcome::Built
+    );
+    assert_eq!(
+        w.snapshots(),
+        [format!("{work}@one"), format!("{work}@two")]
+    );
+    // -x rebuilds the first.
+    assert_eq!(
+        w.build_with(
+            "s1",
+            BuildOptions {
+                fullreset: true,
+                ..w.opts()
+            }
+        )
+        .unwrap(),
+        Outcome::Built
+    );
+    assert_eq!(w.build("s1"), Outcome::Cached);
+}

@@ -34,7 +34,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     (
         "g/c.json",
-        r#"{ "dataset": { "name": "v" }, "steps": [
+        r#"{ "dataset": { "name": "v", "output_snapshot": "done" }, "steps": [
             { "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "sys", "mode": "755" },
             { "t": "pack_tar", "name": "c.tar.gz" } ] }"#,
     ),

@@ -2,9 +2,13 @@
 //! stages, from an input snapshot to an output snapshot.
 //!
 //! Unlike the reference tool, an existing output snapshot is reused only when its cache key
-//! matches this build's; otherwise the stage is rebuilt from its input snapshot. A failed
-//! or interrupted stage leaves the work dataset at its input snapshot (or removes it, when
-//! this build created it), and the scratch dataset is always removed.
+//! matches this build's; otherwise the stage is rebuilt from its input snapshot. An output
+//! snapshot without a key (made by the reference tool, an older version or by hand) is
+//! neither reused nor thrown away: the build stops and asks for -x (or -r). As in the
+//! reference, a work dataset is destroyed only with -x, or when its output snapshot
+//! carries this tool's key. A failed or interrupted stage leaves the work dataset at its
+//! input snapshot (or removes it, when this build created it), and the scratch dataset is
+//! always removed.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -126,14 +130,15 @@ fn stage(
 
     let work_mark: Mark;
     if zfs.exists(&work)? {
+        // Whether the work dataset holds this tool's own output for this stage: only then
+        // may a first stage (no input snapshot to roll back to) destroy it without -x.
+        let mut ours = false;
         if let Some(out) = &target.output_snapshot {
             let reason = if !zfs.exists(&snap(out))? {
                 format!("{} does not exist", snap(out))
-            } else if opts.reset {
-                "-r was given".to_string()
             } else {
                 match zfs.get(&snap(out), KEY_PROPERTY)? {
-                    Some(k) if k == key => {
+                    Some(k) if k == key && !opts.reset => {
                         // Later stages' snapshots were made from this one: keep them. Only
                         // when this is the newest snapshot is the tree reset to it.
                         if zfs.snapshots(&work)?.last() == Some(&snap(out)) {
@@ -149,9 +154,22 @@ fn stage(
                         return Ok((Outcome::Cached, rec));
                     }
                     Some(_) => {
-                        "the template, its files, its features or its input changed".to_string()
+                        ours = true;
+                        if opts.reset {
+                            "-r was given".to_string()
+                        } else {
+                            "the template, its files, its features or its input changed".to_string()
+                        }
                     }
-                    None => format!("{} has no cache key (made by another tool?)", snap(out)),
+                    None => match &target.input_snapshot {
+                        // As the reference: -r rebuilds a stage from its input snapshot.
+                        Some(s) if opts.reset => format!(
+                            "-r was given ({} was built elsewhere); rebuilding from {}",
+                            snap(out),
+                            snap(s)
+                        ),
+                        _ => return Err(built_elsewhere(&work, &snap(out), target, &snap)),
+                    },
                 }
             };
             events(&Event::CacheMiss { reason });
@@ -166,6 +184,17 @@ fn stage(
                     "{work} exists but its input snapshot {} does not; rebuild the earlier stages or start over with -x",
                     snap(s)
                 )))
+            }
+            None if !ours => {
+                // Nothing says this tool made it: as the reference, only -x destroys it.
+                let what = match &target.output_snapshot {
+                    Some(out) => format!("its output snapshot {} does not exist", snap(out)),
+                    None => "the stage has neither an input nor an output snapshot".to_string(),
+                };
+                return Err(BuildError::State(format!(
+                    "{work} exists, {what}, and the stage has no input snapshot to start \
+                     from: pass -x to destroy {work} and rebuild it"
+                )));
             }
             None => {
                 // A first stage has nothing to roll back to: it starts from scratch.
@@ -212,6 +241,29 @@ fn stage(
         .map(|(n, _)| n)
         .collect();
     Ok((Outcome::Built, rec))
+}
+
+/// The refusal for an output snapshot without this tool's cache key: made by the reference
+/// image-builder, an older version, or by hand, so nothing says what it holds or whether it
+/// may be thrown away.
+fn built_elsewhere(
+    work: &str,
+    out: &str,
+    target: &Dataset,
+    snap: &dyn Fn(&str) -> String,
+) -> BuildError {
+    let how = match &target.input_snapshot {
+        Some(s) => format!(
+            "pass -x to rebuild {work} from scratch, or -r to rebuild this stage from {}",
+            snap(s)
+        ),
+        None => format!(
+            "pass -x to rebuild {work} from scratch (-r cannot: the stage has no input snapshot)"
+        ),
+    };
+    BuildError::State(format!(
+        "{out} was built elsewhere (it has no {KEY_PROPERTY} cache key): {how}"
+    ))
 }
 
 /// Output files with their modification times, to tell which ones a build wrote.
@@ -276,6 +328,6 @@ pub fn cache_status(
         Some(_) => {
             CacheStatus::Miss("the template, its files, its features or its input changed".into())
         }
-        None => CacheStatus::Miss(format!("{} has no cache key", snap(out))),
+        None => CacheStatus::Miss(built_elsewhere(&work, &snap(out), target, &snap).to_string()),
     })
 }

@@ -10,6 +10,8 @@ pub enum BuildError {
     Preflight(String),
     #[error(transparent)]
     Zfs(#[from] zfs::ZfsError),
+    #[error(transparent)]
+    Device(#[from] super::device::DeviceError),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

@@ -54,8 +54,7 @@ fn illumos_fs(
     let detach = w.journal.push(Undo::DetachDevice {
         file: image.to_path_buf(),
     })?;
-    let dev =
-        device::attach(&w.system(), image, false).map_err(|e| BuildError::State(e.to_string()))?;
+    let dev = device::attach(&w.system(), image, false)?;
     // mkfs and newfs ask for confirmation on a terminal; answer for them.
     run(w, mkfs(&dev).stdin("y\n"))?;
     let unmount = w.journal.push(Undo::Unmount { path: root.clone() })?;

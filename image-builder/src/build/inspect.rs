@@ -52,6 +52,8 @@ pub enum InspectError {
     Zfs(#[from] zfs::ZfsError),
     #[error(transparent)]
     Run(#[from] runner::RunError),
+    #[error(transparent)]
+    Device(#[from] device::DeviceError),
     #[error("{0}")]
     Other(String),
 }
@@ -114,7 +116,7 @@ pub fn inspect(sys: &System, file: &Path) -> Result<Report, InspectError> {
         Host::Illumos => {
             // A read-only labelled lofi device; its slice N-1 is GPT partition N.
             let dev = device::attach_readonly(sys, file, true)?;
-            let slice = format!("{}s{}", dev.disk, part.saturating_sub(1));
+            let slice = dev.slice(part.saturating_sub(1));
             // illumos `zpool import -d` searches a directory: one holding only a link
             // to this slice, so no other disk of the host is looked at.
             let dir = std::env::temp_dir().join(format!("inspect{}.dev", std::process::id()));
@@ -306,10 +308,11 @@ mod tests {
         let links = tmp.join(format!("inspect{pid}.dev"));
         let alt = tmp.join(&t);
         let rec = Recorder::new();
-        // A labelled lofi device prints its raw whole-disk node.
+        // What illumos lofiadm prints for a labelled device: its block node with p0
+        // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
         rec.on(
             "/usr/sbin/lofiadm -r -l -a",
-            Output::ok("/dev/rdsk/c2t0d0p0\n"),
+            Output::ok("/dev/dsk/c2t0d0p0\n"),
         );
         rec.on(
             &format!("/sbin/zpool import -d {}", links.display()),
@@ -443,9 +446,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (img, _) = disk(dir.path(), false);
         let rec = Recorder::new();
+        // What illumos lofiadm prints for a labelled device: its block node with p0
+        // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
         rec.on(
             "/usr/sbin/lofiadm -r -l -a",
-            Output::ok("/dev/rdsk/c4t0d0p0\n"),
+            Output::ok("/dev/dsk/c4t0d0p0\n"),
         );
         rec.on(
             "/sbin/zpool import -d",

@@ -111,35 +111,53 @@ pub(super) fn build(w: &mut Work, iso: &Iso) -> Result<Vec<(PathBuf, String)>, B
         let detach = w.journal.push(Undo::DetachDevice {
             file: image.clone(),
         })?;
-        let dev = device::attach(&w.system(), &image, true)
-            .map_err(|e| BuildError::State(e.to_string()))?;
+        let dev = device::attach(&w.system(), &image, true)?;
         // An x86 boot partition (190) from sector 3 to 63 for installboot's stage2; the ISO
         // data starts at sector 64.
         fdisk(w, &dev.raw, 190, 3, 60)?;
         let (start, sectors) = esp_entry(w, &image)?;
         fdisk(w, &dev.raw, 239, start, sectors)?;
         // installboot wants a partition with a file system it recognises: the ESP, p2.
-        let p2 = match dev.raw.strip_suffix("p0") {
-            Some(disk) => format!("{disk}p2"),
-            None => {
-                return Err(BuildError::State(format!(
-                    "unexpected lofi device path {}",
-                    dev.raw
-                )))
-            }
-        };
+        let p2 = dev
+            .raw_partition(2)
+            .ok_or_else(|| BuildError::State(format!("unexpected lofi device path {}", dev.raw)))?;
+        // The boot blocks are the image's: read inside the tree (an absolute path or a
+        // symlink never leads to the build host's), handed to installboot as copies.
+        let stage1 = boot_block(w, &proto, "stage1", &h.stage1)?;
+        let stage2 = boot_block(w, &proto, "stage2", &h.stage2)?;
         run(
             w,
             Cmd::new(host.tool(Tool::Installboot))
                 .arg("-fm")
-                .arg(proto.join(&h.stage1))
-                .arg(proto.join(&h.stage2))
+                .arg(&stage1)
+                .arg(&stage2)
                 .arg(p2),
         )?;
         device::detach(&w.system(), &image).map_err(|e| BuildError::State(e.to_string()))?;
         w.journal.done(detach)?;
     }
     Ok(vec![(image, ImageFile::Iso.name(&w.stem()))])
+}
+
+/// Copies the image file `path` (`iso.hybrid.FIELD`, resolved inside the image tree
+/// `proto` as the image sees it) to the build's scratch directory; returns the copy.
+fn boot_block(
+    w: &Work,
+    proto: &std::path::Path,
+    field: &str,
+    path: &str,
+) -> Result<PathBuf, BuildError> {
+    let root = super::open_root(proto, "image")?;
+    let bad = |e: String| BuildError::State(format!("iso hybrid {field} {path:?}: {e}"));
+    let mut from = root.open_read(path).map_err(|e| bad(e.to_string()))?;
+    let meta = from.metadata().map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file in the image".into()));
+    }
+    let copy = w.tmp_dir.join(format!("installboot.{field}"));
+    let mut to = std::fs::File::create(&copy).map_err(|e| BuildError::io(&copy, e))?;
+    std::io::copy(&mut from, &mut to).map_err(|e| BuildError::io(&copy, e))?;
+    Ok(copy)
 }
 
 fn fdisk(w: &Work, rdev: &str, id: u8, start: u64, n: u64) -> Result<(), BuildError> {

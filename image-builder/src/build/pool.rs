@@ -64,9 +64,10 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
             detach_mark = Some(w.journal.push(Undo::DetachDevice {
                 file: image.clone(),
             })?);
-            // As the reference: always a labelled lofi; the pool gets the whole disk (zpool
-            // writes the EFI label) or, unlabelled, the p0 node.
-            let dev = device::attach(&w.system(), &image, true).map_err(zfs::ZfsError::from)?;
+            // As the reference: always a labelled lofi; the pool gets the whole disk
+            // /dev/dsk/cXtYdZ (zpool writes the EFI label) or, unlabelled, its block p0
+            // node /dev/dsk/cXtYdZp0 (what lofiadm printed).
+            let dev = device::attach(&w.system(), &image, true)?;
             let vdev = if label {
                 dev.disk.clone()
             } else {
@@ -83,7 +84,7 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
             detach_mark = Some(w.journal.push(Undo::DetachDevice {
                 file: image.clone(),
             })?);
-            let dev = device::attach(&w.system(), &image, true).map_err(zfs::ZfsError::from)?;
+            let dev = device::attach(&w.system(), &image, true)?;
             let part = dev.partition(l.zfs().number);
             wait_for(&part)?;
             if let Some(s) = l.esp() {

@@ -40,6 +40,14 @@ pub enum ZoneError {
     NotIllumos(&'static str),
     #[error("invalid build zone: {0}")]
     Invalid(String),
+    #[error(
+        "--in-zone cannot build a {target} image: {why}; in a build zone only dataset, \
+         zone and (non-hybrid) iso targets build"
+    )]
+    Target {
+        target: &'static str,
+        why: &'static str,
+    },
     #[error(transparent)]
     Run(#[from] RunError),
     #[error("{}: {source}", .path.display())]
@@ -54,6 +62,24 @@ pub enum ZoneError {
     Copy { zone: String, detail: String },
     #[error("the build in zone {zone} was interrupted")]
     Interrupted { zone: String },
+}
+
+/// Refuses, before anything starts, a target a build zone cannot build: they need lofi
+/// devices (lofiadm(8): a labelled device "has to be enabled in zone configuration", and the
+/// build zone has no device resources) and, for pools, `zpool create` on one.
+pub fn zone_can_build(target: Option<&crate::template::load::Target>) -> Result<(), ZoneError> {
+    use crate::template::load::Target;
+    let (target, why) = match target {
+        Some(Target::Pool(_)) => ("pool", "it needs a lofi device and zpool create on it"),
+        Some(Target::Ufs(_)) => ("ufs", "it needs a lofi device to make the file system on"),
+        Some(Target::Pcfs(_)) => ("pcfs", "it needs a lofi device to make the file system on"),
+        Some(Target::Iso(i)) if i.hybrid.is_some() => (
+            "hybrid iso",
+            "its partition table and boot blocks are written through a lofi device",
+        ),
+        _ => return Ok(()),
+    };
+    Err(ZoneError::Target { target, why })
 }
 
 impl BuildZone {
@@ -270,16 +296,16 @@ impl InZone<'_> {
 
     fn wait_up(&self) -> Result<(), ZoneError> {
         let start = std::time::Instant::now();
-        let look = self
-            .cmd(Tool::Zlogin)
-            .args(["-S", self.zone.name.as_str()])
-            .args([
-                "/usr/bin/svcs",
-                "-H",
-                "-o",
-                "state",
-                "svc:/milestone/multi-user:default",
-            ]);
+        // Plain non-interactive zlogin (zlogin(1): it runs the utility through su(1M) with
+        // the user's login environment); -S is the "safe" mode zlogin(1) reserves for
+        // recovering a damaged zone.
+        let look = self.cmd(Tool::Zlogin).arg(self.zone.name.as_str()).args([
+            "/usr/bin/svcs",
+            "-H",
+            "-o",
+            "state",
+            "svc:/milestone/multi-user:default",
+        ]);
         loop {
             let out = self.runner.output(&look)?;
             if out.success() && out.stdout_str().trim() == "online" {
@@ -308,7 +334,7 @@ impl InZone<'_> {
         words.extend(args.iter().map(|a| sh_quote(a)));
         let cmd = self
             .cmd(Tool::Zlogin)
-            .args(["-S", self.zone.name.as_str()])
+            .arg(self.zone.name.as_str())
             .args(words)
             .passthrough();
         Ok(self.runner.output(&cmd)?.code)

@@ -89,7 +89,14 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, runner::interrupt::flag())?;
     }
     let host = Host::detect();
-    // Zones exist only on illumos: say so before anything starts.
+    // What a build zone cannot build, and zones anywhere but illumos: said before anything
+    // starts.
+    if a.in_zone.is_some() {
+        if let Err(e) = image_builder::buildzone::zone_can_build(plan.target.as_ref()) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     if a.in_zone.is_some() && host != Host::Illumos {
         eprintln!(
             "error: {}",

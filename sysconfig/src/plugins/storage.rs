@@ -184,11 +184,7 @@ impl Plugin for Storage {
             let vdevs = ctx
                 .query(Cmd::new(ZPOOL).args(["list", "-H", "-v", "-P", "-o", "name", &pool]))?
                 .unwrap_or_default();
-            for dev in vdevs
-                .lines()
-                .map(str::trim)
-                .filter(|l| l.starts_with("/dev/"))
-            {
+            for dev in leaf_devices(&vdevs) {
                 ctx.run(Cmd::new(ZPOOL).args(["online", "-e", &pool, dev]))?;
             }
         } else {
@@ -196,6 +192,22 @@ impl Plugin for Storage {
         }
         Ok(Outcome::Done)
     }
+}
+
+/// The disk devices in `zpool list -H -v -P -o name POOL` output. The first line is the
+/// pool's own row (the `-o` columns); after it every vdev has a row of its own in a fixed
+/// layout that ignores `-o`: in scripted mode (`-H`) a tab, the vdev's name (`-P`: the full
+/// device path), then a tab before each of size, alloc, free, ckpoint, expandsz, frag, cap,
+/// dedup and health (illumos-gate usr/src/cmd/zpool/zpool_main.c, print_list_stats() and
+/// print_one_column()). Only the name field is a device; mirror and raidz rows and the
+/// `logs`/`cache`/`spare` headings are not paths and are left out.
+fn leaf_devices(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .filter_map(|l| l.strip_prefix('\t'))
+        .filter_map(|l| l.split('\t').next())
+        .filter(|name| name.starts_with("/dev/"))
+        .collect()
 }
 
 pub fn zpool_create(p: &crate::schema::Pool) -> Cmd {
@@ -235,9 +247,13 @@ mod tests {
                 "/usr/sbin/zfs list -H -o name",
                 Output::ok("rpool\nrpool/export\n"),
             )
+            // illumos-gate usr/src/cmd/zpool/zpool_main.c: the pool row holds the -o
+            // columns (print_pool); each vdev row, in scripted mode, is "\t" NAME and
+            // "\t" before each of size, alloc, free, ckpoint, expandsz, frag, cap, dedup,
+            // health (print_list_stats, print_one_column: 0 prints "-", cap "%1.2f%%").
             .on(
                 "/usr/sbin/zpool list -H -v -P -o name rpool",
-                Output::ok("rpool\n\t/dev/dsk/c1t0d0s0\n"),
+                Output::ok("rpool\n\t/dev/dsk/c1t0d0s1\t19.9G\t1.23G\t18.6G\t-\t10G\t3%\t6.17%\t-\tONLINE\n"),
             );
         let ctx = Ctx::new(crate::rootfs::Root::new("/"), true, &rec);
         let d = json!({"storage": {
@@ -270,8 +286,24 @@ mod tests {
                 "would run: /usr/sbin/zfs create -V 2G rpool/swap",
                 "would write: /etc/vfstab (0644)",
                 "would run: /sbin/swapadd",
-                "would run: /usr/sbin/zpool online -e rpool /dev/dsk/c1t0d0s0",
+                "would run: /usr/sbin/zpool online -e rpool /dev/dsk/c1t0d0s1",
             ]
+        );
+    }
+
+    #[test]
+    fn only_the_name_field_of_leaf_vdev_rows_is_a_device() {
+        // A mirrored pool with a log device (print_list_stats: a "logs" heading row
+        // without the leading tab, a "mirror-0" row that is not a path, leaves showing
+        // only their physical size and health).
+        let listing = "rpool\n\tmirror-0\t19.9G\t1.23G\t18.6G\t-\t-\t3%\t6.17%\t-\tONLINE\n\
+                       \t/dev/dsk/c1t0d0s1\t20.0G\t-\t-\t-\t-\t-\t-\t-\tONLINE\n\
+                       \t/dev/dsk/c1t1d0s1\t20.0G\t-\t-\t-\t-\t-\t-\t-\tONLINE\n\
+                       logs      -      -      -        -         -      -      -      -         -\n\
+                       \t/dev/dsk/c2t0d0\t7.50G\t0\t7.50G\t-\t-\t0%\t0.00%\t-\tONLINE\n";
+        assert_eq!(
+            leaf_devices(listing),
+            ["/dev/dsk/c1t0d0s1", "/dev/dsk/c1t1d0s1", "/dev/dsk/c2t0d0"]
         );
     }
 
