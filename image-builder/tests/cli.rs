@@ -131,7 +131,7 @@ fn validate_exit_status_follows_errors() {
         "-n",
         "generic-ttya-zfs",
     ]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2));
     assert!(
         stderr(&bad).contains("steps[8].src: source file \"install-helios.sh\" not found"),
         "{}",
@@ -157,7 +157,8 @@ fn build_refuses_ips_steps_on_a_host_without_pkg_before_touching_anything() {
         "hipster-01-strap",
     ]);
     assert_no_panic(&o);
-    assert_eq!(o.status.code(), Some(1));
+    // A build this host cannot run is refused before it starts: bad usage (2).
+    assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.starts_with("error: step 0 (pkg_image_create, "), "{e}");
     assert!(e.contains("needs /usr/bin/pkg, which this Linux host does not have: IPS steps run on an illumos host"), "{e}");
@@ -231,9 +232,126 @@ fn build_in_zone_is_refused_off_illumos_before_anything_starts() {
         "z",
     ]);
     assert_no_panic(&o);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
         "error: --in-zone needs an illumos host with zones; this is a Linux host\n"
     );
+}
+
+/// Every subcommand: `image-builder` and each subcommand's `--help` end with the exit
+/// status table.
+const SUBCOMMANDS: [&str; 9] = [
+    "build", "clean", "inspect", "validate", "plan", "schema", "vm", "test", "matrix",
+];
+
+#[test]
+fn every_help_shows_the_exit_status_table() {
+    let top = run(&["--help"]);
+    let text = String::from_utf8_lossy(&top.stdout).into_owned();
+    for cmd in SUBCOMMANDS {
+        assert!(text.contains(&format!("  {cmd} ")), "{cmd} missing: {text}");
+    }
+    let mut helps = vec![vec!["--help"]];
+    helps.extend(SUBCOMMANDS.iter().map(|c| vec![*c, "--help"]));
+    for args in helps {
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        for line in [
+            "Exit status:",
+            "  0    success",
+            "  1    the work failed",
+            "  2    bad usage or input that can be fixed",
+            "  130  interrupted by SIGINT, SIGTERM or SIGHUP",
+        ] {
+            assert!(out.contains(line), "{args:?} lacks {line:?}: {out}");
+        }
+    }
+}
+
+/// A file that cannot be read is a failure of the work (1), not bad usage (2).
+#[test]
+fn inspect_of_a_missing_image_exits_1() {
+    let o = run(&["inspect", "/nonexistent/disk.raw"]);
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("error: ") && e.contains("/nonexistent/disk.raw"),
+        "{e}"
+    );
+}
+
+/// A template tree with one template whose step type does not exist.
+fn bad_template_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("g")).unwrap();
+    std::fs::write(
+        dir.path().join("g/bad.json"),
+        r#"{ "dataset": { "name": "bad" }, "steps": [ { "t": "no_such_step" } ] }"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// The same template error exits 2 from every command that reads the template, and
+/// nothing is started.
+#[test]
+fn a_template_error_exits_2_from_validate_plan_build_and_matrix() {
+    let dir = bad_template_tree();
+    let t = dir.path().display().to_string();
+    let matrix = dir.path().join("m.json");
+    std::fs::write(
+        &matrix,
+        r#"{ "builds": [ { "group": "g", "name": "bad" } ] }"#,
+    )
+    .unwrap();
+    let m = matrix.display().to_string();
+    let tpl = ["-T", t.as_str(), "-g", "g", "-n", "bad"];
+    let runs: [Vec<&str>; 5] = [
+        [&["validate"][..], &tpl].concat(),
+        [&["plan"][..], &tpl].concat(),
+        [&["plan", "-d", "nosuchpool/images"][..], &tpl].concat(),
+        [&["build", "-d", "nosuchpool/images"][..], &tpl].concat(),
+        vec!["matrix", &m, "-d", "nosuchpool/images", "-T", &t],
+    ];
+    for args in runs {
+        let o = run(&args);
+        assert_no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no_such_step"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// Input files that do not parse are bad input (2) wherever they are read: a matrix,
+/// a checklist, a VM spec.
+#[test]
+fn unparsable_input_files_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{ not json").unwrap();
+    let j = junk.display().to_string();
+    let img = dir.path().join("disk.raw");
+    std::fs::write(&img, b"").unwrap();
+    let i = img.display().to_string();
+    let report = dir.path().join("report").display().to_string();
+    for args in [
+        vec!["matrix", &j, "-d", "nosuchpool/images", "-T", "/"],
+        vec!["test", &i, "--check", &j, "--report", &report],
+        vec!["vm", "--spec", &j, "--print", "qemu"],
+    ] {
+        let o = run(&args);
+        assert_no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("error: "),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
 }

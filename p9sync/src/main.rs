@@ -1,6 +1,7 @@
 //! `p9sync`: mirror or list a 9P2000.L share from a vio9p device, TCP or Unix socket.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -11,16 +12,21 @@ use p9sync::{Client, DeviceTransport, StreamTransport, Transport};
 #[command(
     name = "p9sync",
     version,
-    about = "Userland 9P2000.L client: mirror a 9P share into a local directory"
+    about = "Userland 9P2000.L client: mirror a 9P share into a local directory",
+    after_help = EXIT_HELP
 )]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// The exit statuses (docs/cli.md has the same table for every program).
+const EXIT_HELP: &str = "Exit status:\n  0    success\n  1    the work failed (the server, the transport, a local file)\n  2    bad usage or input that can be fixed (flags, a remote path with ..)";
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Mirror a remote directory into a local one, copying only what changed.
+    #[command(after_help = EXIT_HELP)]
     Sync {
         #[command(flatten)]
         conn: Conn,
@@ -38,6 +44,7 @@ enum Cmd {
         read_ahead: usize,
     },
     /// List a remote directory.
+    #[command(after_help = EXIT_HELP)]
     Ls {
         #[command(flatten)]
         conn: Conn,
@@ -105,7 +112,22 @@ fn connect(c: &Conn) -> Result<(Client<Box<dyn Transport>>, p9sync::Fid)> {
     Ok((client, root))
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // A remote path that leaves the export is the caller's to fix.
+            let bad_path = matches!(
+                e.downcast_ref::<p9sync::SyncError>(),
+                Some(p9sync::SyncError::BadRemotePath(_))
+            );
+            ExitCode::from(if bad_path { 2 } else { 1 })
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::from_default_env().add_directive("p9sync=info".parse()?),

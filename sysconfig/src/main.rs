@@ -8,11 +8,20 @@ use clap::{Parser, Subcommand};
 use sysconfig::config::{self, Config, Level, Output};
 use sysconfig::daemon::{self, Mode, Options};
 
+/// The exit statuses (docs/cli.md has the same table for every program).
+const EXIT_HELP: &str = "Exit status:\n  0    success: every change was applied (or there was nothing to do)\n  1    the work failed: a change failed, a source could not be reached, a file could \
+     not be read or written\n  2    bad usage or input that can be fixed: flags, the configuration file, the \
+     metadata a source returned";
+
+/// Exit status for bad usage or input that can be fixed (the same as clap's).
+const EXIT_USAGE: u8 = 2;
+
 #[derive(Parser)]
 #[command(
     name = "sysconfig",
     version,
-    about = "First-boot system configuration for illumos"
+    about = "First-boot system configuration for illumos",
+    after_help = EXIT_HELP
 )]
 struct Cli {
     /// Configuration file.
@@ -36,13 +45,41 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show the desired and the applied state side by side.
+    #[command(after_help = EXIT_HELP)]
     Show,
     /// Show the changes the plugins would make.
+    #[command(after_help = EXIT_HELP)]
     Plan,
     /// Apply the desired state now (also when this instance was configured before).
+    #[command(after_help = EXIT_HELP)]
     Apply,
     /// Print the JSON Schema of the desired configuration.
+    #[command(after_help = EXIT_HELP)]
     Schema,
+}
+
+/// An alternate root that is not a directory: bad usage.
+#[derive(Debug, thiserror::Error)]
+#[error("alternate root {path}: {source}")]
+struct BadRoot {
+    path: String,
+    source: std::io::Error,
+}
+
+/// Whether `e` is bad usage or input that can be fixed (exit status 2) rather than a
+/// failure of the work (1).
+fn is_bad_input(e: &anyhow::Error) -> bool {
+    use sysconfig::daemon::DaemonError;
+    use sysconfig::sources::SourceError;
+    e.is::<BadRoot>()
+        || matches!(
+            e.downcast_ref::<config::ConfigError>(),
+            Some(config::ConfigError::Parse { .. })
+        )
+        || matches!(
+            e.downcast_ref::<DaemonError>(),
+            Some(DaemonError::Source(SourceError::Malformed { .. }))
+        )
 }
 
 fn init_logging(cfg: &config::Logging) -> anyhow::Result<()> {
@@ -103,8 +140,10 @@ fn real_main() -> anyhow::Result<bool> {
     };
     let runner = runner::SystemRunner::new();
     // Plugins and chrooted commands get an absolute root, whatever their working directory.
-    let root = std::fs::canonicalize(&cli.root)
-        .with_context(|| format!("alternate root {}", cli.root.display()))?;
+    let root = std::fs::canonicalize(&cli.root).map_err(|source| BadRoot {
+        path: cli.root.display().to_string(),
+        source,
+    })?;
     let opts = Options {
         root,
         dry_run: cli.dry_run,
@@ -123,7 +162,11 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("sysconfig: {e:#}");
-            ExitCode::from(2)
+            if is_bad_input(&e) {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

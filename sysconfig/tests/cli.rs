@@ -232,3 +232,72 @@ fn without_once_per_instance_every_start_applies_again() {
         "dev1\n"
     );
 }
+
+fn sysconfig(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sysconfig"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_help_shows_the_exit_status_table() {
+    for args in [
+        &["--help"][..],
+        &["show", "--help"],
+        &["plan", "--help"],
+        &["apply", "--help"],
+        &["schema", "--help"],
+    ] {
+        let (code, out, err) = sysconfig(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for line in [
+            "Exit status:",
+            "  0    success",
+            "  1    the work failed",
+            "  2    bad usage or input that can be fixed",
+        ] {
+            assert!(out.contains(line), "{args:?} lacks {line:?}: {out}");
+        }
+    }
+}
+
+/// Per subcommand: bad usage and a broken configuration file exit 2, a configuration
+/// file that cannot be read exits 1 (like any file the work cannot read).
+#[test]
+fn exit_statuses_per_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[plugins]\ndir = \"/x\"\n").unwrap();
+    let bad = bad.display().to_string();
+    let missing = dir.path().join("missing.toml").display().to_string();
+    let root = dir.path().display().to_string();
+    for sub in [&[][..], &["show"], &["plan"], &["apply"]] {
+        let (code, _, err) = sysconfig(&[&["--bogus"][..], sub].concat());
+        assert_eq!(code, 2, "{sub:?} --bogus: {err}");
+        let (code, _, err) = sysconfig(&[&["-c", &bad, "-R", &root][..], sub].concat());
+        assert_eq!(code, 2, "{sub:?} with a bad config: {err}");
+        assert!(err.contains("unknown field `dir`"), "{err}");
+        let (code, _, err) = sysconfig(&[&["-c", &missing, "-R", &root][..], sub].concat());
+        assert_eq!(code, 1, "{sub:?} with a missing config: {err}");
+        assert!(err.contains("missing.toml"), "{err}");
+    }
+    // An alternate root that does not exist is bad usage.
+    let e = Env::new("hostname = \"x\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_sysconfig"))
+        .arg("-c")
+        .arg(e.t.path().join("sysconfig.toml"))
+        .args(["-R", "/nonexistent/root", "plan"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("alternate root /nonexistent/root"), "{err}");
+    let (code, _, _) = sysconfig(&["schema"]);
+    assert_eq!(code, 0);
+}

@@ -83,7 +83,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             "error: {}/{} has {errors} error(s); nothing was built",
             plan.group, plan.name
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(super::exit::usage());
     }
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, runner::interrupt::flag())?;
@@ -95,7 +95,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             "error: {}",
             image_builder::buildzone::ZoneError::NotIllumos(host.name())
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(super::exit::usage());
     }
     let runner = SystemRunner::new();
     if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -120,7 +120,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     // Refuse a build this host cannot run before starting anything, guest included.
     if let Err(e) = build::preflight(&plan, &opts, host) {
         eprintln!("error: {e}");
-        return Ok(ExitCode::FAILURE);
+        return Ok(super::exit::usage());
     }
     if let Some(zone) = &a.in_zone {
         let za = super::in_zone::ZoneArgs {
@@ -191,7 +191,7 @@ fn run_build(
         Ok(Outcome::Built) | Ok(Outcome::Cached) => ExitCode::SUCCESS,
         Err(BuildError::Interrupted) => {
             eprintln!("error: interrupted; everything the build made was undone");
-            ExitCode::from(130)
+            super::exit::interrupted()
         }
         Err(e) => {
             eprintln!("error: {e}");

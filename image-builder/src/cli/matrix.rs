@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
+
+use super::exit::{bad_input, BadInput};
 use clap::Args;
 use image_builder::boottest::{self, Report};
 use image_builder::build::{self, BuildOptions};
@@ -71,7 +73,7 @@ struct MatrixReport<'a> {
 }
 
 pub fn run(a: MatrixArgs) -> Result<ExitCode> {
-    let m = Matrix::load(&a.file)?;
+    let m = Matrix::load(&a.file).map_err(bad_input)?;
     let root = a.source.root()?;
     let external = a.source.external()?;
     let present = a.source.assume_present(&root)?;
@@ -84,7 +86,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
     for e in &m.builds {
         let mut directives = a.source.features.clone();
         directives.extend(e.features.iter().cloned());
-        let features = Features::from_directives(&directives)?;
+        let features = Features::from_directives(&directives).map_err(bad_input)?;
         let plan = template::plan(&root, &e.group, &e.name, &features, &popts);
         errors += report(&plan);
         jobs.push(Job {
@@ -93,7 +95,9 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         });
     }
     if errors > 0 {
-        bail!("the matrix has {errors} template error(s); nothing was built");
+        bail!(BadInput(format!(
+            "the matrix has {errors} template error(s); nothing was built"
+        )));
     }
     for sig in [
         signal_hook::consts::SIGINT,
@@ -110,12 +114,12 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         ..BuildOptions::new(&a.dataset, &root)
     });
     for j in &jobs {
-        build::preflight(&j.plan, &opts, host)?;
+        build::preflight(&j.plan, &opts, host).map_err(bad_input)?;
     }
     // A bad checklist is refused before anything is built.
-    let list = super::test::checklist(&a.test_opts)?;
+    let list = super::test::checklist(&a.test_opts).map_err(bad_input)?;
     let tested: HashSet<String> = m.builds.iter().filter(|e| e.test).map(|e| e.id()).collect();
-    let chains = matrix::schedule(jobs)?;
+    let chains = matrix::schedule(jobs).map_err(bad_input)?;
     let runner = SystemRunner::new();
     let make_zfs = || -> Box<dyn zfs::Zfs> {
         Box::new(zfs::ZfsCli::new(
@@ -155,7 +159,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
     let passed = write_report(&report_dir, &builds, &tests)?;
     let interrupted = runner::interrupt::flag().load(Ordering::SeqCst);
     Ok(if interrupted {
-        ExitCode::from(130)
+        super::exit::interrupted()
     } else if passed {
         ExitCode::SUCCESS
     } else {

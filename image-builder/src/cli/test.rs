@@ -19,8 +19,8 @@ use runner::SystemRunner;
 /// with a NoCloud `cidata` seed (fresh SSH key and instance id), log in on the serial
 /// console, run the checklist, and write report.json and report.md.
 ///
-/// Exit status: 0 when every image booted and passed every check, 1 otherwise, 130 when
-/// interrupted (the VMs are stopped and the report says so).
+/// Exit status: 0 when every image booted and passed every check, 1 otherwise, 2 for a
+/// bad checklist, 130 when interrupted (the VMs are stopped and the report says so).
 #[derive(Args, Debug, Clone)]
 pub struct TestArgs {
     /// Disk image(s) to test, one VM each, in order.
@@ -106,7 +106,7 @@ pub fn run(a: TestArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, runner::interrupt::flag())
             .context("cannot install signal handlers")?;
     }
-    let list = checklist(&a.opts)?;
+    let list = checklist(&a.opts).map_err(super::exit::bad_input)?;
     let reports = test_images(&a.images, &a.opts, &list)?;
     let (json, md) = boottest::report::write(&a.opts.report, &reports)
         .with_context(|| format!("cannot write the report in {}", a.opts.report.display()))?;
@@ -116,7 +116,7 @@ pub fn run(a: TestArgs) -> Result<ExitCode> {
 
 pub fn exit_code(reports: &[Report], interrupted: bool) -> ExitCode {
     if interrupted {
-        ExitCode::from(130)
+        super::exit::interrupted()
     } else if reports.iter().all(|r| r.passed) {
         ExitCode::SUCCESS
     } else {

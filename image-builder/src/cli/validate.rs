@@ -66,7 +66,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        super::exit::usage()
     })
 }
 
