@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
@@ -85,9 +85,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         );
         return Ok(super::exit::usage());
     }
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, runner::interrupt::flag())?;
-    }
+    runner::interrupt::install().context("cannot install signal handlers")?;
     let host = Host::detect();
     // Zones exist only on illumos: say so before anything starts.
     if a.in_zone.is_some() && host != Host::Illumos {
@@ -156,6 +154,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         let code = run_build(&plan, &opts, &env, a.json);
         let pool = embedded::pool_of(&opts.dataset).to_string();
         runner::interrupt::clear();
+        let _cleanup = runner::interrupt::cleanup();
         let output_ds = format!("{}/output", opts.dataset);
         if zfs.exists(&output_ds)? {
             let from = build::layout::mountpoint(&zfs, &output_ds)?;

@@ -99,13 +99,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
             "the matrix has {errors} template error(s); nothing was built"
         )));
     }
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, runner::interrupt::flag())?;
-    }
+    runner::interrupt::install().context("cannot install signal handlers")?;
     let host = Host::detect();
     let opts = a.first_boot.apply(BuildOptions {
         svccfg: a.svccfg.clone(),
@@ -157,7 +151,9 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         tests = super::test::test_images(&images, &a.test_opts, &list)?;
     }
     let passed = write_report(&report_dir, &builds, &tests)?;
-    let interrupted = runner::interrupt::flag().load(Ordering::SeqCst);
+    // Cleanup clears the request; a signal that arrived is still counted.
+    let interrupted =
+        runner::interrupt::signals() > 0 || runner::interrupt::flag().load(Ordering::SeqCst);
     Ok(if interrupted {
         super::exit::interrupted()
     } else if passed {
@@ -253,6 +249,7 @@ fn guest_builds(
     embedded::guest_pool(&*zfs, &a.dataset, disk, Path::new("/ib-embedded"))?;
     let mut builds = matrix::run(chains, a.jobs, env)?;
     runner::interrupt::clear();
+    let _cleanup = runner::interrupt::cleanup();
     let output_ds = format!("{}/output", a.dataset);
     if zfs.exists(&output_ds)? {
         let from = build::layout::mountpoint(&*zfs, &output_ds)?;

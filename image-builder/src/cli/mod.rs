@@ -62,7 +62,7 @@ pub mod exit {
 
     /// The table, for every `--help`.
     pub const HELP: &str = "Exit status:\n  0    success\n  1    the work failed (a step, a command, a boot test)\n  2    bad usage or input that can be fixed (flags, a template, a matrix or checklist \
-         with errors); nothing was started\n  130  interrupted by SIGINT, SIGTERM or SIGHUP; cleanup ran";
+         with errors); nothing was started\n  130  interrupted by SIGINT, SIGTERM or SIGHUP; cleanup ran (a third signal quits at once)";
 
     pub fn usage() -> ExitCode {
         ExitCode::from(USAGE)

@@ -98,20 +98,16 @@ pub struct TestOpts {
 
 pub fn run(a: TestArgs) -> Result<ExitCode> {
     let stop = runner::interrupt::flag();
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, runner::interrupt::flag())
-            .context("cannot install signal handlers")?;
-    }
+    runner::interrupt::install().context("cannot install signal handlers")?;
     let list = checklist(&a.opts).map_err(super::exit::bad_input)?;
     let reports = test_images(&a.images, &a.opts, &list)?;
     let (json, md) = boottest::report::write(&a.opts.report, &reports)
         .with_context(|| format!("cannot write the report in {}", a.opts.report.display()))?;
     eprintln!("test: report in {} and {}", json.display(), md.display());
-    Ok(exit_code(&reports, stop.load(Ordering::SeqCst)))
+    Ok(exit_code(
+        &reports,
+        stop.load(Ordering::SeqCst) || runner::interrupt::signals() > 0,
+    ))
 }
 
 pub fn exit_code(reports: &[Report], interrupted: bool) -> ExitCode {
