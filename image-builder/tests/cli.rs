@@ -355,3 +355,157 @@ fn unparsable_input_files_exit_2() {
         );
     }
 }
+
+/// The subcommands `--help` lists (the `Commands:` section), without `help`.
+fn listed_subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_a_man_page() {
+    let help = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    let subs = listed_subcommands(&help);
+    assert_eq!(subs.len(), SUBCOMMANDS.len() + 1, "{subs:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["man-pages", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut want: Vec<String> = subs.iter().map(|s| format!("image-builder-{s}")).collect();
+    want.push("image-builder".into());
+    want.sort();
+    let mut have: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    let mut pages: Vec<String> = want.iter().map(|w| format!("{w}.1")).collect();
+    pages.sort();
+    assert_eq!(have, pages);
+    for name in &want {
+        let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}: {page}");
+        assert!(page.contains(".SH SYNOPSIS"), "{name}");
+    }
+    let build = std::fs::read_to_string(dir.path().join("image-builder-build.1")).unwrap();
+    assert!(build.contains("\\fBimage\\-builder build\\fR"), "{build}");
+    assert!(build.contains("Exit status:"), "{build}");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = String::from_utf8(o.stdout).unwrap();
+        assert!(script.contains("image-builder"), "{shell}");
+        assert!(
+            script.contains("matrix"),
+            "{shell}: subcommands are completed"
+        );
+    }
+    // The bash script is valid bash.
+    let o = run(&["completions", "bash"]);
+    let mut bash = Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(bash.stdin.as_mut().unwrap(), &o.stdout).unwrap();
+    assert!(bash.wait().unwrap().success());
+    let o = run(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// `-v`/`-q` set the log level on every subcommand, and log output gets colour only
+/// when asked for (standard error is a pipe here).
+#[test]
+fn verbosity_and_colour_flags() {
+    // `clean` on a pool that does not exist: it runs zfs, logged at debug.
+    let clean = ["clean", "-d", "nosuchpool/images"];
+    let with = |pre: &[&str], env: Option<(&str, &str)>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_image-builder"));
+        c.args(pre)
+            .args(clean)
+            .env_remove("NO_COLOR")
+            .env_remove("IMAGE_BUILDER_LOG");
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        (o.status.code(), stderr(&o))
+    };
+    let (_, plain) = with(&[], None);
+    assert!(!plain.contains("DEBUG"), "{plain}");
+    let (_, verbose) = with(&["-v"], None);
+    assert!(
+        verbose.contains("DEBUG") && verbose.contains("run: "),
+        "{verbose}"
+    );
+    assert!(
+        !verbose.contains('\x1b'),
+        "no ANSI codes in a redirected log: {verbose}"
+    );
+    // After the subcommand too (the flags are global).
+    let o = run(&["clean", "-d", "nosuchpool/images", "-v"]);
+    assert!(stderr(&o).contains("DEBUG"));
+    let (_, coloured) = with(&["-v", "--color", "always"], Some(("NO_COLOR", "1")));
+    assert!(coloured.contains("\x1b["), "{coloured}");
+    let (_, never) = with(&["-v", "--color", "never"], None);
+    assert!(!never.contains('\x1b'), "{never}");
+    // -qqq silences the log, whatever IMAGE_BUILDER_LOG says.
+    let (_, quiet) = with(&["-qqq"], Some(("IMAGE_BUILDER_LOG", "trace")));
+    for level in ["TRACE", "DEBUG", "INFO", "WARN"] {
+        assert!(!quiet.contains(level), "{quiet}");
+    }
+    let (_, traced) = with(&[], Some(("IMAGE_BUILDER_LOG", "trace")));
+    assert!(
+        traced.contains("TRACE") || traced.contains("DEBUG"),
+        "{traced}"
+    );
+    let o = run(&["-q", "-v", "clean", "-d", "x"]);
+    assert_eq!(o.status.code(), Some(2), "-q and -v conflict");
+    let o = run(&["--color", "sometimes", "schema"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// A password never comes from argv: the old flag is refused with what to use instead,
+/// before anything boots.
+#[test]
+fn test_password_comes_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.raw");
+    std::fs::write(&img, b"").unwrap();
+    let img = img.display().to_string();
+    let report = dir.path().join("r").display().to_string();
+    let o = run(&["test", &img, "--report", &report, "--password", "hunter2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("--password is no longer accepted")
+            && e.contains("--password-file FILE or IMAGE_BUILDER_TEST_PASSWORD"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "the secret is not echoed: {e}");
+    let o = run(&[
+        "test",
+        &img,
+        "--report",
+        &report,
+        "--password-file",
+        "/nonexistent/pw",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot read --password-file /nonexistent/pw"));
+    let help = String::from_utf8(run(&["test", "--help"]).stdout).unwrap();
+    assert!(help.contains("--password-file <FILE>"), "{help}");
+    assert!(
+        !help.contains("--password <"),
+        "the old flag is hidden: {help}"
+    );
+}

@@ -163,3 +163,35 @@ fn exit_statuses_per_subcommand() {
         );
     }
 }
+
+#[test]
+fn every_subcommand_has_a_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = p9sync(&["man-pages", dir.path().to_str().unwrap()]);
+    assert!(o.success(), "{}", o.stderr_tail(5));
+    let mut have: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    assert_eq!(have, ["p9sync-ls.1", "p9sync-sync.1", "p9sync.1"]);
+    let help = p9sync(&["--help"]).stdout_str();
+    for sub in ["sync", "ls"] {
+        assert!(help.contains(&format!("  {sub} ")), "{help}");
+    }
+    assert!(!help.contains("man-pages"), "{help}");
+}
+
+#[test]
+fn quiet_and_colour_flags_parse_everywhere() {
+    for args in [
+        &["-q", "ls", "--help"][..],
+        &["ls", "-vv", "--help"],
+        &["--color", "never", "sync", "--help"],
+    ] {
+        let o = p9sync(args);
+        assert!(o.success(), "{args:?}: {}", o.stderr_tail(5));
+    }
+    let o = p9sync(&["-q", "-v", "ls", "--unix", "/x"]);
+    assert_eq!(o.code, Some(2));
+}

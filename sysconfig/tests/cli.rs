@@ -301,3 +301,57 @@ fn exit_statuses_per_subcommand() {
     let (code, _, _) = sysconfig(&["schema"]);
     assert_eq!(code, 0);
 }
+
+#[test]
+fn every_subcommand_has_a_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = sysconfig(&["man-pages", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut have: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    assert_eq!(
+        have,
+        [
+            "sysconfig-apply.1",
+            "sysconfig-plan.1",
+            "sysconfig-schema.1",
+            "sysconfig-show.1",
+            "sysconfig.1"
+        ]
+    );
+    let (_, help, _) = sysconfig(&["--help"]);
+    for sub in ["show", "plan", "apply", "schema"] {
+        assert!(
+            help.contains(&format!("  {sub} ")),
+            "{sub} not in --help: {help}"
+        );
+        let page = std::fs::read_to_string(dir.path().join(format!("sysconfig-{sub}.1"))).unwrap();
+        assert!(page.contains(&format!(".TH sysconfig-{sub} 1")), "{page}");
+    }
+}
+
+/// -q/-v move the configuration's log level; console colour only when asked for (standard
+/// error is a pipe here) and never with NO_COLOR under auto.
+#[test]
+fn verbosity_and_colour_flags() {
+    let e = Env::new("hostname = \"c1\"\n");
+    // The configuration's level is debug.
+    let (_, _, plain) = e.run(&["plan"]);
+    assert!(plain.contains("DEBUG"), "{plain}");
+    assert!(
+        !plain.contains('\x1b'),
+        "no ANSI codes in a redirected log: {plain}"
+    );
+    let (_, _, quiet) = e.run(&["-q", "plan"]);
+    assert!(
+        !quiet.contains("DEBUG") && !quiet.contains("INFO"),
+        "{quiet}"
+    );
+    let (_, _, coloured) = e.run(&["--color", "always", "plan"]);
+    assert!(coloured.contains("\x1b["), "{coloured}");
+    let (code, _, _) = e.run(&["-q", "-v", "plan"]);
+    assert_eq!(code, 2, "-q and -v conflict");
+}

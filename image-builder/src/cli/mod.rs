@@ -7,6 +7,7 @@ mod in_guest;
 mod in_zone;
 mod inspect;
 mod matrix;
+mod output;
 mod plan;
 mod schema;
 mod test;
@@ -15,12 +16,14 @@ mod vm;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// A ZFS-native image builder for illumos and OpenIndiana.
 #[derive(Parser)]
 #[command(name = "image-builder", version, about, long_about = None, after_help = exit::HELP)]
 struct Cli {
+    #[command(flatten)]
+    output: output::OutputArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +49,17 @@ enum Command {
     Test(test::TestArgs),
     #[command(after_help = exit::HELP)]
     Matrix(matrix::MatrixArgs),
+    /// Print a shell completion script (bash, elvish, fish, powershell or zsh) to
+    /// standard output.
+    #[command(after_help = exit::HELP)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages of image-builder and every subcommand into DIR (what
+    /// scripts/install runs).
+    #[command(hide = true)]
+    ManPages { dir: std::path::PathBuf },
 }
 
 /// The exit statuses of every subcommand (docs/cli.md has the same table).
@@ -91,14 +105,7 @@ pub mod exit {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IMAGE_BUILDER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    cli.output.init_logging("IMAGE_BUILDER_LOG");
     let result = match cli.command {
         Command::Build(a) => build::run(a),
         Command::Clean(a) => clean::run(a),
@@ -109,6 +116,14 @@ pub fn run() -> ExitCode {
         Command::Vm(a) => vm::run(a),
         Command::Test(a) => test::run(a),
         Command::Matrix(a) => matrix::run(a),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "image-builder", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ManPages { dir } => output::write_man_pages(Cli::command(), &dir)
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| anyhow::anyhow!("cannot write man pages in {}: {e}", dir.display())),
     };
     match result {
         Ok(code) => code,
