@@ -137,7 +137,7 @@ fn validate_exit_status_follows_errors() {
         "-n",
         "generic-ttya-zfs",
     ]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2));
     assert!(
         stderr(&bad).contains("steps[8].src: source file \"install-helios.sh\" not found"),
         "{}",
@@ -163,7 +163,8 @@ fn build_refuses_ips_steps_on_a_host_without_pkg_before_touching_anything() {
         "hipster-01-strap",
     ]);
     assert_no_panic(&o);
-    assert_eq!(o.status.code(), Some(1));
+    // A build this host cannot run is refused before it starts: bad usage (2).
+    assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.starts_with("error: step 0 (pkg_image_create, "), "{e}");
     assert!(e.contains("needs /usr/bin/pkg, which this Linux host does not have: IPS steps run on an illumos host"), "{e}");
@@ -237,7 +238,7 @@ fn build_in_zone_is_refused_off_illumos_before_anything_starts() {
         "z",
     ]);
     assert_no_panic(&o);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
         "error: --in-zone needs an illumos host with zones; this is a Linux host\n"
@@ -296,4 +297,275 @@ fn build_in_zone_refuses_the_targets_a_zone_cannot_build_before_anything_starts(
             "{name}: {e}"
         );
     }
+}
+
+/// Every subcommand: `image-builder` and each subcommand's `--help` end with the exit
+/// status table.
+const SUBCOMMANDS: [&str; 9] = [
+    "build", "clean", "inspect", "validate", "plan", "schema", "vm", "test", "matrix",
+];
+
+#[test]
+fn every_help_shows_the_exit_status_table() {
+    let top = run(&["--help"]);
+    let text = String::from_utf8_lossy(&top.stdout).into_owned();
+    for cmd in SUBCOMMANDS {
+        assert!(text.contains(&format!("  {cmd} ")), "{cmd} missing: {text}");
+    }
+    let mut helps = vec![vec!["--help"]];
+    helps.extend(SUBCOMMANDS.iter().map(|c| vec![*c, "--help"]));
+    for args in helps {
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        for line in [
+            "Exit status:",
+            "  0    success",
+            "  1    the work failed",
+            "  2    bad usage or input that can be fixed",
+            "  130  interrupted by SIGINT, SIGTERM or SIGHUP",
+        ] {
+            assert!(out.contains(line), "{args:?} lacks {line:?}: {out}");
+        }
+    }
+}
+
+/// A file that cannot be read is a failure of the work (1), not bad usage (2).
+#[test]
+fn inspect_of_a_missing_image_exits_1() {
+    let o = run(&["inspect", "/nonexistent/disk.raw"]);
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("error: ") && e.contains("/nonexistent/disk.raw"),
+        "{e}"
+    );
+}
+
+/// A template tree with one template whose step type does not exist.
+fn bad_template_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("g")).unwrap();
+    std::fs::write(
+        dir.path().join("g/bad.json"),
+        r#"{ "dataset": { "name": "bad" }, "steps": [ { "t": "no_such_step" } ] }"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// The same template error exits 2 from every command that reads the template, and
+/// nothing is started.
+#[test]
+fn a_template_error_exits_2_from_validate_plan_build_and_matrix() {
+    let dir = bad_template_tree();
+    let t = dir.path().display().to_string();
+    let matrix = dir.path().join("m.json");
+    std::fs::write(
+        &matrix,
+        r#"{ "builds": [ { "group": "g", "name": "bad" } ] }"#,
+    )
+    .unwrap();
+    let m = matrix.display().to_string();
+    let tpl = ["-T", t.as_str(), "-g", "g", "-n", "bad"];
+    let runs: [Vec<&str>; 5] = [
+        [&["validate"][..], &tpl].concat(),
+        [&["plan"][..], &tpl].concat(),
+        [&["plan", "-d", "nosuchpool/images"][..], &tpl].concat(),
+        [&["build", "-d", "nosuchpool/images"][..], &tpl].concat(),
+        vec!["matrix", &m, "-d", "nosuchpool/images", "-T", &t],
+    ];
+    for args in runs {
+        let o = run(&args);
+        assert_no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no_such_step"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// Input files that do not parse are bad input (2) wherever they are read: a matrix,
+/// a checklist, a VM spec.
+#[test]
+fn unparsable_input_files_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{ not json").unwrap();
+    let j = junk.display().to_string();
+    let img = dir.path().join("disk.raw");
+    std::fs::write(&img, b"").unwrap();
+    let i = img.display().to_string();
+    let report = dir.path().join("report").display().to_string();
+    for args in [
+        vec!["matrix", &j, "-d", "nosuchpool/images", "-T", "/"],
+        vec!["test", &i, "--check", &j, "--report", &report],
+        vec!["vm", "--spec", &j, "--print", "qemu"],
+    ] {
+        let o = run(&args);
+        assert_no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("error: "),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// The subcommands `--help` lists (the `Commands:` section), without `help`.
+fn listed_subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_a_man_page() {
+    let help = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    let subs = listed_subcommands(&help);
+    assert_eq!(subs.len(), SUBCOMMANDS.len() + 1, "{subs:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["man-pages", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut want: Vec<String> = subs.iter().map(|s| format!("image-builder-{s}")).collect();
+    want.push("image-builder".into());
+    want.sort();
+    let mut have: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    let mut pages: Vec<String> = want.iter().map(|w| format!("{w}.1")).collect();
+    pages.sort();
+    assert_eq!(have, pages);
+    for name in &want {
+        let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}: {page}");
+        assert!(page.contains(".SH SYNOPSIS"), "{name}");
+    }
+    let build = std::fs::read_to_string(dir.path().join("image-builder-build.1")).unwrap();
+    assert!(build.contains("\\fBimage\\-builder build\\fR"), "{build}");
+    assert!(build.contains("Exit status:"), "{build}");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = String::from_utf8(o.stdout).unwrap();
+        assert!(script.contains("image-builder"), "{shell}");
+        assert!(
+            script.contains("matrix"),
+            "{shell}: subcommands are completed"
+        );
+    }
+    // The bash script is valid bash.
+    let o = run(&["completions", "bash"]);
+    let mut bash = Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(bash.stdin.as_mut().unwrap(), &o.stdout).unwrap();
+    assert!(bash.wait().unwrap().success());
+    let o = run(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// `-v`/`-q` set the log level on every subcommand, and log output gets colour only
+/// when asked for (standard error is a pipe here).
+#[test]
+fn verbosity_and_colour_flags() {
+    // `clean` on a pool that does not exist: it runs zfs, logged at debug.
+    let clean = ["clean", "-d", "nosuchpool/images"];
+    let with = |pre: &[&str], env: Option<(&str, &str)>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_image-builder"));
+        c.args(pre)
+            .args(clean)
+            .env_remove("NO_COLOR")
+            .env_remove("IMAGE_BUILDER_LOG");
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        (o.status.code(), stderr(&o))
+    };
+    let (_, plain) = with(&[], None);
+    assert!(!plain.contains("DEBUG"), "{plain}");
+    let (_, verbose) = with(&["-v"], None);
+    assert!(
+        verbose.contains("DEBUG") && verbose.contains("run: "),
+        "{verbose}"
+    );
+    assert!(
+        !verbose.contains('\x1b'),
+        "no ANSI codes in a redirected log: {verbose}"
+    );
+    // After the subcommand too (the flags are global).
+    let o = run(&["clean", "-d", "nosuchpool/images", "-v"]);
+    assert!(stderr(&o).contains("DEBUG"));
+    let (_, coloured) = with(&["-v", "--color", "always"], Some(("NO_COLOR", "1")));
+    assert!(coloured.contains("\x1b["), "{coloured}");
+    let (_, never) = with(&["-v", "--color", "never"], None);
+    assert!(!never.contains('\x1b'), "{never}");
+    // -qqq silences the log, whatever IMAGE_BUILDER_LOG says.
+    let (_, quiet) = with(&["-qqq"], Some(("IMAGE_BUILDER_LOG", "trace")));
+    for level in ["TRACE", "DEBUG", "INFO", "WARN"] {
+        assert!(!quiet.contains(level), "{quiet}");
+    }
+    let (_, traced) = with(&[], Some(("IMAGE_BUILDER_LOG", "trace")));
+    assert!(
+        traced.contains("TRACE") || traced.contains("DEBUG"),
+        "{traced}"
+    );
+    let o = run(&["-q", "-v", "clean", "-d", "x"]);
+    assert_eq!(o.status.code(), Some(2), "-q and -v conflict");
+    let o = run(&["--color", "sometimes", "schema"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// A password never comes from argv: the old flag is refused with what to use instead,
+/// before anything boots.
+#[test]
+fn test_password_comes_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.raw");
+    std::fs::write(&img, b"").unwrap();
+    let img = img.display().to_string();
+    let report = dir.path().join("r").display().to_string();
+    let o = run(&["test", &img, "--report", &report, "--password", "hunter2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("--password is no longer accepted")
+            && e.contains("--password-file FILE or IMAGE_BUILDER_TEST_PASSWORD"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "the secret is not echoed: {e}");
+    let o = run(&[
+        "test",
+        &img,
+        "--report",
+        &report,
+        "--password-file",
+        "/nonexistent/pw",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot read --password-file /nonexistent/pw"));
+    let help = String::from_utf8(run(&["test", "--help"]).stdout).unwrap();
+    assert!(help.contains("--password-file <FILE>"), "{help}");
+    assert!(
+        !help.contains("--password <"),
+        "the old flag is hidden: {help}"
+    );
 }

@@ -52,3 +52,41 @@ fn every_step_and_field_is_in_the_reference() {
         }
     }
 }
+
+/// In the shell blocks of docs/getting-started.md, a dataset's mountpoint is read only
+/// after a line of the same block creates that dataset (reading it first gave an empty
+/// path, and the archive was copied to `/`).
+#[test]
+fn getting_started_creates_a_dataset_before_reading_its_mountpoint() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/getting-started.md");
+    let doc = std::fs::read_to_string(path).expect("docs/getting-started.md exists");
+    let mut checked = 0;
+    for block in doc.split("```sh").skip(1) {
+        let block = block.split("```").next().unwrap_or("");
+        let lines: Vec<&str> = block.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(at) = line.find("mountpoint ") else {
+                continue;
+            };
+            if !line.contains("zfs get") {
+                continue;
+            }
+            let ds = line[at + "mountpoint ".len()..]
+                .split(|c: char| c.is_whitespace() || c == ')')
+                .next()
+                .unwrap();
+            let created = lines[..i]
+                .iter()
+                .any(|l| l.contains("zfs create") && l.split_whitespace().any(|w| w == ds));
+            assert!(
+                created,
+                "getting-started.md reads the mountpoint of {ds} before creating it"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 0,
+        "no mountpoint read found: the test checks nothing"
+    );
+}

@@ -1,26 +1,49 @@
 //! `p9sync`: mirror or list a 9P2000.L share from a vio9p device, TCP or Unix socket.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use p9sync::{Client, DeviceTransport, StreamTransport, Transport};
 
 #[derive(Parser)]
 #[command(
     name = "p9sync",
     version,
-    about = "Userland 9P2000.L client: mirror a 9P share into a local directory"
+    about = "Userland 9P2000.L client: mirror a 9P share into a local directory",
+    after_help = EXIT_HELP
 )]
 struct Cli {
+    /// More log output: -v debug, -vv trace.
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Less log output: -q warnings and errors only, -qq errors only, -qqq nothing.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    quiet: u8,
+    /// Colour in log output: auto (only when standard error is a terminal and NO_COLOR is
+    /// not set), always or never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto, global = true)]
+    color: Color,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The exit statuses (docs/cli.md has the same table for every program).
+const EXIT_HELP: &str = "Exit status:\n  0    success\n  1    the work failed (the server, the transport, a local file)\n  2    bad usage or input that can be fixed (flags, a remote path with ..)";
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Mirror a remote directory into a local one, copying only what changed.
+    #[command(after_help = EXIT_HELP)]
     Sync {
         #[command(flatten)]
         conn: Conn,
@@ -37,7 +60,11 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         read_ahead: usize,
     },
+    /// Write the man pages of p9sync and its subcommands into DIR.
+    #[command(hide = true)]
+    ManPages { dir: PathBuf },
     /// List a remote directory.
+    #[command(after_help = EXIT_HELP)]
     Ls {
         #[command(flatten)]
         conn: Conn,
@@ -105,14 +132,79 @@ fn connect(c: &Conn) -> Result<(Client<Box<dyn Transport>>, p9sync::Fid)> {
     Ok((client, root))
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // A remote path that leaves the export is the caller's to fix.
+            let bad_path = matches!(
+                e.downcast_ref::<p9sync::SyncError>(),
+                Some(p9sync::SyncError::BadRemotePath(_))
+            );
+            ExitCode::from(if bad_path { 2 } else { 1 })
+        }
+    }
+}
+
+/// Writes a man page for p9sync and each visible subcommand (`p9sync-sync` ...).
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let write = |page: clap::Command, name: &str| -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{name}.1")))?);
+        clap_mangen::Man::new(page).render(&mut f)?;
+        f.flush()
+    };
+    write(cmd.clone(), "p9sync")?;
+    for sub in cmd.get_subcommands() {
+        if sub.is_hide_set() || sub.get_name() == "help" {
+            continue;
+        }
+        // clap names commands with &'static str; a handful of names leak once per run.
+        let name: &'static str = Box::leak(format!("p9sync-{}", sub.get_name()).into_boxed_str());
+        let page = sub
+            .clone()
+            .name(name)
+            .bin_name(format!("p9sync {}", sub.get_name()));
+        write(page, name)?;
+    }
+    Ok(())
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    // -q/-v set the level; without them RUST_LOG directives apply, over p9sync=info.
+    let filter = match (cli.quiet, cli.verbose) {
+        (0, 0) => {
+            tracing_subscriber::EnvFilter::from_default_env().add_directive("p9sync=info".parse()?)
+        }
+        (0, 1) => tracing_subscriber::EnvFilter::new("debug"),
+        (0, _) => tracing_subscriber::EnvFilter::new("trace"),
+        (1, _) => tracing_subscriber::EnvFilter::new("warn"),
+        (2, _) => tracing_subscriber::EnvFilter::new("error"),
+        _ => tracing_subscriber::EnvFilter::new("off"),
+    };
+    let ansi = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::from_default_env().add_directive("p9sync=info".parse()?),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
-    match Cli::parse().cmd {
+    match cli.cmd {
+        Cmd::ManPages { dir } => {
+            write_man_pages(&dir)
+                .with_context(|| format!("cannot write man pages in {}", dir.display()))?;
+        }
         Cmd::Sync {
             conn,
             remote,

@@ -107,3 +107,91 @@ fn a_busy_or_missing_device_is_reported_by_path() {
         out.stderr_tail(3)
     );
 }
+
+#[test]
+fn every_help_shows_the_exit_status_table() {
+    for args in [&["--help"][..], &["sync", "--help"], &["ls", "--help"]] {
+        let o = p9sync(args);
+        assert!(o.success(), "{args:?}: {}", o.stderr_tail(5));
+        let out = o.stdout_str();
+        for line in [
+            "Exit status:",
+            "  0    success",
+            "  1    the work failed",
+            "  2    bad usage or input that can be fixed",
+        ] {
+            assert!(out.contains(line), "{args:?} lacks {line:?}: {out}");
+        }
+    }
+}
+
+/// Bad usage exits 2; a server that cannot be reached is a failure of the work (1).
+#[test]
+fn exit_statuses_per_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    let sock = sock.to_str().unwrap();
+    let dest = dir.path().join("d");
+    let dest = dest.to_str().unwrap();
+    for args in [
+        &["ls", "--bogus"][..],
+        &["ls"],
+        &["sync", "--unix", sock],
+        &[
+            "sync",
+            "--unix",
+            sock,
+            "--tcp",
+            "127.0.0.1:1",
+            "--dest",
+            dest,
+        ],
+    ] {
+        let o = p9sync(args);
+        assert_eq!(o.code, Some(2), "{args:?}: {}", o.stderr_tail(5));
+    }
+    for args in [
+        &["ls", "--unix", sock][..],
+        &["sync", "--unix", sock, "--dest", dest],
+    ] {
+        let o = p9sync(args);
+        assert_eq!(o.code, Some(1), "{args:?}: {}", o.stderr_tail(5));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            err.starts_with("error: ") && err.contains("none.sock"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn every_subcommand_has_a_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = p9sync(&["man-pages", dir.path().to_str().unwrap()]);
+    assert!(o.success(), "{}", o.stderr_tail(5));
+    let mut have: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    assert_eq!(have, ["p9sync-ls.1", "p9sync-sync.1", "p9sync.1"]);
+    let help = p9sync(&["--help"]).stdout_str();
+    for sub in ["sync", "ls"] {
+        assert!(help.contains(&format!("  {sub} ")), "{help}");
+    }
+    assert!(!help.contains("man-pages"), "{help}");
+}
+
+#[test]
+fn quiet_and_colour_flags_parse_everywhere() {
+    for args in [
+        &["-q", "ls", "--help"][..],
+        &["ls", "-vv", "--help"],
+        &["--color", "never", "sync", "--help"],
+    ] {
+        let o = p9sync(args);
+        assert!(o.success(), "{args:?}: {}", o.stderr_tail(5));
+    }
+    let o = p9sync(&["-q", "-v", "ls", "--unix", "/x"]);
+    assert_eq!(o.code, Some(2));
+}

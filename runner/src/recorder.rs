@@ -21,23 +21,42 @@ struct Rule {
     prefix: String,
     reply: Reply,
     sticky: bool,
+    used: bool,
 }
+
+/// The exit status of a command no rule matched: what a shell answers for a command it
+/// cannot find.
+const UNMATCHED_STATUS: i32 = 127;
 
 /// A [`Runner`] for tests: records every command and answers from a script.
 ///
 /// Rules match on the start of the command's [`Cmd::display`] line. A rule added with
 /// [`Recorder::on`] answers once, in the order rules were added; one added with
-/// [`Recorder::always`] answers every time. A command no rule matches succeeds with empty
-/// output.
+/// [`Recorder::always`] answers every time.
+///
+/// A command no rule matches is a mistake in the test: it fails (exit status 127, with a
+/// message naming the command on stderr), is kept in [`Recorder::unmatched`], and the
+/// recorder panics when it is dropped, so the test fails even when the code under test
+/// ignored the failure. A test whose point is a catch-all (every command succeeds with
+/// empty output) opts in with [`Recorder::allow_unmatched`].
 #[derive(Default)]
 pub struct Recorder {
     calls: Mutex<Vec<Cmd>>,
     rules: Mutex<Vec<Rule>>,
+    unmatched: Mutex<Vec<String>>,
+    allow_unmatched: bool,
 }
 
 impl Recorder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Answers every command no rule matches with success and empty output, instead of
+    /// failing it.
+    pub fn allow_unmatched(mut self) -> Self {
+        self.allow_unmatched = true;
+        self
     }
 
     /// Answers the next command whose line starts with `prefix` with `reply`, once.
@@ -58,13 +77,41 @@ impl Recorder {
                 prefix: prefix.to_string(),
                 reply,
                 sticky,
+                used: false,
             });
         self
     }
 
+    /// The command lines no rule matched (without [`Recorder::allow_unmatched`]), in order.
+    pub fn unmatched(&self) -> Vec<String> {
+        lock(&self.unmatched).clone()
+    }
+
+    /// The prefixes of the rules no command used: a rule added with [`Recorder::on`] that
+    /// was never answered, or one added with [`Recorder::always`] that nothing matched.
+    pub fn unused_rules(&self) -> Vec<String> {
+        lock(&self.rules)
+            .iter()
+            .filter(|r| !r.used)
+            .map(|r| r.prefix.clone())
+            .collect()
+    }
+
+    /// Panics, naming them, if some rules were never used: a rule nothing matches means
+    /// the test does not check what it says.
+    #[track_caller]
+    pub fn assert_all_rules_used(&self) {
+        let unused = self.unused_rules();
+        assert!(
+            unused.is_empty(),
+            "runner::Recorder: rules no command matched: {unused:?}\ncommands run: {:#?}",
+            self.lines()
+        );
+    }
+
     /// Every command run so far, in order.
     pub fn calls(&self) -> Vec<Cmd> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.calls).clone()
     }
 
     /// Every command line run so far, as [`Cmd::display`] gives them.
@@ -87,9 +134,22 @@ impl Runner for Recorder {
         let line = cmd.display();
         let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         let reply = match rules.iter().position(|r| line.starts_with(&r.prefix)) {
-            Some(i) if rules[i].sticky => rules[i].reply.clone(),
+            Some(i) if rules[i].sticky => {
+                rules[i].used = true;
+                rules[i].reply.clone()
+            }
             Some(i) => rules.remove(i).reply,
-            None => Reply::Output(Output::ok("")),
+            None if self.allow_unmatched => Reply::Output(Output::ok("")),
+            None => {
+                lock(&self.unmatched).push(line.clone());
+                Reply::Output(Output::failed(
+                    UNMATCHED_STATUS,
+                    format!(
+                        "runner::Recorder: no rule matches `{line}` \
+                         (add one, or opt in with Recorder::allow_unmatched)"
+                    ),
+                ))
+            }
         };
         match reply {
             Reply::Output(o) => Ok(o),
@@ -99,6 +159,22 @@ impl Runner for Recorder {
             }),
         }
     }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let unmatched = lock(&self.unmatched);
+        if !unmatched.is_empty() && !std::thread::panicking() {
+            panic!(
+                "runner::Recorder: commands no rule matched (add rules, or opt in with \
+                 Recorder::allow_unmatched): {unmatched:#?}"
+            );
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -114,7 +190,6 @@ mod tests {
         let zfs = Cmd::new("/usr/sbin/zfs").args(["list", "-H", "rpool"]);
         assert_eq!(rec.output(&zfs).unwrap().stdout, b"a\n");
         assert_eq!(rec.output(&zfs).unwrap().code, Some(1));
-        assert!(rec.output(&zfs).unwrap().success());
         for _ in 0..2 {
             let z = rec
                 .output(&Cmd::new("/usr/sbin/zpool").arg("list"))
@@ -124,7 +199,6 @@ mod tests {
         assert_eq!(
             rec.lines(),
             [
-                "/usr/sbin/zfs list -H rpool",
                 "/usr/sbin/zfs list -H rpool",
                 "/usr/sbin/zfs list -H rpool",
                 "/usr/sbin/zpool list",
@@ -157,5 +231,67 @@ mod tests {
             err.to_string(),
             "`/bin/x` did not finish within 5s and was killed"
         );
+    }
+
+    #[test]
+    fn an_unmatched_command_fails_and_fails_the_test() {
+        let rec = Recorder::new();
+        rec.on("/usr/sbin/zfs list", Output::ok("a\n"));
+        let zfs = Cmd::new("/usr/sbin/zfs").args(["list", "-H", "rpool"]);
+        assert!(rec.output(&zfs).unwrap().success());
+        // The once-rule is used up: the same command again has no rule.
+        let err = rec.run(&zfs).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`/usr/sbin/zfs list -H rpool` failed (exit status 127): runner::Recorder: \
+             no rule matches `/usr/sbin/zfs list -H rpool` (add one, or opt in with \
+             Recorder::allow_unmatched)"
+        );
+        assert_eq!(rec.unmatched(), ["/usr/sbin/zfs list -H rpool"]);
+        // Both calls are recorded.
+        assert_eq!(rec.lines().len(), 2);
+        // Dropping it fails the test, even if the code under test ignored the failure.
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(rec)));
+        let msg = dropped.unwrap_err();
+        let msg = msg.downcast_ref::<String>().unwrap();
+        assert!(
+            msg.contains("commands no rule matched") && msg.contains("/usr/sbin/zfs list -H rpool"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn allow_unmatched_answers_success() {
+        let rec = Recorder::new().allow_unmatched();
+        let out = rec
+            .output(&Cmd::new("/usr/sbin/zpool").arg("sync"))
+            .unwrap();
+        assert!(out.success());
+        assert!(out.stdout.is_empty());
+        assert!(rec.unmatched().is_empty());
+        assert_eq!(rec.lines(), ["/usr/sbin/zpool sync"]);
+    }
+
+    #[test]
+    fn unused_rules_are_reported() {
+        let rec = Recorder::new();
+        rec.on("/usr/sbin/zfs snapshot", Output::ok(""))
+            .on("/usr/sbin/zfs destroy", Output::ok(""))
+            .always("/usr/sbin/zpool", Output::ok(""))
+            .always("/usr/sbin/beadm", Output::ok(""));
+        rec.run(&Cmd::new("/usr/sbin/zfs").args(["snapshot", "p/a@b"]))
+            .unwrap();
+        rec.run(&Cmd::new("/usr/sbin/zpool").arg("list")).unwrap();
+        assert_eq!(
+            rec.unused_rules(),
+            ["/usr/sbin/zfs destroy", "/usr/sbin/beadm"]
+        );
+        let failed = std::panic::catch_unwind(|| rec.assert_all_rules_used());
+        assert!(failed.is_err());
+
+        let rec = Recorder::new();
+        rec.always("/usr/sbin/zpool", Output::ok(""));
+        rec.run(&Cmd::new("/usr/sbin/zpool").arg("list")).unwrap();
+        rec.assert_all_rules_used();
     }
 }

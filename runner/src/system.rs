@@ -59,7 +59,7 @@ impl SystemRunner {
 impl Runner for SystemRunner {
     fn output(&self, cmd: &Cmd) -> Result<Output, RunError> {
         let line = cmd.display();
-        if crate::interrupt::requested() {
+        if crate::interrupt::stops_commands() {
             return Err(RunError::Interrupted { cmd: line });
         }
         let tag = cmd.get_tag().unwrap_or("").to_string();
@@ -191,7 +191,7 @@ fn wait(
         if let Some(status) = child.try_wait().map_err(WaitError::Io)? {
             return Ok(status);
         }
-        if crate::interrupt::requested() {
+        if crate::interrupt::stops_commands() {
             kill_group(child);
             let _ = child.wait();
             return Err(WaitError::Interrupted);

@@ -264,4 +264,126 @@ fn a_nocloud_network_config_is_planned_by_mac_and_what_illumos_cannot_do_is_warn
         !out.contains("IP interface eth0") && !out.contains("ens4"),
         "{out}"
     );
+
+fn sysconfig(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sysconfig"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_help_shows_the_exit_status_table() {
+    for args in [
+        &["--help"][..],
+        &["show", "--help"],
+        &["plan", "--help"],
+        &["apply", "--help"],
+        &["schema", "--help"],
+    ] {
+        let (code, out, err) = sysconfig(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for line in [
+            "Exit status:",
+            "  0    success",
+            "  1    the work failed",
+            "  2    bad usage or input that can be fixed",
+        ] {
+            assert!(out.contains(line), "{args:?} lacks {line:?}: {out}");
+        }
+    }
+}
+
+/// Per subcommand: bad usage and a broken configuration file exit 2, a configuration
+/// file that cannot be read exits 1 (like any file the work cannot read).
+#[test]
+fn exit_statuses_per_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[plugins]\ndir = \"/x\"\n").unwrap();
+    let bad = bad.display().to_string();
+    let missing = dir.path().join("missing.toml").display().to_string();
+    let root = dir.path().display().to_string();
+    for sub in [&[][..], &["show"], &["plan"], &["apply"]] {
+        let (code, _, err) = sysconfig(&[&["--bogus"][..], sub].concat());
+        assert_eq!(code, 2, "{sub:?} --bogus: {err}");
+        let (code, _, err) = sysconfig(&[&["-c", &bad, "-R", &root][..], sub].concat());
+        assert_eq!(code, 2, "{sub:?} with a bad config: {err}");
+        assert!(err.contains("unknown field `dir`"), "{err}");
+        let (code, _, err) = sysconfig(&[&["-c", &missing, "-R", &root][..], sub].concat());
+        assert_eq!(code, 1, "{sub:?} with a missing config: {err}");
+        assert!(err.contains("missing.toml"), "{err}");
+    }
+    // An alternate root that does not exist is bad usage.
+    let e = Env::new("hostname = \"x\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_sysconfig"))
+        .arg("-c")
+        .arg(e.t.path().join("sysconfig.toml"))
+        .args(["-R", "/nonexistent/root", "plan"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("alternate root /nonexistent/root"), "{err}");
+    let (code, _, _) = sysconfig(&["schema"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn every_subcommand_has_a_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = sysconfig(&["man-pages", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut have: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    assert_eq!(
+        have,
+        [
+            "sysconfig-apply.1",
+            "sysconfig-plan.1",
+            "sysconfig-schema.1",
+            "sysconfig-show.1",
+            "sysconfig.1"
+        ]
+    );
+    let (_, help, _) = sysconfig(&["--help"]);
+    for sub in ["show", "plan", "apply", "schema"] {
+        assert!(
+            help.contains(&format!("  {sub} ")),
+            "{sub} not in --help: {help}"
+        );
+        let page = std::fs::read_to_string(dir.path().join(format!("sysconfig-{sub}.1"))).unwrap();
+        assert!(page.contains(&format!(".TH sysconfig-{sub} 1")), "{page}");
+    }
+}
+
+/// -q/-v move the configuration's log level; console colour only when asked for (standard
+/// error is a pipe here) and never with NO_COLOR under auto.
+#[test]
+fn verbosity_and_colour_flags() {
+    let e = Env::new("hostname = \"c1\"\n");
+    // The configuration's level is debug.
+    let (_, _, plain) = e.run(&["plan"]);
+    assert!(plain.contains("DEBUG"), "{plain}");
+    assert!(
+        !plain.contains('\x1b'),
+        "no ANSI codes in a redirected log: {plain}"
+    );
+    let (_, _, quiet) = e.run(&["-q", "plan"]);
+    assert!(
+        !quiet.contains("DEBUG") && !quiet.contains("INFO"),
+        "{quiet}"
+    );
+    let (_, _, coloured) = e.run(&["--color", "always", "plan"]);
+    assert!(coloured.contains("\x1b["), "{coloured}");
+    let (code, _, _) = e.run(&["-q", "-v", "plan"]);
+    assert_eq!(code, 2, "-q and -v conflict");
 }

@@ -322,6 +322,12 @@ mod tests {
             &format!("/sbin/zpool get -H -p -o value bootfs {t}"),
             Output::ok(format!("{t}/ROOT/oi\n")),
         );
+        // zpool(8) import of a named pool and export print nothing on success
+        // (illumos-gate usr/src/cmd/zpool/zpool_main.c: zpool_do_import lists pools only
+        // when none is named; zpool_do_export); lofiadm(8) -d prints nothing either.
+        rec.on("/sbin/zpool import -N", Output::ok(""));
+        rec.on("/sbin/zpool export", Output::ok(""));
+        rec.on("/usr/sbin/lofiadm -d", Output::ok(""));
         // Rules match by prefix: the longer names first.
         for (ds, kids) in [
             (format!("{t}/ROOT/oi"), vec![format!("{t}/ROOT/oi")]),
@@ -456,6 +462,8 @@ mod tests {
             "/sbin/zpool import -d",
             Output::failed(1, "no pools available to import"),
         );
+        // lofiadm(8): -d detaches and prints nothing.
+        rec.on("/usr/sbin/lofiadm -d", Output::ok(""));
         let zfs = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/sbin"));
         let sys = System {
             host: Host::Illumos,

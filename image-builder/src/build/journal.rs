@@ -247,6 +247,9 @@ mod tests {
             "/sbin/zfs list -H -p -o name -t all p/tmp/g/n",
             Output::ok("p/tmp/g/n\n"),
         );
+        // zfs(8) destroy prints nothing without -v or -n (illumos-gate
+        // usr/src/cmd/zfs/zfs_main.c, zfs_do_destroy).
+        rec.always("/sbin/zfs destroy -r", Output::ok(""));
         assert!(unwind(&mut j, &rec).is_empty());
         assert!(j.is_empty());
         let destroys: Vec<String> = rec
@@ -273,6 +276,11 @@ mod tests {
         })
         .unwrap();
         let rec = Recorder::new();
+        // zfs(8) list -H -o name: the name alone, no header.
+        rec.on(
+            "/sbin/zfs list -H -p -o name -t all p/w@a",
+            Output::ok("p/w@a\n"),
+        );
         rec.always(
             "/sbin/zfs rollback",
             Output::failed(1, "cannot rollback: busy"),
@@ -317,6 +325,9 @@ mod tests {
             "/usr/sbin/losetup --noheadings --output NAME --associated /w/lofi.raw",
             Output::ok("/dev/loop3\n"),
         );
+        // OpenZFS zpool-destroy(8) and util-linux losetup(8) -d print nothing on success.
+        rec.on("/usr/sbin/zpool destroy -f TEMPORARY-g-n", Output::ok(""));
+        rec.on("/usr/sbin/losetup -d /dev/loop3", Output::ok(""));
         let z = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/usr/sbin")).with_export_retry(
             zfs::ExportRetry {
                 attempts: 1,

@@ -87,8 +87,10 @@ impl Session {
 
     /// Undoes everything this build's journal still holds, after a failure or interrupt.
     pub fn abort(&mut self, env: &Env, events: &mut dyn FnMut(&Event)) {
-        // Cleanup must run its own commands even after an interrupt.
+        // Cleanup must run its own commands even after an interrupt, and to its end
+        // whatever signals arrive meanwhile.
         runner::interrupt::clear();
+        let _cleanup = runner::interrupt::cleanup();
         for u in self.journal.pending() {
             events(&Event::Cleanup {
                 undo: format!("{u:?}"),

@@ -4,6 +4,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+use super::exit::{bad_input, BadInput};
 use clap::Args;
 use image_builder::build::BuildOptions;
 use image_builder::steps::{DevfsSetup, SmfSeeding};
@@ -92,7 +94,7 @@ impl TemplateArgs {
 
 impl SourceArgs {
     pub fn features(&self) -> Result<Features> {
-        Ok(Features::from_directives(&self.features)?)
+        Features::from_directives(&self.features).map_err(bad_input)
     }
 
     pub fn root(&self) -> Result<PathBuf> {
@@ -101,7 +103,10 @@ impl SourceArgs {
             None => default_templates()?,
         };
         if !root.is_dir() {
-            bail!("template root {} is not a directory", root.display());
+            bail!(BadInput(format!(
+                "template root {} is not a directory",
+                root.display()
+            )));
         }
         // Resolve `..` and links once, so every message names a plain path.
         Ok(root.canonicalize().unwrap_or(root))
@@ -113,7 +118,8 @@ impl SourceArgs {
             return Ok(HashSet::new());
         };
         let text = std::fs::read_to_string(list)
-            .with_context(|| format!("cannot read --assume-present list {}", list.display()))?;
+            .with_context(|| format!("cannot read --assume-present list {}", list.display()))
+            .map_err(bad_input)?;
         Ok(text
             .lines()
             .map(str::trim)
@@ -127,10 +133,10 @@ impl SourceArgs {
             .iter()
             .map(|e| {
                 if !e.is_dir() {
-                    bail!(
+                    bail!(BadInput(format!(
                         "-E {}: external file source must be an existing directory",
                         e.display()
-                    );
+                    )));
                 }
                 absolute(e)
             })

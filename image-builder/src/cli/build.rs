@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
@@ -83,11 +83,9 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             "error: {}/{} has {errors} error(s); nothing was built",
             plan.group, plan.name
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(super::exit::usage());
     }
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, runner::interrupt::flag())?;
-    }
+    runner::interrupt::install().context("cannot install signal handlers")?;
     let host = Host::detect();
     // What a build zone cannot build, and zones anywhere but illumos: said before anything
     // starts.
@@ -102,7 +100,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             "error: {}",
             image_builder::buildzone::ZoneError::NotIllumos(host.name())
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(super::exit::usage());
     }
     let runner = SystemRunner::new();
     if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -127,7 +125,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
     // Refuse a build this host cannot run before starting anything, guest included.
     if let Err(e) = build::preflight(&plan, &opts, host) {
         eprintln!("error: {e}");
-        return Ok(ExitCode::FAILURE);
+        return Ok(super::exit::usage());
     }
     if let Some(zone) = &a.in_zone {
         let za = super::in_zone::ZoneArgs {
@@ -163,6 +161,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         let code = run_build(&plan, &opts, &env, a.json);
         let pool = embedded::pool_of(&opts.dataset).to_string();
         runner::interrupt::clear();
+        let _cleanup = runner::interrupt::cleanup();
         let output_ds = format!("{}/output", opts.dataset);
         if zfs.exists(&output_ds)? {
             let from = build::layout::mountpoint(&zfs, &output_ds)?;
@@ -198,7 +197,7 @@ fn run_build(
         Ok(Outcome::Built) | Ok(Outcome::Cached) => ExitCode::SUCCESS,
         Err(BuildError::Interrupted) => {
             eprintln!("error: interrupted; everything the build made was undone");
-            ExitCode::from(130)
+            super::exit::interrupted()
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -85,7 +85,7 @@ impl GuestArgs {
                 GuestExit::Failed(ExitCode::FAILURE)
             }
             Some(c) => GuestExit::Finished(c),
-            None => GuestExit::Failed(ExitCode::from(130)),
+            None => GuestExit::Failed(super::exit::interrupted()),
         })
     }
 }

@@ -84,7 +84,7 @@ pub fn run(a: ZoneArgs, host: Host, runner: &SystemRunner, zfs: &dyn Zfs) -> Res
         }
         Err(e @ ZoneError::Interrupted { .. }) => {
             eprintln!("error: {e}; the build zone was removed");
-            Ok(ExitCode::from(130))
+            Ok(super::exit::interrupted())
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
+
+use super::exit::{bad_input, BadInput};
 use clap::Args;
 use image_builder::boottest::{self, Report};
 use image_builder::build::{self, BuildOptions};
@@ -71,7 +73,7 @@ struct MatrixReport<'a> {
 }
 
 pub fn run(a: MatrixArgs) -> Result<ExitCode> {
-    let m = Matrix::load(&a.file)?;
+    let m = Matrix::load(&a.file).map_err(bad_input)?;
     let root = a.source.root()?;
     let external = a.source.external()?;
     let present = a.source.assume_present(&root)?;
@@ -84,7 +86,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
     for e in &m.builds {
         let mut directives = a.source.features.clone();
         directives.extend(e.features.iter().cloned());
-        let features = Features::from_directives(&directives)?;
+        let features = Features::from_directives(&directives).map_err(bad_input)?;
         let plan = template::plan(&root, &e.group, &e.name, &features, &popts);
         errors += report(&plan);
         jobs.push(Job {
@@ -93,15 +95,11 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         });
     }
     if errors > 0 {
-        bail!("the matrix has {errors} template error(s); nothing was built");
+        bail!(BadInput(format!(
+            "the matrix has {errors} template error(s); nothing was built"
+        )));
     }
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, runner::interrupt::flag())?;
-    }
+    runner::interrupt::install().context("cannot install signal handlers")?;
     let host = Host::detect();
     let opts = a.first_boot.apply(BuildOptions {
         svccfg: a.svccfg.clone(),
@@ -110,12 +108,12 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         ..BuildOptions::new(&a.dataset, &root)
     });
     for j in &jobs {
-        build::preflight(&j.plan, &opts, host)?;
+        build::preflight(&j.plan, &opts, host).map_err(bad_input)?;
     }
     // A bad checklist is refused before anything is built.
-    let list = super::test::checklist(&a.test_opts)?;
+    let list = super::test::checklist(&a.test_opts).map_err(bad_input)?;
     let tested: HashSet<String> = m.builds.iter().filter(|e| e.test).map(|e| e.id()).collect();
-    let chains = matrix::schedule(jobs)?;
+    let chains = matrix::schedule(jobs).map_err(bad_input)?;
     let runner = SystemRunner::new();
     let make_zfs = || -> Box<dyn zfs::Zfs> {
         Box::new(zfs::ZfsCli::new(
@@ -153,9 +151,11 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         tests = super::test::test_images(&images, &a.test_opts, &list)?;
     }
     let passed = write_report(&report_dir, &builds, &tests)?;
-    let interrupted = runner::interrupt::flag().load(Ordering::SeqCst);
+    // Cleanup clears the request; a signal that arrived is still counted.
+    let interrupted =
+        runner::interrupt::signals() > 0 || runner::interrupt::flag().load(Ordering::SeqCst);
     Ok(if interrupted {
-        ExitCode::from(130)
+        super::exit::interrupted()
     } else if passed {
         ExitCode::SUCCESS
     } else {
@@ -249,6 +249,7 @@ fn guest_builds(
     embedded::guest_pool(&*zfs, &a.dataset, disk, Path::new("/ib-embedded"))?;
     let mut builds = matrix::run(chains, a.jobs, env)?;
     runner::interrupt::clear();
+    let _cleanup = runner::interrupt::cleanup();
     let output_ds = format!("{}/output", a.dataset);
     if zfs.exists(&output_ds)? {
         let from = build::layout::mountpoint(&*zfs, &output_ds)?;

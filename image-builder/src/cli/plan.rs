@@ -56,7 +56,7 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
     Ok(if errors == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        super::exit::usage()
     })
 }
 

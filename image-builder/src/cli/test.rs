@@ -19,8 +19,8 @@ use runner::SystemRunner;
 /// with a NoCloud `cidata` seed (fresh SSH key and instance id), log in on the serial
 /// console, run the checklist, and write report.json and report.md.
 ///
-/// Exit status: 0 when every image booted and passed every check, 1 otherwise, 130 when
-/// interrupted (the VMs are stopped and the report says so).
+/// Exit status: 0 when every image booted and passed every check, 1 otherwise, 2 for a
+/// bad checklist, 130 when interrupted (the VMs are stopped and the report says so).
 #[derive(Args, Debug, Clone)]
 pub struct TestArgs {
     /// Disk image(s) to test, one VM each, in order.
@@ -54,8 +54,13 @@ pub struct TestOpts {
     pub no_login: bool,
     #[arg(long, value_name = "NAME", default_value = "root")]
     pub user: String,
-    /// Password for --user, if the image asks for one.
-    #[arg(long, value_name = "TEXT")]
+    /// Read the password for --user, if the image asks for one, from this file (its
+    /// first line). IMAGE_BUILDER_TEST_PASSWORD, when set, gives it instead.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Refused: a password on the command line is visible to every user of the host
+    /// (ps, /proc). Kept, hidden, to say what to use instead.
+    #[arg(long, value_name = "TEXT", hide = true)]
     pub password: Option<String>,
     /// Text of the shell prompt.
     #[arg(long, value_name = "TEXT", default_value = "# ")]
@@ -98,25 +103,21 @@ pub struct TestOpts {
 
 pub fn run(a: TestArgs) -> Result<ExitCode> {
     let stop = runner::interrupt::flag();
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, runner::interrupt::flag())
-            .context("cannot install signal handlers")?;
-    }
-    let list = checklist(&a.opts)?;
+    runner::interrupt::install().context("cannot install signal handlers")?;
+    let list = checklist(&a.opts).map_err(super::exit::bad_input)?;
     let reports = test_images(&a.images, &a.opts, &list)?;
     let (json, md) = boottest::report::write(&a.opts.report, &reports)
         .with_context(|| format!("cannot write the report in {}", a.opts.report.display()))?;
     eprintln!("test: report in {} and {}", json.display(), md.display());
-    Ok(exit_code(&reports, stop.load(Ordering::SeqCst)))
+    Ok(exit_code(
+        &reports,
+        stop.load(Ordering::SeqCst) || runner::interrupt::signals() > 0,
+    ))
 }
 
 pub fn exit_code(reports: &[Report], interrupted: bool) -> ExitCode {
     if interrupted {
-        ExitCode::from(130)
+        super::exit::interrupted()
     } else if reports.iter().all(|r| r.passed) {
         ExitCode::SUCCESS
     } else {
@@ -124,7 +125,28 @@ pub fn exit_code(reports: &[Report], interrupted: bool) -> ExitCode {
     }
 }
 
+/// The environment variable that can hold the console password.
+pub const PASSWORD_ENV: &str = "IMAGE_BUILDER_TEST_PASSWORD";
+
+/// The console password: from --password-file, else the environment; never argv.
+pub fn password(o: &TestOpts) -> Result<Option<String>> {
+    if o.password.is_some() {
+        anyhow::bail!(
+            "--password is no longer accepted: a password on the command line can be read by \
+             every user of this host; use --password-file FILE or {PASSWORD_ENV}"
+        );
+    }
+    if let Some(f) = &o.password_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read --password-file {}", f.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+    }
+    Ok(std::env::var(PASSWORD_ENV).ok())
+}
+
 pub fn checklist(o: &TestOpts) -> Result<Checklist> {
+    // A bad password option is refused before anything boots.
+    password(o)?;
     let mut lists = Vec::new();
     for b in &o.builtin {
         lists.push(Checklist::builtin(b)?);
@@ -258,7 +280,7 @@ fn test_one(
         login: Login {
             login_prompt: (!o.no_login).then(|| o.login_prompt.clone()),
             user: o.user.clone(),
-            password: o.password.clone(),
+            password: password(o)?,
             shell_prompt: o.prompt.clone(),
             boot_timeout: Duration::from_secs(o.timeout),
         },
@@ -273,4 +295,35 @@ fn test_one(
         if r.passed { "passed" } else { "FAILED" }
     );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        opts: TestOpts,
+    }
+
+    fn opts(args: &[&str]) -> TestOpts {
+        T::parse_from(std::iter::once("test").chain(args.iter().copied())).opts
+    }
+
+    #[test]
+    fn the_password_is_the_first_line_of_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cret\nignored\n").unwrap();
+        let o = opts(&["--password-file", f.to_str().unwrap()]);
+        assert_eq!(password(&o).unwrap().as_deref(), Some("s3cret"));
+        // The only test that touches this variable.
+        std::env::set_var(PASSWORD_ENV, "from-env");
+        assert_eq!(password(&opts(&[])).unwrap().as_deref(), Some("from-env"));
+        std::env::remove_var(PASSWORD_ENV);
+        assert_eq!(password(&opts(&[])).unwrap(), None);
+        assert!(password(&opts(&["--password", "x"])).is_err());
+    }
 }

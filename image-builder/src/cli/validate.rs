@@ -12,7 +12,7 @@ use super::args::{report, SourceArgs};
 ///
 /// Reports every problem found, not just the first: file, JSON path, line and column,
 /// the bad value and what is expected. Exits 0 when there is no error (warnings allowed),
-/// 1 otherwise.
+/// 2 otherwise (a template to fix).
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// Template group: templates are read from TEMPLATES/GROUP/NAME.json.
@@ -66,7 +66,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        super::exit::usage()
     })
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::exit::bad_input;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use image_builder::vm::{
@@ -115,14 +116,19 @@ enum FormatArg {
 }
 
 pub fn run(a: VmArgs) -> Result<ExitCode> {
-    let spec = build_spec(&a)?;
+    // A spec or flags that cannot describe a VM are bad input (2); a VM that fails to run
+    // is a failure (1).
+    let spec = build_spec(&a).map_err(bad_input)?;
     match a.print {
-        Some(Print::Bhyve) => print!("{}", bhyve::render(&bhyve::command(&spec)?)),
+        Some(Print::Bhyve) => print!(
+            "{}",
+            bhyve::render(&bhyve::command(&spec).map_err(bad_input)?)
+        ),
         Some(Print::Libvirt) => {
             let kind = if a.accel == Accel::Tcg { "qemu" } else { "kvm" };
-            print!("{}", libvirt::domain(&spec, kind)?);
+            print!("{}", libvirt::domain(&spec, kind).map_err(bad_input)?);
         }
-        Some(Print::Qemu) => print_qemu(&spec, &a)?,
+        Some(Print::Qemu) => print_qemu(&spec, &a).map_err(bad_input)?,
         Some(Print::Spec) => println!("{}", serde_json::to_string_pretty(&spec)?),
         None => return run_qemu(&spec, &a),
     }
@@ -320,7 +326,7 @@ fn run_qemu(spec: &VmSpec, a: &VmArgs) -> Result<ExitCode> {
         if stop.load(Ordering::Relaxed) {
             eprintln!("vm: interrupted; stopping the guest");
             vm.stop()?;
-            return Ok(ExitCode::from(130));
+            return Ok(super::exit::interrupted());
         }
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             eprintln!("vm: timed out; stopping the guest");

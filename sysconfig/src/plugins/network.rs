@@ -1002,6 +1002,12 @@ mod tests {
         rec.on(
             "/usr/sbin/dladm show-phys",
             Output::ok("vioif0:primary:52\\:54\\:0\\:0\\:0\\:1\n"),
+        )
+        // ipadm(8) show-if and show-addr with -p -o FIELD: one value a line.
+        .on("/usr/sbin/ipadm show-if -p -o IFNAME", Output::ok("lo0\n"))
+        .on(
+            "/usr/sbin/ipadm show-addr -p -o ADDROBJ",
+            Output::ok("lo0/v4\nlo0/v6\n"),
         );
         let ctx = live_ctx(&rec);
         let d = json!({"network": {"interfaces": [{"id": "eth0", "mac": "52:54:00:00:00:09", "addresses": [{"kind": "dhcp"}]}, {"name": "vioif0", "addresses": [{"kind": "dhcp"}]}]}});

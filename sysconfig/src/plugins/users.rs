@@ -243,7 +243,7 @@ impl Plugin for Users {
 mod tests {
     use super::super::testing;
     use super::*;
-    use runner::Recorder;
+    use runner::{Output, Recorder};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn root_with_user(t: &std::path::Path) {
@@ -261,6 +261,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         root_with_user(t.path());
         let rec = Recorder::new();
+        // useradd(8): prints nothing and exits 0 on success.
+        rec.on("/usr/sbin/chroot", Output::ok(""));
         let d = json!({"users": [{"name": "bob", "uid": 2000, "group": "staff", "groups": ["adm", "sys"], "gecos": "Bob B", "shell": "/usr/bin/bash", "profiles": ["Primary Administrator"]}]});
         let r = testing::apply(&Users, t.path(), &rec, d, false).unwrap();
         assert_eq!(r.len(), 1);
@@ -335,6 +337,8 @@ mod tests {
         )
         .unwrap();
         let rec = Recorder::new();
+        // usermod(8): prints nothing and exits 0 on success.
+        rec.on("/usr/sbin/chroot", Output::ok(""));
         let d = json!({"users": [{"name": "ann", "groups": ["sys", "adm"], "shell": "/usr/bin/bash", "gecos": "Ann A"}]});
         let r = testing::apply(&Users, t.path(), &rec, d, false).unwrap();
         assert_eq!(r.len(), 1, "{r:?}");

@@ -45,6 +45,14 @@ fn live() -> &'static Path {
     Path::new("/")
 }
 
+/// A recorder whose commands without a rule succeed with no output: the plugin reads the
+/// output of `zoneadm list -cp` and `zonecfg -z ZONE export` only (they get rules), and
+/// zonecfg(8) in command mode and zoneadm(8) install and boot exit 0 on success. The tests
+/// using it pin every command line.
+fn quiet() -> Recorder {
+    Recorder::new().allow_unmatched()
+}
+
 fn statuses(r: &[ChangeResult]) -> Vec<(&str, Status)> {
     r.iter().map(|r| (r.id.as_str(), r.status)).collect()
 }
@@ -53,7 +61,7 @@ fn statuses(r: &[ChangeResult]) -> Vec<(&str, Status)> {
 fn a_new_zone_is_configured_installed_from_its_image_and_booted() {
     let image = tempfile::NamedTempFile::new().unwrap();
     let img = image.path().to_str().unwrap().to_string();
-    let rec = Recorder::new();
+    let rec = quiet();
     rec.on("/usr/sbin/zoneadm list -cp", Output::ok(GLOBAL))
         .on(
             "/usr/sbin/zoneadm list -cp",
@@ -158,7 +166,7 @@ fn a_running_zone_as_described_needs_nothing() {
 
 #[test]
 fn an_installed_zone_is_only_booted() {
-    let rec = Recorder::new();
+    let rec = quiet();
     rec.on(
         "/usr/sbin/zoneadm list -cp",
         Output::ok(listed("installed")),
@@ -228,7 +236,7 @@ fn a_configured_zone_that_differs_is_configured_again_then_installed() {
          net resources are [] (want [physical=web0 allowed-address=10.0.0.5/24 defrouter=10.0.0.1]); \
          datasets are [] (want [tank/web]))"
     );
-    let rec = Recorder::new();
+    let rec = quiet();
     rec.on(
         "/usr/sbin/zoneadm list -cp",
         Output::ok(listed("configured")),
@@ -294,6 +302,8 @@ fn a_failed_zonecfg_removes_the_partial_zone_and_stops_that_zone() {
             "/usr/sbin/zonecfg -z web 'create",
             Output::failed(1, "On line 1:\nweb0: No such link\nweb: Invalid argument"),
         )
+        // zonecfg(8): `delete -F` removes the configuration without asking and prints nothing.
+        .on("/usr/sbin/zonecfg -z web delete -F", Output::ok(""))
         .on("/usr/sbin/zoneadm list -cp", Output::ok(GLOBAL))
         .on("/usr/sbin/zoneadm list -cp", Output::ok(GLOBAL));
     let r = testing::apply(&Zones, live(), &rec, web(json!({})), false).unwrap();
