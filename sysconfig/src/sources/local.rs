@@ -38,6 +38,7 @@ pub fn parse(text: &str, json: bool) -> Result<Found, String> {
     Ok(Found {
         instance_id,
         desired: map,
+        warnings: vec![],
     })
 }
 
