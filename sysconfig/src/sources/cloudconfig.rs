@@ -198,12 +198,14 @@ fn describe(ctype: &str) -> String {
         | "text/x-shellscript-per-instance"
         | "text/x-shellscript-per-once" => format!("a script ({ctype})"),
         "text/x-include-url" | "text/x-include-once-url" => format!("#include ({ctype})"),
-        "text/cloud-config-jsonp" => "#cloud-config-jsonp (a JSON patch)".into(),
-        "text/cloud-boothook" => "#cloud-boothook".into(),
-        "text/part-handler" => "#part-handler".into(),
-        "text/jinja2" => "a jinja template (## template: jinja)".into(),
+        "text/cloud-config-jsonp" => {
+            "#cloud-config-jsonp (text/cloud-config-jsonp, a JSON patch)".into()
+        }
+        "text/cloud-boothook" => "#cloud-boothook (text/cloud-boothook)".into(),
+        "text/part-handler" => "#part-handler (text/part-handler)".into(),
+        "text/jinja2" => "a jinja template (text/jinja2)".into(),
         "text/x-not-multipart" | "text/plain" => {
-            "text that does not start with a known header (#cloud-config, #!, ...)".into()
+            format!("text that does not start with a known header such as #cloud-config ({ctype})")
         }
         other => format!("a part of type {other}"),
     }
@@ -811,6 +813,21 @@ fn user(name: &str, c: &[(String, Node)], w: &mut Vec<String>) -> Option<(Value,
     Some((Value::Object(u), create))
 }
 
+/// Python's `int(s, 8)`: white space around, an optional `+`, an optional `0o` prefix,
+/// `_` between digits.
+fn py_int_base8(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let t = t
+        .strip_prefix("0o")
+        .or_else(|| t.strip_prefix("0O"))
+        .unwrap_or(t);
+    if t.is_empty() || t.starts_with('_') || t.ends_with('_') || t.contains("__") {
+        return None;
+    }
+    u32::from_str_radix(&t.replace('_', ""), 8).ok()
+}
+
 /// `os.path.abspath` with `/` as the working directory.
 fn abspath(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -921,7 +938,7 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
         }
         Some(Node::Bool(b)) => u32::from(*b),
         Some(Node::Float(x)) => *x as u32,
-        Some(v) => match scalar_text(v).and_then(|s| u32::from_str_radix(&s, 8).ok()) {
+        Some(v) => match scalar_text(v).and_then(|s| py_int_base8(&s)) {
             Some(m) => m,
             None => {
                 warn = Some(format!(
