@@ -198,7 +198,6 @@ fn compare(
         if n == "root" {
             want["keys"] = json!(root_keys);
             have["keys"] = have.get("keys").cloned().unwrap_or(json!([]));
-            want["password_field"] = want["password_field"].clone();
         }
         // What sysconfig did not take, it names.
         if want["password_field"] != have["password_field"] && warned(&format!("user {n}: ")) {

@@ -142,6 +142,9 @@ fn no_service_means_no_source_and_bad_user_data_is_an_error() {
     // Bad YAML stops the run (a wrong type is only a warning, as in cloud-init).
     let (ep, _) = server(true, "#cloud-config\nusers: [unclosed\n");
     let err = ec2::read(&ep, 2000).unwrap_err().to_string();
-    assert!(err.starts_with("source ec2: user-data: part 1: line "), "{err}");
+    assert!(
+        err.starts_with("source ec2: user-data: part 1: line "),
+        "{err}"
+    );
     assert!(ec2::read("https://x", 10).is_err());
 }

@@ -1043,6 +1043,38 @@ mod tests {
     }
 
     #[test]
+    fn archive_and_jsonp_are_never_read_as_cloud_config() {
+        let (m, w) = ud("#cloud-config-archive\n- {content: 'hostname: arch'}\n- {type: text/x-shellscript, content: 'echo'}\n");
+        assert_eq!(m["hostname"], "arch");
+        assert!(w.iter().any(|w| w.contains("text/x-shellscript")), "{w:?}");
+        let (m, w) = ud(
+            "#cloud-config-jsonp\n[{\"op\": \"add\", \"path\": \"/hostname\", \"value\": \"x\"}]\n",
+        );
+        assert!(m.is_empty());
+        assert!(w[0].contains("text/cloud-config-jsonp"), "{w:?}");
+    }
+
+    #[test]
+    fn write_files_forms() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"zipped\n").unwrap();
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            gz.finish().unwrap(),
+        );
+        let (m, _) = ud(&format!("#cloud-config\nwrite_files:\n- path: /etc/crontab\n  content: '* * * * * x'\n  append: true\n- path: /etc/z\n  encoding: gz+b64\n  content: {b64}\n  permissions: 0600\n- path: /etc/d\n  content: d\n  permissions: 644\n  defer: yes\n- path: /etc/bin\n  content: !!binary /wA=\n"));
+        assert_eq!(m["files"][0]["append"], true);
+        assert_eq!(m["files"][1]["content"], "zipped\n");
+        assert_eq!(m["files"][1]["mode"], "0600");
+        assert_eq!(
+            m["files"][2],
+            json!({"path":"/etc/bin","content":"/wA=","encoding":"base64","mode":"0644","owner":"root","group":"root"})
+        );
+        assert_eq!(m["deferred_files"][0]["mode"], "1204");
+    }
+
+    #[test]
     fn malformed_yaml_stops() {
         let err = parse("t", b"#cloud-config\nusers: [a\n")
             .unwrap_err()

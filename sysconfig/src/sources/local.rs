@@ -72,4 +72,15 @@ mod tests {
             .to_string();
         assert!(err.starts_with("source local: /etc/d.toml:"), "{err}");
     }
+
+    #[test]
+    fn a_toml_syntax_error_names_the_place_but_never_shows_the_line() {
+        let secret = "$6$saltsalt$VerySecretHashValue";
+        let text =
+            format!("hostname = \"vm\"\n[[users]]\nname = \"ann\"\npassword_hash = \"{secret}\n");
+        let err = parse(&text, false).unwrap_err();
+        assert!(!err.contains("VerySecret"), "{err}");
+        assert!(err.starts_with("line 4 column "), "{err}");
+        assert!(err.contains("(key password_hash)"), "{err}");
+    }
 }

@@ -133,6 +133,26 @@ mod tests {
     }
 
     #[test]
+    fn meta_data_keys_stay_for_root_when_user_data_has_users() {
+        let f = parse(&Seed {
+            meta_data: Some("instance-id: i\npublic-keys:\n  laptop: ssh-ed25519 CLOUD k\n".into()),
+            user_data: Some(b"#cloud-config\nusers:\n  - name: ann\n    ssh_authorized_keys: from=\"10.0.0.1,10.0.0.2\" ssh-ed25519 ANN a\n".to_vec()),
+            network_config: None,
+        })
+        .unwrap();
+        let users = &f.desired["users"];
+        assert_eq!(
+            users[0],
+            json!({"name":"root","ssh_authorized_keys":["ssh-ed25519 CLOUD k"]})
+        );
+        // A string is one key: its options field keeps its commas.
+        assert_eq!(
+            users[1]["ssh_authorized_keys"],
+            json!(["from=\"10.0.0.1,10.0.0.2\" ssh-ed25519 ANN a"])
+        );
+    }
+
+    #[test]
     fn absent_seed_and_no_volume_is_nothing() {
         let t = tempfile::tempdir().unwrap();
         assert!(read(
