@@ -181,6 +181,31 @@ pub fn parse(source_name: &'static str, raw: &[u8]) -> Result<UserData, SourceEr
                     }
                 }
             }
+            "text/cloud-config-jsonp" => {
+                // _merge_patch: the payload after its header is a JSON patch on the
+                // cloud-config merged so far; one that does not apply is a warning.
+                let text = String::from_utf8_lossy(&p.payload);
+                let body = text.trim_start();
+                let body = body
+                    .get(..19)
+                    .filter(|h| h.eq_ignore_ascii_case("#cloud-config-jsonp"))
+                    .map_or(body, |_| &body[19..]);
+                let mut doc = Node::Map(std::mem::take(&mut cfg));
+                if let Err(e) = super::jsonpatch::apply(&mut doc, body) {
+                    ud.warnings.push(format!(
+                        "user-data {name}: the JSON patch (text/cloud-config-jsonp) does not apply: {e}; ignored"
+                    ));
+                }
+                cfg = match doc {
+                    Node::Map(m) => m,
+                    _ => {
+                        ud.warnings.push(format!(
+                            "user-data {name}: the JSON patch made the cloud-config something else than a mapping; ignored"
+                        ));
+                        Vec::new()
+                    }
+                };
+            }
             other => ud.warnings.push(format!(
                 "user-data {name}: {} is not supported; ignored",
                 describe(other)
@@ -1047,9 +1072,13 @@ mod tests {
         let (m, w) = ud("#cloud-config-archive\n- {content: 'hostname: arch'}\n- {type: text/x-shellscript, content: 'echo'}\n");
         assert_eq!(m["hostname"], "arch");
         assert!(w.iter().any(|w| w.contains("text/x-shellscript")), "{w:?}");
+        // A JSON patch changes the cloud-config merged so far; it is never YAML itself.
         let (m, w) = ud(
             "#cloud-config-jsonp\n[{\"op\": \"add\", \"path\": \"/hostname\", \"value\": \"x\"}]\n",
         );
+        assert_eq!(m["hostname"], "x");
+        assert!(w.is_empty(), "{w:?}");
+        let (m, w) = ud("#cloud-config-jsonp\n[{\"op\": \"remove\", \"path\": \"/nope\"}]\n");
         assert!(m.is_empty());
         assert!(w[0].contains("text/cloud-config-jsonp"), "{w:?}");
     }

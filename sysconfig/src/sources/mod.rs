@@ -9,6 +9,7 @@ pub mod configdrive;
 pub mod ec2;
 pub mod fat;
 pub mod iso;
+pub mod jsonpatch;
 pub mod local;
 pub mod mime;
 pub mod netconfig;

@@ -233,6 +233,7 @@ case("archive", dump([
     {"content": "#!/bin/sh\necho guessed\n", "filename": "guessed.sh"},
 ]).replace("#cloud-config\n", "#cloud-config-archive\n", 1))
 case("jsonp", '#cloud-config-jsonp\n[{"op": "add", "path": "/hostname", "value": "patched"}]\n')
+case("jsonp-bad-patch", '#cloud-config-jsonp\n[{"op": "remove", "path": "/hostname"}]\n')
 case("script-only", "#!/bin/sh\necho hello\n")
 case("include", "#include\nhttps://example.org/user-data\n")
 case("boothook", "#cloud-boothook\n#!/bin/sh\necho boot\n")
@@ -334,6 +335,11 @@ def main():
     case("mime-utf8-base64", make_mime("mime3", [
         (dump({"users": [{"name": "ann", "gecos": "Ann M\u00fcller"}]}, allow_unicode=True),
          "cloud-config"),
+    ]))
+    case("mime-config-then-jsonp", make_mime("mime5", [
+        (dump({"hostname": "before", "users": ["ann"]}), "cloud-config"),
+        ('#cloud-config-jsonp\n[{"op": "replace", "path": "/hostname", "value": "after"},'
+         ' {"op": "add", "path": "/users/-", "value": "bob"}]\n', "cloud-config-jsonp"),
     ]))
     case("mime-archive-part", make_mime("mime4", [
         ("#cloud-config-archive\n- {content: 'hostname: via-archive'}\n", "cloud-config-archive"),

@@ -69,7 +69,16 @@ def parts_and_config(raw):
         if not payload:
             # Empty user-data: nothing to say about it.
             continue
-        if ctype == CLOUD_CONFIG:
+        if ctype == JSONP:
+            try:
+                handler.handle_part(
+                    None, ctype, part.get_filename() or "part", payload, None, dict(part)
+                )
+            except Exception:
+                # handlers.run_part logs a failing handler and goes on.
+                pass
+            have_config = True
+        elif ctype == CLOUD_CONFIG:
             # sysconfig stops on what cloud-init only warns about: a YAML error or a
             # cloud-config that is not a mapping.
             try:
