@@ -13,6 +13,7 @@ The network documents live in network/ and are not made here.
 import base64
 import gzip
 import os
+import re
 import subprocess
 import sys
 from email.mime.application import MIMEApplication
@@ -316,7 +317,11 @@ def make_mime(name, attachments):
     out = subprocess.run(args, check=True, capture_output=True).stdout
     for p in tmp:
         os.unlink(p)
-    # make-mime names each part after its file; keep the names stable.
+    # make-mime picks a random boundary and names each part after its file; keep both
+    # stable so that a run of this script changes only what changed.
+    m = re.search(rb'boundary="([^"]+)"', out)
+    if m:
+        out = out.replace(m.group(1), ("===============%s==" % name).encode())
     for i in range(len(attachments)):
         out = out.replace((".part-%s-%d" % (name, i)).encode(), ("part-%d" % i).encode())
     return out
