@@ -412,5 +412,13 @@ mod tests {
         assert!(load("a: \"open\n").is_err());
         assert_eq!(parse("").unwrap(), Value::Null);
         assert!(load("a: &x [*x]\n").is_err());
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = load(&deep).unwrap_err();
+        assert!(
+            e.message.contains("deeply") || e.message.contains("recursion"),
+            "{e}"
+        );
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+        assert!(load(laughs).unwrap_err().message.contains("expands"));
     }
 }
