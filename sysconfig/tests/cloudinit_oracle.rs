@@ -2,7 +2,8 @@
 //! `tests/metadata/make_corpus.py`) goes through sysconfig's NoCloud source and through
 //! cloud-init's own modules (`tests/oracle/cloudinit_meaning.py`), and what sysconfig
 //! would configure must mean what cloud-init would: the host name, users (gecos, home,
-//! shell, primary group, uid, groups, the password field, sudo rules, SSH keys), the
+//! shell, primary group, uid, groups, the password field, sudo rules, SSH keys as
+//! `ssh_util.AuthKeyLineParser` renders the lines cloud-init writes), the
 //! groups created, root's keys (the cloud's meta-data `public-keys` and the top-level
 //! `ssh_authorized_keys`), and the files (path, bytes, mode, owner, group, append,
 //! defer). What cloud-init skips sysconfig skips; what sysconfig leaves out that

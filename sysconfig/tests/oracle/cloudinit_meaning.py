@@ -19,7 +19,7 @@ import tempfile
 
 logging.disable(logging.CRITICAL)
 
-from cloudinit import helpers, sources, util  # noqa: E402
+from cloudinit import helpers, sources, ssh_util, util  # noqa: E402
 from cloudinit import user_data as ud_mod  # noqa: E402
 from cloudinit.config import cc_write_files  # noqa: E402
 from cloudinit.distros import ug_util  # noqa: E402
@@ -97,8 +97,10 @@ def parts_and_config(raw):
     return cfg or {}, unsupported, malformed
 
 
-def as_list_of_str(v):
-    return [str(x) for x in v]
+def written(keys):
+    """The authorized_keys lines ssh_util.setup_user_keys writes for these keys."""
+    parser = ssh_util.AuthKeyLineParser()
+    return sorted(set(str(parser.parse(str(k))) for k in keys))
 
 
 def user_meaning(name, kw):
@@ -144,7 +146,7 @@ def user_meaning(name, kw):
             keys = [keys]
         elif isinstance(keys, dict):
             keys = list(keys.values())
-        out["keys"] = sorted(set(keys))
+        out["keys"] = written(keys)
     return out, create
 
 
@@ -187,7 +189,7 @@ def main():
         keys = sources.normalize_pubkey_data(md.get("public-keys")) or []
     if "ssh_authorized_keys" in cfg:
         keys.extend(cfg["ssh_authorized_keys"])
-    result["root_keys"] = sorted(set(keys))
+    result["root_keys"] = written(keys)
 
     files = []
     os.chdir("/")
