@@ -39,7 +39,8 @@ fn python_with_cloudinit() -> Option<&'static str> {
     })
 }
 
-fn oracle(py: &str, user_data: &[u8], meta: &str) -> Value {
+/// What cloud-init makes of each (user-data, meta-data) pair, in one Python process.
+fn oracle(py: &str, seeds: &[(Vec<u8>, String)]) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/cloudinit_meaning.py");
     let mut child = Command::new(py)
         .arg(script)
@@ -48,7 +49,11 @@ fn oracle(py: &str, user_data: &[u8], meta: &str) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let req = json!({"user_data": B64.encode(user_data), "meta_data": meta});
+    let req: Vec<Value> = seeds
+        .iter()
+        .map(|(ud, meta)| json!({"user_data": B64.encode(ud), "meta_data": meta}))
+        .collect();
+    let req = Value::Array(req);
     child
         .stdin
         .take()
@@ -61,7 +66,9 @@ fn oracle(py: &str, user_data: &[u8], meta: &str) -> Value {
         "the oracle failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.len(), seeds.len());
+    all
 }
 
 fn strs(v: &Value) -> Vec<String> {
@@ -335,10 +342,17 @@ fn user_data_means_what_it_means_to_cloud_init() {
     );
     let mut bad = Vec::new();
     let mut seeds = 0;
-    for name in &names {
-        let ud = std::fs::read(dir().join(format!("{name}.user-data"))).unwrap();
-        let meta = std::fs::read_to_string(dir().join(format!("{name}.meta-data"))).unwrap();
-        let theirs = oracle(py, &ud, &meta);
+    let inputs: Vec<(Vec<u8>, String)> = names
+        .iter()
+        .map(|name| {
+            (
+                std::fs::read(dir().join(format!("{name}.user-data"))).unwrap(),
+                std::fs::read_to_string(dir().join(format!("{name}.meta-data"))).unwrap(),
+            )
+        })
+        .collect();
+    let answers = oracle(py, &inputs);
+    for ((name, (ud, meta)), theirs) in names.iter().zip(&inputs).zip(&answers) {
         let seed = Seed {
             meta_data: Some(meta.clone()),
             user_data: Some(ud.clone()),
@@ -347,7 +361,7 @@ fn user_data_means_what_it_means_to_cloud_init() {
         bad.extend(compare(
             name,
             nocloud::parse(&seed).map_err(|e| e.to_string()),
-            &theirs,
+            theirs,
         ));
         for ext in ["vfat", "iso"] {
             let p = dir().join(format!("{name}.cidata.{ext}"));
@@ -374,7 +388,7 @@ fn user_data_means_what_it_means_to_cloud_init() {
             bad.extend(compare(
                 &format!("{name}.cidata.{ext}"),
                 nocloud::parse(&seed).map_err(|e| e.to_string()),
-                &theirs,
+                theirs,
             ));
         }
     }

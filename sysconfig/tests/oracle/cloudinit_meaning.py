@@ -1,7 +1,7 @@
 """What cloud-init (its own installed modules) makes of one NoCloud seed.
 
-Reads JSON on stdin: {"user_data": BASE64 or null, "meta_data": TEXT or null}.
-Prints JSON: the host name, users, groups, root's keys, files and the part types
+Reads JSON on stdin: a list of {"user_data": BASE64 or null, "meta_data": TEXT or null}.
+Prints a JSON list, one entry per seed: the host name, users, groups, root's keys, files and the part types
 cloud-init has no handler for, as cloud-init's code computes them:
 cloudinit.user_data.UserDataProcessor and handlers.cloud_config.CloudConfigPartHandler
 (parts and their merge), cloudinit.util.load_yaml (YAML), ug_util.normalize_users_groups
@@ -150,15 +150,13 @@ def user_meaning(name, kw):
     return out, create
 
 
-def main():
-    req = json.load(sys.stdin)
+def meaning(req):
     raw = base64.b64decode(req["user_data"]) if req.get("user_data") is not None else b""
     md = util.load_yaml(req.get("meta_data") or "", default={}) or {}
     cfg, unsupported, malformed = parts_and_config(raw)
     result = {"malformed": malformed, "unsupported": unsupported}
     if malformed:
-        print(json.dumps(result))
-        return
+        return result
 
     host = util.get_hostname_fqdn(cfg, Cloud(md.get("local-hostname"))).hostname
     result["hostname"] = host.split(".")[0] if host else None
@@ -229,7 +227,7 @@ def main():
         files.append(entry)
     result["files"] = files
     result["files_skipped"] = skipped
-    print(json.dumps(result))
+    return result
 
 
-main()
+json.dump([meaning(r) for r in json.load(sys.stdin)], sys.stdout)
