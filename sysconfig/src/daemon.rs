@@ -56,6 +56,8 @@ pub struct Report {
     pub changes: Vec<(String, Change)>,
     pub results: Vec<ResultRecord>,
     pub unowned: Vec<String>,
+    /// What the sources skipped or do not support.
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -84,8 +86,12 @@ pub fn run(
     let gathered = sources::gather(&cfg.sources, &root, runner)?;
     let mut report = Report {
         instance_id: gathered.instance_id.clone(),
+        warnings: gathered.warnings.clone(),
         ..Report::default()
     };
+    for w in &gathered.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
     let previous = store.applied()?;
     if opts.mode == Mode::Run && cfg.state.once_per_instance {
         if let Some(prev) = &previous {

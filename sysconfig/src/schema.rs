@@ -33,6 +33,9 @@ pub struct Desired {
     pub network: Option<Network>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<User>,
+    /// Groups to create (`groupadd`) before the users, with members added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Storage>,
     /// A zoneinfo name such as `UTC` or `Europe/Zurich`.
@@ -40,6 +43,10 @@ pub struct Desired {
     pub timezone: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileSpec>,
+    /// Files written after the users and groups exist (cloud-init's `write_files` with
+    /// `defer: true`), by the users plugin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred_files: Vec<FileSpec>,
     /// Non-global zones to configure, install and boot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<Zone>,
@@ -189,6 +196,23 @@ pub struct User {
     /// RBAC profiles (e.g. `Primary Administrator`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,
+    /// No password login (cloud-init's `lock_passwd`): the shadow password field becomes
+    /// `NP`, which `passwd -N` sets, so SSH keys still log in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lock_password: bool,
+    /// sudo rules (`ALL=(ALL) NOPASSWD:ALL`), written to /etc/sudoers.d.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sudo: Vec<String>,
+}
+
+/// A local group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    /// Users added to the group once they exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -292,6 +316,9 @@ pub struct FileSpec {
     /// Leave an existing file alone.
     #[serde(default = "yes")]
     pub overwrite: bool,
+    /// Add the content at the end of an existing file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append: bool,
 }
 
 fn default_mode() -> String {
@@ -415,6 +442,8 @@ mod tests {
             dns: Some(Dns::default()),
             network: Some(Network::default()),
             users: vec![User::default()],
+            groups: vec![Group::default()],
+            deferred_files: vec![serde_json::from_str(r#"{"path":"/y"}"#).unwrap()],
             storage: Some(Storage::default()),
             timezone: Some("UTC".into()),
             files: vec![serde_json::from_str(r#"{"path":"/x"}"#).unwrap()],

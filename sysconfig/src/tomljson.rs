@@ -4,12 +4,41 @@
 use serde_json::{Map, Number, Value};
 use toml_edit::{Item, Table};
 
-/// Parses TOML text into a JSON object; the error carries line and column.
+/// Parses TOML text into a JSON object. The error names the line, the column and, when
+/// the line is `KEY = ...`, the key, but never shows the text: the file may hold a
+/// password hash (toml_edit's own message quotes the offending line).
 pub fn parse(text: &str) -> Result<Value, String> {
     let doc: toml_edit::DocumentMut = text
         .parse()
-        .map_err(|e: toml_edit::TomlError| e.to_string().trim_end().to_string())?;
+        .map_err(|e: toml_edit::TomlError| syntax_error(text, &e))?;
     Ok(table(doc.as_table()))
+}
+
+fn syntax_error(text: &str, e: &toml_edit::TomlError) -> String {
+    let at = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..at].chars().count() + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | ' '))
+        });
+    let what = e.message().lines().next().unwrap_or("").trim();
+    let what = if what.is_empty() {
+        "syntax error"
+    } else {
+        what
+    };
+    match key {
+        Some(k) => format!("line {line} column {column} (key {k}): TOML syntax error: {what}"),
+        None => format!("line {line} column {column}: TOML syntax error: {what}"),
+    }
 }
 
 fn table(t: &Table) -> Value {

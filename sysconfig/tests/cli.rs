@@ -264,6 +264,7 @@ fn a_nocloud_network_config_is_planned_by_mac_and_what_illumos_cannot_do_is_warn
         !out.contains("IP interface eth0") && !out.contains("ens4"),
         "{out}"
     );
+}
 
 fn sysconfig(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sysconfig"))
@@ -386,4 +387,87 @@ fn verbosity_and_colour_flags() {
     assert!(coloured.contains("\x1b["), "{coloured}");
     let (code, _, _) = e.run(&["-q", "-v", "plan"]);
     assert_eq!(code, 2, "-q and -v conflict");
+}
+
+/// An Env reading a NoCloud seed directory (`/seed` in the root) instead of the local file.
+fn nocloud_env(user_data: &str) -> Env {
+    let e = Env::new("");
+    let cfg = format!(
+        "[plugins]\npath = \"{}\"\n\n[logging]\nlevel = \"debug\"\noutput = \"console\"\n\n[sources]\norder = [\"nocloud\"]\nnocloud_seed_dir = \"/seed\"\ndevices = []\n",
+        plugin_dir().display()
+    );
+    std::fs::write(e.t.path().join("sysconfig.toml"), cfg).unwrap();
+    let seed = e.root().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(
+        seed.join("meta-data"),
+        "instance-id: iid-ud\npublic-keys: [ssh-ed25519 CLOUD key@cloud]\n",
+    )
+    .unwrap();
+    std::fs::write(seed.join("user-data"), user_data).unwrap();
+    e
+}
+
+#[test]
+fn one_unusable_user_is_a_warning_in_the_plan_and_the_rest_applies() {
+    let e = nocloud_env(
+        "#cloud-config\nusers:\n  - name: Not Valid\n  - name: ann\n    lock_passwd: false\n    ssh_authorized_keys: from=\"10.0.0.1,10.0.0.2\" ssh-ed25519 ANN ann\nwrite_files:\n  - content: no path\n  - path: /etc/motd\n    content: hi\nruncmd: [[ls]]\n",
+    );
+    let (code, out, err) = e.run(&["plan"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("warning: source nocloud: user name \"Not Valid\" is not valid; skipped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: source nocloud: write_files[0]: no path; skipped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cloud-config key(s) not supported, ignored: runcmd"),
+        "{out}"
+    );
+    let (code, out, err) = e.run(&["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("etc/motd")).unwrap(),
+        "hi"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("export/home/ann/.ssh/authorized_keys")).unwrap(),
+        "from=\"10.0.0.1,10.0.0.2\" ssh-ed25519 ANN ann\n"
+    );
+    // The cloud's key goes to root although user-data has `users:`.
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("root/.ssh/authorized_keys")).unwrap(),
+        "ssh-ed25519 CLOUD key@cloud\n"
+    );
+}
+
+#[test]
+fn malformed_user_data_exits_2_before_any_state_is_written() {
+    let e = nocloud_env("#cloud-config\nusers: [ann\n");
+    let (code, out, err) = e.run(&["apply"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("source nocloud: user-data: part 1: line "),
+        "{err}"
+    );
+    assert!(!e.root().join("var/lib/sysconfig").exists());
+}
+
+#[test]
+fn a_toml_syntax_error_does_not_print_the_password_hash() {
+    let e = Env::new("[[users]]\nname = \"ann\"\npassword_hash = \"$6$salt$TopSecretHash\n");
+    let (code, out, err) = e.run(&["plan"]);
+    assert_eq!(code, 2);
+    assert!(
+        !out.contains("TopSecret") && !err.contains("TopSecret"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("/etc/sysconfig-desired.toml: line 3 column ")
+            && err.contains("(key password_hash)"),
+        "{err}"
+    );
 }

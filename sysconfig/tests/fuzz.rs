@@ -57,19 +57,19 @@ proptest! {
     #[test]
     fn yaml_and_cloud_config_never_panic(s in yamlish()) {
         let _ = sysconfig::yaml::parse(&s);
-        let _ = cloudconfig::parse("fuzz", &format!("#cloud-config\n{s}"));
+        let _ = cloudconfig::parse("fuzz", format!("#cloud-config\n{s}").as_bytes());
         let _ = netconfig::parse("fuzz", &s);
         for path in ["ethernets.id0.addresses", "config[1].subnets[0].address", "a[9]", "[0]", ""] {
             let _ = netconfig::locate(&s, path, true);
             let _ = netconfig::locate(&s, path, false);
         }
-        let _ = nocloud::parse(&nocloud::Seed { meta_data: Some(s.clone()), user_data: Some(s.clone()), network_config: Some(s) });
+        let _ = nocloud::parse(&nocloud::Seed { meta_data: Some(s.clone()), user_data: Some(s.clone().into_bytes()), network_config: Some(s) });
     }
 
     #[test]
     fn arbitrary_text_never_panics(s in ".{0,300}") {
         let _ = sysconfig::yaml::parse(&s);
-        let _ = configdrive::parse(&s, Some(&s), Some(&s));
+        let _ = configdrive::parse(&s, Some(s.as_bytes()), Some(&s));
         let _ = sysconfig::tomljson::parse(&s);
     }
 

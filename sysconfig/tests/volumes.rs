@@ -217,7 +217,7 @@ fn malformed_metadata_on_a_volume_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("source nocloud: meta-data: line 1:"),
+        err.starts_with("source nocloud: meta-data: line 2 column 1:"),
         "{err}"
     );
 }
@@ -259,6 +259,8 @@ fn first_boot_from_a_cidata_disk_end_to_end() {
         format!("ann:x:{uid}:{gid}::/export/home/ann:/bin/sh\n"),
     )
     .unwrap();
+    // As illumos ships it; cloud-init's default lock_passwd turns ann's password login off.
+    std::fs::write(root.join("etc/shadow"), "ann:*LK*:::::::\n").unwrap();
     let mut cfg = Config::default();
     cfg.plugins.path = Path::new(env!("CARGO_BIN_EXE_sysconfig"))
         .parent()
@@ -289,6 +291,8 @@ fn first_boot_from_a_cidata_disk_end_to_end() {
         std::fs::read_to_string(root.join("export/home/ann/.ssh/authorized_keys")).unwrap(),
         "ssh-ed25519 AAAA ann\n"
     );
+    let shadow = std::fs::read_to_string(root.join("etc/shadow")).unwrap();
+    assert!(shadow.starts_with("ann:NP:"), "{shadow}");
     let again = daemon::run(&cfg, &opts, &runner::SystemRunner::new(), &mut Vec::new()).unwrap();
     assert!(again.already_done);
 }

@@ -188,37 +188,17 @@ pub fn guid_bytes(text: &str) -> [u8; 16] {
     b
 }
 
-/// The text form of an on-disk GUID.
+/// The text form of an on-disk GUID (mixed-endian: the first three fields little-endian).
 pub fn guid_text(b: &[u8; 16]) -> String {
-    format!(
-        "{:02X}{:02X}{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{}",
-        b[3],
-        b[2],
-        b[1],
-        b[0],
-        b[5],
-        b[4],
-        b[7],
-        b[6],
-        b[8],
-        b[9],
-        b[10..16]
-            .iter()
-            .map(|x| format!("{x:02X}"))
-            .collect::<String>()
-    )
+    uuid::Uuid::from_bytes_le(*b)
+        .hyphenated()
+        .encode_upper(&mut uuid::Uuid::encode_buffer())
+        .to_string()
 }
 
-/// A random version 4 GUID (disk and partition identities).
+/// A random version 4 GUID (disk and partition identities), in its on-disk byte order.
 pub fn random_guid() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    b[7] = (b[7] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    b
+    uuid::Uuid::new_v4().to_bytes_le()
 }
 
 /// A random UUID in text form, lower case (libbe's BE uuid).

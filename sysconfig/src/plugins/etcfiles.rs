@@ -79,6 +79,25 @@ pub fn groups_of(ctx: &Ctx, name: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The members of group `name` (`None` when there is no such group).
+pub fn group_members(ctx: &Ctx, name: &str) -> Result<Option<Vec<String>>, String> {
+    let text = ctx.read("/etc/group")?.unwrap_or_default();
+    Ok(text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[0] == name).then(|| {
+            f.get(3)
+                .map(|m| {
+                    m.split(',')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }))
+}
+
 /// The password field of a shadow entry.
 pub fn shadow_hash(ctx: &Ctx, name: &str) -> Result<Option<String>, String> {
     let text = ctx.read("/etc/shadow")?.unwrap_or_default();

@@ -9,30 +9,14 @@ use crate::schema::{Encoding, FileSpec};
 
 pub struct Files;
 
-/// Standard base64 (padding optional, whitespace ignored).
+/// Standard base64 (`base64` crate; padding as RFC 4648 requires it, white space
+/// between the characters allowed).
 pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return Err(format!("invalid base64 character {:?}", c as char)),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Ok(out)
+    use base64::Engine;
+    let clean: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(clean)
+        .map_err(|e| format!("invalid base64: {e}"))
 }
 
 fn content(f: &FileSpec) -> Result<Vec<u8>, String> {
@@ -49,6 +33,81 @@ fn mode(f: &FileSpec) -> Result<u32, String> {
         .ok_or(format!("{}: mode {:?} is not octal", f.path, f.mode))
 }
 
+/// What the file should hold: the content, or for `append` the existing file with the
+/// content added (unless it already ends with it: a second run adds nothing).
+fn wanted(ctx: &Ctx, f: &FileSpec) -> Result<Vec<u8>, String> {
+    let bytes = content(f)?;
+    if !f.append {
+        return Ok(bytes);
+    }
+    let old = ctx
+        .root
+        .read(&f.path)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    if !bytes.is_empty() && old.ends_with(&bytes) {
+        return Ok(old);
+    }
+    let mut all = old;
+    all.extend_from_slice(&bytes);
+    Ok(all)
+}
+
+/// The change for one file of the list under `key`, or `None` when it is up to date.
+pub fn plan_file(ctx: &Ctx, key: &str, i: usize, f: &FileSpec) -> Result<Option<Change>, String> {
+    if !f.path.starts_with('/') {
+        return Err(format!("{key}[{i}]: path {:?} must be absolute", f.path));
+    }
+    let bytes = wanted(ctx, f)?;
+    let m = mode(f)?;
+    let stat = ctx.root.stat(&f.path).map_err(|e| e.to_string())?;
+    let same = match stat {
+        Some(_) if !f.overwrite => true,
+        Some(st) => {
+            let owner_ok = match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
+                (Ok(u), Ok(g)) => st.uid == u && st.gid == g,
+                _ => false,
+            };
+            owner_ok
+                && st.mode == m
+                && ctx.root.read(&f.path).ok().flatten().as_deref() == Some(bytes.as_slice())
+        }
+        None => false,
+    };
+    if same {
+        return Ok(None);
+    }
+    let verb = if f.append { "append to" } else { "write" };
+    Ok(Some(change(
+        key,
+        if key == "files" {
+            f.path.clone()
+        } else {
+            format!("{key}:{}", f.path)
+        },
+        format!(
+            "{verb} {} ({:04o} {}:{}, {} bytes)",
+            f.path,
+            m,
+            f.owner,
+            f.group,
+            content(f)?.len()
+        ),
+        json!({"index": i}),
+    )))
+}
+
+/// Writes one file (atomically: an `append` writes the old content and the new).
+pub fn apply_file(ctx: &Ctx, f: &FileSpec) -> Result<Outcome, String> {
+    let owner = match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
+        (Ok(u), Ok(g)) => Some((u, g)),
+        (Err(e), _) | (_, Err(e)) if !ctx.dry_run => return Err(format!("{}: {e}", f.path)),
+        _ => None,
+    };
+    ctx.write(&f.path, &wanted(ctx, f)?, mode(f)?, owner)?;
+    Ok(Outcome::Done)
+}
+
 impl Plugin for Files {
     const NAME: &'static str = "files";
     const KEYS: &'static [&'static str] = &["files"];
@@ -57,42 +116,7 @@ impl Plugin for Files {
         let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
         let mut out = Vec::new();
         for (i, f) in files.iter().enumerate() {
-            if !f.path.starts_with('/') {
-                return Err(format!("files[{i}]: path {:?} must be absolute", f.path));
-            }
-            let bytes = content(f)?;
-            let m = mode(f)?;
-            let stat = ctx.root.stat(&f.path).map_err(|e| e.to_string())?;
-            let same = match stat {
-                Some(_) if !f.overwrite => true,
-                Some(st) => {
-                    let owner_ok =
-                        match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
-                            (Ok(u), Ok(g)) => st.uid == u && st.gid == g,
-                            _ => false,
-                        };
-                    owner_ok
-                        && st.mode == m
-                        && ctx.root.read(&f.path).ok().flatten().as_deref()
-                            == Some(bytes.as_slice())
-                }
-                None => false,
-            };
-            if !same {
-                out.push(change(
-                    "files",
-                    f.path.clone(),
-                    format!(
-                        "write {} ({:04o} {}:{}, {} bytes)",
-                        f.path,
-                        m,
-                        f.owner,
-                        f.group,
-                        bytes.len()
-                    ),
-                    json!({"index": i}),
-                ));
-            }
+            out.extend(plan_file(ctx, "files", i, f)?);
         }
         Ok(out)
     }
@@ -110,13 +134,7 @@ impl Plugin for Files {
             .and_then(Value::as_u64)
             .and_then(|i| files.get(i as usize))
             .ok_or("the change does not name a desired file")?;
-        let owner = match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
-            (Ok(u), Ok(g)) => Some((u, g)),
-            (Err(e), _) | (_, Err(e)) if !ctx.dry_run => return Err(format!("{}: {e}", f.path)),
-            _ => None,
-        };
-        ctx.write(&f.path, &content(f)?, mode(f)?, owner)?;
-        Ok(Outcome::Done)
+        apply_file(ctx, f)
     }
 }
 
@@ -173,5 +191,8 @@ mod tests {
         assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
         assert_eq!(base64_decode("aGVs\nbG8=").unwrap(), b"hello");
         assert!(base64_decode("a*b").is_err());
+        // Data after a padding `=` is an error, not silently dropped.
+        assert!(base64_decode("aGk=aGk=").is_err());
+        assert!(base64_decode("a=GVsbG8=").is_err());
     }
 }

@@ -1,5 +1,12 @@
-//! users: `useradd` for new users, the password hash, and ~/.ssh/authorized_keys owned by
-//! the user with mode 0600.
+//! users: `groupadd` for the groups first, `useradd` for new users, the password hash
+//! (or `NP`), sudo rules, ~/.ssh/authorized_keys owned by the user with mode 0600, group
+//! members, and last the files that wait for the users (`deferred_files`).
+//!
+//! `lock_password` (cloud-init's `lock_passwd`, on by default there) writes `NP` as the
+//! password field: illumos `passwd -N` "makes the password entry for name a value that
+//! cannot be used for login, but does not lock the account" (passwd(1)); `NP` is
+//! `NOLOGINSTRING` in illumos-gate `usr/src/head/shadow.h`. `passwd -l` would write
+//! `*LK*` (`LOCKSTRING`), and sshd refuses even key logins to an account locked so.
 //!
 //! illumos `passmgmt` takes no password option (its options are -a/-m/-d with -c -h -u
 //! -o -g -s -l -e -f -K and the RBAC letters), and a hash on any command line would show
@@ -16,7 +23,7 @@ use serde_json::{json, Map, Value};
 use super::etcfiles;
 use super::{change, typed, Ctx, Outcome, Plugin};
 use crate::protocol::Change;
-use crate::schema::User;
+use crate::schema::{FileSpec, Group, User};
 
 pub struct Users;
 
@@ -92,6 +99,38 @@ fn in_root(ctx: &Ctx, prog: &str, args: Vec<String>) -> Cmd {
     }
 }
 
+/// groupadd(8): `groupadd [-g gid [-o]] group` (illumos-gate
+/// `usr/src/cmd/oamuser/group/groupadd.c`, its usage comment).
+pub fn groupadd(ctx: &Ctx, name: &str) -> Cmd {
+    in_root(ctx, "/usr/sbin/groupadd", vec![name.to_string()])
+}
+
+/// The sudo drop-in file and the line that makes sudo read the directory.
+pub const SUDOERS_D: &str = "/etc/sudoers.d/90-sysconfig-users";
+const INCLUDEDIR: &str = "#includedir /etc/sudoers.d";
+
+/// The drop-in's text: `# User rules for NAME` then `NAME RULE` lines, as cloud-init's
+/// `Distro.write_sudo_rules` writes them.
+fn sudoers_text(users: &[User]) -> Option<String> {
+    let mut s = String::new();
+    for u in users.iter().filter(|u| !u.sudo.is_empty()) {
+        s.push_str(&format!("\n# User rules for {}\n", u.name));
+        for r in &u.sudo {
+            s.push_str(&format!("{} {}\n", u.name, r.replace('\n', " ")));
+        }
+    }
+    (!s.is_empty()).then(|| format!("# Written by sysconfig from the users' sudo rules.\n{s}"))
+}
+
+/// The password field the user should have, if sysconfig sets one.
+fn wanted_password(u: &User) -> Option<&str> {
+    if u.lock_password {
+        Some("NP")
+    } else {
+        u.password_hash.as_deref()
+    }
+}
+
 fn keys_text(u: &User) -> String {
     let mut s = u.ssh_authorized_keys.join("\n");
     s.push('\n');
@@ -107,11 +146,27 @@ fn find<'a>(users: &'a [User], name: &str) -> Result<&'a User, String> {
 
 impl Plugin for Users {
     const NAME: &'static str = "users";
-    const KEYS: &'static [&'static str] = &["users"];
+    const KEYS: &'static [&'static str] = &["users", "groups", "deferred_files"];
 
     fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
         let users = typed::<Vec<User>>(desired, "users")?.unwrap_or_default();
+        let groups = typed::<Vec<Group>>(desired, "groups")?.unwrap_or_default();
+        let deferred = typed::<Vec<FileSpec>>(desired, "deferred_files")?.unwrap_or_default();
         let mut out = Vec::new();
+        // Groups first: useradd -G needs them.
+        for g in &groups {
+            if !valid_name(&g.name) {
+                return Err(format!("group name {:?} is not valid", g.name));
+            }
+            if etcfiles::group_members(ctx, &g.name)?.is_none() {
+                out.push(change(
+                    "groups",
+                    format!("group/{}/create", g.name),
+                    format!("create group {}", g.name),
+                    json!({"group": g.name}),
+                ));
+            }
+        }
         for u in &users {
             if !valid_name(&u.name) {
                 return Err(format!("user name {:?} is not valid", u.name));
@@ -145,12 +200,17 @@ impl Plugin for Users {
                     }
                 }
             }
-            if let Some(h) = &u.password_hash {
-                if etcfiles::shadow_hash(ctx, &u.name)?.as_deref() != Some(h.as_str()) {
+            if let Some(h) = wanted_password(u) {
+                if etcfiles::shadow_hash(ctx, &u.name)?.as_deref() != Some(h) {
+                    let what = if u.lock_password {
+                        format!("turn off password login for {} (NP)", u.name)
+                    } else {
+                        format!("set the password hash of {}", u.name)
+                    };
                     out.push(change(
                         "users",
                         format!("{}/password", u.name),
-                        format!("set the password hash of {}", u.name),
+                        what,
                         json!({"user": u.name}),
                     ));
                 }
@@ -171,6 +231,49 @@ impl Plugin for Users {
                 }
             }
         }
+        if let Some(text) = sudoers_text(&users) {
+            let sudoers = ctx.read("/etc/sudoers")?;
+            let include_missing = sudoers.as_deref().is_some_and(|s| {
+                !s.lines().any(|l| {
+                    let l = l.trim();
+                    l == INCLUDEDIR || l == "@includedir /etc/sudoers.d"
+                })
+            });
+            if ctx.read(SUDOERS_D)?.as_deref() != Some(text.as_str()) || include_missing {
+                out.push(change(
+                    "users",
+                    "sudo",
+                    format!(
+                        "write the sudo rules of {} user(s) to {SUDOERS_D}",
+                        users.iter().filter(|u| !u.sudo.is_empty()).count()
+                    ),
+                    json!({}),
+                ));
+            }
+        }
+        for g in &groups {
+            let have = etcfiles::group_members(ctx, &g.name)?.unwrap_or_default();
+            let missing: Vec<&String> = g.members.iter().filter(|m| !have.contains(m)).collect();
+            if !missing.is_empty() {
+                out.push(change(
+                    "groups",
+                    format!("group/{}/members", g.name),
+                    format!(
+                        "add {} to group {}",
+                        missing
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        g.name
+                    ),
+                    json!({"group": g.name}),
+                ));
+            }
+        }
+        for (i, f) in deferred.iter().enumerate() {
+            out.extend(super::files::plan_file(ctx, "deferred_files", i, f)?);
+        }
         Ok(out)
     }
 
@@ -181,6 +284,42 @@ impl Plugin for Users {
         c: &Change,
     ) -> Result<Outcome, String> {
         let users = typed::<Vec<User>>(desired, "users")?.unwrap_or_default();
+        match c.key.as_str() {
+            "deferred_files" => {
+                let files = typed::<Vec<FileSpec>>(desired, "deferred_files")?.unwrap_or_default();
+                let f = c
+                    .data
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .and_then(|i| files.get(i as usize))
+                    .ok_or("the change does not name a deferred file")?;
+                return super::files::apply_file(ctx, f);
+            }
+            "groups" => return apply_group(ctx, desired, c),
+            _ => {}
+        }
+        if c.id == "sudo" {
+            let text = sudoers_text(&users).unwrap_or_default();
+            ctx.mkdir("/etc/sudoers.d", 0o750, Some((0, 0)))?;
+            ctx.write(SUDOERS_D, text.as_bytes(), 0o440, Some((0, 0)))?;
+            // As cloud-init's ensure_sudo_dir: an /etc/sudoers that does not read the
+            // directory gets the line that makes it.
+            if let Some(s) = ctx.read("/etc/sudoers")? {
+                if !s
+                    .lines()
+                    .any(|l| matches!(l.trim(), INCLUDEDIR | "@includedir /etc/sudoers.d"))
+                {
+                    let mut s = s;
+                    if !s.ends_with('\n') {
+                        s.push('\n');
+                    }
+                    s.push_str(INCLUDEDIR);
+                    s.push('\n');
+                    ctx.write("/etc/sudoers", s.as_bytes(), 0o440, Some((0, 0)))?;
+                }
+            }
+            return Ok(Outcome::Done);
+        }
         let name = c
             .data
             .get("user")
@@ -202,7 +341,7 @@ impl Plugin for Users {
                 ctx.run(in_root(ctx, "/usr/sbin/usermod", args))?;
             }
             "password" => {
-                let hash = u.password_hash.as_deref().ok_or("no password hash")?;
+                let hash = wanted_password(u).ok_or("no password hash")?;
                 if ctx.dry_run {
                     ctx.write("/etc/shadow", b"", 0o400, Some((0, 3)))?;
                     return Ok(Outcome::Done);
@@ -237,6 +376,48 @@ impl Plugin for Users {
         }
         Ok(Outcome::Done)
     }
+}
+
+/// `groupadd` for a new group; `usermod -G` (the member's groups and this one: illumos
+/// usermod has no append option, usermod(8)) for each member that exists.
+fn apply_group(ctx: &Ctx, desired: &Map<String, Value>, c: &Change) -> Result<Outcome, String> {
+    let groups = typed::<Vec<Group>>(desired, "groups")?.unwrap_or_default();
+    let name = c
+        .data
+        .get("group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let g = groups
+        .iter()
+        .find(|g| g.name == name)
+        .ok_or(format!("group {name} is not in the desired state"))?;
+    if c.id.ends_with("/create") {
+        ctx.run(groupadd(ctx, &g.name))?;
+        return Ok(Outcome::Done);
+    }
+    let have = etcfiles::group_members(ctx, &g.name)?.unwrap_or_default();
+    let mut missing_users = Vec::new();
+    for m in g.members.iter().filter(|m| !have.contains(m)) {
+        if etcfiles::user(ctx, m)?.is_none() && !ctx.dry_run {
+            missing_users.push(m.clone());
+            continue;
+        }
+        let mut list = etcfiles::groups_of(ctx, m)?;
+        list.push(g.name.clone());
+        ctx.run(in_root(
+            ctx,
+            "/usr/sbin/usermod",
+            vec!["-G".into(), list.join(","), m.clone()],
+        ))?;
+    }
+    if !missing_users.is_empty() {
+        return Err(format!(
+            "group {}: no such user(s) {}; not added",
+            g.name,
+            missing_users.join(", ")
+        ));
+    }
+    Ok(Outcome::Done)
 }
 
 #[cfg(test)]
@@ -353,6 +534,85 @@ mod tests {
         assert!(testing::plan(&Users, t.path(), &rec, same)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn groups_come_first_then_users_members_sudo_and_deferred_files() {
+        if !testing::root_or_skip("groups_come_first_then_users_members_sudo_and_deferred_files") {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        root_with_user(t.path());
+        std::fs::write(t.path().join("etc/group"), "root::0:\nstaff::10:\n").unwrap();
+        std::fs::write(t.path().join("etc/sudoers"), "root ALL=(ALL) ALL\n").unwrap();
+        std::fs::write(t.path().join("etc/crontab"), "0 * * * * old\n").unwrap();
+        let rec = Recorder::new();
+        let d = json!({
+            "groups": [{"name": "devs", "members": ["ann"]}],
+            "users": [
+                {"name": "bob", "groups": ["devs"]},
+                {"name": "ann", "lock_password": true, "sudo": ["ALL=(ALL) NOPASSWD:ALL"]}
+            ],
+            "deferred_files": [
+                {"path": "/export/home/ann/notes", "content": "hi\n", "owner": "ann", "group": "staff", "mode": "0600"},
+                {"path": "/etc/crontab", "content": "5 * * * * new\n", "append": true}
+            ]
+        });
+        let plan = testing::plan(&Users, t.path(), &rec, d.clone()).unwrap();
+        let ids: Vec<&str> = plan.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "group/devs/create",
+                "bob/create",
+                "ann/password",
+                "sudo",
+                "group/devs/members",
+                "deferred_files:/export/home/ann/notes",
+                "deferred_files:/etc/crontab"
+            ]
+        );
+        let r = testing::apply(&Users, t.path(), &rec, d, false).unwrap();
+        // ann exists, so her membership is added although the recorder made no group.
+        let failed: Vec<&str> = r
+            .iter()
+            .filter(|r| r.status != crate::protocol::Status::Ok)
+            .map(|r| r.id.as_str())
+            .collect();
+        assert!(failed.is_empty(), "{r:?}");
+        let root = t.path().display();
+        // groupadd(8): `groupadd [-g gid [-o]] group`; usermod(8): `-G group[,group...]`
+        // replaces the supplementary groups, so ann's current ones (none) come along.
+        assert_eq!(
+            rec.lines(),
+            [
+                format!("/usr/sbin/chroot {root} /usr/sbin/groupadd devs"),
+                format!(
+                    "/usr/sbin/chroot {root} /usr/sbin/useradd -G devs -m -d /export/home/bob bob"
+                ),
+                format!("/usr/sbin/chroot {root} /usr/sbin/usermod -G devs ann"),
+            ]
+        );
+        let shadow = std::fs::read_to_string(t.path().join("etc/shadow")).unwrap();
+        assert!(shadow.lines().any(|l| l.starts_with("ann:NP:")), "{shadow}");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/sudoers.d/90-sysconfig-users")).unwrap(),
+            "# Written by sysconfig from the users' sudo rules.\n\n# User rules for ann\nann ALL=(ALL) NOPASSWD:ALL\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/sudoers")).unwrap(),
+            "root ALL=(ALL) ALL\n#includedir /etc/sudoers.d\n"
+        );
+        let m = std::fs::metadata(t.path().join("export/home/ann/notes")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o777),
+            (1234, 10, 0o600)
+        );
+        // append keeps what was there.
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("etc/crontab")).unwrap(),
+            "0 * * * * old\n5 * * * * new\n"
+        );
     }
 
     #[test]

@@ -26,22 +26,24 @@ pub fn read(devices: &[PathBuf]) -> Result<Option<Found>, SourceError> {
 }
 
 pub fn from_volume<R: ReadSeek>(vol: &mut Volume<R>) -> Result<Found, SourceError> {
-    let mut text = |n: &str| -> Result<Option<String>, SourceError> {
+    let mut bytes = |n: &str| -> Result<Option<Vec<u8>>, SourceError> {
         vol.read(&format!("openstack/latest/{n}"))
-            .map(|o| o.map(|b| String::from_utf8_lossy(&b).into_owned()))
             .map_err(|e| SourceError::malformed(NAME, e.to_string()))
+    };
+    let user = bytes("user_data")?;
+    let mut text = |n: &str| -> Result<Option<String>, SourceError> {
+        bytes(n).map(|o| o.map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
     let meta = text("meta_data.json")?.ok_or_else(|| {
         SourceError::malformed(NAME, "openstack/latest/meta_data.json is missing")
     })?;
-    let user = text("user_data")?;
     let net = text("network_data.json")?;
     parse(&meta, user.as_deref(), net.as_deref())
 }
 
 pub fn parse(
     meta: &str,
-    user_data: Option<&str>,
+    user_data: Option<&[u8]>,
     network_data: Option<&str>,
 ) -> Result<Found, SourceError> {
     let bad = |m: String| SourceError::malformed(NAME, m);
@@ -55,18 +57,8 @@ pub fn parse(
     if let Some(h) = s("hostname") {
         desired.insert("hostname".into(), json!(h.split('.').next().unwrap_or(&h)));
     }
-    if let Some(keys) = meta.get("public_keys") {
-        let keys = keys
-            .as_object()
-            .ok_or_else(|| bad("meta_data.json: public_keys is not an object".into()))?;
-        let list: Vec<&str> = keys.values().filter_map(Value::as_str).collect();
-        if !list.is_empty() {
-            desired.insert(
-                "users".into(),
-                json!([{"name":"root","ssh_authorized_keys":list}]),
-            );
-        }
-    }
+    // cloud-init's DataSourceOpenStack: `public_keys` through normalize_pubkey_data.
+    let keys = super::cloudconfig::normalize_pubkeys(meta.get("public_keys"));
     if let Some(n) = network_data {
         super::merge_under(
             &mut desired,
@@ -74,14 +66,11 @@ pub fn parse(
                 .map_err(|m| bad(format!("network_data.json: {m}")))?,
         );
     }
-    if let Some(ud) = user_data {
-        let mut from_ud = cloudconfig::parse(NAME, ud)?;
-        super::merge_under(&mut from_ud, desired);
-        desired = from_ud;
-    }
+    let (desired, warnings) = cloudconfig::combine(NAME, user_data, &keys, desired)?;
     Ok(Found {
         instance_id: s("uuid"),
         desired,
+        warnings,
     })
 }
 

@@ -119,7 +119,7 @@ pub fn read(endpoint: &str, timeout_ms: u64) -> Result<Option<Found>, SourceErro
             None
         }
     };
-    let get = |path: &str| -> Result<Option<String>, SourceError> {
+    let get_bytes = |path: &str| -> Result<Option<Vec<u8>>, SourceError> {
         let headers: Vec<(&str, &str)> = token
             .as_deref()
             .map(|t| vec![("X-aws-ec2-metadata-token", t)])
@@ -131,7 +131,7 @@ pub fn read(endpoint: &str, timeout_ms: u64) -> Result<Option<Found>, SourceErro
                 message: format!("GET {path}: {e}"),
             })?;
         match r.status {
-            200 => Ok(Some(String::from_utf8_lossy(&r.body).into_owned())),
+            200 => Ok(Some(r.body)),
             404 => Ok(None),
             401 => Err(SourceError::Unavailable {
                 source_name: NAME,
@@ -139,6 +139,9 @@ pub fn read(endpoint: &str, timeout_ms: u64) -> Result<Option<Found>, SourceErro
             }),
             s => Err(SourceError::Unavailable { source_name: NAME, message: format!("GET {path}: HTTP {s}") }),
         }
+    };
+    let get = |path: &str| -> Result<Option<String>, SourceError> {
+        get_bytes(path).map(|o| o.map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
     let instance_id = get("/latest/meta-data/instance-id")?
         .map(|s| s.trim().to_string())
@@ -168,19 +171,11 @@ pub fn read(endpoint: &str, timeout_ms: u64) -> Result<Option<Found>, SourceErro
             }
         }
     }
-    if !keys.is_empty() {
-        desired.insert(
-            "users".into(),
-            json!([{"name":"root","ssh_authorized_keys":keys}]),
-        );
-    }
-    if let Some(ud) = get("/latest/user-data")? {
-        let mut from_ud = cloudconfig::parse(NAME, &ud)?;
-        super::merge_under(&mut from_ud, desired);
-        desired = from_ud;
-    }
+    let ud = get_bytes("/latest/user-data")?;
+    let (desired, warnings) = cloudconfig::combine(NAME, ud.as_deref(), &keys, desired)?;
     Ok(Some(Found {
         instance_id: Some(instance_id),
         desired,
+        warnings,
     }))
 }

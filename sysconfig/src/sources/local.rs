@@ -38,6 +38,7 @@ pub fn parse(text: &str, json: bool) -> Result<Found, String> {
     Ok(Found {
         instance_id,
         desired: map,
+        warnings: vec![],
     })
 }
 
@@ -70,5 +71,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("source local: /etc/d.toml:"), "{err}");
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_the_place_but_never_shows_the_line() {
+        let secret = "$6$saltsalt$VerySecretHashValue";
+        let text =
+            format!("hostname = \"vm\"\n[[users]]\nname = \"ann\"\npassword_hash = \"{secret}\n");
+        let err = parse(&text, false).unwrap_err();
+        assert!(!err.contains("VerySecret"), "{err}");
+        assert!(err.starts_with("line 4 column "), "{err}");
+        assert!(err.contains("(key password_hash)"), "{err}");
     }
 }

@@ -9,7 +9,9 @@ pub mod configdrive;
 pub mod ec2;
 pub mod fat;
 pub mod iso;
+pub mod jsonpatch;
 pub mod local;
+pub mod mime;
 pub mod netconfig;
 pub mod nocloud;
 pub mod smartos;
@@ -49,6 +51,8 @@ impl SourceError {
 pub struct Found {
     pub instance_id: Option<String>,
     pub desired: Map<String, Value>,
+    /// What was skipped or is not supported, for the plan.
+    pub warnings: Vec<String>,
 }
 
 /// The merged result of all sources.
@@ -58,6 +62,8 @@ pub struct Gathered {
     /// Names of the sources that found something, highest priority first.
     pub sources: Vec<String>,
     pub desired: Desired,
+    /// Each source's warnings, prefixed by its name.
+    pub warnings: Vec<String>,
 }
 
 pub fn name(kind: SourceKind) -> &'static str {
@@ -105,7 +111,12 @@ pub fn merge_found(found: Vec<(&'static str, Found)>) -> Result<Gathered, Source
     let mut merged = Map::new();
     let mut instance_id = None;
     let mut names = Vec::new();
+    let mut warnings = Vec::new();
     for (name, f) in found {
+        for w in &f.warnings {
+            tracing::warn!("source {name}: {w}");
+            warnings.push(format!("source {name}: {w}"));
+        }
         if instance_id.is_none() {
             instance_id = f.instance_id.clone();
         }
@@ -119,6 +130,7 @@ pub fn merge_found(found: Vec<(&'static str, Found)>) -> Result<Gathered, Source
         instance_id,
         sources: names,
         desired,
+        warnings,
     })
 }
 
@@ -169,6 +181,7 @@ mod tests {
         Found {
             instance_id: id.map(String::from),
             desired: v.as_object().unwrap().clone(),
+            warnings: vec![],
         }
     }
 

@@ -15,7 +15,7 @@ const NAME: &str = "nocloud";
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Seed {
     pub meta_data: Option<String>,
-    pub user_data: Option<String>,
+    pub user_data: Option<Vec<u8>>,
     pub network_config: Option<String>,
 }
 
@@ -28,7 +28,7 @@ pub fn read(
     let file = |n: &str| root.read_string(seed_dir.join(n)).map_err(io);
     let seed = Seed {
         meta_data: file("meta-data")?,
-        user_data: file("user-data")?,
+        user_data: root.read(seed_dir.join("user-data")).map_err(io)?,
         network_config: file("network-config")?,
     };
     if seed.meta_data.is_some() {
@@ -51,6 +51,7 @@ pub fn read(
 pub fn seed_from_volume<R: ReadSeek>(
     vol: &mut Volume<R>,
 ) -> Result<Seed, super::volume::VolumeError> {
+    let user_data = vol.read("user-data")?;
     let mut text = |n: &str| -> Result<Option<String>, super::volume::VolumeError> {
         Ok(vol
             .read(n)?
@@ -58,7 +59,7 @@ pub fn seed_from_volume<R: ReadSeek>(
     };
     Ok(Seed {
         meta_data: text("meta-data")?,
-        user_data: text("user-data")?,
+        user_data,
         network_config: text("network-config")?,
     })
 }
@@ -90,15 +91,15 @@ pub fn parse(seed: &Seed) -> Result<Found, SourceError> {
     if let Some(nc) = &seed.network_config {
         super::merge_under(&mut desired, netconfig::parse(NAME, nc)?);
     }
-    if let Some(ud) = &seed.user_data {
-        // user-data's hostname overrides meta-data's, as in cloud-init.
-        let mut from_ud = cloudconfig::parse(NAME, ud)?;
-        super::merge_under(&mut from_ud, desired);
-        desired = from_ud;
-    }
+    // user-data's hostname overrides meta-data's, as in cloud-init; the meta-data's
+    // `public-keys` go to root whatever user-data's `users` says.
+    let keys = cloudconfig::normalize_pubkeys(meta.get("public-keys"));
+    let (desired, warnings) =
+        cloudconfig::combine(NAME, seed.user_data.as_deref(), &keys, desired)?;
     Ok(Found {
         instance_id,
         desired,
+        warnings,
     })
 }
 
@@ -128,6 +129,26 @@ mod tests {
         assert_eq!(
             Value::Object(f.desired),
             json!({"timezone":"UTC","hostname":"box"})
+        );
+    }
+
+    #[test]
+    fn meta_data_keys_stay_for_root_when_user_data_has_users() {
+        let f = parse(&Seed {
+            meta_data: Some("instance-id: i\npublic-keys:\n  laptop: ssh-ed25519 CLOUD k\n".into()),
+            user_data: Some(b"#cloud-config\nusers:\n  - name: ann\n    ssh_authorized_keys: from=\"10.0.0.1,10.0.0.2\" ssh-ed25519 ANN a\n".to_vec()),
+            network_config: None,
+        })
+        .unwrap();
+        let users = &f.desired["users"];
+        assert_eq!(
+            users[0],
+            json!({"name":"root","ssh_authorized_keys":["ssh-ed25519 CLOUD k"]})
+        );
+        // A string is one key: its options field keeps its commas.
+        assert_eq!(
+            users[1]["ssh_authorized_keys"],
+            json!(["from=\"10.0.0.1,10.0.0.2\" ssh-ed25519 ANN a"])
         );
     }
 

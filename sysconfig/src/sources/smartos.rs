@@ -109,23 +109,22 @@ pub fn read(runner: &dyn Runner, prog: &Path) -> Result<Option<Found>, SourceErr
     } else if !routes.is_empty() {
         desired.insert("network".into(), json!({"routes": routes}));
     }
-    if let Some(k) = get(runner, prog, "root_authorized_keys")? {
-        let keys: Vec<&str> = k.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        if !keys.is_empty() {
-            desired.insert(
-                "users".into(),
-                json!([{"name":"root","ssh_authorized_keys":keys}]),
-            );
-        }
-    }
-    if let Some(ud) = get(runner, prog, "cloud-init:user-data")? {
-        let mut from_ud = cloudconfig::parse(NAME, &ud)?;
-        super::merge_under(&mut from_ud, desired);
-        desired = from_ud;
-    }
+    let keys: Vec<String> = get(runner, prog, "root_authorized_keys")?
+        .map(|k| {
+            k.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let ud = get(runner, prog, "cloud-init:user-data")?;
+    let (desired, warnings) =
+        cloudconfig::combine(NAME, ud.as_deref().map(str::as_bytes), &keys, desired)?;
     Ok(Some(Found {
         instance_id: Some(uuid.trim().to_string()),
         desired,
+        warnings,
     }))
 }
 

@@ -1,368 +1,369 @@
-//! The YAML subset cloud metadata uses, read into JSON values: block mappings and
-//! sequences (including `- key: value` items), flow `[...]` and `{...}`, plain, single-
-//! and double-quoted scalars, `|` and `>` block scalars, comments and `---`.
-//!
-//! Scalars resolve as in YAML 1.2's core schema, with two deliberate choices: numbers
-//! with a leading zero (`0644`) stay strings, since they are file modes in cloud-config,
-//! and colon-separated digits (`52:54:00:12:34:56`, a MAC address) are strings, never
-//! YAML 1.1 base-60 integers. Anchors, aliases, tags and multi-document streams are
-//! rejected with an error rather than misread.
+//! YAML as cloud-init reads it: the syntax by `saphyr-parser` (a YAML 1.2 parser that
+//! passes the yaml-test-suite), the values as PyYAML's `yaml.safe_load` gives them (YAML
+//! 1.1 resolution: `yes`/`no`/`on`/`off` are booleans, `0644` is the octal integer 420,
+//! `1:30` is 90, `!!binary` is bytes, `<<` merges mappings). See `resolve` for the
+//! scalar rules. Like `safe_load`, a stream with more than one document and tags other
+//! than the standard ones are refused.
 
-mod flow;
-mod scalar;
+mod resolve;
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-use flow::Flow;
-use scalar::scalar;
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+use serde_json::{Map, Number, Value};
 
-pub(crate) const MAX_DEPTH: usize = 64;
+pub use resolve::{bool_of, float_of, int_of, resolve, Kind};
 
-/// Parses one YAML document.
+/// Nesting deeper than this is refused (PyYAML would hit Python's recursion limit).
+pub(crate) const MAX_DEPTH: usize = 200;
+/// Aliases may repeat nodes; a document expanding to more nodes than this is refused.
+const MAX_NODES: usize = 1_000_000;
+
+/// A loaded YAML value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    /// `!!binary`.
+    Bytes(Vec<u8>),
+    /// A YAML 1.1 timestamp, kept as written (PyYAML makes a `datetime` of it).
+    Timestamp(String),
+    Seq(Vec<Node>),
+    /// Keys in document order; a repeated key keeps its last value, as in PyYAML.
+    Map(Vec<(String, Node)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} column {column}: {message}")]
+pub struct YamlError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Node {
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Map(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// What the value is, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Null => "null",
+            Node::Bool(_) => "a boolean",
+            Node::Int(_) => "an integer",
+            Node::Float(_) => "a number",
+            Node::Str(_) => "a string",
+            Node::Bytes(_) => "binary data",
+            Node::Timestamp(_) => "a timestamp",
+            Node::Seq(_) => "a list",
+            Node::Map(_) => "a mapping",
+        }
+    }
+
+    /// The value as JSON, as Python's `json.dumps` would write what PyYAML loaded:
+    /// binary data that is UTF-8 becomes a string (other binary data is an error, JSON
+    /// has no bytes), a timestamp its text, an integer beyond 64 bits or an infinite
+    /// float its decimal text.
+    pub fn to_json(&self) -> Result<Value, String> {
+        Ok(match self {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => i64::try_from(*i)
+                .map(Value::from)
+                .or_else(|_| u64::try_from(*i).map(Value::from))
+                .unwrap_or_else(|_| Value::String(i.to_string())),
+            Node::Float(f) => Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(f.to_string())),
+            Node::Str(s) | Node::Timestamp(s) => Value::String(s.clone()),
+            Node::Bytes(b) => Value::String(
+                String::from_utf8(b.clone())
+                    .map_err(|_| "binary data that is not UTF-8 text".to_string())?,
+            ),
+            Node::Seq(a) => Value::Array(a.iter().map(Node::to_json).collect::<Result<_, _>>()?),
+            Node::Map(m) => {
+                let mut out = Map::new();
+                for (k, v) in m {
+                    out.insert(k.clone(), v.to_json()?);
+                }
+                Value::Object(out)
+            }
+        })
+    }
+
+    fn key_text(&self) -> Result<String, String> {
+        Ok(match self {
+            Node::Str(s) | Node::Timestamp(s) => s.clone(),
+            Node::Null => "null".into(),
+            Node::Bool(b) => b.to_string(),
+            Node::Int(i) => i.to_string(),
+            Node::Float(f) => f.to_string(),
+            Node::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            Node::Seq(_) | Node::Map(_) => {
+                return Err("a list or mapping cannot be a mapping key".into())
+            }
+        })
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Node::Seq(a) => 1 + a.iter().map(Node::size).sum::<usize>(),
+            Node::Map(m) => 1 + m.iter().map(|(_, v)| 1 + v.size()).sum::<usize>(),
+            _ => 1,
+        }
+    }
+}
+
+/// Parses one YAML document into JSON (see [`Node::to_json`]). An empty document is null.
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut lines: Vec<String> = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        let l = l.strip_suffix('\r').unwrap_or(l);
-        if i == 0 && l.starts_with("%YAML") {
-            continue;
-        }
-        lines.push(l.to_string());
-    }
-    let mut p = Parser { lines, pos: 0 };
-    p.skip_blank();
-    if p.pos < p.lines.len() && p.lines[p.pos].trim_end() == "---" {
-        p.pos += 1;
-    }
-    p.skip_blank();
-    if p.pos >= p.lines.len() {
-        return Ok(Value::Null);
-    }
-    let ind = indent(&p.lines[p.pos]);
-    let v = p.block(ind, 0)?;
-    p.skip_blank();
-    if p.pos < p.lines.len() {
-        let l = p.lines[p.pos].trim();
-        if l == "---" {
-            return Err(format!(
-                "line {}: only one document is supported",
-                p.pos + 1
-            ));
-        }
-        if l != "..." {
-            return Err(format!(
-                "line {}: unexpected indentation or content",
-                p.pos + 1
-            ));
-        }
-    }
-    Ok(v)
+    let node = load(text).map_err(|e| e.to_string())?;
+    node.to_json()
 }
 
-struct Parser {
-    lines: Vec<String>,
-    pos: usize,
+enum Frame {
+    Seq(usize, Vec<Node>),
+    /// Anchor, entries, a key waiting for its value, merges (`<<`) seen.
+    Map(usize, Vec<(String, Node)>, Option<Node>, Vec<Node>, bool),
 }
 
-fn indent(l: &str) -> usize {
-    l.len() - l.trim_start_matches(' ').len()
+fn core<'a>(tag: &'a Option<Cow<'_, Tag>>) -> Option<Result<&'a str, String>> {
+    let t = tag.as_ref()?;
+    if t.handle == "tag:yaml.org,2002:" {
+        Some(Ok(t.suffix.as_str()))
+    } else if t.handle == "!" && t.suffix.is_empty() {
+        // The non-specific tag `!`: a string.
+        Some(Ok("str"))
+    } else {
+        Some(Err(format!(
+            "the tag {}{} is not supported",
+            t.handle, t.suffix
+        )))
+    }
 }
 
-fn is_blank(l: &str) -> bool {
-    let t = l.trim();
-    t.is_empty() || t.starts_with('#')
-}
-
-/// The line without a trailing comment (a `#` after whitespace, outside quotes).
-fn strip_comment(s: &str) -> &str {
-    let b = s.as_bytes();
-    let (mut sq, mut dq) = (false, false);
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if dq => i += 1,
-            b'\'' if !dq => sq = !sq,
-            b'"' if !sq => dq = !dq,
-            b'#' if !sq && !dq && (i == 0 || b[i - 1] == b' ' || b[i - 1] == b'\t') => {
-                return s[..i].trim_end()
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    s.trim_end()
-}
-
-/// Splits `key: rest` at the first `: ` (or final `:`) outside quotes and brackets.
-fn split_key(s: &str) -> Option<(&str, &str)> {
-    let b = s.as_bytes();
-    let (mut sq, mut dq, mut depth) = (false, false, 0i32);
-    if matches!(b.first(), Some(b'[') | Some(b'{')) {
-        return None;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if dq => i += 1,
-            b'\'' if !dq => sq = !sq,
-            b'"' if !sq => dq = !dq,
-            b'[' | b'{' if !sq && !dq => depth += 1,
-            b']' | b'}' if !sq && !dq => depth -= 1,
-            b':' if !sq && !dq && depth == 0 && (i + 1 == b.len() || b[i + 1] == b' ') => {
-                return Some((s[..i].trim_end(), s[i + 1..].trim_start()));
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-impl Parser {
-    fn skip_blank(&mut self) {
-        while self.pos < self.lines.len() && is_blank(&self.lines[self.pos]) {
-            self.pos += 1;
-        }
-    }
-
-    fn err(&self, m: impl std::fmt::Display) -> String {
-        format!("line {}: {m}", self.pos + 1)
-    }
-
-    fn block(&mut self, ind: usize, depth: usize) -> Result<Value, String> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        self.skip_blank();
-        let Some(line) = self.lines.get(self.pos) else {
-            return Ok(Value::Null);
-        };
-        if line[..indent(line)].contains('\t') || line.trim_start().starts_with('\t') {
-            return Err(self.err("tabs cannot indent YAML"));
-        }
-        let content = strip_comment(&line[ind.min(line.len())..]).to_string();
-        if content == "-" || content.starts_with("- ") {
-            self.seq(ind, depth)
-        } else if split_key(&content).is_some() {
-            self.map(ind, depth)
-        } else {
-            self.pos += 1;
-            self.inline(&content, ind, depth)
-        }
-    }
-
-    fn seq(&mut self, ind: usize, depth: usize) -> Result<Value, String> {
-        let mut out = Vec::new();
-        loop {
-            self.skip_blank();
-            let Some(line) = self.lines.get(self.pos) else {
-                break;
-            };
-            if indent(line) != ind {
-                if indent(line) > ind {
-                    return Err(self.err("bad indentation in a sequence"));
+fn scalar(text: &str, style: ScalarStyle, tag: &Option<Cow<'_, Tag>>) -> Result<Node, String> {
+    let kind = match core(tag) {
+        None if style == ScalarStyle::Plain => resolve(text),
+        None => Kind::Str,
+        Some(t) => match t? {
+            "str" => Kind::Str,
+            "int" => Kind::Int,
+            "float" => Kind::Float,
+            "bool" => Kind::Bool,
+            "null" => Kind::Null,
+            "timestamp" => Kind::Timestamp,
+            "binary" => {
+                let clean: String = text
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+                    .collect();
+                if !text.is_ascii() {
+                    return Err("!!binary data is not ASCII base64".into());
                 }
-                break;
+                return base64_std(&clean)
+                    .map(Node::Bytes)
+                    .map_err(|e| format!("!!binary: {e}"));
             }
-            let content = strip_comment(&line[ind..]).to_string();
-            if !(content == "-" || content.starts_with("- ")) {
-                break;
-            }
-            let rest = content[1..].trim_start();
-            if rest.is_empty() {
-                self.pos += 1;
-                self.skip_blank();
-                match self.lines.get(self.pos) {
-                    Some(l) if indent(l) > ind => {
-                        let i = indent(l);
-                        out.push(self.block(i, depth + 1)?);
-                    }
-                    _ => out.push(Value::Null),
+            other => return Err(format!("the tag !!{other} is not supported on a scalar")),
+        },
+    };
+    let bad = |what: &str| format!("{text:?} is not {what}");
+    Ok(match kind {
+        Kind::Null => Node::Null,
+        Kind::Bool => Node::Bool(bool_of(text).ok_or_else(|| bad("a boolean"))?),
+        Kind::Int => Node::Int(int_of(text).ok_or_else(|| bad("an integer"))?),
+        Kind::Float => Node::Float(float_of(text).ok_or_else(|| bad("a number"))?),
+        Kind::Timestamp => Node::Timestamp(text.to_string()),
+        Kind::Str => Node::Str(text.to_string()),
+        Kind::Merge => return Err("`<<` (a merge key) is only allowed as a mapping key".into()),
+        Kind::Value => return Err("`=` (the YAML 1.1 value key) has no meaning here".into()),
+    })
+}
+
+/// Standard base64 as Python's `base64.decodebytes` takes it (padding required).
+pub fn base64_std(s: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| e.to_string())
+}
+
+/// Loads a single YAML document, as `yaml.safe_load`.
+pub fn load(text: &str) -> Result<Node, YamlError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut anchors: std::collections::HashMap<usize, Node> = Default::default();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut docs = 0;
+    let mut result: Option<Node> = None;
+    let mut nodes = 0usize;
+    let at = |span: &Span, message: String| YamlError {
+        line: span.start.line(),
+        column: span.start.col() + 1,
+        message,
+    };
+    while let Some(ev) = parser.next_event() {
+        let (ev, span) = ev.map_err(|e| YamlError {
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: e.info().to_string(),
+        })?;
+        let (node, anchor, is_merge_key) = match ev {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => continue,
+            Event::DocumentStart(_) => {
+                docs += 1;
+                if docs > 1 {
+                    return Err(at(
+                        &span,
+                        "only one document is allowed (found a second `---`)".into(),
+                    ));
                 }
                 continue;
             }
-            let offset = content.len() - rest.len();
-            if rest == "-" || rest.starts_with("- ") || split_key(rest).is_some() {
-                // "- key: v" opens a mapping (or sequence) indented to where "key" starts:
-                // blank the dash and read the line again at that indentation.
-                let new_ind = ind + offset;
-                let replaced = format!("{}{}", " ".repeat(new_ind), rest);
-                self.lines[self.pos] = replaced;
-                out.push(self.block(new_ind, depth + 1)?);
-            } else {
-                self.pos += 1;
-                out.push(self.inline(rest, ind, depth)?);
-            }
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn map(&mut self, ind: usize, depth: usize) -> Result<Value, String> {
-        let mut out = Map::new();
-        loop {
-            self.skip_blank();
-            let Some(line) = self.lines.get(self.pos) else {
-                break;
-            };
-            if indent(line) != ind {
-                if indent(line) > ind {
-                    return Err(self.err("bad indentation in a mapping"));
-                }
-                break;
-            }
-            let content = strip_comment(&line[ind..]).to_string();
-            let Some((k, rest)) = split_key(&content) else {
-                if content == "-" || content.starts_with("- ") {
-                    return Err(self.err("a sequence item where a mapping key was expected"));
-                }
-                return Err(self.err("expected `key: value`"));
-            };
-            let key = match scalar(k).map_err(|e| self.err(e))? {
-                Value::String(s) => s,
-                Value::Null => "null".into(),
-                other => other.to_string(),
-            };
-            if key.starts_with('?') {
-                return Err(self.err("complex mapping keys are not supported"));
-            }
-            let rest = rest.to_string();
-            self.pos += 1;
-            let value = if rest.is_empty() {
-                self.skip_blank();
-                match self.lines.get(self.pos) {
-                    Some(l) if indent(l) > ind => {
-                        let i = indent(l);
-                        self.block(i, depth + 1)?
+            Event::SequenceStart(a, tag) => {
+                match core(&tag) {
+                    None | Some(Ok("seq")) => {}
+                    Some(Ok(t)) => {
+                        return Err(at(
+                            &span,
+                            format!("the tag !!{t} is not supported on a list"),
+                        ))
                     }
-                    Some(l)
-                        if indent(l) == ind && {
-                            let c = strip_comment(&l[ind..]);
-                            c == "-" || c.starts_with("- ")
-                        } =>
-                    {
-                        self.seq(ind, depth + 1)?
-                    }
-                    _ => Value::Null,
+                    Some(Err(e)) => return Err(at(&span, e)),
                 }
-            } else {
-                self.inline(&rest, ind, depth)?
-            };
-            out.insert(key, value);
-        }
-        Ok(Value::Object(out))
-    }
-
-    /// A value that starts on the current (already consumed) line: a block scalar
-    /// header, a flow collection (which may continue on following lines) or a scalar.
-    fn inline(&mut self, s: &str, ind: usize, depth: usize) -> Result<Value, String> {
-        // The line holding `s` was consumed already: it is line number `self.pos`.
-        let at = self.pos;
-        let err = |m: String| format!("line {at}: {m}");
-        if s.starts_with('|') || s.starts_with('>') {
-            return self.block_scalar(s, ind);
-        }
-        if s.starts_with('&') || s.starts_with('*') || s.starts_with('!') {
-            return Err(err("anchors, aliases and tags are not supported".into()));
-        }
-        if s.starts_with('[') || s.starts_with('{') {
-            let mut text = s.to_string();
-            while !balanced(&text) {
-                let Some(next) = self.lines.get(self.pos) else {
-                    return Err(err("unclosed flow collection".into()));
-                };
-                text.push(' ');
-                text.push_str(strip_comment(next.trim()));
-                self.pos += 1;
-            }
-            let mut f = Flow {
-                s: text.as_bytes(),
-                i: 0,
-            };
-            let v = f.value(depth).map_err(err)?;
-            f.ws();
-            if f.i != f.s.len() {
-                return Err(err("text after a flow collection".into()));
-            }
-            return Ok(v);
-        }
-        scalar(s).map_err(err)
-    }
-
-    fn block_scalar(&mut self, header: &str, ind: usize) -> Result<Value, String> {
-        let folded = header.starts_with('>');
-        let chomp = if header.contains('-') {
-            '-'
-        } else if header.contains('+') {
-            '+'
-        } else {
-            ' '
-        };
-        let mut body: Vec<String> = Vec::new();
-        let mut block_ind = None;
-        while let Some(l) = self.lines.get(self.pos) {
-            if l.trim().is_empty() {
-                body.push(String::new());
-                self.pos += 1;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(at(&span, "nested too deeply".into()));
+                }
+                stack.push(Frame::Seq(a, Vec::new()));
                 continue;
             }
-            let i = indent(l);
-            let bi = *block_ind.get_or_insert(i);
-            if i <= ind || i < bi {
-                break;
-            }
-            body.push(l[bi..].to_string());
-            self.pos += 1;
-        }
-        let mut trailing = 0;
-        while body.last().is_some_and(|l| l.is_empty()) {
-            body.pop();
-            trailing += 1;
-        }
-        let mut text = if folded {
-            let mut t = String::new();
-            for (n, l) in body.iter().enumerate() {
-                if n > 0 {
-                    if l.is_empty() {
-                        t.push('\n');
-                    } else if !body[n - 1].is_empty() {
-                        t.push(' ');
+            Event::MappingStart(a, tag) => {
+                match core(&tag) {
+                    None | Some(Ok("map")) => {}
+                    Some(Ok(t)) => {
+                        return Err(at(
+                            &span,
+                            format!("the tag !!{t} is not supported on a mapping"),
+                        ))
                     }
+                    Some(Err(e)) => return Err(at(&span, e)),
                 }
-                t.push_str(l);
+                if stack.len() >= MAX_DEPTH {
+                    return Err(at(&span, "nested too deeply".into()));
+                }
+                stack.push(Frame::Map(a, Vec::new(), None, Vec::new(), false));
+                continue;
             }
-            t
-        } else {
-            body.join("\n")
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq(a, items)) => (Node::Seq(items), a, false),
+                _ => return Err(at(&span, "unbalanced sequence".into())),
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map(a, entries, _, merges, _)) => {
+                    (merged(entries, merges).map_err(|e| at(&span, e))?, a, false)
+                }
+                _ => return Err(at(&span, "unbalanced mapping".into())),
+            },
+            Event::Alias(id) => {
+                let n = anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| at(&span, "an alias refers to an unknown anchor".into()))?;
+                nodes += n.size();
+                (n, 0, false)
+            }
+            Event::Scalar(text, style, a, tag) => {
+                let expecting_key = matches!(stack.last(), Some(Frame::Map(_, _, None, _, _)));
+                if expecting_key && style == ScalarStyle::Plain && tag.is_none() && text == "<<" {
+                    (Node::Null, a, true)
+                } else {
+                    (
+                        scalar(&text, style, &tag).map_err(|e| at(&span, e))?,
+                        a,
+                        false,
+                    )
+                }
+            }
         };
-        match chomp {
-            '-' => {}
-            '+' => {
-                text.push('\n');
-                text.push_str(&"\n".repeat(trailing));
-            }
-            _ if !body.is_empty() => text.push('\n'),
-            _ => {}
+        nodes += 1;
+        if nodes > MAX_NODES {
+            return Err(at(
+                &span,
+                format!("the document expands to more than {MAX_NODES} values"),
+            ));
         }
-        Ok(Value::String(text))
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => result = Some(node),
+            Some(Frame::Seq(_, items)) => items.push(node),
+            Some(Frame::Map(_, entries, key, merges, merge_next)) => {
+                if *merge_next {
+                    *merge_next = false;
+                    *key = None;
+                    match node {
+                        Node::Map(_) => merges.push(node),
+                        Node::Seq(list) if list.iter().all(|n| matches!(n, Node::Map(_))) => {
+                            merges.extend(list)
+                        }
+                        _ => {
+                            return Err(at(
+                                &span,
+                                "a merge key (`<<`) needs a mapping or a list of mappings".into(),
+                            ))
+                        }
+                    }
+                } else if let Some(k) = key.take() {
+                    let k = k.key_text().map_err(|e| at(&span, e))?;
+                    entries.retain(|(e, _)| *e != k);
+                    entries.push((k, node));
+                } else if is_merge_key {
+                    *merge_next = true;
+                    *key = Some(Node::Null);
+                } else {
+                    *key = Some(node);
+                }
+            }
+        }
     }
+    Ok(result.unwrap_or(Node::Null))
 }
 
-fn balanced(s: &str) -> bool {
-    let (mut sq, mut dq, mut depth, mut esc) = (false, false, 0i32, false);
-    for c in s.chars() {
-        if esc {
-            esc = false;
-            continue;
-        }
-        match c {
-            '\\' if dq => esc = true,
-            '\'' if !dq => sq = !sq,
-            '"' if !sq => dq = !dq,
-            '[' | '{' if !sq && !dq => depth += 1,
-            ']' | '}' if !sq && !dq => depth -= 1,
-            _ => {}
+/// PyYAML's `flatten_mapping`: keys of the merged mappings come first, an earlier merged
+/// mapping wins over a later one, and the mapping's own keys win over all of them.
+fn merged(entries: Vec<(String, Node)>, merges: Vec<Node>) -> Result<Node, String> {
+    if merges.is_empty() {
+        return Ok(Node::Map(entries));
+    }
+    let mut out: Vec<(String, Node)> = Vec::new();
+    for m in merges {
+        if let Node::Map(kv) = m {
+            for (k, v) in kv {
+                if !out.iter().any(|(e, _)| *e == k) {
+                    out.push((k, v));
+                }
+            }
         }
     }
-    depth <= 0 && !sq && !dq
+    for (k, v) in entries {
+        out.retain(|(e, _)| *e != k);
+        out.push((k, v));
+    }
+    Ok(Node::Map(out))
 }
 
 #[cfg(test)]
@@ -373,7 +374,7 @@ mod tests {
     #[test]
     fn cloud_config_shapes() {
         let v = parse(
-            "#cloud-config\n---\nhostname: web1  # comment\nusers:\n  - default\n  - name: ann\n    groups: [staff, 'adm']\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAA ann@x\nwrite_files:\n- path: /etc/motd\n  permissions: 0644\n  content: |\n    hello\n      indented\n\n    # not a comment\n  owner: root:root\nempty:\nflag: true\nn: -12\nf: 2.5\nmac: 52:54:00:12:34:56\nq: \"a\\tb \\u00e9\"\ns: 'it''s'\nm: {a: 1, b: [x, y], c: \"d, e\"}\n",
+            "#cloud-config\n---\nhostname: web1  # comment\nusers:\n  - default\n  - name: ann\n    groups: [staff, 'adm']\n    ssh_authorized_keys:\n      - ssh-ed25519 AAAA ann@x\nwrite_files:\n- path: /etc/motd\n  permissions: 0644\n  content: |\n    hello\n      indented\n\n    # not a comment\n  owner: root:root\nempty:\nflag: yes\nn: -12\nf: 2.5\nmac: fa:16:3e:00:00:01\nsexa: 52:54:00:12:34:56\nq: \"a\\tb \\u00e9\"\ns: 'it''s'\nm: {a: 1, b: [x, y], c: \"d, e\"}\n",
         )
         .unwrap();
         assert_eq!(
@@ -381,35 +382,43 @@ mod tests {
             json!({
                 "hostname": "web1",
                 "users": ["default", {"name":"ann","groups":["staff","adm"],"ssh_authorized_keys":["ssh-ed25519 AAAA ann@x"]}],
-                "write_files": [{"path":"/etc/motd","permissions":"0644","content":"hello\n  indented\n\n# not a comment\n","owner":"root:root"}],
+                "write_files": [{"path":"/etc/motd","permissions":420,"content":"hello\n  indented\n\n# not a comment\n","owner":"root:root"}],
                 "empty": null, "flag": true, "n": -12, "f": 2.5,
-                "mac": "52:54:00:12:34:56", "q": "a\tb é", "s": "it's",
+                "mac": "fa:16:3e:00:00:01", "sexa": 41135085296_i64, "q": "a\tb é", "s": "it's",
                 "m": {"a":1,"b":["x","y"],"c":"d, e"}
             })
         );
     }
 
     #[test]
-    fn folded_and_chomped_block_scalars() {
-        let v = parse("a: >-\n  one\n  two\n\n  three\nb: |-\n  x\n").unwrap();
-        assert_eq!(v, json!({"a":"one two\nthree","b":"x"}));
-    }
-
-    #[test]
-    fn nested_sequences_and_multiline_flow() {
-        let v = parse("- - a\n  - b\n- [1,\n   2]\n").unwrap();
-        assert_eq!(v, json!([["a", "b"], [1, 2]]));
+    fn folded_plain_and_quoted_scalars_binary_bom_and_merges() {
+        let v = parse("\u{feff}key: ssh-rsa AAAA\n  BBBB user@h\nq: \"one\n  two\"\nb: !!binary aGVs\n  bG8=\nbase: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n").unwrap();
+        assert_eq!(
+            v,
+            json!({"key":"ssh-rsa AAAA BBBB user@h","q":"one two","b":"hello","base":{"x":1,"y":2},"d":{"x":1,"y":3}})
+        );
     }
 
     #[test]
     fn errors_name_the_line() {
-        assert_eq!(
-            parse("a: 1\n  b: 2\n").unwrap_err(),
-            "line 2: bad indentation in a mapping"
-        );
-        assert!(parse("a: [1, 2\n").unwrap_err().contains("unclosed"));
-        assert!(parse("a: &x 1\n").unwrap_err().contains("anchors"));
-        assert!(parse("a: \"open\n").unwrap_err().starts_with("line 1:"));
+        let e = load("a: 1\n  b: 2\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(parse("a: [1, 2\n").is_err());
+        assert!(load("a: !custom 1\n")
+            .unwrap_err()
+            .message
+            .contains("not supported"));
+        assert_eq!(load("a: 1\n---\nb: 2\n").unwrap_err().line, 2);
+        assert!(load("a: \"open\n").is_err());
         assert_eq!(parse("").unwrap(), Value::Null);
+        assert!(load("a: &x [*x]\n").is_err());
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = load(&deep).unwrap_err();
+        assert!(
+            e.message.contains("deeply") || e.message.contains("recursion"),
+            "{e}"
+        );
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+        assert!(load(laughs).unwrap_err().message.contains("expands"));
     }
 }

@@ -560,24 +560,13 @@ pub fn patch_efi_loader(loader: &mut [u8], partition_lba: u64) -> bool {
 
 /// A UUID in `uuid_unparse` form (bytes in order).
 pub fn uuid_text(u: &[u8; 16]) -> String {
-    let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h[..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..].concat()
-    )
+    uuid::Uuid::from_bytes(*u).hyphenated().to_string()
 }
 
 /// A random RFC 4122 version 4 UUID in its byte order (installboot's `uuid_generate`):
 /// the stage1 disk identity.
 pub fn random_uuid() -> [u8; 16] {
-    let mut b = super::gpt::random_guid();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    b
+    uuid::Uuid::new_v4().into_bytes()
 }
 
 #[cfg(test)]
