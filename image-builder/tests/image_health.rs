@@ -51,8 +51,7 @@ fn a_suspended_pool_stops_the_build_with_its_state() {
     let rec = Recorder::new().allow_unmatched();
     // What illumos lofiadm prints for a labelled device: its block node with p0
     // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
-    rec.on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0
-"));
+    rec.on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
     rec.always(
         "/sbin/zpool list -H -o health TEMPORARY-g-img",
         Output::ok("SUSPENDED\n"),
