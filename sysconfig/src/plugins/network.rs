@@ -840,9 +840,16 @@ mod tests {
     #[test]
     fn a_linux_name_without_mac_is_skipped_with_a_warning_never_plumbed() {
         let rec = Recorder::new();
+        // dladm(8) show-link -p -o LINK: one link name a line.
         rec.on(
             "/usr/sbin/dladm show-link -p -o LINK",
             Output::ok("vioif0\n"),
+        )
+        // ipadm(8) show-if and show-addr with -p -o FIELD: one value a line.
+        .on("/usr/sbin/ipadm show-if -p -o IFNAME", Output::ok("lo0\n"))
+        .on(
+            "/usr/sbin/ipadm show-addr -p -o ADDROBJ",
+            Output::ok("lo0/v4\nlo0/v6\n"),
         );
         let ctx = live_ctx(&rec);
         let d = json!({"network": {"interfaces": [
@@ -1002,6 +1009,11 @@ mod tests {
         rec.on(
             "/usr/sbin/dladm show-phys",
             Output::ok("vioif0:primary:52\\:54\\:0\\:0\\:0\\:1\n"),
+        )
+        // dladm(8) show-link -p -o LINK: one link name a line.
+        .on(
+            "/usr/sbin/dladm show-link -p -o LINK",
+            Output::ok("vioif0\n"),
         )
         // ipadm(8) show-if and show-addr with -p -o FIELD: one value a line.
         .on("/usr/sbin/ipadm show-if -p -o IFNAME", Output::ok("lo0\n"))

@@ -73,7 +73,9 @@ fn a_new_zone_is_configured_installed_from_its_image_and_booted() {
         );
     let d = web(json!({"image": img, "install_args": ["-e", "web/server"]}));
     // The install change tells the daemon it may take the install's hour.
-    let planned = testing::plan(&Zones, live(), &Recorder::new(), d.clone()).unwrap();
+    let plan_rec = Recorder::new();
+    plan_rec.always("/usr/sbin/zoneadm list -cp", Output::ok(GLOBAL));
+    let planned = testing::plan(&Zones, live(), &plan_rec, d.clone()).unwrap();
     let timeouts: Vec<_> = planned
         .iter()
         .map(|c| (c.id.as_str(), c.timeout_secs))
