@@ -3,6 +3,7 @@
 mod args;
 mod build;
 mod clean;
+mod embedded;
 mod in_guest;
 mod in_zone;
 mod inspect;
@@ -29,6 +30,7 @@ struct Cli {
 enum Command {
     Build(build::BuildArgs),
     Clean(clean::CleanArgs),
+    Embedded(embedded::EmbeddedArgs),
     Inspect(inspect::InspectArgs),
     Validate(validate::ValidateArgs),
     Plan(plan::PlanArgs),
@@ -54,6 +56,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => build::run(a),
         Command::Clean(a) => clean::run(a),
+        Command::Embedded(a) => embedded::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
