@@ -99,7 +99,13 @@ pub fn run_warm(
         id: warm::request_id(),
         argv,
         cwd: std::env::current_dir()?,
-        env: vec![("IMAGE_BUILDER_LOG".into(), "info".into())],
+        env: std::iter::once(("IMAGE_BUILDER_LOG".to_string(), "info".to_string()))
+            .chain(
+                std::env::var("NO_COLOR")
+                    .ok()
+                    .map(|v| ("NO_COLOR".to_string(), v)),
+            )
+            .collect(),
         rw,
         idle_secs: spec.idle.as_secs(),
     };
