@@ -213,6 +213,18 @@ fn warm_guest_lifecycle() {
     let edited = b"second, edited while the guest ran\n";
     assert!(tar2.windows(edited.len()).any(|x| x == edited));
     eprintln!("{TEST}: warm rebuild in {warm:?}");
+    // `plan -d` asks the same guest about the cache.
+    let out = ib(w)
+        .args(["plan", "-d", "ibwarm/images", "-g", "g", "-n", "hello", "-T", "t"])
+        .output()
+        .unwrap();
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{se}");
+    assert!(so.contains("cache: hit (ibwarm/images/work/g/hello@base is current)"), "{so}");
+    assert!(se.contains("reusing the running guest"), "{se}");
 
     // 3. Two builds at once take turns at the one guest.
     let a = build(w, "hello", &["-N", "one"])

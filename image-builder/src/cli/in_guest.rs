@@ -147,7 +147,6 @@ impl GuestArgs {
         shares: &[PathBuf],
     ) -> Result<GuestExit> {
         let pool = embedded::pool_of(dataset);
-        let harness = embedded::harness()?;
         let (disk, new) = embedded::disk_image(runner, pool, self.vm_disk_size)?;
         std::fs::create_dir_all(&self.vm_output)?;
         let output = self.vm_output.canonicalize()?;
@@ -161,17 +160,37 @@ impl GuestArgs {
         let mut args: Vec<String> = std::env::args().skip(1).collect();
         args.push("--guest-output".into());
         args.push(output.display().to_string());
-        let exe = std::env::current_exe()?;
         let all: Vec<PathBuf> = std::iter::once(output)
             .chain(shares.iter().cloned())
             .collect();
+        self.run_args(pool, runner, args, &all)
+    }
+
+    /// Runs `plan -d` in the guest: no output directory, its standard output as it is.
+    pub fn run_plan(&self, dataset: &str, runner: &SystemRunner) -> Result<GuestExit> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        self.run_args(embedded::pool_of(dataset), runner, args, &[])
+    }
+
+    /// Runs this program with `args` in the warm guest of `pool`, or (`--vm-cold`) in a
+    /// guest of its own, with `rw` writable.
+    fn run_args(
+        &self,
+        pool: &str,
+        runner: &SystemRunner,
+        args: Vec<String>,
+        rw: &[PathBuf],
+    ) -> Result<GuestExit> {
+        let exe = std::env::current_exe()?;
         if !self.vm_cold {
             let spec = start_spec(runner, pool, self.vm_disk_size, idle_time(self.vm_idle)?)?;
             let argv = std::iter::once(exe.display().to_string())
                 .chain(args)
                 .collect();
-            return run_warm(&spec, pool, argv, all);
+            return run_warm(&spec, pool, argv, rw.to_vec());
         }
+        let harness = embedded::harness()?;
+        let (disk, _) = embedded::disk_image(runner, pool, self.vm_disk_size)?;
         // Cold: a guest of its own, so a warm one on the same pool image stops first (two
         // guests cannot share the image), and none starts meanwhile.
         let g = warm::GuestDir::new(pool);
@@ -180,7 +199,7 @@ impl GuestArgs {
             g.stop()?;
         }
         let _turn = g.turn(false)?;
-        let cmd = embedded::guest_command(&harness, &disk, &all, &exe, &args).passthrough();
+        let cmd = embedded::guest_command(&harness, &disk, rw, &exe, &args).passthrough();
         let out = runner.output(&cmd)?;
         Ok(match out.code {
             Some(124) => {
