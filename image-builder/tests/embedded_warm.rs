@@ -215,7 +215,17 @@ fn warm_guest_lifecycle() {
     eprintln!("{TEST}: warm rebuild in {warm:?}");
     // `plan -d` asks the same guest about the cache.
     let out = ib(w)
-        .args(["plan", "-d", "ibwarm/images", "-g", "g", "-n", "hello", "-T", "t"])
+        .args([
+            "plan",
+            "-d",
+            "ibwarm/images",
+            "-g",
+            "g",
+            "-n",
+            "hello",
+            "-T",
+            "t",
+        ])
         .output()
         .unwrap();
     let (so, se) = (
@@ -223,7 +233,10 @@ fn warm_guest_lifecycle() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(out.status.code(), Some(0), "{se}");
-    assert!(so.contains("cache: hit (ibwarm/images/work/g/hello@base is current)"), "{so}");
+    assert!(
+        so.contains("cache: hit (ibwarm/images/work/g/hello@base is current)"),
+        "{so}"
+    );
     assert!(se.contains("reusing the running guest"), "{se}");
 
     // 3. Two builds at once take turns at the one guest.

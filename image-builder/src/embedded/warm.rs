@@ -844,7 +844,14 @@ impl GuestDir {
             .arg("--pidfile")
             .arg(self.file("qemu.pid"))
             .arg("--rw-root")
-            .args(["--env", "IMAGE_BUILDER_LOG=info", "--"])
+            // guest.log is a file: no colour codes in it.
+            .args([
+                "--env",
+                "IMAGE_BUILDER_LOG=info",
+                "--env",
+                "NO_COLOR=1",
+                "--",
+            ])
             .arg(&spec.exe)
             .args(["embedded", "serve", "--pool", &self.pool, "--idle"])
             .arg(spec.idle.as_secs().to_string());
