@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod warm;
+
 use runner::{Cmd, Runner};
 use zfs::{CreateOptions, PoolCreate, PoolImport, Zfs};
 
@@ -173,13 +175,15 @@ pub fn guest_pool(
 ) -> Result<(), EmbeddedError> {
     let pool = pool_of(dataset);
     let part = format!("{disk}1");
-    let imported = zfs
-        .pool_import(
-            &PoolImport::new(pool)
-                .dir(&part)
-                .altroot(altroot.display().to_string()),
-        )
-        .is_ok();
+    // A warm guest keeps the pool imported between commands.
+    let imported = (in_warm_guest() && zfs.exists(pool)?)
+        || zfs
+            .pool_import(
+                &PoolImport::new(pool)
+                    .dir(&part)
+                    .altroot(altroot.display().to_string()),
+            )
+            .is_ok();
     if !imported {
         zfs.pool_create(
             &PoolCreate::new(pool, [part.clone()])
@@ -190,6 +194,23 @@ pub fn guest_pool(
     }
     if !zfs.exists(dataset)? {
         zfs.create(dataset, &CreateOptions::new().parents())?;
+    }
+    Ok(())
+}
+
+/// Whether this command runs in a warm guest (set by its server for each command).
+pub fn in_warm_guest() -> bool {
+    std::env::var_os(WARM_ENV).is_some_and(|v| v == "1")
+}
+
+/// The variable that tells a command it runs in a warm guest.
+pub const WARM_ENV: &str = "IMAGE_BUILDER_WARM_GUEST";
+
+/// In the guest, after the command: export the pool, unless a warm guest keeps it for the
+/// next command (it exports when it stops).
+pub fn guest_release(zfs: &dyn Zfs, dataset: &str) -> Result<(), EmbeddedError> {
+    if !in_warm_guest() {
+        zfs.pool_export(pool_of(dataset), false)?;
     }
     Ok(())
 }

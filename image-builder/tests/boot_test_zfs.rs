@@ -125,6 +125,8 @@ fn image_builder(work: &Path) -> Command {
         .env("ZFS_VM_CACHE", zfs_vm_cache())
         .env("IMAGE_BUILDER_ZFS_VM", harness())
         .env("IMAGE_BUILDER_VM_TIMEOUT", "900")
+        // No warm guest left running after the test: it stops as soon as its command ends.
+        .env("IMAGE_BUILDER_VM_IDLE", "0")
         .env("TMPDIR", work.join("tmp"))
         .env_remove("XDG_RUNTIME_DIR")
         .env("NO_COLOR", "1");

@@ -301,8 +301,8 @@ fn build_in_zone_refuses_the_targets_a_zone_cannot_build_before_anything_starts(
 
 /// Every subcommand: `image-builder` and each subcommand's `--help` end with the exit
 /// status table.
-const SUBCOMMANDS: [&str; 9] = [
-    "build", "clean", "inspect", "validate", "plan", "schema", "vm", "test", "matrix",
+const SUBCOMMANDS: [&str; 10] = [
+    "build", "clean", "embedded", "inspect", "validate", "plan", "schema", "vm", "test", "matrix",
 ];
 
 #[test]

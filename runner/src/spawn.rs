@@ -19,6 +19,8 @@ pub enum Sink {
     Inherit,
     /// Created (truncated) before the process starts.
     File(PathBuf),
+    /// A pipe the caller reads: [`Spawned::take_stdout`], [`Spawned::take_stderr`].
+    Pipe,
 }
 
 impl Sink {
@@ -30,6 +32,7 @@ impl Sink {
                 cmd: cmd.to_string(),
                 source,
             })?),
+            Sink::Pipe => Stdio::piped(),
         })
     }
 }
@@ -80,6 +83,16 @@ impl SystemRunner {
 impl Spawned {
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The read end of a [`Sink::Pipe`] standard output (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// The read end of a [`Sink::Pipe`] standard error (once).
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
     }
 
     /// The command line, for messages.
@@ -256,6 +269,20 @@ mod tests {
         let s = p.stop().unwrap();
         assert_eq!(s.code(), None, "expected death by signal, got {s:?}");
         assert!(!alive(p.id()));
+    }
+
+    #[test]
+    fn piped_output_is_read_by_the_caller() {
+        use std::io::Read;
+        let mut p = SystemRunner::new()
+            .spawn(&sh("echo to-pipe; echo err >&2"), Sink::Pipe, Sink::Pipe)
+            .unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+        p.take_stderr().unwrap().read_to_string(&mut err).unwrap();
+        assert!(p.take_stdout().is_none());
+        p.wait().unwrap();
+        assert_eq!((out.as_str(), err.as_str()), ("to-pipe\n", "err\n"));
     }
 
     #[test]

@@ -66,14 +66,15 @@ on_signal() {
 run_usage() {
 	cat >&2 <<'EOF'
 usage: zfs-vm run [--timeout S] [--disk SIZE]... [--drive FILE]... [--rw DIR]...
-                  [--env NAME=VALUE]... [--mem MIB] [--smp N] [--console FILE] -- CMD [ARG]...
+                  [--env NAME=VALUE]... [--mem MIB] [--smp N] [--console FILE]
+                  [--control SOCKET] [--pidfile FILE] [--rw-root] -- CMD [ARG]...
 EOF
 	exit "$RC_HARNESS"
 }
 
 cmd_run() {
 	local timeout=${ZFS_VM_TIMEOUT:-600} mem=${ZFS_VM_MEM:-2048} smp=${ZFS_VM_SMP:-2}
-	local console_copy='' disks=() rw=() envs=()
+	local console_copy='' disks=() rw=() envs=() control='' pidfile='' rw_root=0
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--timeout) timeout=${2:?}; shift 2 ;;
@@ -92,6 +93,9 @@ cmd_run() {
 		--mem) mem=${2:?}; shift 2 ;;
 		--smp) smp=${2:?}; shift 2 ;;
 		--console) console_copy=${2:?}; shift 2 ;;
+		--control) control=${2:?}; shift 2 ;;
+		--pidfile) pidfile=${2:?}; shift 2 ;;
+		--rw-root) rw_root=1; shift ;;
 		--) shift; break ;;
 		*) run_usage ;;
 		esac
@@ -128,6 +132,19 @@ cmd_run() {
 		-device virtio-serial-pci
 		-chardev "file,id=zout,path=$RUN_DIR/out" -device virtserialport,chardev=zout,name=zfs-vm.out
 		-chardev "file,id=zerr,path=$RUN_DIR/err" -device virtserialport,chardev=zerr,name=zfs-vm.err)
+	# A control port for a command that serves requests (the warm embedded guest): a
+	# virtio serial port named zfs-vm.ctl, a Unix socket on the host that QEMU listens on.
+	if [ -n "$control" ]; then
+		qemu+=(-chardev "socket,id=zctl,path=$control,server=on,wait=off"
+			-device virtserialport,chardev=zctl,name=zfs-vm.ctl)
+	fi
+	[ -n "$pidfile" ] && qemu+=(-pidfile "$pidfile")
+	# The host's / read-write at /run/zfs-vm-host (not at /): the command bind-mounts the
+	# directories it writes, whichever they are, at their own paths.
+	if [ "$rw_root" = 1 ]; then
+		qemu+=(-virtfs local,path=/,mount_tag=hostrw,security_model=none,multidevs=remap)
+		printf 'hostrw /run/zfs-vm-host\n' >>"$RUN_DIR/ctl/rw-shares"
+	fi
 	case $accel in
 	kvm) qemu+=(-accel kvm -cpu host) ;;
 	tcg) qemu+=(-accel tcg) ;;

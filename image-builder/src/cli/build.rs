@@ -159,7 +159,6 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             zfs: &zfs,
         };
         let code = run_build(&plan, &opts, &env, a.json);
-        let pool = embedded::pool_of(&opts.dataset).to_string();
         runner::interrupt::clear();
         let _cleanup = runner::interrupt::cleanup();
         let output_ds = format!("{}/output", opts.dataset);
@@ -169,7 +168,7 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
                 eprintln!("copied {f} to {}", out.display());
             }
         }
-        zfs.pool_export(&pool, false)?;
+        embedded::guest_release(&zfs, &opts.dataset)?;
         return Ok(code);
     }
     let env = Env {

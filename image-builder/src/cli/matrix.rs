@@ -265,7 +265,7 @@ fn guest_builds(
         }
     }
     let passed = write_report(report_dir, &builds, &[])?;
-    zfs.pool_export(embedded::pool_of(&a.dataset), false)?;
+    embedded::guest_release(&*zfs, &a.dataset)?;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {

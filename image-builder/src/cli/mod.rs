@@ -3,6 +3,7 @@
 mod args;
 mod build;
 mod clean;
+mod embedded;
 mod in_guest;
 mod in_zone;
 mod inspect;
@@ -35,6 +36,8 @@ enum Command {
     Build(build::BuildArgs),
     #[command(after_help = exit::HELP)]
     Clean(clean::CleanArgs),
+    #[command(after_help = exit::HELP)]
+    Embedded(embedded::EmbeddedArgs),
     #[command(after_help = exit::HELP)]
     Inspect(inspect::InspectArgs),
     #[command(after_help = exit::HELP)]
@@ -109,6 +112,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => build::run(a),
         Command::Clean(a) => clean::run(a),
+        Command::Embedded(a) => embedded::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),

@@ -1,15 +1,18 @@
 //! `image-builder plan`: the resolved, expanded step list.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
 use image_builder::build::{self, BuildOptions, CacheStatus};
+use image_builder::embedded;
 use image_builder::host::{Host, Tool};
 use image_builder::template::Plan;
 use runner::SystemRunner;
 
 use super::args::{report, FirstBootArgs, TemplateArgs};
+use super::in_guest::{self, GuestArgs, GuestExit};
 
 /// Show what a build would do: every step in run order with its source file and index,
 /// its type, its expanded arguments, and whether `with`/`without` skips it.
@@ -30,11 +33,24 @@ pub struct PlanArgs {
     /// With -d: the first-boot flags the build would use (they are part of the cache key).
     #[command(flatten)]
     first_boot: FirstBootArgs,
+    /// With -d on a host without /dev/zfs: ask the embedded ZFS guest.
+    #[command(flatten)]
+    guest: GuestArgs,
 }
 
 pub fn run(a: PlanArgs) -> Result<ExitCode> {
     let plan = a.template.plan()?;
     let errors = report(&plan);
+    // The cache is in the embedded guest's pool: ask there (the guest's plan prints all).
+    let inside = std::env::var_os("ZFS_VM_GUEST").is_some();
+    if let (Some(ds), 0) = (&a.dataset, errors) {
+        if a.guest.wanted(Host::detect(), inside) {
+            return Ok(match a.guest.run_plan(ds, &SystemRunner::new())? {
+                GuestExit::Finished(c) => in_guest::exit_code(c),
+                GuestExit::Failed(code) => code,
+            });
+        }
+    }
     let cache = match (&a.dataset, errors) {
         (Some(ds), 0) => Some(cache_status(&a, &plan, ds)?),
         _ => None,
@@ -72,6 +88,14 @@ fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<CacheStatus>
         external: a.template.source.external()?,
         ..BuildOptions::new(dataset, a.template.source.root()?)
     });
+    if std::env::var_os("ZFS_VM_GUEST").is_some() {
+        let disk = std::env::var("ZFS_VM_DISKS").unwrap_or_default();
+        let disk = disk.split_whitespace().next().unwrap_or("/dev/vda");
+        embedded::guest_pool(&zfs, dataset, disk, Path::new("/ib-embedded"))?;
+        let status = build::cache_status(plan, &opts, &zfs);
+        embedded::guest_release(&zfs, dataset)?;
+        return Ok(status?);
+    }
     Ok(build::cache_status(plan, &opts, &zfs)?)
 }
 
