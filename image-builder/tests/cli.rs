@@ -437,6 +437,15 @@ fn every_subcommand_has_a_man_page() {
     let o = run(&["man-pages", dir.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut want: Vec<String> = subs.iter().map(|s| format!("image-builder-{s}")).collect();
+    // Subcommands of a subcommand (`embedded status`) get pages of their own.
+    for s in &subs {
+        let help = String::from_utf8(run(&[s.as_str(), "--help"]).stdout).unwrap();
+        want.extend(
+            listed_subcommands(&help)
+                .iter()
+                .map(|n| format!("image-builder-{s}-{n}")),
+        );
+    }
     want.push("image-builder".into());
     want.sort();
     let mut have: Vec<String> = std::fs::read_dir(dir.path())
