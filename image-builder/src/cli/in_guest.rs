@@ -70,24 +70,43 @@ impl GuestArgs {
         let all: Vec<PathBuf> = std::iter::once(output)
             .chain(shares.iter().cloned())
             .collect();
-        let cmd = embedded::guest_command(&harness, &disk, &all, &exe, &args).passthrough();
-        let out = runner.output(&cmd)?;
-        Ok(match out.code {
-            Some(124) => {
-                eprintln!("error: the embedded ZFS guest did not finish in time");
-                GuestExit::Failed(ExitCode::FAILURE)
-            }
-            Some(125) => {
-                eprintln!(
-                    "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
-                    harness.display()
-                );
-                GuestExit::Failed(ExitCode::FAILURE)
-            }
-            Some(c) => GuestExit::Finished(c),
-            None => GuestExit::Failed(ExitCode::from(130)),
-        })
+        let cmd = embedded::guest_command(&harness, Some(&disk), &all, &exe, &args).passthrough();
+        finish(runner, &cmd, &harness)
     }
+}
+
+/// Runs `args`, a command line of this program that needs ZFS but no pool of its own (such
+/// as `inspect`), in the guest: no pool disk, nothing shared read-write; the guest sees the
+/// host's files read-only at the same paths and starts in the same directory.
+pub fn run_without_pool(runner: &SystemRunner, args: &[String]) -> Result<GuestExit> {
+    let harness = embedded::harness()?;
+    let exe = std::env::current_exe()?;
+    let cmd = embedded::guest_command(&harness, None, &[], &exe, args).passthrough();
+    finish(runner, &cmd, &harness)
+}
+
+/// Runs the guest command `cmd` and tells its exit status from the harness's own.
+fn finish(
+    runner: &SystemRunner,
+    cmd: &runner::Cmd,
+    harness: &std::path::Path,
+) -> Result<GuestExit> {
+    let out = runner.output(cmd)?;
+    Ok(match out.code {
+        Some(124) => {
+            eprintln!("error: the embedded ZFS guest did not finish in time");
+            GuestExit::Failed(ExitCode::FAILURE)
+        }
+        Some(125) => {
+            eprintln!(
+                "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
+                harness.display()
+            );
+            GuestExit::Failed(ExitCode::FAILURE)
+        }
+        Some(c) => GuestExit::Finished(c),
+        None => GuestExit::Failed(ExitCode::from(130)),
+    })
 }
 
 /// The exit status for a guest command's `code`.
