@@ -130,10 +130,11 @@ pub fn rw_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// The command that runs `args` (the build's own command line) inside the guest, with the
-/// `rw` directories shared read-write (see [`rw_dirs`]).
+/// pool's `disk` attached (none for a command that only reads the host's files, such as
+/// `inspect`) and the `rw` directories shared read-write (see [`rw_dirs`]).
 pub fn guest_command(
     harness: &Path,
-    disk: &Path,
+    disk: Option<&Path>,
     rw: &[PathBuf],
     exe: &Path,
     args: &[String],
@@ -154,9 +155,10 @@ pub fn guest_command(
     }
     cmd = cmd
         .args(["run", "--timeout"])
-        .arg(std::env::var("IMAGE_BUILDER_VM_TIMEOUT").unwrap_or_else(|_| "86400".into()))
-        .arg("--drive")
-        .arg(disk);
+        .arg(std::env::var("IMAGE_BUILDER_VM_TIMEOUT").unwrap_or_else(|_| "86400".into()));
+    if let Some(disk) = disk {
+        cmd = cmd.arg("--drive").arg(disk);
+    }
     for d in rw_dirs(rw) {
         cmd = cmd.arg("--rw").arg(d);
     }
@@ -272,7 +274,7 @@ mod tests {
     fn guest_command_shares_each_directory() {
         let cmd = guest_command(
             Path::new("/h/zfs-vm"),
-            Path::new("/c/pool.img"),
+            Some(Path::new("/c/pool.img")),
             &[PathBuf::from("/w/out"), PathBuf::from("/w/report")],
             Path::new("/bin/ib"),
             &["matrix".into(), "m.json".into()],
@@ -280,6 +282,24 @@ mod tests {
         let line = cmd.display();
         assert!(
             line.contains("--drive /c/pool.img --rw /w/out --rw /w/report --env IMAGE_BUILDER_LOG=info -- /bin/ib matrix m.json"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn guest_command_without_a_pool_disk_attaches_none() {
+        let cmd = guest_command(
+            Path::new("/h/zfs-vm"),
+            None,
+            &[],
+            Path::new("/bin/ib"),
+            &["inspect".into(), "img.raw".into(), "--no-vm".into()],
+        );
+        let line = cmd.display();
+        assert!(!line.contains("--drive"), "{line}");
+        assert!(!line.contains("--rw"), "{line}");
+        assert!(
+            line.contains("--env IMAGE_BUILDER_LOG=info -- /bin/ib inspect img.raw --no-vm"),
             "{line}"
         );
     }

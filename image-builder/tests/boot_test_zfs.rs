@@ -549,3 +549,78 @@ fn matrix_builds_two_images_with_a_shared_stage_and_boot_tests_both() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+/// The README's main job on a host without `/dev/zfs`: the shipped `example/hello` stage
+/// and `example/pool` image built through the embedded ZFS guest, then `inspect` of the
+/// image, which also runs itself in the guest (`--vm`, the default on such a host), reading
+/// the image from the host's file system.
+#[test]
+fn readme_main_job_builds_the_example_pool_and_inspects_it_in_the_guest() {
+    const TEST: &str = "readme_main_job_builds_the_example_pool_and_inspects_it_in_the_guest";
+    if zfs_guest(TEST).is_none() {
+        return;
+    }
+    let _one = GUESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for name in ["hello", "pool"] {
+        let out = run(image_builder(w)
+            .args(["build", "--vm", "-d", "ibrd/images", "-g", "example", "-n"])
+            .arg(name)
+            .args(["--vm-output", "out", "--vm-disk-size", "1"]));
+        assert_eq!(out.status.code(), Some(0), "example/{name} failed");
+    }
+    let built = t0.elapsed();
+    assert_eq!(
+        std::fs::metadata(w.join("out/example-pool.raw"))
+            .unwrap()
+            .len(),
+        256 << 20
+    );
+    let out = run(image_builder(w).args(["inspect", "--vm", "--json", "out/example-pool.raw"]));
+    assert_eq!(out.status.code(), Some(0), "inspect failed");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["pool"], "rpool");
+    assert_eq!(r["bootfs"], "ROOT/hello");
+    assert_eq!(r["partitions"].as_array().unwrap().len(), 2, "{r:#}");
+    let datasets: Vec<(&str, &str)> = r["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap(),
+                d["mountpoint"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        datasets,
+        [
+            ("", "/rpool"),
+            ("ROOT", "legacy"),
+            ("ROOT/hello", "legacy"),
+            ("export", "/export"),
+            ("export/home", "/export/home"),
+        ]
+    );
+    // A file that is not there fails on the host, before a guest boots.
+    let t1 = Instant::now();
+    let out = run(image_builder(w).args(["inspect", "--vm", "out/missing.raw"]));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("out/missing.raw"),
+        "the message names the file"
+    );
+    assert!(
+        t1.elapsed().as_secs() < 5,
+        "a guest booted for a missing file"
+    );
+    assert_clean(w);
+    eprintln!(
+        "{TEST}: times: two embedded builds {:.1}s, whole test {:.1}s",
+        built.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}

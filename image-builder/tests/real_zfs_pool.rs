@@ -414,3 +414,147 @@ fn sigint_at_each_step_leaves_nothing_behind() {
         w.assert_clean();
     }
 }
+
+/// The README's main job on a real OpenZFS: the shipped `example/hello` stage, then the
+/// `example/pool` disk image made from its archive, both by the command line (no
+/// first-boot flags), then `image-builder inspect` of the image, as text and as JSON.
+#[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
+fn readme_example_pool_image_from_the_hello_stage() {
+    let Some(zfs) = tier() else { return };
+    let pool = ScratchPool::new(&zfs, "ibx", 2 << 30);
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+    let ib = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_image-builder"));
+        c.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        c
+    };
+    for name in ["hello", "pool"] {
+        let o = ib()
+            .args(["build", "--no-vm", "-d", &pool.dataset(), "-T"])
+            .arg(&templates)
+            .args(["-g", "example", "-n", name])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "example/{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let raw = pool.output_dir().join("example-pool.raw");
+    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 256 << 20);
+
+    let inspect = |json: bool| {
+        let mut c = ib();
+        c.args(["inspect", "--no-vm"]).arg(&raw);
+        if json {
+            c.arg("--json");
+        }
+        let o = c.output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "inspect: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let v: serde_json::Value = serde_json::from_str(&inspect(true)).unwrap();
+    assert_eq!(v["pool"], "rpool");
+    assert_eq!(v["bootfs"], "ROOT/hello");
+    // No uefi: a GPT with the ZFS partition and illumos' reserved partition, no ESP.
+    let types: Vec<&str> = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type_guid"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, [TYPE_ZFS, TYPE_RESERVED]);
+    let datasets: Vec<image_builder::build::inspect::Dataset> = v["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| image_builder::build::inspect::Dataset {
+            name: d["name"].as_str().unwrap().into(),
+            mountpoint: d["mountpoint"].as_str().unwrap().into(),
+            canmount: d["canmount"].as_str().unwrap().into(),
+            libbe: d["libbe"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|kv| {
+                    (
+                        kv[0].as_str().unwrap().into(),
+                        kv[1].as_str().unwrap().into(),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    tier::assert_boot_environment(&datasets, "hello");
+    // The pool's root as the booted system mounts it: under the on-disk name, not the
+    // temporary name inspect imported it under.
+    assert_eq!(
+        (datasets[0].name.as_str(), datasets[0].mountpoint.as_str()),
+        ("", "/rpool")
+    );
+    let text = inspect(false);
+    for line in ["pool: rpool\n", "bootfs: ROOT/hello\n"] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert!(
+        !zfs.pools()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("inspect")),
+        "inspect left its pool imported"
+    );
+
+    // The boot environment holds the hello stage's files and the template's own.
+    let dev = losetup(&raw);
+    let name = format!("chk{}", std::process::id());
+    zfs.pool_import(
+        &PoolImport::new("rpool")
+            .new_name(&name)
+            .temporary()
+            .dir(format!("{dev}p1"))
+            .altroot(pool.dir.path().join("chk").display().to_string())
+            .no_mount()
+            .readonly(),
+    )
+    .unwrap();
+    let mnt = pool.dir.path().join("be");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("/usr/bin/mount")
+        .args(["-t", "zfs", "-o", "ro"])
+        .arg(format!("{name}/ROOT/hello"))
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    let check = || {
+        assert!(st.success());
+        assert_eq!(
+            std::fs::read(mnt.join("etc/motd")).unwrap(),
+            std::fs::read(templates.join("files/example/motd")).unwrap()
+        );
+        assert_eq!(
+            std::fs::read_link(mnt.join("etc/localtime")).unwrap(),
+            Path::new("../usr/share/lib/zoneinfo/UTC")
+        );
+        assert_eq!(
+            std::fs::read_to_string(mnt.join("etc/nodename")).unwrap(),
+            "hello\n"
+        );
+    };
+    let checked = std::panic::catch_unwind(check);
+    let _ = Command::new("/usr/bin/umount").arg(&mnt).status();
+    zfs.pool_export(&name, false).unwrap();
+    let _ = Command::new("/usr/sbin/losetup")
+        .args(["-d", &dev])
+        .status();
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -205,3 +205,59 @@ fn cloud_images_pass_the_linux_preflight_with_the_first_boot_flags() {
         preflight(&p, &both, Host::Linux).unwrap();
     }
 }
+
+/// The README's main job: `example/pool` is a disk image of the archive the `example/hello`
+/// stage packs, with a boot environment the pool boots from, and a Linux host builds both
+/// with no first-boot flags (the README's command line passes none).
+#[test]
+fn example_pool_is_a_disk_image_of_the_hello_stage() {
+    use image_builder::build::{preflight, BuildOptions};
+    use image_builder::host::Host;
+    use image_builder::template::load::Target;
+
+    let (root, found) = shipped();
+    for name in ["hello", "pool"] {
+        assert!(
+            found.contains(&("example".to_string(), name.to_string())),
+            "example/{name} is not among the shipped templates: {found:?}"
+        );
+    }
+    let p = |name: &str| {
+        plan(
+            &root,
+            "example",
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        )
+    };
+    let (hello, pool) = (p("hello"), p("pool"));
+    let names = |p: &Plan, t: &str| -> Vec<String> {
+        p.steps
+            .iter()
+            .filter(|s| s.t == t && s.skip.is_none())
+            .map(|s| s.args["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(names(&hello, "pack_tar"), ["hello.tar.gz"]);
+    assert_eq!(names(&pool, "unpack_tar"), names(&hello, "pack_tar"));
+
+    let Some(Target::Pool(target)) = &pool.target else {
+        panic!("example/pool is not a pool template: {:?}", pool.target);
+    };
+    assert_eq!(target.name, "rpool");
+    assert_eq!(target.bename.as_deref(), Some("hello"));
+    let order: Vec<&str> = pool.steps.iter().map(|s| s.t.as_str()).collect();
+    assert_eq!(order[..2], ["create_be", "unpack_tar"], "{order:?}");
+    assert!(order.contains(&"make_bootable"), "{order:?}");
+
+    let opts = BuildOptions {
+        svccfg: PathBuf::from("/nonexistent/svccfg"),
+        ..BuildOptions::new("ibpool/images", &root)
+    };
+    for p in [&hello, &pool] {
+        assert!(p.problems.is_empty(), "{}: {:?}", p.name, p.problems);
+        preflight(p, &opts, Host::Linux)
+            .unwrap_or_else(|e| panic!("example/{} on Linux: {e}", p.name));
+    }
+}

@@ -193,10 +193,19 @@ fn read_pool(
     altroot: &Path,
     report: &mut Report,
 ) -> Result<(), InspectError> {
-    // Mountpoints as the booted system sees them, not under our altroot.
-    let unrooted = |m: String| match Path::new(&m).strip_prefix(altroot) {
-        Ok(rest) => format!("/{}", rest.display()),
-        Err(_) => m,
+    // Mountpoints as the booted system sees them: not under our altroot, and a default
+    // (derived from the dataset's name: `/POOL/PATH`) under the pool's own name, not the
+    // temporary one it is imported under.
+    let on_disk = report.pool.clone().unwrap_or_else(|| pool.to_string());
+    let unrooted = |m: String| {
+        let m = match Path::new(&m).strip_prefix(altroot) {
+            Ok(rest) => format!("/{}", rest.display()),
+            Err(_) => m,
+        };
+        match m.strip_prefix(&format!("/{pool}")) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("/{on_disk}{rest}"),
+            _ => m,
+        }
     };
     let strip = |n: &str| {
         n.strip_prefix(pool)
@@ -365,10 +374,13 @@ mod tests {
                 if be { "static\tlocal" } else { "-\t-" },
             );
             if ds == t {
+                // The default mountpoint is the dataset's name below / (zfsconcepts(7),
+                // "Mount Points"), here the temporary name, and `-R` prepends the altroot
+                // (zpoolprops(7), altroot).
                 get(
                     "mountpoint",
                     &ds,
-                    &format!("{}/rpool\tdefault", alt.display()),
+                    &format!("{}/{t}\tdefault", alt.display()),
                 );
                 get("canmount", &ds, "on\tdefault");
             } else {

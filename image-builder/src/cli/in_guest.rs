@@ -199,24 +199,43 @@ impl GuestArgs {
             g.stop()?;
         }
         let _turn = g.turn(false)?;
-        let cmd = embedded::guest_command(&harness, &disk, rw, &exe, &args).passthrough();
-        let out = runner.output(&cmd)?;
-        Ok(match out.code {
-            Some(124) => {
-                eprintln!("error: the embedded ZFS guest did not finish in time");
-                GuestExit::Failed(ExitCode::FAILURE)
-            }
-            Some(125) => {
-                eprintln!(
-                    "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
-                    harness.display()
-                );
-                GuestExit::Failed(ExitCode::FAILURE)
-            }
-            Some(c) => GuestExit::Finished(c),
-            None => GuestExit::Failed(super::exit::interrupted()),
-        })
+        let cmd = embedded::guest_command(&harness, Some(&disk), rw, &exe, &args).passthrough();
+        finish(runner, &cmd, &harness)
     }
+}
+
+/// Runs `args`, a command line of this program that needs ZFS but no pool of its own (such
+/// as `inspect`), in the guest: no pool disk, nothing shared read-write; the guest sees the
+/// host's files read-only at the same paths and starts in the same directory.
+pub fn run_without_pool(runner: &SystemRunner, args: &[String]) -> Result<GuestExit> {
+    let harness = embedded::harness()?;
+    let exe = std::env::current_exe()?;
+    let cmd = embedded::guest_command(&harness, None, &[], &exe, args).passthrough();
+    finish(runner, &cmd, &harness)
+}
+
+/// Runs the guest command `cmd` and tells its exit status from the harness's own.
+fn finish(
+    runner: &SystemRunner,
+    cmd: &runner::Cmd,
+    harness: &std::path::Path,
+) -> Result<GuestExit> {
+    let out = runner.output(cmd)?;
+    Ok(match out.code {
+        Some(124) => {
+            eprintln!("error: the embedded ZFS guest did not finish in time");
+            GuestExit::Failed(ExitCode::FAILURE)
+        }
+        Some(125) => {
+            eprintln!(
+                "error: the embedded ZFS guest could not run (set it up with `{} setup` as root)",
+                harness.display()
+            );
+            GuestExit::Failed(ExitCode::FAILURE)
+        }
+        Some(c) => GuestExit::Finished(c),
+        None => GuestExit::Failed(super::exit::interrupted()),
+    })
 }
 
 /// The exit status for a guest command's `code`.
