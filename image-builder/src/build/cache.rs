@@ -25,6 +25,10 @@ pub struct KeyInputs {
     pub files: Vec<(PathBuf, String)>,
     /// The GUID of the input snapshot (a new one each time the previous stage rebuilds).
     pub input_guid: Option<String>,
+    /// `files` split by the step that reads them (one entry per step, in run order): what
+    /// the per-step prefix keys of checkpoints hash.
+    #[serde(skip)]
+    pub step_files: Vec<Vec<(PathBuf, String)>>,
 }
 
 impl KeyInputs {
@@ -40,6 +44,31 @@ impl KeyInputs {
         .unwrap_or_default();
         hex(&Sha256::digest(&canonical))
     }
+
+    /// The prefix key of every step, in run order: entry `i` hashes what the stage key
+    /// hashes except the steps after `i` and the files they read, so it stays the same
+    /// when only a later step (or a file only a later step reads) changes. A checkpoint
+    /// taken after step `i` carries entry `i`.
+    pub fn prefix_keys(&self) -> Vec<String> {
+        let base = serde_json::to_vec(&json!({
+            "tool": self.tool_version,
+            "target": self.target,
+            "features": self.features,
+            "input": self.input_guid,
+        }))
+        .unwrap_or_default();
+        let mut prev = hex(&Sha256::digest(&base));
+        let steps = self.steps.as_array().cloned().unwrap_or_default();
+        let mut keys = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let files = self.step_files.get(i).cloned().unwrap_or_default();
+            let link = serde_json::to_vec(&json!({ "prev": prev, "step": step, "files": files }))
+                .unwrap_or_default();
+            prev = hex(&Sha256::digest(&link));
+            keys.push(prev.clone());
+        }
+        keys
+    }
 }
 
 /// Gathers a stage's key inputs: the expanded plan, how the build runs the steps whose
@@ -52,8 +81,10 @@ pub fn inputs(
     input_guid: Option<String>,
 ) -> std::io::Result<KeyInputs> {
     let mut files = Vec::new();
+    let mut step_files = Vec::new();
     let mut steps = Vec::new();
     for s in &plan.steps {
+        step_files.push(Vec::new());
         let mut step = json!({ "t": s.t, "args": s.args, "skip": s.skip.is_some() });
         if s.skip.is_none() {
             // The same step makes a different tree when the build leaves its work to the
@@ -75,7 +106,12 @@ pub fn inputs(
             &opts.external,
         ) {
             let bytes = std::fs::read(&path)?;
-            files.push((path, hex(&Sha256::digest(&bytes))));
+            let entry = (path, hex(&Sha256::digest(&bytes)));
+            step_files
+                .last_mut()
+                .into_iter()
+                .for_each(|v| v.push(entry.clone()));
+            files.push(entry);
         }
         // Archives and images from earlier builds can be large: their size and mtime
         // stand for their bytes (a rebuild rewrites them).
@@ -88,6 +124,10 @@ pub fn inputs(
                 }
                 Err(_) => "missing".to_string(),
             };
+            step_files
+                .last_mut()
+                .into_iter()
+                .for_each(|v| v.push((path.clone(), print.clone())));
             files.push((path, print));
         }
     }
@@ -98,6 +138,7 @@ pub fn inputs(
         features: plan.features.clone(),
         files,
         input_guid,
+        step_files,
     })
 }
 
