@@ -930,3 +930,37 @@ fn resume_refuses_when_no_checkpoint_matches_and_a_plain_build_starts_over() {
     );
     assert!(w.dir("work/s0").is_dir());
 }
+
+#[test]
+fn plan_d_names_the_checkpoint_a_build_would_resume_from() {
+    let w = checkpoint_world(&["strap"], &[]);
+    let keys = checkpoint_keys(&w);
+    let w = checkpoint_world(
+        &["strap", "ib:after-000", "ib:after-001"],
+        &[("ib:after-001", &keys[1]), ("ib:after-000", &keys[0])],
+    );
+    let p = plan(
+        &w.dir("t"),
+        "g",
+        "img",
+        &Features::default(),
+        &PlanOptions::default(),
+    );
+    let zfs = zfs::ZfsCli::new(&*w.rec, zfs::ZfsTools::in_dir("/sbin"));
+    let opts = BuildOptions {
+        smf: SmfSeeding::AtFirstBoot,
+        ..BuildOptions::new("rpool/images", w.dir("t"))
+    };
+    let st = build::step_status(&p, &opts, &zfs).unwrap().unwrap();
+    assert_eq!(
+        st.resume_from,
+        Some((1, format!("{CKPT_WORK}@ib:after-001")))
+    );
+    // No build record yet: nothing to compare with.
+    assert_eq!(st.first_change, None);
+    assert_eq!(
+        w.actions(),
+        Vec::<String>::new(),
+        "plan -d changed something"
+    );
+}

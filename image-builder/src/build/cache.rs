@@ -15,7 +15,7 @@ use crate::template::{Plan, StepKind};
 pub const KEY_PROPERTY: &str = "org.illumos.image-builder:key";
 
 /// Everything that goes into a key, kept so `plan` can say why a key changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyInputs {
     pub tool_version: String,
     pub target: serde_json::Value,
@@ -27,7 +27,7 @@ pub struct KeyInputs {
     pub input_guid: Option<String>,
     /// `files` split by the step that reads them (one entry per step, in run order): what
     /// the per-step prefix keys of checkpoints hash.
-    #[serde(skip)]
+    #[serde(default)]
     pub step_files: Vec<Vec<(PathBuf, String)>>,
 }
 
@@ -69,6 +69,54 @@ impl KeyInputs {
         }
         keys
     }
+}
+
+/// Why the prefix key of some step differs between an earlier build's inputs and these:
+/// the first step whose key differs and the reason, or `None` when every step matches.
+pub fn first_change(old: &KeyInputs, new: &KeyInputs) -> Option<(usize, String)> {
+    if old.input_guid != new.input_guid {
+        return Some((0, "the input snapshot changed (it was rebuilt)".into()));
+    }
+    if old.features != new.features {
+        return Some((
+            0,
+            format!(
+                "the features changed (were [{}], now [{}])",
+                old.features.join(" "),
+                new.features.join(" ")
+            ),
+        ));
+    }
+    if old.tool_version != new.tool_version || old.target != new.target {
+        return Some((0, "the tool version or the build target changed".into()));
+    }
+    let none = Vec::new();
+    let old_steps = old.steps.as_array().unwrap_or(&none);
+    let new_steps = new.steps.as_array().unwrap_or(&none);
+    for (i, step) in new_steps.iter().enumerate() {
+        let Some(was) = old_steps.get(i) else {
+            return Some((i, "the step is new (the stage has more steps)".into()));
+        };
+        if was != step {
+            return Some((i, "its type, arguments or condition changed".into()));
+        }
+        let of = |k: &KeyInputs| k.step_files.get(i).cloned().unwrap_or_default();
+        let (was_files, files) = (of(old), of(new));
+        if was_files != files {
+            let changed = files
+                .iter()
+                .find(|f| !was_files.contains(f))
+                .or_else(|| was_files.iter().find(|f| !files.contains(f)));
+            return Some((
+                i,
+                match changed {
+                    Some((path, _)) => format!("a file it reads changed: {}", path.display()),
+                    None => "the files it reads changed".into(),
+                },
+            ));
+        }
+    }
+    None
 }
 
 /// Gathers a stage's key inputs: the expanded plan, how the build runs the steps whose
@@ -246,5 +294,82 @@ mod tests {
         // A stage that runs neither keeps its key (and its cached snapshot).
         assert_eq!(key_of("neither", &now), key_of("neither", &smf_later));
         assert_eq!(key_of("neither", &now), key_of("neither", &devfs_later));
+    }
+
+    #[test]
+    fn prefix_keys_and_first_change_name_the_first_step_that_differs_and_why() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("g")).unwrap();
+        std::fs::create_dir_all(t.path().join("files")).unwrap();
+        std::fs::write(t.path().join("files/motd"), "hello\n").unwrap();
+        let write = |second: &str| {
+            std::fs::write(
+                t.path().join("g/s.json"),
+                format!(
+                    r#"{{ "dataset": {{ "name": "w" }}, "steps": [
+                    {{ "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "sys", "mode": "755" }},
+                    {{ "t": "ensure_file", "file": "/etc/motd", "src": "motd", "owner": "root", "group": "sys", "mode": "644" }},
+                    {{ "t": "ensure_dir", "dir": "{second}", "owner": "root", "group": "sys", "mode": "755" }} ] }}"#
+                ),
+            )
+            .unwrap()
+        };
+        let opts = BuildOptions::new("rpool/images", t.path());
+        let now = |guid: Option<&str>| {
+            let p = plan(
+                t.path(),
+                "g",
+                "s",
+                &Features::default(),
+                &PlanOptions::default(),
+            );
+            assert!(p.is_valid(), "{:?}", p.problems);
+            inputs(&p, &opts, Path::new("/nonexistent"), guid.map(String::from)).unwrap()
+        };
+        write("/opt");
+        let old = now(Some("1"));
+        assert_eq!(first_change(&old, &now(Some("1"))), None);
+        assert_eq!(old.prefix_keys(), now(Some("1")).prefix_keys());
+
+        write("/var");
+        let new = now(Some("1"));
+        assert_eq!(
+            first_change(&old, &new),
+            Some((2, "its type, arguments or condition changed".into()))
+        );
+        let (a, b) = (old.prefix_keys(), new.prefix_keys());
+        assert_eq!(a[..2], b[..2]);
+        assert_ne!(a[2], b[2]);
+
+        write("/opt");
+        std::fs::write(t.path().join("files/motd"), "changed\n").unwrap();
+        let new = now(Some("1"));
+        let (i, why) = first_change(&old, &new).unwrap();
+        assert_eq!(i, 1);
+        assert_eq!(
+            why,
+            format!(
+                "a file it reads changed: {}",
+                t.path().join("files/motd").display()
+            )
+        );
+        let (a, b) = (old.prefix_keys(), new.prefix_keys());
+        assert_eq!(a[0], b[0]);
+        assert_ne!(a[1], b[1]);
+
+        std::fs::write(t.path().join("files/motd"), "hello\n").unwrap();
+        let new = now(Some("2"));
+        assert_eq!(
+            first_change(&old, &new),
+            Some((0, "the input snapshot changed (it was rebuilt)".into()))
+        );
+        assert!(old
+            .prefix_keys()
+            .iter()
+            .zip(new.prefix_keys())
+            .all(|(a, b)| *a != b));
+        // Read back from a build record, as `plan -d` does.
+        let back: KeyInputs = serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap();
+        assert_eq!(back, old);
     }
 }

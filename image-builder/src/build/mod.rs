@@ -444,6 +444,27 @@ pub enum CacheStatus {
     Miss(String),
 }
 
+/// What `plan -d` reports per step of a dataset stage that would run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepStatus {
+    /// The checkpoint the build would resume from, and the last step it holds.
+    pub resume_from: Option<(usize, String)>,
+    /// The first step whose prefix key differs from the last build's, and why.
+    pub first_change: Option<(usize, String)>,
+}
+
+/// Per-step cache status of a dataset stage; `None` for image targets.
+pub fn step_status(
+    plan: &Plan,
+    opts: &BuildOptions,
+    zfs: &dyn Zfs,
+) -> Result<Option<StepStatus>, BuildError> {
+    match &plan.target {
+        Some(Target::Dataset(d)) => dataset::step_status(plan, d, opts, zfs).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Whether building `plan` now would come from the cache. Pool, file system and ISO
 /// images always build.
 pub fn cache_status(
