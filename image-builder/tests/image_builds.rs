@@ -964,3 +964,45 @@ fn plan_d_names_the_checkpoint_a_build_would_resume_from() {
         "plan -d changed something"
     );
 }
+
+#[test]
+fn keep_failed_leaves_the_work_dataset_and_its_undo_in_the_journal() {
+    let failing = r#"{ "dataset": { "name": "img", "input_snapshot": "strap", "output_snapshot": "image" },
+         "steps": [
+           { "t": "ensure_dir", "dir": "/s0", "owner": "root", "group": "root", "mode": "755" },
+           { "t": "ensure_perms", "path": "/does/not/exist", "owner": "root", "group": "root", "mode": "644" } ] }"#;
+    let rollback = format!("/sbin/zfs rollback -r {CKPT_WORK}@strap");
+    let journals = |w: &World| {
+        std::fs::read_dir(w.dir("output/.image-builder/journals"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // Without the flag: rolled back at once, nothing left in the journal.
+    let w = checkpoint_world(&["strap"], &[]);
+    w.template(failing);
+    w.build(Host::Illumos, &*w.rec, vec![]).unwrap_err();
+    assert_eq!(work_changes(&w), [rollback.clone(), rollback.clone()]);
+    assert_eq!(journals(&w), 0);
+    // With it: the failed tree stays, and so does its undo, for `image-builder clean`.
+    let w = checkpoint_world(&["strap"], &[]);
+    w.template(failing);
+    w.build_with(Host::Illumos, &*w.rec, vec![], |o| BuildOptions {
+        keep_failed: true,
+        ..o
+    })
+    .unwrap_err();
+    assert_eq!(work_changes(&w), [rollback]);
+    assert!(w.dir("work/s0").is_dir());
+    assert_eq!(journals(&w), 1);
+    let text = std::fs::read_to_string(
+        std::fs::read_dir(w.dir("output/.image-builder/journals"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    assert!(text.contains(&format!("{CKPT_WORK}@strap")), "{text}");
+    assert!(!text.contains("rpool/images/tmp/g/img"), "{text}");
+}
