@@ -15,7 +15,7 @@ use crate::template::{Plan, StepKind};
 pub const KEY_PROPERTY: &str = "org.illumos.image-builder:key";
 
 /// Everything that goes into a key, kept so `plan` can say why a key changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyInputs {
     pub tool_version: String,
     pub target: serde_json::Value,
@@ -25,6 +25,10 @@ pub struct KeyInputs {
     pub files: Vec<(PathBuf, String)>,
     /// The GUID of the input snapshot (a new one each time the previous stage rebuilds).
     pub input_guid: Option<String>,
+    /// `files` split by the step that reads them (one entry per step, in run order): what
+    /// the per-step prefix keys of checkpoints hash.
+    #[serde(default)]
+    pub step_files: Vec<Vec<(PathBuf, String)>>,
 }
 
 impl KeyInputs {
@@ -40,6 +44,79 @@ impl KeyInputs {
         .unwrap_or_default();
         hex(&Sha256::digest(&canonical))
     }
+
+    /// The prefix key of every step, in run order: entry `i` hashes what the stage key
+    /// hashes except the steps after `i` and the files they read, so it stays the same
+    /// when only a later step (or a file only a later step reads) changes. A checkpoint
+    /// taken after step `i` carries entry `i`.
+    pub fn prefix_keys(&self) -> Vec<String> {
+        let base = serde_json::to_vec(&json!({
+            "tool": self.tool_version,
+            "target": self.target,
+            "features": self.features,
+            "input": self.input_guid,
+        }))
+        .unwrap_or_default();
+        let mut prev = hex(&Sha256::digest(&base));
+        let steps = self.steps.as_array().cloned().unwrap_or_default();
+        let mut keys = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let files = self.step_files.get(i).cloned().unwrap_or_default();
+            let link = serde_json::to_vec(&json!({ "prev": prev, "step": step, "files": files }))
+                .unwrap_or_default();
+            prev = hex(&Sha256::digest(&link));
+            keys.push(prev.clone());
+        }
+        keys
+    }
+}
+
+/// Why the prefix key of some step differs between an earlier build's inputs and these:
+/// the first step whose key differs and the reason, or `None` when every step matches.
+pub fn first_change(old: &KeyInputs, new: &KeyInputs) -> Option<(usize, String)> {
+    if old.input_guid != new.input_guid {
+        return Some((0, "the input snapshot changed (it was rebuilt)".into()));
+    }
+    if old.features != new.features {
+        return Some((
+            0,
+            format!(
+                "the features changed (were [{}], now [{}])",
+                old.features.join(" "),
+                new.features.join(" ")
+            ),
+        ));
+    }
+    if old.tool_version != new.tool_version || old.target != new.target {
+        return Some((0, "the tool version or the build target changed".into()));
+    }
+    let none = Vec::new();
+    let old_steps = old.steps.as_array().unwrap_or(&none);
+    let new_steps = new.steps.as_array().unwrap_or(&none);
+    for (i, step) in new_steps.iter().enumerate() {
+        let Some(was) = old_steps.get(i) else {
+            return Some((i, "the step is new (the stage has more steps)".into()));
+        };
+        if was != step {
+            return Some((i, "its type, arguments or condition changed".into()));
+        }
+        let of = |k: &KeyInputs| k.step_files.get(i).cloned().unwrap_or_default();
+        let (was_files, files) = (of(old), of(new));
+        if was_files != files {
+            let changed = files
+                .iter()
+                .find(|f| !was_files.contains(f))
+                .or_else(|| was_files.iter().find(|f| !files.contains(f)));
+            return Some((
+                i,
+                match changed {
+                    Some((path, _)) => format!("a file it reads changed: {}", path.display()),
+                    None => "the files it reads changed".into(),
+                },
+            ));
+        }
+    }
+    None
 }
 
 /// Gathers a stage's key inputs: the expanded plan, how the build runs the steps whose
@@ -52,8 +129,10 @@ pub fn inputs(
     input_guid: Option<String>,
 ) -> std::io::Result<KeyInputs> {
     let mut files = Vec::new();
+    let mut step_files = Vec::new();
     let mut steps = Vec::new();
     for s in &plan.steps {
+        step_files.push(Vec::new());
         let mut step = json!({ "t": s.t, "args": s.args, "skip": s.skip.is_some() });
         if s.skip.is_none() {
             // The same step makes a different tree when the build leaves its work to the
@@ -75,7 +154,12 @@ pub fn inputs(
             &opts.external,
         ) {
             let bytes = std::fs::read(&path)?;
-            files.push((path, hex(&Sha256::digest(&bytes))));
+            let entry = (path, hex(&Sha256::digest(&bytes)));
+            step_files
+                .last_mut()
+                .into_iter()
+                .for_each(|v| v.push(entry.clone()));
+            files.push(entry);
         }
         // Archives and images from earlier builds can be large: their size and mtime
         // stand for their bytes (a rebuild rewrites them).
@@ -88,6 +172,10 @@ pub fn inputs(
                 }
                 Err(_) => "missing".to_string(),
             };
+            step_files
+                .last_mut()
+                .into_iter()
+                .for_each(|v| v.push((path.clone(), print.clone())));
             files.push((path, print));
         }
     }
@@ -98,6 +186,7 @@ pub fn inputs(
         features: plan.features.clone(),
         files,
         input_guid,
+        step_files,
     })
 }
 
@@ -205,5 +294,82 @@ mod tests {
         // A stage that runs neither keeps its key (and its cached snapshot).
         assert_eq!(key_of("neither", &now), key_of("neither", &smf_later));
         assert_eq!(key_of("neither", &now), key_of("neither", &devfs_later));
+    }
+
+    #[test]
+    fn prefix_keys_and_first_change_name_the_first_step_that_differs_and_why() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("g")).unwrap();
+        std::fs::create_dir_all(t.path().join("files")).unwrap();
+        std::fs::write(t.path().join("files/motd"), "hello\n").unwrap();
+        let write = |second: &str| {
+            std::fs::write(
+                t.path().join("g/s.json"),
+                format!(
+                    r#"{{ "dataset": {{ "name": "w" }}, "steps": [
+                    {{ "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "sys", "mode": "755" }},
+                    {{ "t": "ensure_file", "file": "/etc/motd", "src": "motd", "owner": "root", "group": "sys", "mode": "644" }},
+                    {{ "t": "ensure_dir", "dir": "{second}", "owner": "root", "group": "sys", "mode": "755" }} ] }}"#
+                ),
+            )
+            .unwrap()
+        };
+        let opts = BuildOptions::new("rpool/images", t.path());
+        let now = |guid: Option<&str>| {
+            let p = plan(
+                t.path(),
+                "g",
+                "s",
+                &Features::default(),
+                &PlanOptions::default(),
+            );
+            assert!(p.is_valid(), "{:?}", p.problems);
+            inputs(&p, &opts, Path::new("/nonexistent"), guid.map(String::from)).unwrap()
+        };
+        write("/opt");
+        let old = now(Some("1"));
+        assert_eq!(first_change(&old, &now(Some("1"))), None);
+        assert_eq!(old.prefix_keys(), now(Some("1")).prefix_keys());
+
+        write("/var");
+        let new = now(Some("1"));
+        assert_eq!(
+            first_change(&old, &new),
+            Some((2, "its type, arguments or condition changed".into()))
+        );
+        let (a, b) = (old.prefix_keys(), new.prefix_keys());
+        assert_eq!(a[..2], b[..2]);
+        assert_ne!(a[2], b[2]);
+
+        write("/opt");
+        std::fs::write(t.path().join("files/motd"), "changed\n").unwrap();
+        let new = now(Some("1"));
+        let (i, why) = first_change(&old, &new).unwrap();
+        assert_eq!(i, 1);
+        assert_eq!(
+            why,
+            format!(
+                "a file it reads changed: {}",
+                t.path().join("files/motd").display()
+            )
+        );
+        let (a, b) = (old.prefix_keys(), new.prefix_keys());
+        assert_eq!(a[0], b[0]);
+        assert_ne!(a[1], b[1]);
+
+        std::fs::write(t.path().join("files/motd"), "hello\n").unwrap();
+        let new = now(Some("2"));
+        assert_eq!(
+            first_change(&old, &new),
+            Some((0, "the input snapshot changed (it was rebuilt)".into()))
+        );
+        assert!(old
+            .prefix_keys()
+            .iter()
+            .zip(new.prefix_keys())
+            .all(|(a, b)| *a != b));
+        // Read back from a build record, as `plan -d` does.
+        let back: KeyInputs = serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap();
+        assert_eq!(back, old);
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use zfs::CreateOptions;
 
 use super::cache::{self, KEY_PROPERTY};
+use super::checkpoint;
 use super::error::BuildError;
 use super::journal::{fresh_dataset, Journal, Mark, Undo};
 use super::layout::{self, Layout};
@@ -22,7 +23,7 @@ use super::record::Record;
 use super::session::Session;
 use super::{BuildOptions, Env, Event, Outcome};
 use crate::template::model::Dataset;
-use crate::template::Plan;
+use crate::template::{Plan, PlannedStep};
 
 pub fn build(
     plan: &Plan,
@@ -61,7 +62,31 @@ pub fn build(
     let (outcome, mut rec) = match result {
         Ok(r) => r,
         Err(e) => {
-            session.abort(env, events);
+            if opts.keep_failed {
+                // The work dataset's own undo stays in the journal: `image-builder clean`
+                // (or the next build) rolls it back to its newest checkpoint or input.
+                let ours = |u: &Undo| match u {
+                    Undo::Rollback { snapshot } => snapshot
+                        .strip_prefix(work.as_str())
+                        .is_some_and(|r| r.starts_with('@')),
+                    Undo::DestroyDataset { name } => *name == work,
+                    _ => false,
+                };
+                let kept = session.journal.pending().iter().any(ours);
+                session.abort_except(env, events, &ours);
+                if kept {
+                    let dir = layout::mountpoint(env.zfs, &work)
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default();
+                    events(&Event::KeptFailed {
+                        work: work.clone(),
+                        dir,
+                        dataset: opts.dataset.clone(),
+                    });
+                }
+            } else {
+                session.abort(env, events);
+            }
             return Err(e);
         }
     };
@@ -125,10 +150,12 @@ fn stage(
     let inputs = cache::inputs(plan, opts, output_dir, input_guid)
         .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
     let key = inputs.key();
+    let prefix = inputs.prefix_keys();
     rec.key = Some(key.clone());
     rec.inputs = Some(inputs);
 
-    let work_mark: Mark;
+    let mut work_mark: Mark;
+    let mut resumed: Option<(usize, String)> = None;
     if zfs.exists(&work)? {
         // Whether the work dataset holds this tool's own output for this stage: only then
         // may a first stage (no input snapshot to roll back to) destroy it without -x.
@@ -174,7 +201,31 @@ fn stage(
             };
             events(&Event::CacheMiss { reason });
         }
-        match &target.input_snapshot {
+        resumed = if opts.reset {
+            None
+        } else {
+            let after = target.input_snapshot.as_deref().map(snap);
+            let found = checkpoint::list(zfs, &work, after.as_deref())?;
+            checkpoint::newest_match(zfs, &found, &prefix)?
+        };
+        if let Some((index, cp)) = &resumed {
+            // Later checkpoints (of steps that changed) and the old output snapshot go.
+            zfs.rollback(cp)?;
+            work_mark = journal.push(Undo::Rollback {
+                snapshot: cp.clone(),
+            })?;
+            events(&Event::Resume {
+                snapshot: cp.clone(),
+                index: *index,
+            });
+        } else if opts.resume {
+            return Err(BuildError::State(format!(
+                "--resume: no checkpoint of {work} matches this build (the steps before each \
+                 checkpoint, the files they read, the features or the input snapshot changed, \
+                 or none was taken); build without --resume to run the whole stage"
+            )));
+        } else {
+            match &target.input_snapshot {
             Some(s) if zfs.exists(&snap(s))? => {
                 zfs.rollback(&snap(s))?;
                 work_mark = journal.push(Undo::Rollback { snapshot: snap(s) })?;
@@ -203,7 +254,13 @@ fn stage(
                 zfs.create(&work, &CreateOptions::new().parents())?;
             }
         }
+        }
     } else {
+        if opts.resume {
+            return Err(BuildError::State(format!(
+                "--resume: {work} does not exist, so there is no checkpoint to resume from"
+            )));
+        }
         if let Some(s) = &target.input_snapshot {
             return Err(BuildError::State(format!(
                 "this stage starts from {}, which does not exist: build the stage that makes it first",
@@ -226,12 +283,60 @@ fn stage(
         tmp_dir: &tmp_dir,
         pool: None,
     };
-    rec.steps = super::run_steps_in(plan, opts, env, &place, events)?;
+    let mut todo = plan.clone();
+    if let Some((index, _)) = &resumed {
+        todo.steps.retain(|s| s.index > *index);
+    }
+    let events = std::cell::RefCell::new(events);
+    let mut since = 0.0;
+    let mut wrote_outputs = false;
+    let mut after = |s: &PlannedStep, seconds: f64| -> Result<(), BuildError> {
+        since += seconds;
+        wrote_outputs |= checkpoint::writes_outputs(s.kind.as_ref());
+        let pos = plan
+            .steps
+            .iter()
+            .position(|x| x.index == s.index)
+            .unwrap_or(plan.steps.len());
+        let rest = plan.steps.get(pos + 1..).unwrap_or_default();
+        let Some(k) = prefix.get(pos) else {
+            return Ok(());
+        };
+        if wrote_outputs || !checkpoint::wanted(&opts.checkpoints, since, rest) {
+            return Ok(());
+        }
+        let cp = checkpoint::name(&work, s.index);
+        zfs.snapshot(&cp, &[(checkpoint::PREFIX_PROPERTY, k)])?;
+        // A failure from here on goes back to this checkpoint, not to the stage's start.
+        let mark = journal.push(Undo::Rollback {
+            snapshot: cp.clone(),
+        })?;
+        journal.done(std::mem::replace(&mut work_mark, mark))?;
+        since = 0.0;
+        (events.borrow_mut())(&Event::Checkpoint {
+            snapshot: cp,
+            index: s.index,
+        });
+        Ok(())
+    };
+    rec.steps = super::run_steps_in_then(
+        &todo,
+        opts,
+        env,
+        &place,
+        &mut |e| (events.borrow_mut())(e),
+        &mut after,
+    )?;
 
     if let Some(out) = &target.output_snapshot {
         zfs.snapshot(&snap(out), &[(KEY_PROPERTY, &key)])?;
     }
     journal.done(work_mark)?;
+    let after = target.input_snapshot.as_deref().map(snap);
+    let made = checkpoint::list(zfs, &work, after.as_deref())?;
+    for gone in checkpoint::prune(zfs, &made, opts.checkpoints.keep)? {
+        tracing::info!("pruned checkpoint {gone}");
+    }
     zfs.destroy(&layout.tmp, true)?;
     journal.done(tmp_mark)?;
     rec.cache = "miss".into();
@@ -330,4 +435,53 @@ pub fn cache_status(
         }
         None => CacheStatus::Miss(built_elsewhere(&work, &snap(out), target, &snap).to_string()),
     })
+}
+
+/// Which checkpoint a build of `target` would resume from, and the first step whose
+/// prefix key differs from the last recorded build's, with why. Reads ZFS and the build
+/// record only.
+pub fn step_status(
+    plan: &Plan,
+    target: &Dataset,
+    opts: &BuildOptions,
+    zfs: &dyn zfs::Zfs,
+) -> Result<super::StepStatus, BuildError> {
+    let output_name = opts
+        .output_name
+        .clone()
+        .unwrap_or_else(|| plan.name.clone());
+    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
+    let work = layout.work.clone().unwrap_or_default();
+    let snap = |s: &str| format!("{work}@{s}");
+    let mut status = super::StepStatus {
+        resume_from: None,
+        first_change: None,
+    };
+    if !zfs.exists(&layout.root)? || !zfs.exists(&work)? {
+        return Ok(status);
+    }
+    let output_dir = if zfs.exists(&layout.output)? {
+        layout::mountpoint(zfs, &layout.output)?
+    } else {
+        std::path::PathBuf::from("/nonexistent")
+    };
+    let input_guid = match &target.input_snapshot {
+        Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
+        _ => None,
+    };
+    let inputs = cache::inputs(plan, opts, &output_dir, input_guid)
+        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let after = target.input_snapshot.as_deref().map(snap);
+    let found = checkpoint::list(zfs, &work, after.as_deref())?;
+    status.resume_from = checkpoint::newest_match(zfs, &found, &inputs.prefix_keys())?;
+    // The last build's inputs, from its record.
+    let record = output_dir.join(format!("{}-{output_name}.build.json", plan.group));
+    let old = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value::<cache::KeyInputs>(v["inputs"].clone()).ok());
+    if let Some(old) = old {
+        status.first_change = cache::first_change(&old, &inputs);
+    }
+    Ok(status)
 }

@@ -94,10 +94,21 @@ impl Journal {
     /// Undoes every pending entry, newest first. Returns the undos that failed (they stay
     /// in the journal for the next attempt).
     pub fn unwind(&mut self, sys: &System) -> Vec<String> {
+        self.unwind_except(sys, &|_| false)
+    }
+
+    /// [`Journal::unwind`], except that entries for which `keep` is true are neither undone
+    /// nor removed: they stay for `image-builder clean` or the next build (`--keep-failed`).
+    pub fn unwind_except(&mut self, sys: &System, keep: &dyn Fn(&Undo) -> bool) -> Vec<String> {
         let mut failed = Vec::new();
+        let mut kept = Vec::new();
         while let Some(e) = self.entries.last().cloned() {
-            let result = undo(sys, &e.undo);
             self.entries.pop();
+            if keep(&e.undo) {
+                kept.push(e);
+                continue;
+            }
+            let result = undo(sys, &e.undo);
             match result {
                 Ok(()) => tracing::info!("cleanup: undid {:?}", e.undo),
                 Err(err) => {
@@ -110,7 +121,8 @@ impl Journal {
             .iter()
             .map(|(e, m)| format!("{:?}: {m}", e.undo))
             .collect();
-        self.entries = failed.into_iter().rev().map(|(e, _)| e).collect();
+        self.entries = failed.into_iter().map(|(e, _)| e).chain(kept).collect();
+        self.entries.sort_by_key(|e| e.id);
         if let Err(e) = self.save() {
             tracing::error!("cleanup: {e}");
         }

@@ -2,6 +2,7 @@
 
 pub mod bootblock;
 pub mod cache;
+pub mod checkpoint;
 pub mod convert;
 mod dataset;
 pub mod device;
@@ -56,6 +57,14 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     pub template_root: PathBuf,
     pub external: Vec<PathBuf>,
+    /// `--checkpoint-after`, `--keep-checkpoints`: step checkpoints in dataset stages.
+    pub checkpoints: checkpoint::Policy,
+    /// `--keep-failed`: a failed or interrupted dataset stage leaves its work dataset as
+    /// the failure left it (recorded in the journal for `image-builder clean`).
+    pub keep_failed: bool,
+    /// `--resume`: rebuild a dataset stage only from a matching checkpoint; refuse when
+    /// none matches.
+    pub resume: bool,
 }
 
 impl BuildOptions {
@@ -76,6 +85,9 @@ impl BuildOptions {
             source_date_epoch: None,
             template_root: template_root.into(),
             external: Vec::new(),
+            checkpoints: checkpoint::Policy::default(),
+            keep_failed: false,
+            resume: false,
         }
     }
 }
@@ -114,6 +126,21 @@ pub enum Event {
         index: usize,
         t: String,
         reason: String,
+    },
+    /// The stage restarts from a checkpoint: steps up to `index` are not run again.
+    Resume {
+        snapshot: String,
+        index: usize,
+    },
+    Checkpoint {
+        snapshot: String,
+        index: usize,
+    },
+    /// `--keep-failed`: the failed stage's work dataset is left in place.
+    KeptFailed {
+        work: String,
+        dir: String,
+        dataset: String,
     },
     Finish {
         seconds: f64,
@@ -259,6 +286,18 @@ pub(crate) fn run_steps_in(
     place: &StepPlace,
     events: &mut dyn FnMut(&Event),
 ) -> Result<Vec<record::StepTiming>, BuildError> {
+    run_steps_in_then(plan, opts, env, place, events, &mut |_, _| Ok(()))
+}
+
+/// [`run_steps_in`], calling `after` once each running step has finished.
+pub(crate) fn run_steps_in_then(
+    plan: &Plan,
+    opts: &BuildOptions,
+    env: &Env,
+    place: &StepPlace,
+    events: &mut dyn FnMut(&Event),
+    after: &mut AfterStep,
+) -> Result<Vec<record::StepTiming>, BuildError> {
     let mut cx = StepCx {
         host: env.host,
         runner: env.runner,
@@ -276,13 +315,19 @@ pub(crate) fn run_steps_in(
         pool: place.pool,
         tag: String::new(),
     };
-    run_steps(plan, &mut cx, events)
+    run_steps_then(plan, &mut cx, events, after)
 }
 
-pub(crate) fn run_steps(
+/// Called after each step that ran, with the step and the seconds it took.
+pub(crate) type AfterStep<'h> =
+    dyn FnMut(&crate::template::PlannedStep, f64) -> Result<(), BuildError> + 'h;
+
+/// Runs `plan`'s steps with `cx`, calling `after` once each running step has finished.
+pub(crate) fn run_steps_then(
     plan: &Plan,
     cx: &mut StepCx,
     events: &mut dyn FnMut(&Event),
+    after: &mut AfterStep,
 ) -> Result<Vec<record::StepTiming>, BuildError> {
     let root = plan
         .file
@@ -347,6 +392,7 @@ pub(crate) fn run_steps(
             seconds,
             skipped: false,
         });
+        after(s, seconds)?;
     }
     Ok(timings)
 }
@@ -396,6 +442,27 @@ pub enum CacheStatus {
     Hit(String),
     /// The stage would run, and why.
     Miss(String),
+}
+
+/// What `plan -d` reports per step of a dataset stage that would run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepStatus {
+    /// The checkpoint the build would resume from, and the last step it holds.
+    pub resume_from: Option<(usize, String)>,
+    /// The first step whose prefix key differs from the last build's, and why.
+    pub first_change: Option<(usize, String)>,
+}
+
+/// Per-step cache status of a dataset stage; `None` for image targets.
+pub fn step_status(
+    plan: &Plan,
+    opts: &BuildOptions,
+    zfs: &dyn Zfs,
+) -> Result<Option<StepStatus>, BuildError> {
+    match &plan.target {
+        Some(Target::Dataset(d)) => dataset::step_status(plan, d, opts, zfs).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Whether building `plan` now would come from the cache. Pool, file system and ISO

@@ -87,16 +87,26 @@ impl Session {
 
     /// Undoes everything this build's journal still holds, after a failure or interrupt.
     pub fn abort(&mut self, env: &Env, events: &mut dyn FnMut(&Event)) {
+        self.abort_except(env, events, &|_| false)
+    }
+
+    /// [`Session::abort`], leaving in place (and in the journal) what `keep` selects.
+    pub fn abort_except(
+        &mut self,
+        env: &Env,
+        events: &mut dyn FnMut(&Event),
+        keep: &dyn Fn(&super::journal::Undo) -> bool,
+    ) {
         // Cleanup must run its own commands even after an interrupt, and to its end
         // whatever signals arrive meanwhile.
         runner::interrupt::clear();
         let _cleanup = runner::interrupt::cleanup();
-        for u in self.journal.pending() {
+        for u in self.journal.pending().into_iter().filter(|u| !keep(u)) {
             events(&Event::Cleanup {
                 undo: format!("{u:?}"),
             });
         }
-        for f in self.journal.unwind(&env.system()) {
+        for f in self.journal.unwind_except(&env.system(), keep) {
             tracing::error!("cleanup failed, left for `image-builder clean`: {f}");
         }
     }

@@ -48,6 +48,22 @@ pub struct BuildArgs {
     /// Destroy the work dataset first and build from nothing.
     #[arg(short = 'x', long = "fullreset")]
     fullreset: bool,
+    /// Inside a dataset stage, snapshot the work dataset (a step checkpoint) once the steps
+    /// since the last one took SECONDS; one is always taken before pkg_install, unpack_tar
+    /// and onu. A rebuild starts from the newest checkpoint that still matches.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    checkpoint_after: f64,
+    /// Step checkpoints a finished stage keeps (the newest ones).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    keep_checkpoints: usize,
+    /// Leave a failed or interrupted dataset stage's work dataset as the failure left it;
+    /// `image-builder clean` discards it.
+    #[arg(long)]
+    keep_failed: bool,
+    /// Rebuild a dataset stage only from a checkpoint that still matches; refuse when none
+    /// does.
+    #[arg(long, conflicts_with_all = ["reset", "fullreset"])]
+    resume: bool,
     #[command(flatten)]
     first_boot: FirstBootArgs,
     /// Print one JSON object per event (step start and finish, cache hit or miss) on
@@ -118,6 +134,12 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         formats: a.formats.clone(),
         reset: a.reset,
         fullreset: a.fullreset,
+        checkpoints: build::checkpoint::Policy {
+            after_seconds: a.checkpoint_after,
+            keep: a.keep_checkpoints,
+        },
+        keep_failed: a.keep_failed,
+        resume: a.resume,
         source_date_epoch: source_date_epoch(),
         external: a.template.source.external()?,
         ..BuildOptions::new(&a.dataset, a.template.source.root()?)
@@ -235,6 +257,16 @@ fn describe(e: &Event) -> String {
             format!("step {index}: {t} done in {seconds:.1}s")
         }
         Event::StepSkipped { index, t, reason } => format!("step {index}: {t} skipped: {reason}"),
+        Event::Resume { snapshot, index } => {
+            format!("resuming from {snapshot}: steps 0-{index} are unchanged")
+        }
+        Event::Checkpoint { snapshot, index } => {
+            format!("checkpoint after step {index}: {snapshot}")
+        }
+        Event::KeptFailed { work, dir, dataset } => format!(
+            "kept the failed work dataset {work} (mounted at {dir}); \
+             discard it with `image-builder clean -d {dataset}`"
+        ),
         Event::Finish {
             seconds,
             outputs,

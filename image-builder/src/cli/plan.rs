@@ -55,10 +55,17 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
         (Some(ds), 0) => Some(cache_status(&a, &plan, ds)?),
         _ => None,
     };
+    let steps = match (&a.dataset, &cache) {
+        (Some(ds), Some(CacheStatus::Miss(_))) => step_status(&a, &plan, ds)?,
+        _ => None,
+    };
     if a.json {
         let mut v = serde_json::to_value(&plan)?;
         if let Some(c) = &cache {
             v["cache"] = serde_json::to_value(c)?;
+        }
+        if let Some(st) = &steps {
+            v["steps_cache"] = serde_json::to_value(st)?;
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -68,12 +75,36 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
             Some(CacheStatus::Miss(why)) => println!("cache: miss ({why})"),
             None => {}
         }
+        if let Some(st) = &steps {
+            match &st.resume_from {
+                Some((i, cp)) => println!("steps 0-{i}: from checkpoint {cp}; the rest run"),
+                None => println!("steps: no matching checkpoint; every step runs"),
+            }
+            if let Some((i, why)) = &st.first_change {
+                println!("first changed step: {i}: {why}");
+            }
+        }
     }
     Ok(if errors == 0 {
         ExitCode::SUCCESS
     } else {
         super::exit::usage()
     })
+}
+
+fn step_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<Option<build::StepStatus>> {
+    let host = Host::detect();
+    let runner = SystemRunner::new();
+    let zfs = zfs::ZfsCli::new(
+        &runner,
+        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
+    );
+    let opts = a.first_boot.apply(BuildOptions {
+        output_name: a.output_name.clone(),
+        external: a.template.source.external()?,
+        ..BuildOptions::new(dataset, a.template.source.root()?)
+    });
+    Ok(build::step_status(plan, &opts, &zfs)?)
 }
 
 fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<CacheStatus> {

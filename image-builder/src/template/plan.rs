@@ -220,6 +220,13 @@ fn check_target(t: &Target) -> Vec<(&'static str, String)> {
                 if let Some(s) = s {
                     if s.is_empty() || s.contains(['@', '/', ' ']) {
                         out.push((f, format!("invalid snapshot name {s:?}")));
+                    } else if s.starts_with("ib:") {
+                        out.push((
+                            f,
+                            format!(
+                                "snapshot name {s:?} is reserved: names starting with \"ib:\" are the build's step checkpoints"
+                            ),
+                        ));
                     }
                 }
             }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Step checkpoints on a 50-step dataset stage (each step installs a file of SIZE MB from
+# the template tree): the time of a full build without checkpoints, of a full build that
+# takes them (the overhead, target < 3 %), and of the rebuild after an edit of step 40
+# (target < 25 % of a full build).
+#
+# Needs a real ZFS (/dev/zfs): build on the host, run in the guest:
+#   cargo build --release -p image-builder
+#   scripts/zfs-vm run -- bench/step-cache.sh [SIZE-MB] [CHECKPOINT-AFTER-SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mb=${1:-4}
+after=${2:-0.5}
+bin=${CARGO_TARGET_DIR:-target}/release/image-builder
+[ -e /dev/zfs ] || { echo "needs /dev/zfs: run it as scripts/zfs-vm run -- $0"; exit 1; }
+[ -x "$bin" ] || { echo "build first: cargo build --release -p image-builder"; exit 1; }
+
+work=$(mktemp -d)
+pool=ibstep$$
+cleanup() {
+	zpool destroy -f "$pool" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+truncate -s 4G "$work/vdev"
+zpool create -o cachefile=none -R "$work/mnt" "$pool" "$work/vdev"
+zfs create -p "$pool/images"
+
+mkdir -p "$work/t/g" "$work/t/files"
+template() { # $1: the text of step 40's file
+	{
+		printf '{ "dataset": { "name": "w", "output_snapshot": "done" }, "steps": [\n'
+		printf '  { "t": "ensure_dir", "dir": "/f", "owner": "root", "group": "root", "mode": "755" }'
+		for i in $(seq 1 49); do
+			if [ "$i" = 40 ]; then
+				printf ',\n  { "t": "ensure_file", "file": "/f/edit", "contents": "%s", "owner": "root", "group": "root", "mode": "644" }' "$1"
+			else
+				printf ',\n  { "t": "ensure_file", "file": "/f/%s", "src": "blob%s", "owner": "root", "group": "root", "mode": "644" }' "$i" "$i"
+			fi
+		done
+		printf '\n] }\n'
+	} >"$work/t/g/s.json"
+}
+for i in $(seq 1 49); do head -c "${mb}M" /dev/urandom >"$work/t/files/blob$i"; done
+
+now() { date +%s.%N; }
+run() { # options...; prints the seconds the build took
+	local s e
+	s=$(now)
+	"$bin" build -d "$pool/images" -g g -n s -T "$work/t" "$@" >/dev/null 2>"$work/ib.log" ||
+		{ cat "$work/ib.log" >&2; exit 1; }
+	e=$(now)
+	echo "$e - $s" | bc
+}
+"$bin" --version >/dev/null
+
+template one
+none=$(run -x --checkpoint-after 1000000)
+none2=$(run -x --checkpoint-after 1000000)
+with=$(run -x --checkpoint-after "$after" --keep-checkpoints 50)
+with2=$(run -x --checkpoint-after "$after" --keep-checkpoints 50)
+cps=$(zfs list -H -t snapshot -o name -d 1 "$pool/images/work/g/w" | grep -c '@ib:after-' || true)
+template two
+edit=$(run --checkpoint-after "$after" --keep-checkpoints 50)
+
+full=$(echo "($none + $none2) / 2" | bc -l)
+withc=$(echo "($with + $with2) / 2" | bc -l)
+printf 'steps: 50, file per step: %s MB, checkpoint after: %s s (%s checkpoints)\n' "$mb" "$after" "$cps"
+printf 'full build, no checkpoints:   %.2f s\n' "$full"
+printf 'full build with checkpoints:  %.2f s (overhead %.1f %%, target < 3 %%)\n' \
+	"$withc" "$(echo "($withc / $full - 1) * 100" | bc -l)"
+printf 'rebuild after editing step 40: %.2f s (%.1f %% of a full build, target < 25 %%)\n' \
+	"$edit" "$(echo "$edit / $full * 100" | bc -l)"

@@ -1,0 +1,177 @@
+//! Step checkpoints inside a dataset stage: snapshots of the work dataset taken between
+//! steps, each carrying the prefix key of the steps it holds (see
+//! [`super::cache::KeyInputs::prefix_keys`]). A rebuild rolls back to the newest checkpoint
+//! whose key still matches and runs only the steps after it.
+//!
+//! A checkpoint after step `N` is `WORK@ib:after-NNN` (`N` zero-padded to three digits).
+//! Template snapshot names (`input_snapshot`, `output_snapshot`) cannot contain `:`
+//! (they are checked as names without it), and the reference tool names its snapshots
+//! only after those, so the names never collide.
+
+use super::error::BuildError;
+use crate::template::{PlannedStep, StepKind};
+
+/// The ZFS user property holding a checkpoint's prefix key.
+pub const PREFIX_PROPERTY: &str = "org.illumos.image-builder:prefix";
+
+/// What every checkpoint's snapshot name starts with (after `@`).
+pub const NAME_PREFIX: &str = "ib:after-";
+
+/// When checkpoints are taken and how many a finished stage keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Take a checkpoint once the steps since the last one took this many seconds.
+    pub after_seconds: f64,
+    /// Checkpoints a finished stage keeps (the newest ones).
+    pub keep: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            after_seconds: 60.0,
+            keep: 2,
+        }
+    }
+}
+
+/// The checkpoint snapshot holding the tree after step `index`.
+pub fn name(work: &str, index: usize) -> String {
+    format!("{work}@{NAME_PREFIX}{index:03}")
+}
+
+/// The step index of a checkpoint snapshot of `work`, `None` for any other snapshot.
+pub fn index_of(work: &str, snapshot: &str) -> Option<usize> {
+    let rest = snapshot.strip_prefix(work)?.strip_prefix('@')?;
+    let digits = rest.strip_prefix(NAME_PREFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Steps worth a checkpoint just before them, whatever the time since the last one.
+pub fn is_expensive(kind: Option<&StepKind>) -> bool {
+    matches!(
+        kind,
+        Some(StepKind::PkgInstall(_) | StepKind::UnpackTar(_) | StepKind::Onu(_))
+    )
+}
+
+/// Steps that write into the output directory: the tree after them does not hold all
+/// their effects, so no checkpoint is taken after one (a resume would skip it).
+pub fn writes_outputs(kind: Option<&StepKind>) -> bool {
+    matches!(
+        kind,
+        Some(StepKind::PackTar(_) | StepKind::Gzip(_) | StepKind::Digest(_))
+    )
+}
+
+/// Whether to take a checkpoint after a step, given the seconds the steps since the last
+/// checkpoint took (that one included) and the steps after it.
+pub fn wanted(policy: &Policy, since: f64, rest: &[PlannedStep]) -> bool {
+    let Some(next) = rest.iter().find(|s| s.skip.is_none() && s.kind.is_some()) else {
+        // The stage's output snapshot follows.
+        return false;
+    };
+    since >= policy.after_seconds || is_expensive(next.kind.as_ref())
+}
+
+/// The checkpoints of `work` made after its snapshot `after` (all of them when `None`),
+/// oldest first, with their step indices.
+pub fn list(
+    zfs: &dyn zfs::Zfs,
+    work: &str,
+    after: Option<&str>,
+) -> Result<Vec<(usize, String)>, BuildError> {
+    let snaps = zfs.snapshots(work)?;
+    let start = match after {
+        Some(a) => snaps.iter().position(|s| s == a).map_or(0, |p| p + 1),
+        None => 0,
+    };
+    Ok(snaps[start..]
+        .iter()
+        .filter_map(|s| index_of(work, s).map(|i| (i, s.clone())))
+        .collect())
+}
+
+/// The newest checkpoint among `checkpoints` whose prefix key matches `keys` (indexed by
+/// step), as (step index, snapshot).
+pub fn newest_match(
+    zfs: &dyn zfs::Zfs,
+    checkpoints: &[(usize, String)],
+    keys: &[String],
+) -> Result<Option<(usize, String)>, BuildError> {
+    for (i, snap) in checkpoints.iter().rev() {
+        let Some(want) = keys.get(*i) else { continue };
+        if zfs.get(snap, PREFIX_PROPERTY)?.as_deref() == Some(want.as_str()) {
+            return Ok(Some((*i, snap.clone())));
+        }
+    }
+    Ok(None)
+}
+
+/// Destroys all but the newest `keep` of `checkpoints`; returns the destroyed ones.
+pub fn prune(
+    zfs: &dyn zfs::Zfs,
+    checkpoints: &[(usize, String)],
+    keep: usize,
+) -> Result<Vec<String>, BuildError> {
+    let n = checkpoints.len().saturating_sub(keep);
+    let mut gone = Vec::new();
+    for (_, snap) in &checkpoints[..n] {
+        zfs.destroy(snap, false)?;
+        gone.push(snap.clone());
+    }
+    Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_names_round_trip_and_other_snapshots_are_not_checkpoints() {
+        assert_eq!(name("p/work/g/w", 7), "p/work/g/w@ib:after-007");
+        assert_eq!(index_of("p/work/g/w", "p/work/g/w@ib:after-007"), Some(7));
+        assert_eq!(
+            index_of("p/work/g/w", "p/work/g/w@ib:after-1234"),
+            Some(1234)
+        );
+        for other in [
+            "p/work/g/w@final",
+            "p/work/g/w@ib:after-",
+            "p/work/g/w@ib:after-7x",
+            "p/work/g/wx@ib:after-007",
+            "p/work/g/w/child@ib:after-007",
+        ] {
+            assert_eq!(index_of("p/work/g/w", other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_template_snapshot_name_in_the_checkpoint_namespace_is_refused() {
+        use crate::template::{plan, Features, PlanOptions};
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("g")).unwrap();
+        std::fs::write(
+            t.path().join("g/s.json"),
+            r#"{ "dataset": { "name": "w", "output_snapshot": "ib:after-003" }, "steps": [] }"#,
+        )
+        .unwrap();
+        let p = plan(
+            t.path(),
+            "g",
+            "s",
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        let errors: Vec<String> = p.errors().map(|e| e.to_string()).collect();
+        assert!(
+            errors.iter().any(|e| e.contains(
+                "snapshot name \"ib:after-003\" is reserved: names starting with \"ib:\" are the build's step checkpoints"
+            )),
+            "{errors:?}"
+        );
+    }
+}
