@@ -105,6 +105,21 @@ const TEMPLATES: &[(&str, &str)] = &[
             { "t": "pack_tar", "name": "w.tar.gz" } ] }"#,
     ),
     (
+        "g/c1.json",
+        r#"{ "dataset": { "name": "c", "output_snapshot": "one" }, "steps": [
+            { "t": "ensure_file", "file": "/a", "contents": "a\n", "owner": "root", "group": "root", "mode": "644" } ] }"#,
+    ),
+    (
+        "g/c2.json",
+        r#"{ "dataset": { "name": "c", "input_snapshot": "one", "output_snapshot": "two" }, "steps": [
+            { "t": "ensure_file", "file": "/b", "contents": "b\n", "owner": "root", "group": "root", "mode": "644" } ] }"#,
+    ),
+    (
+        "g/c3.json",
+        r#"{ "dataset": { "name": "c", "input_snapshot": "two", "output_snapshot": "three" }, "steps": [
+            { "t": "ensure_file", "file": "/c", "contents": "c\n", "owner": "root", "group": "root", "mode": "644" } ] }"#,
+    ),
+    (
         "g/s2fail.json",
         r#"{ "dataset": { "name": "w", "input_snapshot": "one", "output_snapshot": "two" }, "steps": [
             { "t": "ensure_file", "file": "/etc/b", "contents": "b\n", "owner": "root", "group": "root", "mode": "644" },
@@ -389,6 +404,20 @@ fn rerun_from(before: &[std::time::SystemTime], after: &[std::time::SystemTime])
     (1..11).filter(|i| before[i - 1] != after[i - 1]).collect()
 }
 
+/// A runner that runs commands for real and keeps their lines.
+#[derive(Default)]
+struct Counting {
+    inner: runner::SystemRunner,
+    lines: std::sync::Mutex<Vec<String>>,
+}
+
+impl runner::Runner for Counting {
+    fn output(&self, cmd: &runner::Cmd) -> Result<runner::Output, runner::RunError> {
+        self.lines.lock().unwrap().push(cmd.display());
+        self.inner.output(cmd)
+    }
+}
+
 #[test]
 #[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn step_checkpoints_rerun_only_the_steps_after_an_edit_and_resume_after_a_failure() {
@@ -558,4 +587,61 @@ fn keep_failed_leaves_the_failed_tree_until_clean_discards_it() {
         build::clean(&w.dataset(), &sys).unwrap(),
         Vec::<String>::new()
     );
+}
+
+#[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
+fn an_unchanged_three_stage_chain_rebuilds_in_at_most_two_zfs_commands_per_stage() {
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs);
+    for s in ["c1", "c2", "c3"] {
+        assert_eq!(w.build(s), Outcome::Built, "{s}");
+    }
+    let counting = Counting::default();
+    let cli = zfs::ZfsCli::new(&counting, zfs::ZfsTools::in_dir("/usr/sbin"));
+    let env = build::Env {
+        host: image_builder::host::Host::Linux,
+        runner: &counting,
+        zfs: &cli,
+    };
+    let work = format!("{}/work/g/c", w.dataset());
+    for s in ["c1", "c2", "c3"] {
+        counting.lines.lock().unwrap().clear();
+        let p = w.pool.plan("g", s, &Features::default());
+        let mut hit = false;
+        let r = build::build(&p, &w.opts(), &env, &mut |e| {
+            hit |= matches!(e, build::Event::CacheHit { .. })
+        });
+        let lines = counting.lines.lock().unwrap().clone();
+        assert_eq!((r.unwrap(), hit), (Outcome::Cached, true), "{s}: {lines:?}");
+        assert!(lines.len() <= 2, "{s}: {lines:?}");
+        assert!(
+            lines[0].starts_with("/usr/sbin/zfs list -H -p -o name,type,mountpoint,mounted,")
+                && lines[0].ends_with(&format!(" -d 1 {} {work}", w.dataset())),
+            "{s}: {lines:?}"
+        );
+        // Only the newest snapshot's stage may reset the tree.
+        if s != "c3" {
+            assert_eq!(lines.len(), 1, "{s}: {lines:?}");
+        }
+        eprintln!("{s}: {} command(s): {lines:?}", lines.len());
+    }
+    // A write to the tree after the newest snapshot is rolled back by its stage.
+    std::fs::write(w.pool.mountpoint(&work).join("d"), "d\n").unwrap();
+    // zpool-sync(8): written counts what is on disk; force the transaction group out.
+    let synced = Command::new("zpool")
+        .args(["sync", &w.pool.name])
+        .status()
+        .unwrap();
+    assert!(synced.success());
+    counting.lines.lock().unwrap().clear();
+    let p = w.pool.plan("g", "c3", &Features::default());
+    assert_eq!(
+        build::build(&p, &w.opts(), &env, &mut |_| {}).unwrap(),
+        Outcome::Cached
+    );
+    let lines = counting.lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[1], format!("/usr/sbin/zfs rollback -r {work}@three"));
+    assert!(!w.pool.mountpoint(&work).join("d").exists());
 }

@@ -23,6 +23,24 @@ pub struct Filesystem {
     pub mounted: bool,
 }
 
+/// A file system or snapshot as [`Zfs::list`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// The asked properties' parsable values, in the order asked; `None` where `zfs list`
+    /// prints `-` (a user property that is not set, or a property this type lacks).
+    pub values: Vec<Option<String>>,
+}
+
+impl Listed {
+    /// Whether this is a snapshot of `dataset` itself.
+    pub fn is_snapshot_of(&self, dataset: &str) -> bool {
+        self.name
+            .strip_prefix(dataset)
+            .is_some_and(|rest| rest.starts_with('@'))
+    }
+}
+
 /// ZFS operations. Names are full names (`pool/a/b`, `pool/a@snap`).
 pub trait Zfs {
     /// Creates a file system (or a volume) with properties.
@@ -58,6 +76,12 @@ pub trait Zfs {
     /// only), with where each is mounted, in one listing. Fails, like `zfs list`, when a
     /// root does not exist.
     fn filesystems(&self, roots: &[&str], depth: u32) -> Result<Vec<Filesystem>>;
+
+    /// The file systems and snapshots of `roots` and their descendants down to `depth`
+    /// levels (a data set's own snapshots are one level below it), with the values of
+    /// `props`, oldest first (by creation txg), in one listing. Fails, like `zfs list`,
+    /// when a root does not exist.
+    fn list(&self, roots: &[&str], depth: u32, props: &[&str]) -> Result<Vec<Listed>>;
 
     /// Snapshots of `dataset` itself, oldest first.
     fn snapshots(&self, dataset: &str) -> Result<Vec<String>>;

@@ -46,9 +46,25 @@ pub fn build(
         work: Some(work.clone()),
     });
 
-    let mut session = Session::open(env, &layout, &work, events)?;
+    // A stage that may be a cache hit lists its work dataset and snapshots with the root.
+    let may_hit = target.output_snapshot.is_some() && !opts.reset && !opts.fullreset;
+    let props: &[&str] = if may_hit { &HIT_PROPS } else { &[] };
+    let mut session = Session::open_listing(env, &layout, &work, props, events)?;
 
     let output_dir = session.output_dir.clone();
+    if let Some(rows) = session.work_rows.take() {
+        match cached(plan, target, opts, env, &layout, &output_dir, &rows, events) {
+            Ok(Some(mut rec)) => {
+                session.finish(&mut rec, started, events)?;
+                return Ok(Outcome::Cached);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                session.abort(env, events);
+                return Err(e);
+            }
+        }
+    }
     let result = stage(
         plan,
         target,
@@ -108,25 +124,7 @@ fn stage(
     let zfs = env.zfs;
     let work = layout.work.clone().unwrap_or_default();
     let snap = |s: &str| format!("{work}@{s}");
-    let mut rec = Record {
-        group: plan.group.clone(),
-        name: plan.name.clone(),
-        output_name: opts
-            .output_name
-            .clone()
-            .unwrap_or_else(|| plan.name.clone()),
-        host: env.host.name().to_string(),
-        started: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        seconds: 0.0,
-        cache: String::new(),
-        key: None,
-        inputs: None,
-        steps: Vec::new(),
-        outputs: Vec::new(),
-    };
+    let mut rec = new_record(plan, opts, env);
 
     // Scratch space for this build only: recreated every time, never worth syncing.
     let tmp_mark = fresh_dataset(
@@ -346,6 +344,86 @@ fn stage(
         .map(|(n, _)| n)
         .collect();
     Ok((Outcome::Built, rec))
+}
+
+/// The properties of the work dataset and its snapshots a cache hit is decided from.
+const HIT_PROPS: [&str; 3] = ["guid", "written", KEY_PROPERTY];
+
+fn new_record(plan: &Plan, opts: &BuildOptions, env: &Env) -> Record {
+    Record {
+        group: plan.group.clone(),
+        name: plan.name.clone(),
+        output_name: opts
+            .output_name
+            .clone()
+            .unwrap_or_else(|| plan.name.clone()),
+        host: env.host.name().to_string(),
+        started: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        seconds: 0.0,
+        cache: String::new(),
+        key: None,
+        inputs: None,
+        steps: Vec::new(),
+        outputs: Vec::new(),
+    }
+}
+
+/// The cache-hit path, decided from one listing of the work dataset and its snapshots
+/// (`rows`, with [`HIT_PROPS`]): `Some` when the output snapshot carries this build's key.
+/// The tree is then reset to it only when it is the newest snapshot and the work dataset
+/// was written to since (`written` is not 0). `None` leaves everything to the full path,
+/// which also says why the stage misses.
+#[allow(clippy::too_many_arguments)]
+fn cached(
+    plan: &Plan,
+    target: &Dataset,
+    opts: &BuildOptions,
+    env: &Env,
+    layout: &Layout,
+    output_dir: &std::path::Path,
+    rows: &[zfs::Listed],
+    events: &mut dyn FnMut(&Event),
+) -> Result<Option<Record>, BuildError> {
+    let Some(out) = &target.output_snapshot else {
+        return Ok(None);
+    };
+    let work = layout.work.clone().unwrap_or_default();
+    let snap = |s: &str| format!("{work}@{s}");
+    let value = |name: &str, i: usize| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.values.get(i).cloned().flatten())
+    };
+    let Some(found) = value(&snap(out), 2) else {
+        return Ok(None);
+    };
+    let input_guid = target
+        .input_snapshot
+        .as_ref()
+        .and_then(|s| value(&snap(s), 0));
+    let inputs = cache::inputs(plan, opts, output_dir, input_guid)
+        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let key = inputs.key();
+    if found != key {
+        return Ok(None);
+    }
+    // Later stages' snapshots were made from this one: keep them.
+    let newest = rows.iter().rfind(|r| r.is_snapshot_of(&work));
+    if newest.is_some_and(|r| r.name == snap(out)) && value(&work, 1).as_deref() != Some("0") {
+        env.zfs.rollback(&snap(out))?;
+    }
+    events(&Event::CacheHit {
+        snapshot: snap(out),
+        key: key.clone(),
+    });
+    let mut rec = new_record(plan, opts, env);
+    rec.cache = "hit".into();
+    rec.key = Some(key);
+    rec.inputs = Some(inputs);
+    Ok(Some(rec))
 }
 
 /// The refusal for an output snapshot without this tool's cache key: made by the reference

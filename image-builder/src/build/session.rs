@@ -19,6 +19,10 @@ pub(crate) struct Session {
     /// The root dataset's file systems and their direct children, as listed when the
     /// session opened (`None` when that listing failed and each was asked for instead).
     pub top: Option<Vec<zfs::Filesystem>>,
+    /// The work dataset and its snapshots with the properties [`Session::open_listing`]
+    /// was asked for, from the same listing (`None` when it failed, or when an earlier
+    /// build's journal was undone since).
+    pub work_rows: Option<Vec<zfs::Listed>>,
     pub state: PathBuf,
     pub journal: Journal,
     _lock: Lock,
@@ -33,14 +37,32 @@ impl Session {
         work: &str,
         events: &mut dyn FnMut(&Event),
     ) -> Result<Session, BuildError> {
+        Session::open_listing(env, layout, work, &[], events)
+    }
+
+    /// [`Session::open`], listing with the root also `work` and its snapshots with
+    /// `work_props` (none: the root alone), for [`Session::work_rows`].
+    pub fn open_listing(
+        env: &Env,
+        layout: &Layout,
+        work: &str,
+        work_props: &[&str],
+        events: &mut dyn FnMut(&Event),
+    ) -> Result<Session, BuildError> {
         let zfs = env.zfs;
         // One listing answers for the root, the output dataset and where it is mounted
-        // (each `zfs` process counts when the builder runs emulated); a root that cannot
-        // be listed is asked about on its own, for the right error.
-        let top = zfs
-            .filesystems(&[&layout.root], 1)
-            .ok()
-            .filter(|l| l.iter().any(|f| f.name == layout.root));
+        // (each `zfs` process counts when the builder runs emulated), and when asked for
+        // the work dataset and its snapshots too; a work dataset that is not there fails
+        // it, and the root is listed alone. A root that cannot be listed is asked about on
+        // its own, for the right error.
+        let (mut top, mut work_rows) = match work_props {
+            [] => (None, None),
+            props => list_with_work(zfs, &layout.root, work, props),
+        };
+        if top.is_none() {
+            top = zfs.filesystems(&[&layout.root], 1).ok();
+        }
+        let top = top.filter(|l| l.iter().any(|f| f.name == layout.root));
         if top.is_none() && !zfs.exists(&layout.root)? {
             return Err(BuildError::State(format!(
                 "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
@@ -63,6 +85,8 @@ impl Session {
         let lock = Lock::acquire(&state.join("locks"), work)?;
         let mut journal = Journal::open(&state.join("journals"), &lock::key(work))?;
         if !journal.is_empty() {
+            // What the listing saw may be undone now.
+            work_rows = None;
             for u in journal.pending() {
                 events(&Event::Cleanup {
                     undo: format!("{u:?}"),
@@ -79,6 +103,7 @@ impl Session {
         Ok(Session {
             output_dir,
             top,
+            work_rows,
             state,
             journal,
             _lock: lock,
@@ -128,4 +153,39 @@ impl Session {
         });
         Ok(())
     }
+}
+
+/// The root's file systems and direct children, and `work` with its snapshots and their
+/// `props`, from one `zfs list` of both; `(None, None)` when it fails.
+type Listing = (Option<Vec<zfs::Filesystem>>, Option<Vec<zfs::Listed>>);
+
+fn list_with_work(zfs: &dyn zfs::Zfs, root: &str, work: &str, props: &[&str]) -> Listing {
+    let mut asked = vec!["type", "mountpoint", "mounted"];
+    asked.extend_from_slice(props);
+    let Ok(rows) = zfs.list(&[root, work], 1, &asked) else {
+        return (None, None);
+    };
+    let value = |r: &zfs::Listed, i: usize| r.values.get(i).cloned().flatten().unwrap_or_default();
+    let top = rows
+        .iter()
+        .filter(|r| value(r, 0) == "filesystem")
+        .filter(|r| {
+            r.name == root
+                || matches!(zfs::name::parent(&r.name), zfs::name::Parent::Dataset(p) if p == root)
+        })
+        .map(|r| zfs::Filesystem {
+            name: r.name.clone(),
+            mountpoint: value(r, 1),
+            mounted: value(r, 2) == "yes",
+        })
+        .collect();
+    let work_rows = rows
+        .into_iter()
+        .filter(|r| r.name == work || r.is_snapshot_of(work))
+        .map(|r| zfs::Listed {
+            values: r.values[3..].to_vec(),
+            name: r.name,
+        })
+        .collect();
+    (Some(top), Some(work_rows))
 }

@@ -240,6 +240,73 @@ pub(super) fn filesystems<R: Runner>(
         .collect()
 }
 
+pub(super) fn list<R: Runner>(
+    z: &ZfsCli<R>,
+    roots: &[&str],
+    depth: u32,
+    props: &[&str],
+) -> Result<Vec<crate::Listed>> {
+    for r in roots {
+        name::dataset(r)?;
+    }
+    for p in props {
+        name::property(p)?;
+    }
+    if roots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = std::iter::once("name")
+        .chain(props.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
+    let depth = depth.to_string();
+    // zfs(8) list: -d 1 shows a data set, its direct children and its own snapshots;
+    // -s createtxg puts the rows in creation order.
+    let cmd = z
+        .zfs()
+        .args([
+            "list",
+            "-H",
+            "-p",
+            "-o",
+            &columns,
+            "-t",
+            "filesystem,snapshot",
+            "-s",
+            "createtxg",
+            "-d",
+            &depth,
+        ])
+        .args(roots);
+    let lines = z.lines(&cmd).map_err(|e| {
+        match roots.iter().find(|r| matches!(z.exists(r), Ok(false))) {
+            Some(r) => ZfsError::NotFound {
+                name: r.to_string(),
+            },
+            None => ZfsError::Run(e),
+        }
+    })?;
+    lines
+        .iter()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let name = f.next().unwrap_or_default().to_string();
+            let values: Vec<Option<String>> =
+                f.map(|v| (v != "-").then(|| v.to_string())).collect();
+            if name.is_empty() || values.len() != props.len() {
+                return Err(ZfsError::Parse {
+                    cmd: cmd.display(),
+                    detail: format!(
+                        "expected {} tab-separated fields, got {l:?}",
+                        props.len() + 1
+                    ),
+                });
+            }
+            Ok(crate::Listed { name, values })
+        })
+        .collect()
+}
+
 pub(super) fn snapshots<R: Runner>(z: &ZfsCli<R>, ds: &str) -> Result<Vec<String>> {
     name::dataset(ds)?;
     let cmd = z.zfs().args([

@@ -209,6 +209,10 @@ impl<R: Runner> Zfs for ZfsCli<R> {
         dataset::children(self, dataset)
     }
 
+    fn list(&self, roots: &[&str], depth: u32, props: &[&str]) -> Result<Vec<crate::Listed>> {
+        dataset::list(self, roots, depth, props)
+    }
+
     fn snapshots(&self, dataset: &str) -> Result<Vec<String>> {
         dataset::snapshots(self, dataset)
     }

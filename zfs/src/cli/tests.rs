@@ -462,3 +462,69 @@ fn filesystems_are_listed_with_their_mounts_in_one_command() {
     );
     assert!(z.filesystems(&["rpool/x"], 0).is_err());
 }
+
+#[test]
+fn a_work_dataset_its_snapshots_and_their_properties_come_from_one_listing() {
+    let rec = Recorder::new();
+    // zfs(8) list -H: one row per data set, fields separated by one tab; print_dataset in
+    // zfs_main.c prints "-" for an unset user property and for a property the type lacks
+    // (`written` of a snapshot is a number, the key of the file system "-").
+    rec.on(
+        "/usr/sbin/zfs list",
+        Output::ok(
+            "rpool/w\t8815304164313270471\t0\t-\n\
+             rpool/w@one\t1204569231985093442\t81920\tab12\n\
+             rpool/w@two\t509915711214882081\t0\t-\n",
+        ),
+    );
+    let z = cli(&rec);
+    let rows = z
+        .list(
+            &["rpool/w"],
+            1,
+            &["guid", "written", "org.illumos.image-builder:key"],
+        )
+        .unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zfs list -H -p -o name,guid,written,org.illumos.image-builder:key \
+             -t filesystem,snapshot -s createtxg -d 1 rpool/w"
+        ]
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1].name, "rpool/w@one");
+    assert_eq!(rows[1].values[2].as_deref(), Some("ab12"));
+    assert_eq!(rows[2].values[2], None);
+    assert_eq!(rows[0].values[1].as_deref(), Some("0"));
+    assert!(rows[1].is_snapshot_of("rpool/w") && !rows[0].is_snapshot_of("rpool/w"));
+    assert!(!rows[1].is_snapshot_of("rpool"));
+    // A row with a field missing is a parse error naming the command.
+    rec.on("/usr/sbin/zfs list", Output::ok("rpool/w\t1\n"));
+    assert!(matches!(
+        z.list(&["rpool/w"], 1, &["guid", "written"]),
+        Err(ZfsError::Parse { .. })
+    ));
+    assert!(z.list(&["bad name"], 1, &[]).is_err());
+    assert!(z.list(&["rpool/w"], 1, &["a=b"]).is_err());
+    // A root that is not there: the failed listing, then the existence check of `exists`
+    // (the root itself, then its parent, zfs(8) list -d 1).
+    rec.clear();
+    rec.on(
+        "/usr/sbin/zfs list -H -p -o name,guid",
+        Output::failed(1, "cannot open 'rpool/x': dataset does not exist"),
+    );
+    rec.on(
+        "/usr/sbin/zfs list -H -p -o name -t all rpool/x",
+        Output::failed(1, "cannot open 'rpool/x': dataset does not exist"),
+    );
+    rec.on(
+        "/usr/sbin/zfs list -H -p -o name -t all -d 1 rpool",
+        Output::ok("rpool\nrpool/w\n"),
+    );
+    assert!(matches!(
+        z.list(&["rpool/x"], 1, &["guid"]),
+        Err(ZfsError::NotFound { name }) if name == "rpool/x"
+    ));
+    assert_eq!(rec.lines().len(), 3);
+}

@@ -1,0 +1,183 @@
+//! Cached dataset stages: the exact ZFS commands of an unchanged three-stage chain, pinned
+//! with the recording runner (illumos paths, replies in the shape `zfs list -H -p` prints).
+//! Each cached stage issues one listing, and a rollback only when the tree was written to
+//! after its newest snapshot.
+
+use std::path::{Path, PathBuf};
+
+use image_builder::build::{self, cache, BuildOptions, Env, Event, Outcome};
+use image_builder::host::Host;
+use image_builder::template::{plan, Features, Plan, PlanOptions};
+use runner::{Output, Recorder};
+
+const WORK: &str = "rpool/images/work/g/w";
+
+/// The listing a dataset stage asks for: the root with its children and the work dataset
+/// with its snapshots, in creation order (zfs(8) list: `-d 1` shows a data set, its direct
+/// children and its snapshots; `-s createtxg` sorts by creation).
+const LISTING: &str = "/usr/sbin/zfs list -H -p \
+    -o name,type,mountpoint,mounted,guid,written,org.illumos.image-builder:key \
+    -t filesystem,snapshot -s createtxg -d 1 rpool/images rpool/images/work/g/w";
+
+/// GUIDs of the stage snapshots (zfs(8) list -p prints the guid property as a decimal
+/// 64-bit number).
+const GUIDS: [&str; 3] = [
+    "8815304164313270471",
+    "1204569231985093442",
+    "509915711214882081",
+];
+
+struct Chain {
+    top: tempfile::TempDir,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let top = tempfile::tempdir().unwrap();
+        for d in ["t/g", "output", "work"] {
+            std::fs::create_dir_all(top.path().join(d)).unwrap();
+        }
+        let stage = |name: &str, input: Option<&str>, output: &str, file: &str| {
+            let input = input
+                .map(|i| format!(r#""input_snapshot": "{i}", "#))
+                .unwrap_or_default();
+            std::fs::write(
+                top.path().join(format!("t/g/{name}.json")),
+                format!(
+                    r#"{{ "dataset": {{ "name": "w", {input}"output_snapshot": "{output}" }},
+                         "steps": [ {{ "t": "ensure_file", "file": "/etc/{file}", "contents": "x\n",
+                                      "owner": "root", "group": "root", "mode": "644" }} ] }}"#
+                ),
+            )
+            .unwrap();
+        };
+        stage("s1", None, "one", "a");
+        stage("s2", Some("one"), "two", "b");
+        stage("s3", Some("two"), "three", "c");
+        Chain { top }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.top.path().join(name)
+    }
+
+    fn plan(&self, name: &str) -> Plan {
+        let p = plan(
+            &self.dir("t"),
+            "g",
+            name,
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        assert!(p.is_valid(), "{:?}", p.problems);
+        p
+    }
+
+    fn opts(&self) -> BuildOptions {
+        BuildOptions::new("rpool/images", self.dir("t"))
+    }
+
+    /// The cache key stage `name` has when its input snapshot has `input_guid`.
+    fn key(&self, name: &str, input_guid: Option<&str>) -> String {
+        cache::inputs(
+            &self.plan(name),
+            &self.opts(),
+            &self.dir("output"),
+            input_guid.map(str::to_string),
+        )
+        .unwrap()
+        .key()
+    }
+
+    /// The listing's reply for a work dataset holding the three stage snapshots, each with
+    /// the key its stage has now, and `written` bytes written since the newest.
+    fn reply(&self, written: &str) -> Output {
+        let keys = [
+            self.key("s1", None),
+            self.key("s2", Some(GUIDS[0])),
+            self.key("s3", Some(GUIDS[1])),
+        ];
+        // One row per data set, one tab between fields (-H); print_dataset in zfs_main.c
+        // prints "-" for an unset user property and for a property the type does not have
+        // (a snapshot's mountpoint and mounted).
+        let fs = |name: &str, dir: &str, guid: &str, written: &str| {
+            format!(
+                "{name}\tfilesystem\t{}\tyes\t{guid}\t{written}\t-\n",
+                self.dir(dir).display()
+            )
+        };
+        let mut text = String::new();
+        text += &fs("rpool/images", "", "3411923512874110253", "0");
+        text += &fs("rpool/images/output", "output", "6716346290432154771", "0");
+        text += &fs("rpool/images/work", "", "13046702530954163421", "0");
+        text += &fs(WORK, "work", "2287619264393416338", written);
+        for (i, snap) in ["one", "two", "three"].into_iter().enumerate() {
+            text += &format!(
+                "{WORK}@{snap}\tsnapshot\t-\t-\t{}\t{}\t{}\n",
+                GUIDS[i],
+                20480 * (i + 1),
+                keys[i]
+            );
+        }
+        Output::ok(text)
+    }
+
+    /// Builds `name` against the recorder; the outcome and whether a cache hit was reported.
+    fn build(&self, rec: &Recorder, name: &str) -> (Result<Outcome, String>, bool) {
+        let zfs = zfs::ZfsCli::new(rec, zfs::ZfsTools::in_dir("/usr/sbin"));
+        let env = Env {
+            host: Host::Illumos,
+            runner: rec,
+            zfs: &zfs,
+        };
+        let mut hit = false;
+        let r = build::build(&self.plan(name), &self.opts(), &env, &mut |e| {
+            hit |= matches!(e, Event::CacheHit { .. })
+        });
+        (r.map_err(|e| e.to_string()), hit)
+    }
+}
+
+fn rollback(snap: &str) -> String {
+    // zfs(8) rollback: -r destroys later snapshots (there are none: it is the newest).
+    format!("/usr/sbin/zfs rollback -r {WORK}@{snap}")
+}
+
+#[test]
+fn an_unchanged_three_stage_chain_issues_one_listing_per_stage() {
+    let c = Chain::new();
+    let rec = Recorder::new();
+    rec.always(LISTING, c.reply("0"));
+    for s in ["s1", "s2", "s3"] {
+        assert_eq!(c.build(&rec, s), (Ok(Outcome::Cached), true), "{s}");
+    }
+    // Nothing was written after the newest snapshot: no rollback.
+    assert_eq!(rec.lines(), [LISTING, LISTING, LISTING]);
+    assert!(Path::new(&c.dir("output/g-s3.build.json")).is_file());
+}
+
+#[test]
+fn a_cached_newest_stage_written_to_since_is_rolled_back_in_its_second_command() {
+    let c = Chain::new();
+    let rec = Recorder::new();
+    // zfs(8) list -p: written, in bytes, of the file system since its newest snapshot.
+    rec.always(LISTING, c.reply("4096"));
+    for s in ["s1", "s2", "s3"] {
+        assert_eq!(c.build(&rec, s), (Ok(Outcome::Cached), true), "{s}");
+    }
+    // Only the stage whose snapshot is the newest resets the tree to it.
+    assert_eq!(rec.lines(), [LISTING, LISTING, LISTING, &rollback("three")]);
+}
+
+#[test]
+fn a_listing_whose_input_snapshot_has_another_guid_is_no_cache_hit() {
+    let c = Chain::new();
+    let rec = Recorder::new();
+    // Stage 1 was rebuilt since stage 2's snapshot: its key was made from another GUID.
+    let text = c.reply("0").stdout_str().replace(GUIDS[0], "42");
+    rec.always(LISTING, Output::ok(text));
+    let (r, hit) = c.build(&rec, "s2");
+    assert!(!hit, "{r:?}");
+    assert_ne!(r, Ok(Outcome::Cached));
+    assert!(rec.lines().len() > 1, "{:?}", rec.lines());
+}
