@@ -13,7 +13,19 @@ const TOKEN: &str = "AQAEAsecret-session-token==";
 /// Serves IMDS paths; `require_token` makes it an IMDSv2-only service. Returns the
 /// endpoint and the request lines seen (method, path, token header present).
 fn server(require_token: bool, user_data: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    server_on(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        require_token,
+        user_data,
+    )
+}
+
+/// [`server`] on a listener of the caller's (an IPv6 one, say).
+fn server_on(
+    l: TcpListener,
+    require_token: bool,
+    user_data: &'static str,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -161,4 +173,22 @@ fn no_service_means_no_source_and_bad_user_data_is_an_error() {
         "{err}"
     );
     assert!(ec2::read("https://x", 10).is_err());
+}
+
+/// EC2's IPv6 endpoint is a bracketed literal (`http://[fd00:ec2::254]`): the same client
+/// reaches a service on `[::1]`.
+#[test]
+fn an_ipv6_endpoint_is_reached() {
+    let Ok(l) = TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    };
+    let (ep, seen) = server_on(l, true, "");
+    assert!(ep.starts_with("http://[::1]:"), "{ep}");
+    let f = ec2::read(&ep, 2000).unwrap().unwrap();
+    assert_eq!(f.instance_id.as_deref(), Some("i-0abc123"));
+    assert_eq!(seen.lock().unwrap()[0], "PUT /latest/api/token token=false");
+    // Without a port, and a malformed bracket is an error naming the endpoint.
+    let e = ec2::read("http://[::1", 200).unwrap_err().to_string();
+    assert!(e.contains("unclosed `[` in endpoint"), "{e}");
 }

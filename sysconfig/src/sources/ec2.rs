@@ -34,14 +34,27 @@ impl Http {
             )
         })?;
         let hostport = rest.trim_end_matches('/');
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse().map_err(|_| {
-                    SourceError::malformed(NAME, format!("bad port in endpoint {endpoint:?}"))
-                })?,
-            ),
-            None => (hostport.to_string(), 80),
+        let bad_port =
+            || SourceError::malformed(NAME, format!("bad port in endpoint {endpoint:?}"));
+        // An IPv6 literal is bracketed (RFC 3986 3.2.2), as in EC2's IPv6 endpoint
+        // `http://[fd00:ec2::254]`; its colons are not a port separator.
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| {
+                SourceError::malformed(NAME, format!("unclosed `[` in endpoint {endpoint:?}"))
+            })?;
+            let port = match after {
+                "" => 80,
+                p => p
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(bad_port)?,
+            };
+            (h.to_string(), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad_port())?),
+                None => (hostport.to_string(), 80),
+            }
         };
         Ok(Http {
             host,
@@ -64,7 +77,12 @@ impl Http {
         s.set_read_timeout(Some(self.timeout))?;
         s.set_write_timeout(Some(self.timeout))?;
         // HTTP/1.0: the server closes after one reply and never sends chunked bodies.
-        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {}\r\n", self.host);
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
