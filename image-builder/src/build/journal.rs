@@ -27,6 +27,19 @@ pub enum Undo {
     Unmount { path: PathBuf },
 }
 
+/// What an undo does, in the words a user reads (`cleaning up: destroy dataset ...`).
+impl std::fmt::Display for Undo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undo::DestroyDataset { name } => write!(f, "destroy dataset {name}"),
+            Undo::Rollback { snapshot } => write!(f, "roll back to {snapshot}"),
+            Undo::ExportPool { pool } => write!(f, "export pool {pool}"),
+            Undo::DetachDevice { file } => write!(f, "detach the devices of {}", file.display()),
+            Undo::Unmount { path } => write!(f, "unmount {}", path.display()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
     id: u64,
@@ -367,5 +380,67 @@ mod tests {
             ]
         );
         assert!(j.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::Undo;
+    use std::path::PathBuf;
+
+    /// Users read what an undo does, and `--json` carries its fields, never Rust `Debug`.
+    #[test]
+    fn an_undo_reads_as_words_and_serialises_as_fields() {
+        let cases = [
+            (
+                Undo::DestroyDataset {
+                    name: "rpool/images/work/g/n".into(),
+                },
+                "destroy dataset rpool/images/work/g/n",
+                serde_json::json!({"undo": "destroy_dataset", "name": "rpool/images/work/g/n"}),
+            ),
+            (
+                Undo::Rollback {
+                    snapshot: "p/w@in".into(),
+                },
+                "roll back to p/w@in",
+                serde_json::json!({"undo": "rollback", "snapshot": "p/w@in"}),
+            ),
+            (
+                Undo::ExportPool {
+                    pool: "TEMPORARY-g-n".into(),
+                },
+                "export pool TEMPORARY-g-n",
+                serde_json::json!({"undo": "export_pool", "pool": "TEMPORARY-g-n"}),
+            ),
+            (
+                Undo::DetachDevice {
+                    file: PathBuf::from("/o/disk.raw"),
+                },
+                "detach the devices of /o/disk.raw",
+                serde_json::json!({"undo": "detach_device", "file": "/o/disk.raw"}),
+            ),
+            (
+                Undo::Unmount {
+                    path: PathBuf::from("/a/b"),
+                },
+                "unmount /a/b",
+                serde_json::json!({"undo": "unmount", "path": "/a/b"}),
+            ),
+        ];
+        for (u, text, json) in cases {
+            assert_eq!(u.to_string(), text);
+            let event = crate::build::Event::Cleanup {
+                message: u.to_string(),
+                undo: u,
+            };
+            let mut want = json.as_object().unwrap().clone();
+            want.insert("event".into(), "cleanup".into());
+            want.insert("message".into(), text.into());
+            assert_eq!(
+                serde_json::to_value(&event).unwrap(),
+                serde_json::Value::Object(want)
+            );
+        }
     }
 }

@@ -102,8 +102,12 @@ pub enum Event {
         target: String,
         work: Option<String>,
     },
+    /// An undo of the journal about to run: `message` for people, the undo's own fields
+    /// (`undo` names its kind) for programs.
     Cleanup {
-        undo: String,
+        message: String,
+        #[serde(flatten)]
+        undo: journal::Undo,
     },
     CacheHit {
         snapshot: String,
@@ -429,7 +433,7 @@ pub fn clean(dataset: &str, sys: &device::System) -> Result<Vec<String>, BuildEr
                 failed.join("; ")
             )));
         }
-        done.extend(pending.into_iter().map(|u| format!("{u:?}")));
+        done.extend(pending.into_iter().map(|u| u.to_string()));
     }
     Ok(done)
 }

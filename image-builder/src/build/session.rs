@@ -89,7 +89,8 @@ impl Session {
             work_rows = None;
             for u in journal.pending() {
                 events(&Event::Cleanup {
-                    undo: format!("{u:?}"),
+                    message: u.to_string(),
+                    undo: u,
                 });
             }
             let failed = journal.unwind(&env.system());
@@ -128,7 +129,8 @@ impl Session {
         let _cleanup = runner::interrupt::cleanup();
         for u in self.journal.pending().into_iter().filter(|u| !keep(u)) {
             events(&Event::Cleanup {
-                undo: format!("{u:?}"),
+                message: u.to_string(),
+                undo: u,
             });
         }
         for f in self.journal.unwind_except(&env.system(), keep) {

@@ -16,6 +16,16 @@ pub enum ZoneUndo {
     Halt,
 }
 
+impl std::fmt::Display for ZoneUndo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ZoneUndo::Delete => "delete the build zone",
+            ZoneUndo::Uninstall => "uninstall the build zone",
+            ZoneUndo::Halt => "halt the build zone",
+        })
+    }
+}
+
 pub struct ZoneJournal {
     path: PathBuf,
     entries: Vec<ZoneUndo>,
@@ -66,7 +76,7 @@ impl ZoneJournal {
                     }
                 }
                 Err(e) => {
-                    failed.push(format!("{u:?}: {e}"));
+                    failed.push(format!("{u}: {e}"));
                     break;
                 }
             }

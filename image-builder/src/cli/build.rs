@@ -247,7 +247,7 @@ fn describe(e: &Event) -> String {
             Some(w) => format!("building {group}/{name} in {w}"),
             None => format!("building {group}/{name}"),
         },
-        Event::Cleanup { undo } => format!("cleaning up: {undo}"),
+        Event::Cleanup { message, .. } => format!("cleaning up: {message}"),
         Event::CacheHit { snapshot, .. } => {
             format!("up to date: {snapshot} matches this build (cache hit)")
         }
