@@ -388,6 +388,49 @@ fn a_template_error_exits_2_from_validate_plan_build_and_matrix() {
     }
 }
 
+/// `validate --json`: one object a template on standard output, the same exit status.
+#[test]
+fn validate_json_reports_each_problem_with_its_place() {
+    let dir = bad_template_tree();
+    std::fs::write(
+        dir.path().join("g/good.json"),
+        r#"{ "dataset": { "name": "good" }, "steps": [] }"#,
+    )
+    .unwrap();
+    let t = dir.path().display().to_string();
+    let o = run(&["validate", "--json", "-T", &t, "--all"]);
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout.clone()).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{text}");
+    let bad = docs.iter().find(|d| d["name"] == "bad").unwrap();
+    assert_eq!(bad["group"], "g");
+    assert_eq!(bad["errors"], 1, "{bad}");
+    let p = &bad["problems"][0];
+    assert_eq!(p["severity"], "error", "{p}");
+    assert_eq!(p["path"], "steps[0].t", "{p}");
+    assert_eq!(p["line"], 1, "{p}");
+    assert!(p["file"].as_str().unwrap().ends_with("g/bad.json"), "{p}");
+    assert!(
+        p["message"].as_str().unwrap().contains("no_such_step"),
+        "{p}"
+    );
+    let good = docs.iter().find(|d| d["name"] == "good").unwrap();
+    assert_eq!(
+        (
+            good["errors"].as_u64(),
+            good["problems"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+    // Nothing but JSON on standard output; the problems are not repeated as text.
+    assert!(!stderr(&o).contains("no_such_step"), "{}", stderr(&o));
+}
+
 /// Input files that do not parse are bad input (2) wherever they are read: a matrix,
 /// a checklist, a VM spec.
 #[test]

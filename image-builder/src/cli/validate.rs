@@ -35,6 +35,11 @@ pub struct ValidateArgs {
     /// and files/ trees) instead of one.
     #[arg(long, conflicts_with_all = ["group", "name"])]
     all: bool,
+    /// Print one JSON object a template on standard output (`group`, `name`, `errors`,
+    /// `warnings`, `steps` and `problems`, each with `severity`, `file`, `path`, `line`,
+    /// `column` and `message`) instead of the problems as text on standard error.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -55,12 +60,19 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     let mut failed = 0;
     for (group, name) in &targets {
         let plan = template::plan(&root, group, name, &features, &opts);
+        if a.json {
+            if plan.errors().count() > 0 {
+                failed += 1;
+            }
+            println!("{}", serde_json::to_string(&json_summary(&plan))?);
+            continue;
+        }
         if report(&plan) > 0 {
             failed += 1;
         }
         summary(&plan);
     }
-    if targets.len() > 1 {
+    if targets.len() > 1 && !a.json {
         eprintln!("{} template(s), {failed} with errors", targets.len());
     }
     Ok(if failed == 0 {
@@ -79,4 +91,16 @@ fn summary(plan: &Plan) {
         plan.warnings().count(),
         plan.steps.len()
     );
+}
+
+/// What `--json` prints for one template.
+fn json_summary(plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
+        "group": plan.group,
+        "name": plan.name,
+        "errors": plan.errors().count(),
+        "warnings": plan.warnings().count(),
+        "steps": plan.steps.len(),
+        "problems": plan.problems,
+    })
 }
