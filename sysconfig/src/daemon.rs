@@ -61,6 +61,31 @@ pub struct Report {
 }
 
 impl Report {
+    /// `sysconfig plan --json`: the sources' verdict and every planned change, with the
+    /// plugin that would make it; password hashes redacted.
+    pub fn to_json(&self) -> Value {
+        let changes: Vec<Value> = self
+            .changes
+            .iter()
+            .map(|(plugin, c)| {
+                let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.insert("plugin".into(), Value::String(plugin.clone()));
+                }
+                redact(&mut v);
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "instance_id": self.instance_id,
+            "already_done": self.already_done,
+            "warnings": self.warnings,
+            "unowned": self.unowned,
+            "plugin_errors": self.plugin_errors,
+            "changes": changes,
+        })
+    }
+
     pub fn ok(&self) -> bool {
         self.plugin_errors.is_empty() && self.results.iter().all(|r| r.status != "failed")
     }
@@ -280,6 +305,52 @@ pub fn redact(v: &mut Value) {
     }
 }
 
+/// How a key's desired value stands against the applied one, for `show`.
+fn key_states<'a>(
+    d: &'a Map<String, Value>,
+    a: &'a Map<String, Value>,
+) -> Vec<(&'a String, &'static str, Value)> {
+    let mut keys: Vec<&String> = d.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let state = match (d.get(k), a.get(k)) {
+                (Some(x), Some(y)) if x == y => "applied",
+                (Some(_), Some(_)) => "differs",
+                (Some(_), None) => "not applied",
+                (None, Some(_)) => "no longer desired",
+                (None, None) => return None,
+            };
+            let mut shown = d.get(k).or(a.get(k)).cloned().unwrap_or(Value::Null);
+            redact(&mut shown);
+            Some((k, state, shown))
+        })
+        .collect()
+}
+
+/// `sysconfig show --json`: the stored desired and applied records (password hashes
+/// redacted) and each key's state.
+pub fn show_json(cfg: &Config, root: &std::path::Path) -> Result<Value, DaemonError> {
+    let store = Store::new(Root::new(root), &cfg.state.dir, cfg.state.history);
+    let desired = store.desired()?;
+    let applied = store.applied()?;
+    let empty = Map::new();
+    let d = desired.as_ref().map(|d| &d.desired).unwrap_or(&empty);
+    let a = applied.as_ref().map(|a| &a.applied).unwrap_or(&empty);
+    let keys: Vec<Value> = key_states(d, a)
+        .into_iter()
+        .map(|(k, state, _)| serde_json::json!({"key": k, "state": state}))
+        .collect();
+    let mut v = serde_json::json!({
+        "desired": desired,
+        "applied": applied,
+        "keys": keys,
+    });
+    redact(&mut v);
+    Ok(v)
+}
+
 /// `sysconfig show`: desired next to applied, key by key.
 pub fn show(cfg: &Config, root: &std::path::Path, out: &mut dyn Write) -> Result<(), DaemonError> {
     let store = Store::new(Root::new(root), &cfg.state.dir, cfg.state.history);
@@ -307,19 +378,7 @@ pub fn show(cfg: &Config, root: &std::path::Path, out: &mut dyn Write) -> Result
     let empty = Map::new();
     let d = desired.as_ref().map(|d| &d.desired).unwrap_or(&empty);
     let a = applied.as_ref().map(|a| &a.applied).unwrap_or(&empty);
-    let mut keys: Vec<&String> = d.keys().chain(a.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for k in keys {
-        let state = match (d.get(k), a.get(k)) {
-            (Some(x), Some(y)) if x == y => "applied",
-            (Some(_), Some(_)) => "differs",
-            (Some(_), None) => "not applied",
-            (None, Some(_)) => "no longer desired",
-            (None, None) => continue,
-        };
-        let mut shown = d.get(k).or(a.get(k)).cloned().unwrap_or(Value::Null);
-        redact(&mut shown);
+    for (k, state, shown) in key_states(d, a) {
         writeln!(
             out,
             "  {k}: {state}: {}",

@@ -57,10 +57,21 @@ struct Cli {
 enum Command {
     /// Show the desired and the applied state side by side.
     #[command(after_help = EXIT_HELP)]
-    Show,
+    Show {
+        /// Print the stored desired and applied records and each key's state as one JSON
+        /// object (password hashes redacted).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the changes the plugins would make.
     #[command(after_help = EXIT_HELP)]
-    Plan,
+    Plan {
+        /// Print the plan as one JSON object (`instance_id`, `warnings`, `unowned`,
+        /// `plugin_errors`, `changes` with their `plugin`, `id`, `key`, `summary`);
+        /// password hashes redacted.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply the desired state now (also when this instance was configured before).
     #[command(after_help = EXIT_HELP)]
     Apply,
@@ -188,6 +199,7 @@ fn init_logging(cfg: &config::Logging, cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn real_main() -> anyhow::Result<bool> {
+    use std::io::Write as _;
     let cli = Cli::parse();
     if let Some(Command::ManPages { dir }) = &cli.command {
         write_man_pages(dir)
@@ -204,9 +216,18 @@ fn real_main() -> anyhow::Result<bool> {
     let mut out = stdout.lock();
     let mode = match cli.command {
         None => Mode::Run,
-        Some(Command::Plan) => Mode::Plan,
+        Some(Command::Plan { .. }) => Mode::Plan,
         Some(Command::Apply) => Mode::Apply,
-        Some(Command::Show) => {
+        Some(Command::Show { json: true }) => {
+            let v = daemon::show_json(&cfg, &cli.root)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            )?;
+            return Ok(true);
+        }
+        Some(Command::Show { json: false }) => {
             daemon::show(&cfg, &cli.root, &mut out)?;
             return Ok(true);
         }
@@ -228,7 +249,18 @@ fn real_main() -> anyhow::Result<bool> {
         dry_run: cli.dry_run,
         mode,
     };
-    let report = daemon::run(&cfg, &opts, &runner, &mut out)?;
+    let json = matches!(cli.command, Some(Command::Plan { json: true }));
+    let report = if json {
+        let r = daemon::run(&cfg, &opts, &runner, &mut std::io::sink())?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&r.to_json()).unwrap_or_default()
+        )?;
+        r
+    } else {
+        daemon::run(&cfg, &opts, &runner, &mut out)?
+    };
     if !report.ok() {
         tracing::error!("sysconfig finished with failures; see the lines above");
     }

@@ -471,3 +471,48 @@ fn a_toml_syntax_error_does_not_print_the_password_hash() {
         "{err}"
     );
 }
+
+/// `plan --json` and `show --json`: one JSON object on standard output, hashes redacted.
+#[test]
+fn plan_and_show_print_json() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: plan_and_show_print_json needs root to apply ann's keys");
+        return;
+    }
+    let e = Env::new(DESIRED);
+    let (code, out, err) = e.run(&["plan", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    let changes = plan["changes"].as_array().unwrap();
+    let hostname = changes
+        .iter()
+        .find(|c| c["plugin"] == "hostname")
+        .expect("a hostname change");
+    assert_eq!(hostname["key"], "hostname");
+    assert_eq!(hostname["summary"], "set /etc/nodename to cli1");
+    assert!(changes.iter().any(|c| c["plugin"] == "users"), "{plan}");
+    assert_eq!(plan["plugin_errors"], serde_json::json!([]));
+    assert!(!out.contains("TopSecretHash") && !err.contains("TopSecretHash"));
+    // Nothing was stored by a plan.
+    let (_, out, _) = e.run(&["show", "--json"]);
+    let show: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&show["desired"], &show["applied"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+
+    let (code, out, err) = e.run(&["apply"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = e.run(&["show", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let show: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(show["desired"]["desired"]["hostname"], "cli1", "{show}");
+    assert_eq!(show["applied"]["ok"], true, "{show}");
+    let keys = show["keys"].as_array().unwrap();
+    assert!(
+        keys.contains(&serde_json::json!({"key": "hostname", "state": "applied"})),
+        "{show}"
+    );
+    assert!(!out.contains("TopSecretHash"), "{out}");
+    assert!(out.contains("<redacted>"), "{out}");
+}
