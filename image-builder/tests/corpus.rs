@@ -19,17 +19,23 @@ const FEATURES: &[&str] = &[
     "no-metadata-agent",
 ];
 
-/// The corpus: `$IMAGE_BUILDER_CORPUS`, or the shared material beside the checkout.
-fn corpus() -> PathBuf {
+/// The corpus: `$IMAGE_BUILDER_CORPUS`, or the shared material beside the checkout. When
+/// it is missing a test says `skipped: ...` and passes, except under CI (`CI` set), where
+/// the material is always laid beside the clone and its absence is a failure.
+fn corpus() -> Option<PathBuf> {
     let p = std::env::var_os("IMAGE_BUILDER_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    assert!(
-        p.is_dir(),
-        "the template corpus is expected at {} (the shared material beside the checkout, or set IMAGE_BUILDER_CORPUS)",
+    if p.is_dir() {
+        return Some(p);
+    }
+    let why = format!(
+        "the template corpus is not at {} (the shared material beside the checkout, or set IMAGE_BUILDER_CORPUS)",
         p.display()
     );
-    p
+    assert!(std::env::var_os("CI").is_none_or(|v| v.is_empty()), "{why}");
+    eprintln!("skipped: {why}");
+    None
 }
 
 /// Paths listed in UPSTREAM-FILES.txt exist upstream (scripts were left out on purpose).
@@ -43,12 +49,13 @@ fn upstream(tree: &Path) -> HashSet<PathBuf> {
 }
 
 /// (tree, group, name) -> every error, as (file relative to the tree, path, message).
-fn corpus_errors() -> Vec<(String, String, String, String, String, String)> {
+fn corpus_errors() -> Option<Vec<(String, String, String, String, String, String)>> {
+    let corpus = corpus()?;
     let features = Features::from_directives(FEATURES).unwrap();
     let mut out = Vec::new();
     let mut count = 0;
     for tree in ["helios-engvm", "toasterson-installer"] {
-        let root = corpus().join(tree);
+        let root = corpus.join(tree);
         let present = upstream(&root);
         let opts = PlanOptions {
             external: &[],
@@ -66,7 +73,7 @@ fn corpus_errors() -> Vec<(String, String, String, String, String, String)> {
         }
     }
     assert_eq!(count, 44, "the corpus has 44 main templates");
-    out
+    Some(out)
 }
 
 fn row(
@@ -94,7 +101,9 @@ fn row(
 
 #[test]
 fn corpus_reports_exactly_the_three_known_defects() {
-    let errors = corpus_errors();
+    let Some(errors) = corpus_errors() else {
+        return;
+    };
     let brief: Vec<(String, String, String, String)> = errors
         .iter()
         .map(|(t, tpl, f, p, _, _)| (t.clone(), tpl.clone(), f.clone(), p.clone()))
@@ -145,7 +154,9 @@ fn corpus_reports_exactly_the_three_known_defects() {
 
 #[test]
 fn corpus_defects_name_the_value_the_lookup_and_the_include_site() {
-    let errors = corpus_errors();
+    let Some(errors) = corpus_errors() else {
+        return;
+    };
     let msg = |tpl: &str, path: &str| {
         errors
             .iter()
@@ -184,7 +195,8 @@ fn corpus_defects_name_the_value_the_lookup_and_the_include_site() {
 
 #[test]
 fn corpus_plan_expands_macros_and_marks_skipped_steps() {
-    let root = corpus().join("helios-engvm");
+    let Some(corpus) = corpus() else { return };
+    let root = corpus.join("helios-engvm");
     let f = Features::from_directives(FEATURES.iter().chain(&["onu=https://onu.example/repo"]))
         .unwrap();
     let p = plan(
