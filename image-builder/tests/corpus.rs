@@ -49,7 +49,10 @@ fn upstream(tree: &Path) -> HashSet<PathBuf> {
 }
 
 /// (tree, group, name) -> every error, as (file relative to the tree, path, message).
-fn corpus_errors() -> Option<Vec<(String, String, String, String, String, String)>> {
+/// One error: tree, template, file, JSON path, message and the include site.
+type Row = (String, String, String, String, String, String);
+
+fn corpus_errors() -> Option<Vec<Row>> {
     let corpus = corpus()?;
     let features = Features::from_directives(FEATURES).unwrap();
     let mut out = Vec::new();
