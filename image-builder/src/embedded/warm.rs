@@ -42,6 +42,10 @@ pub const PORT_NAME: &str = "zfs-vm.ctl";
 /// Where the host's `/` is mounted read-write in the guest (`zfs-vm run --rw-root`).
 pub const HOST_RW: &str = "/run/zfs-vm-host";
 
+/// How long a guest that has run no command yet waits for its first, whatever its idle
+/// time.
+const FIRST_COMMAND_WAIT: Duration = Duration::from_secs(120);
+
 /// Default idle time before the guest stops itself.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 
@@ -342,7 +346,10 @@ pub fn serve(port: File, opts: &ServeOptions, runner: &SystemRunner) -> ServeEnd
         connected: connected.clone(),
     };
     let mut idle = opts.idle;
-    let mut deadline = Instant::now() + idle;
+    // The client that started the guest sends its command next: until one has come, the
+    // guest waits at least FIRST_COMMAND_WAIT, so an idle time of 0 (stop after each
+    // command) does not stop it before its first.
+    let mut deadline = Instant::now() + idle.max(FIRST_COMMAND_WAIT);
     let mut running: Option<Running> = None;
     let mut commands = 0u64;
     let mut closed = false;
@@ -1295,6 +1302,28 @@ mod tests {
         }
         assert!(beats >= 2, "{beats} heartbeats in a 1 s command at 200 ms");
         // idle_secs 0: the server stops right after the command, before the client leaves.
+        assert_eq!(h.join().unwrap(), ServeEnd::Idle);
+    }
+
+    /// A guest started with idle time 0 (stop after each command, as one-shot callers ask)
+    /// still waits for its first command instead of stopping before it arrives.
+    #[test]
+    fn idle_zero_still_serves_the_first_command() {
+        let (mut c, h) = pair(ServeOptions {
+            idle: Duration::ZERO,
+            ..opts()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let mut r = req(9, "true");
+        r.idle_secs = 0;
+        c.send(&Request::Run(r)).unwrap();
+        loop {
+            match c.recv(Duration::from_secs(5)).unwrap() {
+                Some(Reply::Beat { id: 9 }) => {}
+                Some(Reply::Exit { id: 9, code: 0 }) => break,
+                other => panic!("{other:?}"),
+            }
+        }
         assert_eq!(h.join().unwrap(), ServeEnd::Idle);
     }
 
