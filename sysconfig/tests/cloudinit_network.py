@@ -46,7 +46,11 @@ def default_for(gw):
     return "::/0" if ipaddress.ip_address(gw).version == 6 else "0.0.0.0/0"
 
 
-def meaning(ns):
+def meaning(ns, macs):
+    """`macs`: each physical interface's own MAC as the configuration gave it. cloud-init
+    copies a bond's parameters into its members (`handle_bond`, "copy in bond config into
+    slave"), a bond `mac_address` among them, so after parsing every member of a bond with
+    a MAC carries the bond's; the metadata's link is still the one with its own MAC."""
     ifaces = {i["name"]: i for i in ns.iter_interfaces()}
     keys = {}
 
@@ -56,7 +60,8 @@ def meaning(ns):
         i = ifaces[name]
         t = i["type"]
         if t == "physical":
-            k = i["mac_address"].lower() if i.get("mac_address") else "name:" + name
+            mac = macs.get(name) or i.get("mac_address")
+            k = mac.lower() if mac else "name:" + name
         elif t == "bond":
             members = sorted(key(n) for n, m in ifaces.items() if m.get("bond-master") == name)
             k = "bond(" + ",".join(members) + ")"
@@ -128,7 +133,12 @@ def read(path):
         cfg = yaml.safe_load(text)
         if "network" in cfg:
             cfg = cfg["network"]
-    return meaning(network_state.parse_net_config_data(cfg, skip_broken=False))
+    own = {}
+    if cfg.get("version") == 1:
+        for c in cfg.get("config", []):
+            if c.get("type") == "physical" and c.get("mac_address"):
+                own[c["name"]] = c["mac_address"]
+    return meaning(network_state.parse_net_config_data(cfg, skip_broken=False), own)
 
 
 def main():
