@@ -1,13 +1,26 @@
 //! files: whole files with content, mode and owner, written atomically inside the root.
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 use super::etcfiles;
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{or_default, Ctx, Outcome, Planned, Plugin, PluginError};
 use crate::schema::{Encoding, FileSpec};
 
 pub struct Files;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default, deserialize_with = "or_default")]
+    pub files: Vec<FileSpec>,
+}
+
+/// Write the file at this index of the list (`files`, or the users plugin's
+/// `deferred_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub index: usize,
+}
 
 /// Standard base64 (`base64` crate; padding as RFC 4648 requires it, white space
 /// between the characters allowed).
@@ -35,16 +48,12 @@ fn mode(f: &FileSpec) -> Result<u32, String> {
 
 /// What the file should hold: the content, or for `append` the existing file with the
 /// content added (unless it already ends with it: a second run adds nothing).
-fn wanted(ctx: &Ctx, f: &FileSpec) -> Result<Vec<u8>, String> {
+fn wanted(ctx: &Ctx, f: &FileSpec) -> Result<Vec<u8>, PluginError> {
     let bytes = content(f)?;
     if !f.append {
         return Ok(bytes);
     }
-    let old = ctx
-        .root
-        .read(&f.path)
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+    let old = ctx.root.read(&f.path)?.unwrap_or_default();
     if !bytes.is_empty() && old.ends_with(&bytes) {
         return Ok(old);
     }
@@ -54,13 +63,22 @@ fn wanted(ctx: &Ctx, f: &FileSpec) -> Result<Vec<u8>, String> {
 }
 
 /// The change for one file of the list under `key`, or `None` when it is up to date.
-pub fn plan_file(ctx: &Ctx, key: &str, i: usize, f: &FileSpec) -> Result<Option<Change>, String> {
+pub fn plan_file(
+    ctx: &Ctx,
+    key: &'static str,
+    i: usize,
+    f: &FileSpec,
+) -> Result<Option<Planned<Change>>, PluginError> {
     if !f.path.starts_with('/') {
-        return Err(format!("{key}[{i}]: path {:?} must be absolute", f.path));
+        return Err(PluginError::Invalid {
+            what: format!("{key}[{i}]: path"),
+            value: f.path.clone(),
+            reason: "must be absolute".into(),
+        });
     }
     let bytes = wanted(ctx, f)?;
     let m = mode(f)?;
-    let stat = ctx.root.stat(&f.path).map_err(|e| e.to_string())?;
+    let stat = ctx.root.stat(&f.path)?;
     let same = match stat {
         Some(_) if !f.overwrite => true,
         Some(st) => {
@@ -78,7 +96,7 @@ pub fn plan_file(ctx: &Ctx, key: &str, i: usize, f: &FileSpec) -> Result<Option<
         return Ok(None);
     }
     let verb = if f.append { "append to" } else { "write" };
-    Ok(Some(change(
+    Ok(Some(Planned::new(
         key,
         if key == "files" {
             f.path.clone()
@@ -93,15 +111,17 @@ pub fn plan_file(ctx: &Ctx, key: &str, i: usize, f: &FileSpec) -> Result<Option<
             f.group,
             content(f)?.len()
         ),
-        json!({"index": i}),
+        Change { index: i },
     )))
 }
 
 /// Writes one file (atomically: an `append` writes the old content and the new).
-pub fn apply_file(ctx: &Ctx, f: &FileSpec) -> Result<Outcome, String> {
+pub fn apply_file(ctx: &Ctx, f: &FileSpec) -> Result<Outcome, PluginError> {
     let owner = match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
         (Ok(u), Ok(g)) => Some((u, g)),
-        (Err(e), _) | (_, Err(e)) if !ctx.dry_run => return Err(format!("{}: {e}", f.path)),
+        (Err(e), _) | (_, Err(e)) if !ctx.dry_run => {
+            return Err(PluginError::Failed(format!("{}: {e}", f.path)))
+        }
         _ => None,
     };
     ctx.write(&f.path, &wanted(ctx, f)?, mode(f)?, owner)?;
@@ -112,27 +132,21 @@ impl Plugin for Files {
     const NAME: &'static str = "files";
     const KEYS: &'static [&'static str] = &["files"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
+    type Input = Input;
+    type Change = Change;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Change>>, PluginError> {
         let mut out = Vec::new();
-        for (i, f) in files.iter().enumerate() {
+        for (i, f) in input.files.iter().enumerate() {
             out.extend(plan_file(ctx, "files", i, f)?);
         }
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
-        let f = c
-            .data
-            .get("index")
-            .and_then(Value::as_u64)
-            .and_then(|i| files.get(i as usize))
+    fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
+        let f = input
+            .files
+            .get(c.index)
             .ok_or("the change does not name a desired file")?;
         apply_file(ctx, f)
     }
@@ -143,6 +157,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use runner::Recorder;
+    use serde_json::json;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
