@@ -92,7 +92,10 @@ impl Plugin for Dns {
     }
 
     fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
-        let d = input.dns.as_ref().ok_or("dns is not set")?;
+        let d = input
+            .dns
+            .as_ref()
+            .ok_or_else(|| PluginError::NotDesired("dns".into()))?;
         match c {
             Change::ResolvConf => {
                 ctx.write("/etc/resolv.conf", resolv_conf(d).as_bytes(), 0o644, None)?;
@@ -104,9 +107,11 @@ impl Plugin for Dns {
                 }
             }
             Change::Nsswitch => {
-                let text = ctx
-                    .read("/etc/nsswitch.dns")?
-                    .ok_or("/etc/nsswitch.dns is missing")?;
+                let text =
+                    ctx.read("/etc/nsswitch.dns")?
+                        .ok_or_else(|| PluginError::MissingFile {
+                            path: "/etc/nsswitch.dns".into(),
+                        })?;
                 ctx.write("/etc/nsswitch.conf", text.as_bytes(), 0o644, None)?;
                 if ctx.live() {
                     ctx.run(

@@ -24,6 +24,30 @@ pub enum PluginError {
         value: String,
         reason: String,
     },
+    /// Several problems with a description, all found at once.
+    #[error("{}", .0.join("; "))]
+    Problems(Vec<String>),
+    /// Base64 content of a file that does not decode.
+    #[error("{path}: invalid base64: {source}")]
+    Base64 {
+        path: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// A file owner or group that the root's /etc/passwd or /etc/group does not have.
+    #[error("no {kind} `{name}` in {file}")]
+    NoSuch {
+        kind: &'static str,
+        name: String,
+        file: &'static str,
+    },
+    /// A file the change needs that the root does not have.
+    #[error("{path} is missing")]
+    MissingFile { path: String },
+    /// A change for something the input does not describe (a change and an input that do
+    /// not belong together).
+    #[error("{0} is not in the desired state")]
+    NotDesired(String),
     /// The `data` of a change does not read back as one of this plugin's changes (a
     /// change not planned by this version of the plugin).
     #[error("change {id}: its data is not a change of this plugin: {source}")]
@@ -55,16 +79,4 @@ fn shown(value: &Option<String>) -> String {
         .as_ref()
         .map(|v| format!(" = {v}"))
         .unwrap_or_default()
-}
-
-impl From<String> for PluginError {
-    fn from(s: String) -> Self {
-        PluginError::Failed(s)
-    }
-}
-
-impl From<&str> for PluginError {
-    fn from(s: &str) -> Self {
-        PluginError::Failed(s.to_string())
-    }
 }

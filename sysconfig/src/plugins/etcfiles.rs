@@ -64,7 +64,11 @@ pub fn gid(ctx: &Ctx, who: &str) -> Result<u32, PluginError> {
                 .flatten()
         })
         .or((who == "root").then_some(0))
-        .ok_or_else(|| PluginError::Failed(format!("no group `{who}` in /etc/group")))
+        .ok_or_else(|| PluginError::NoSuch {
+            kind: "group",
+            name: who.into(),
+            file: "/etc/group",
+        })
 }
 
 /// The supplementary groups `name` is listed in, sorted.

@@ -24,26 +24,31 @@ pub struct Change {
 
 /// Standard base64 (`base64` crate; padding as RFC 4648 requires it, white space
 /// between the characters allowed).
-pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
+pub fn base64_decode(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
     use base64::Engine;
     let clean: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(clean)
-        .map_err(|e| format!("invalid base64: {e}"))
+    base64::engine::general_purpose::STANDARD.decode(clean)
 }
 
-fn content(f: &FileSpec) -> Result<Vec<u8>, String> {
+fn content(f: &FileSpec) -> Result<Vec<u8>, PluginError> {
     match f.encoding {
         Encoding::Plain => Ok(f.content.clone().into_bytes()),
-        Encoding::Base64 => base64_decode(&f.content).map_err(|e| format!("{}: {e}", f.path)),
+        Encoding::Base64 => base64_decode(&f.content).map_err(|source| PluginError::Base64 {
+            path: f.path.clone(),
+            source,
+        }),
     }
 }
 
-fn mode(f: &FileSpec) -> Result<u32, String> {
+fn mode(f: &FileSpec) -> Result<u32, PluginError> {
     u32::from_str_radix(f.mode.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or(format!("{}: mode {:?} is not octal", f.path, f.mode))
+        .ok_or_else(|| PluginError::Invalid {
+            what: format!("{}: mode", f.path),
+            value: f.mode.clone(),
+            reason: "is not octal".into(),
+        })
 }
 
 /// What the file should hold: the content, or for `append` the existing file with the
@@ -147,7 +152,7 @@ impl Plugin for Files {
         let f = input
             .files
             .get(c.index)
-            .ok_or("the change does not name a desired file")?;
+            .ok_or_else(|| PluginError::NotDesired(format!("files[{}]", c.index)))?;
         apply_file(ctx, f)
     }
 }
@@ -157,7 +162,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use runner::Recorder;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
@@ -199,6 +204,20 @@ mod tests {
             .unwrap()
             .is_file());
         assert!(testing::plan(&Files, &root, &rec, d).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_content_and_mode_name_the_file_and_value() {
+        let t = tempfile::tempdir().unwrap();
+        let plan =
+            |f: Value| testing::plan(&Files, t.path(), &Recorder::new(), json!({"files": [f]}));
+        let e =
+            plan(json!({"path": "/etc/a", "content": "a*b", "encoding": "base64"})).unwrap_err();
+        assert!(e.starts_with("/etc/a: invalid base64: "), "{e}");
+        let e = plan(json!({"path": "/etc/a", "content": "", "mode": "0999"})).unwrap_err();
+        assert_eq!(e, "/etc/a: mode \"0999\" is not octal");
+        let e = plan(json!({"path": "etc/a", "content": ""})).unwrap_err();
+        assert_eq!(e, "files[0]: path \"etc/a\" must be absolute");
     }
 
     #[test]

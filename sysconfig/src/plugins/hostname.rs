@@ -109,7 +109,10 @@ impl Plugin for Hostname {
     }
 
     fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
-        let h = input.hostname.as_deref().ok_or("hostname is not set")?;
+        let h = input
+            .hostname
+            .as_deref()
+            .ok_or_else(|| PluginError::NotDesired("hostname".into()))?;
         match c {
             Change::Nodename => {
                 ctx.write("/etc/nodename", format!("{h}\n").as_bytes(), 0o644, None)?;

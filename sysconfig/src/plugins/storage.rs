@@ -143,7 +143,10 @@ impl Plugin for Storage {
     }
 
     fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
-        let spec = input.storage.as_ref().ok_or("storage is not set")?;
+        let spec = input
+            .storage
+            .as_ref()
+            .ok_or_else(|| PluginError::NotDesired("storage".into()))?;
         let live = ctx.live();
         let skipped = || {
             Ok(Outcome::Skipped(
@@ -159,7 +162,7 @@ impl Plugin for Storage {
                     .pools
                     .iter()
                     .find(|p| p.name == *name)
-                    .ok_or("pool not in desired state")?;
+                    .ok_or_else(|| PluginError::NotDesired(format!("pool {name}")))?;
                 ctx.run(zpool_create(p))?;
             }
             Change::Dataset { dataset: name } => {
@@ -170,7 +173,7 @@ impl Plugin for Storage {
                     .datasets
                     .iter()
                     .find(|d| d.name == *name)
-                    .ok_or("dataset not in desired state")?;
+                    .ok_or_else(|| PluginError::NotDesired(format!("dataset {name}")))?;
                 let mut cmd = Cmd::new(ZFS).args(["create", "-p"]);
                 for (k, v) in &d.properties {
                     cmd = cmd.arg("-o").arg(format!("{k}={v}"));
@@ -181,11 +184,17 @@ impl Plugin for Storage {
                 if !live {
                     return skipped();
                 }
-                let s = spec.swap.as_ref().ok_or("swap not in desired state")?;
+                let s = spec
+                    .swap
+                    .as_ref()
+                    .ok_or_else(|| PluginError::NotDesired("storage.swap".into()))?;
                 ctx.run(Cmd::new(ZFS).args(["create", "-V", &s.size, &s.volume]))?;
             }
             Change::SwapVfstab => {
-                let s = spec.swap.as_ref().ok_or("swap not in desired state")?;
+                let s = spec
+                    .swap
+                    .as_ref()
+                    .ok_or_else(|| PluginError::NotDesired("storage.swap".into()))?;
                 let mut vfstab = ctx.read("/etc/vfstab")?.unwrap_or_default();
                 if !vfstab.is_empty() && !vfstab.ends_with('\n') {
                     vfstab.push('\n');
@@ -211,7 +220,9 @@ impl Plugin for Storage {
                     .unwrap_or_default()
                     .to_string();
                 if pool.is_empty() {
-                    return Err("cannot find the root pool".into());
+                    return Err(PluginError::Failed(
+                        "cannot find the root pool (`zfs list -H -o name /` names none)".into(),
+                    ));
                 }
                 let vdevs = ctx
                     .query(Cmd::new(ZPOOL).args(["list", "-H", "-v", "-P", "-o", "name", &pool]))?

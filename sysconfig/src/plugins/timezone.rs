@@ -155,7 +155,10 @@ impl Plugin for Timezone {
             }
             return Ok(Outcome::Done);
         }
-        let tz = input.timezone.as_deref().ok_or("timezone is not set")?;
+        let tz = input
+            .timezone
+            .as_deref()
+            .ok_or_else(|| PluginError::NotDesired("timezone".into()))?;
         let text = ctx.read("/etc/default/init")?.unwrap_or_default();
         ctx.write(
             "/etc/default/init",

@@ -170,7 +170,7 @@ fn find<'a>(users: &'a [User], name: &str) -> Result<&'a User, PluginError> {
     users
         .iter()
         .find(|u| u.name == name)
-        .ok_or_else(|| PluginError::Failed(format!("user {name} is not in the desired state")))
+        .ok_or_else(|| PluginError::NotDesired(format!("user {name}")))
 }
 
 impl Plugin for Users {
@@ -340,7 +340,7 @@ impl Plugin for Users {
                 let f = input
                     .deferred_files
                     .get(*index)
-                    .ok_or("the change does not name a deferred file")?;
+                    .ok_or_else(|| PluginError::NotDesired(format!("deferred_files[{index}]")))?;
                 super::files::apply_file(ctx, f)
             }
             Change::CreateGroup { group } | Change::GroupMembers { group } => {
@@ -375,12 +375,17 @@ fn modify(ctx: &Ctx, u: &User) -> Result<Outcome, PluginError> {
 /// The password field of the user's /etc/shadow entry.
 fn set_password(ctx: &Ctx, u: &User) -> Result<Outcome, PluginError> {
     let name = &u.name;
-    let hash = wanted_password(u).ok_or("no password hash")?;
+    let hash = wanted_password(u)
+        .ok_or_else(|| PluginError::NotDesired(format!("the password of user {name}")))?;
     if ctx.dry_run {
         ctx.write("/etc/shadow", b"", 0o400, Some((0, 3)))?;
         return Ok(Outcome::Done);
     }
-    let shadow = ctx.read("/etc/shadow")?.ok_or("/etc/shadow is missing")?;
+    let shadow = ctx
+        .read("/etc/shadow")?
+        .ok_or_else(|| PluginError::MissingFile {
+            path: "/etc/shadow".into(),
+        })?;
     let today = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() / 86400)
@@ -446,7 +451,7 @@ fn apply_group(
     let g = groups
         .iter()
         .find(|g| g.name == name)
-        .ok_or_else(|| PluginError::Failed(format!("group {name} is not in the desired state")))?;
+        .ok_or_else(|| PluginError::NotDesired(format!("group {name}")))?;
     if matches!(c, Change::CreateGroup { .. }) {
         ctx.run(groupadd(ctx, &g.name))?;
         return Ok(Outcome::Done);

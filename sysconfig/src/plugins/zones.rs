@@ -292,9 +292,7 @@ impl Plugin for Zones {
             .zones
             .iter()
             .find(|z| z.name == *name)
-            .ok_or_else(|| {
-                PluginError::Failed(format!("zone {name:?} is not in the desired state"))
-            })?;
+            .ok_or_else(|| PluginError::NotDesired(format!("zone {name:?}")))?;
         match c {
             Change::Configure { replace, .. } => {
                 if let Err(e) = ctx.run(zonecfg(&z.name, &zonecfg_script(z, *replace))) {

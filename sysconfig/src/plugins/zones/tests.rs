@@ -469,5 +469,5 @@ networks = [{ physical = "vioif0", address = "192.168.1.9/24" }]
          set ip-type=shared; add net; set physical=vioif0; set address=192.168.1.9/24; end; \
          verify; commit"
     );
-    assert_eq!(check(&d.zones), Ok(()));
+    assert!(check(&d.zones).is_ok());
 }
