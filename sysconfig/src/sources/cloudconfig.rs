@@ -165,7 +165,10 @@ pub fn parse(source_name: &'static str, raw: &[u8]) -> Result<UserData, SourceEr
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(ud);
     }
-    let parts = mime::parts(raw, &mut ud.warnings).map_err(bad)?;
+    let parts = mime::parts(raw, &mut ud.warnings).map_err(|e| SourceError::Malformed {
+        source_name,
+        error: super::Malformed::UserData(e),
+    })?;
     let mut cfg: Vec<(String, Node)> = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         let name = p

@@ -17,12 +17,9 @@ pub fn read(devices: &[PathBuf]) -> Result<Option<Found>, SourceError> {
         return Ok(None);
     };
     tracing::info!("source configdrive: volume {}", path.display());
-    from_volume(&mut vol).map(Some).map_err(|e| match e {
-        SourceError::Malformed { message, .. } => {
-            SourceError::malformed(NAME, format!("{}: {message}", path.display()))
-        }
-        other => other,
-    })
+    from_volume(&mut vol)
+        .map(Some)
+        .map_err(|e| e.within(path.display().to_string()))
 }
 
 pub fn from_volume<R: ReadSeek>(vol: &mut Volume<R>) -> Result<Found, SourceError> {
