@@ -47,6 +47,9 @@ pub enum Malformed {
     /// User-data that cannot be taken apart (gzip, MIME, an archive).
     #[error("user-data: {0}")]
     UserData(#[source] mime::MimeError),
+    /// The local desired-configuration file.
+    #[error("{0}")]
+    Local(#[source] local::LocalError),
     /// The problem is in this file, device or URL.
     #[error("{path}: {error}")]
     In {
