@@ -47,6 +47,9 @@ pub enum Malformed {
     /// User-data that cannot be taken apart (gzip, MIME, an archive).
     #[error("user-data: {0}")]
     UserData(#[source] mime::MimeError),
+    /// A YAML (or JSON) document that does not read.
+    #[error("{0}")]
+    Yaml(#[source] crate::yaml::ParseError),
     /// The local desired-configuration file.
     #[error("{0}")]
     Local(#[source] local::LocalError),
@@ -204,8 +207,13 @@ fn derived_instance_id(d: &Desired) -> String {
 
 /// A YAML or JSON document as JSON. YAML is a superset of JSON, so one parser reads both.
 pub fn parse_yaml(source_name: &'static str, what: &str, text: &str) -> Result<Value, SourceError> {
-    crate::yaml::parse(text)
-        .map_err(|e| SourceError::malformed(source_name, format!("{what}: {e}")))
+    crate::yaml::parse(text).map_err(|e| SourceError::Malformed {
+        source_name,
+        error: Malformed::In {
+            path: what.into(),
+            error: Box::new(Malformed::Yaml(e)),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ impl Node {
     /// binary data that is UTF-8 becomes a string (other binary data is an error, JSON
     /// has no bytes), a timestamp its text, an integer beyond 64 bits or an infinite
     /// float its decimal text.
-    pub fn to_json(&self) -> Result<Value, String> {
+    pub fn to_json(&self) -> Result<Value, ParseError> {
         Ok(match self {
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(*b),
@@ -90,10 +90,9 @@ impl Node {
                 .map(Value::Number)
                 .unwrap_or_else(|| Value::String(f.to_string())),
             Node::Str(s) | Node::Timestamp(s) => Value::String(s.clone()),
-            Node::Bytes(b) => Value::String(
-                String::from_utf8(b.clone())
-                    .map_err(|_| "binary data that is not UTF-8 text".to_string())?,
-            ),
+            Node::Bytes(b) => {
+                Value::String(String::from_utf8(b.clone()).map_err(|_| ParseError::BinaryNotText)?)
+            }
             Node::Seq(a) => Value::Array(a.iter().map(Node::to_json).collect::<Result<_, _>>()?),
             Node::Map(m) => {
                 let mut out = Map::new();
@@ -128,10 +127,19 @@ impl Node {
     }
 }
 
+/// Why a YAML document cannot be read as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    /// `!!binary` data that JSON cannot hold.
+    #[error("binary data that is not UTF-8 text")]
+    BinaryNotText,
+}
+
 /// Parses one YAML document into JSON (see [`Node::to_json`]). An empty document is null.
-pub fn parse(text: &str) -> Result<Value, String> {
-    let node = load(text).map_err(|e| e.to_string())?;
-    node.to_json()
+pub fn parse(text: &str) -> Result<Value, ParseError> {
+    load(text)?.to_json()
 }
 
 enum Frame {
