@@ -59,8 +59,13 @@ pub fn parse(
     if let Some(n) = network_data {
         super::merge_under(
             &mut desired,
-            super::netconfig::from_network_data(n)
-                .map_err(|m| bad(format!("network_data.json: {m}")))?,
+            super::netconfig::from_network_data(n).map_err(|error| SourceError::Malformed {
+                source_name: NAME,
+                error: super::Malformed::In {
+                    path: "network_data.json".into(),
+                    error: Box::new(super::Malformed::Network { line: None, error }),
+                },
+            })?,
         );
     }
     let (desired, warnings) = cloudconfig::combine(NAME, user_data, &keys, desired)?;

@@ -50,6 +50,14 @@ pub enum Malformed {
     /// A YAML (or JSON) document that does not read.
     #[error("{0}")]
     Yaml(#[source] crate::yaml::ParseError),
+    /// A network document (network-config, network_data.json) with a field that does
+    /// not fit, on this line when the document shows where.
+    #[error("{}{error}", line.map(|n| format!("line {n}: ")).unwrap_or_default())]
+    Network {
+        line: Option<usize>,
+        #[source]
+        error: netconfig::NetError,
+    },
     /// The local desired-configuration file.
     #[error("{0}")]
     Local(#[source] local::LocalError),
