@@ -58,6 +58,9 @@ pub enum Malformed {
         #[source]
         error: netconfig::NetError,
     },
+    /// SmartOS `sdc:routes` or `sdc:nics`.
+    #[error("{0}")]
+    SmartOs(#[source] smartos::MetadataError),
     /// The local desired-configuration file.
     #[error("{0}")]
     Local(#[source] local::LocalError),
