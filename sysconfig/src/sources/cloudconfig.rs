@@ -25,7 +25,7 @@
 use serde_json::{json, Map, Value};
 
 use super::mime::{self, Part};
-use super::SourceError;
+use super::{Malformed, SourceError};
 use crate::yaml::{self, Node};
 
 /// Top-level cloud-config keys that are read (`disable_root` is accepted: root is the
@@ -160,14 +160,13 @@ pub fn combine(
 
 /// Reads user-data (raw bytes: it may be gzip'd).
 pub fn parse(source_name: &'static str, raw: &[u8]) -> Result<UserData, SourceError> {
-    let bad = |m: String| SourceError::malformed(source_name, format!("user-data: {m}"));
     let mut ud = UserData::default();
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(ud);
     }
     let parts = mime::parts(raw, &mut ud.warnings).map_err(|e| SourceError::Malformed {
         source_name,
-        error: super::Malformed::UserData(e),
+        error: Malformed::UserData(e),
     })?;
     let mut cfg: Vec<(String, Node)> = Vec::new();
     for (i, p) in parts.iter().enumerate() {
@@ -177,7 +176,18 @@ pub fn parse(source_name: &'static str, raw: &[u8]) -> Result<UserData, SourceEr
             .unwrap_or_else(|| format!("part {}", i + 1));
         match p.ctype.as_str() {
             "text/cloud-config" => {
-                if let Some(m) = cloud_config(p, &name, &mut ud.warnings).map_err(bad)? {
+                let read = cloud_config(p, &name, &mut ud.warnings);
+                let read = read.map_err(|e| SourceError::Malformed {
+                    source_name,
+                    error: Malformed::In {
+                        path: "user-data".into(),
+                        error: Box::new(Malformed::In {
+                            path: name.clone(),
+                            error: Box::new(Malformed::CloudConfig(e)),
+                        }),
+                    },
+                })?;
+                if let Some(m) = read {
                     for (k, v) in m {
                         cfg.retain(|(e, _)| *e != k);
                         cfg.push((k, v));
@@ -239,25 +249,31 @@ fn describe(ctype: &str) -> String {
     }
 }
 
+/// Why a `#cloud-config` part cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudConfigError {
+    #[error("not UTF-8 text")]
+    NotUtf8,
+    #[error(transparent)]
+    Yaml(#[from] yaml::YamlError),
+    #[error("the cloud-config is {0}, not a mapping")]
+    NotAMapping(&'static str),
+}
+
 fn cloud_config(
     p: &Part,
     name: &str,
     warnings: &mut Vec<String>,
-) -> Result<Option<Vec<(String, Node)>>, String> {
-    let text = std::str::from_utf8(&p.payload).map_err(|_| format!("{name}: not UTF-8 text"))?;
-    let doc = yaml::load(text).map_err(|e| format!("{name}: {e}"))?;
+) -> Result<Option<Vec<(String, Node)>>, CloudConfigError> {
+    let text = std::str::from_utf8(&p.payload).map_err(|_| CloudConfigError::NotUtf8)?;
+    let doc = yaml::load(text)?;
     let m = match doc {
         Node::Null => {
             warnings.push(format!("user-data {name}: empty cloud-config; ignored"));
             return Ok(None);
         }
         Node::Map(m) => m,
-        other => {
-            return Err(format!(
-                "{name}: the cloud-config is {}, not a mapping",
-                other.kind()
-            ))
-        }
+        other => return Err(CloudConfigError::NotAMapping(other.kind())),
     };
     if p.merge_header || m.iter().any(|(k, _)| k == "merge_how" || k == "merge_type") {
         warnings.push(format!(

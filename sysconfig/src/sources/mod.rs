@@ -61,6 +61,9 @@ pub enum Malformed {
     /// SmartOS `sdc:routes` or `sdc:nics`.
     #[error("{0}")]
     SmartOs(#[source] smartos::MetadataError),
+    /// A `#cloud-config` part of user-data.
+    #[error("{0}")]
+    CloudConfig(#[source] cloudconfig::CloudConfigError),
     /// The local desired-configuration file.
     #[error("{0}")]
     Local(#[source] local::LocalError),
