@@ -173,6 +173,8 @@ pub struct Adapter<'r, P> {
 }
 
 impl<P: Plugin> Handler for Adapter<'_, P> {
+    type Error = PluginError;
+
     fn describe(&self) -> Describe {
         Describe {
             name: P::NAME.into(),
@@ -181,20 +183,20 @@ impl<P: Plugin> Handler for Adapter<'_, P> {
         }
     }
 
-    fn plan(&self, p: PlanParams) -> Result<PlanResult, String> {
+    fn plan(&self, p: PlanParams) -> Result<PlanResult, PluginError> {
         let ctx = Ctx::new(Root::new(p.root), true, self.runner);
-        let input: P::Input = input_of(&p.desired).map_err(|e| e.to_string())?;
-        let changes = self
-            .plugin
-            .plan(&ctx, &input)
-            .and_then(|planned| planned.iter().map(Planned::to_protocol).collect())
-            .map_err(|e| e.to_string())?;
+        let input: P::Input = input_of(&p.desired)?;
+        let planned = self.plugin.plan(&ctx, &input)?;
+        let changes = planned
+            .iter()
+            .map(Planned::to_protocol)
+            .collect::<Result<_, _>>()?;
         Ok(PlanResult { changes })
     }
 
-    fn apply(&self, p: ApplyParams) -> Result<ApplyResult, String> {
+    fn apply(&self, p: ApplyParams) -> Result<ApplyResult, PluginError> {
         let ctx = Ctx::new(Root::new(p.root), p.dry_run, self.runner);
-        let input: P::Input = input_of(&p.desired).map_err(|e| e.to_string())?;
+        let input: P::Input = input_of(&p.desired)?;
         let mut results = Vec::new();
         for c in &p.changes {
             let outcome =

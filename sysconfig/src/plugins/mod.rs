@@ -263,6 +263,7 @@ pub mod testing {
             desired: desired.as_object().cloned().unwrap_or_default(),
         })
         .map(|r| r.changes)
+        .map_err(|e| e.to_string())
     }
 
     pub fn apply<P: Plugin>(
@@ -284,6 +285,7 @@ pub mod testing {
             changes,
         })
         .map(|r| r.results)
+        .map_err(|e| e.to_string())
     }
 
     impl<P: Plugin> Plugin for &P {
