@@ -635,8 +635,19 @@ fn users_and_groups(cfg: &Node, ud: &mut UserData) {
     }
 }
 
+/// Why a `groups` value is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupsError {
+    #[error("{0} is not a list, a mapping or a string")]
+    Shape(&'static str),
+    #[error("members of {group} are {kind}")]
+    Members { group: String, kind: &'static str },
+    #[error("a group name is {0}")]
+    Name(&'static str),
+}
+
 /// `_normalize_groups`.
-fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
+fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, GroupsError> {
     let list: Vec<Node> = match g {
         Node::Str(s) => s
             .trim()
@@ -645,12 +656,7 @@ fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
             .collect(),
         Node::Seq(a) => a.clone(),
         Node::Map(_) => vec![g.clone()],
-        other => {
-            return Err(format!(
-                "{} is not a list, a mapping or a string",
-                other.kind()
-            ))
-        }
+        other => return Err(GroupsError::Shape(other.kind())),
     };
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for i in list {
@@ -660,7 +666,12 @@ fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
                     let members = match &v {
                         Node::Seq(a) => a.iter().filter_map(scalar_text).collect::<Vec<_>>(),
                         Node::Str(s) => vec![s.clone()],
-                        other => return Err(format!("members of {k} are {}", other.kind())),
+                        other => {
+                            return Err(GroupsError::Members {
+                                group: k,
+                                kind: other.kind(),
+                            })
+                        }
                     };
                     match out.iter_mut().find(|(n, _)| *n == k) {
                         Some((_, m)) => m.extend(members),
@@ -673,7 +684,7 @@ fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
                     out.push((s, vec![]));
                 }
             }
-            other => return Err(format!("a group name is {}", other.kind())),
+            other => return Err(GroupsError::Name(other.kind())),
         }
     }
     // uniq_merge_sorted: members split at commas, de-duplicated, sorted.
@@ -924,15 +935,50 @@ fn write_files(cfg: &Node, ud: &mut UserData) {
     }
 }
 
+/// Why a `write_files` entry is skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteFileError {
+    #[error("the entry is {0}, not a mapping")]
+    NotAMapping(&'static str),
+    #[error("path is {0}, not a string")]
+    PathType(&'static str),
+    #[error("no path")]
+    NoPath,
+    /// The entry for this path has an unusable field.
+    #[error("{path}: {problem}")]
+    In { path: String, problem: FileProblem },
+}
+
+/// What is wrong with one field of a `write_files` entry.
+#[derive(Debug, thiserror::Error)]
+pub enum FileProblem {
+    #[error("content is {0}, not text or binary")]
+    Content(&'static str),
+    #[error("encoding is {0}")]
+    Encoding(&'static str),
+    #[error(transparent)]
+    Decode(#[from] mime::MimeError),
+    #[error("permissions {0} is not a mode")]
+    NotAMode(i128),
+    #[error("permissions {0:o} are not a file mode")]
+    ModeTooLarge(u32),
+    #[error("owner is {0}, not user:group")]
+    Owner(&'static str),
+}
+
 /// One `write_files` entry: the file, whether it is deferred, a warning.
-fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
+fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), WriteFileError> {
     if !matches!(f, Node::Map(_)) {
-        return Err(format!("the entry is {}, not a mapping", f.kind()));
+        return Err(WriteFileError::NotAMapping(f.kind()));
     }
     let path = match f.get("path") {
         Some(Node::Str(p)) if !p.is_empty() => abspath(p),
-        Some(v) if py_bool(v) => return Err(format!("path is {}, not a string", v.kind())),
-        _ => return Err("no path".into()),
+        Some(v) if py_bool(v) => return Err(WriteFileError::PathType(v.kind())),
+        _ => return Err(WriteFileError::NoPath),
+    };
+    let at = |problem: FileProblem| WriteFileError::In {
+        path: path.clone(),
+        problem,
     };
     let mut warn = None;
     if let Some(src) = f.get("source") {
@@ -946,25 +992,20 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
         None | Some(Node::Null) => Vec::new(),
         Some(Node::Str(s)) => s.clone().into_bytes(),
         Some(Node::Bytes(b)) => b.clone(),
-        Some(other) => {
-            return Err(format!(
-                "{path}: content is {}, not text or binary",
-                other.kind()
-            ))
-        }
+        Some(other) => return Err(at(FileProblem::Content(other.kind()))),
     };
     let encoding = match f.get("encoding") {
         None | Some(Node::Null) => String::new(),
         Some(Node::Str(s)) => s.trim().to_lowercase(),
-        Some(other) => return Err(format!("{path}: encoding is {}", other.kind())),
+        Some(other) => return Err(at(FileProblem::Encoding(other.kind()))),
     };
     let bytes = match encoding.as_str() {
-        "gz" | "gzip" => mime::gunzip(&raw).map_err(|e| format!("{path}: {e}"))?,
+        "gz" | "gzip" => mime::gunzip(&raw).map_err(|e| at(e.into()))?,
         "gz+base64" | "gzip+base64" | "gz+b64" | "gzip+b64" => {
-            let b = mime::b64decode(&raw).map_err(|e| format!("{path}: {e}"))?;
-            mime::gunzip(&b).map_err(|e| format!("{path}: {e}"))?
+            let b = mime::b64decode(&raw).map_err(|e| at(e.into()))?;
+            mime::gunzip(&b).map_err(|e| at(e.into()))?
         }
-        "b64" | "base64" => mime::b64decode(&raw).map_err(|e| format!("{path}: {e}"))?,
+        "b64" | "base64" => mime::b64decode(&raw).map_err(|e| at(e.into()))?,
         "" | "text/plain" => raw,
         other => {
             warn = Some(format!(
@@ -977,9 +1018,7 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
     // octal; anything else is the default 0644.
     let mode: u32 = match f.get("permissions") {
         None | Some(Node::Null) => 0o644,
-        Some(Node::Int(i)) => {
-            u32::try_from(*i).map_err(|_| format!("{path}: permissions {i} is not a mode"))?
-        }
+        Some(Node::Int(i)) => u32::try_from(*i).map_err(|_| at(FileProblem::NotAMode(*i)))?,
         Some(Node::Bool(b)) => u32::from(*b),
         Some(Node::Float(x)) => *x as u32,
         Some(v) => match scalar_text(v).and_then(|s| py_int_base8(&s)) {
@@ -993,7 +1032,7 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
         },
     };
     if mode > 0o7777 {
-        return Err(format!("{path}: permissions {mode:o} are not a file mode"));
+        return Err(at(FileProblem::ModeTooLarge(mode)));
     }
     if let Some(Node::Int(i)) = f.get("permissions") {
         if *i > 0
@@ -1011,7 +1050,7 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
     let owner = match f.get("owner") {
         None | Some(Node::Null) => "root:root".to_string(),
         Some(Node::Str(s)) => s.clone(),
-        Some(other) => return Err(format!("{path}: owner is {}, not user:group", other.kind())),
+        Some(other) => return Err(at(FileProblem::Owner(other.kind()))),
     };
     let (u, g) = owner
         .split_once(':')
