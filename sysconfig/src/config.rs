@@ -16,8 +16,22 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    #[error("{path}: {error}")]
+    Parse {
+        path: String,
+        #[source]
+        error: ParseError,
+    },
+}
+
+/// Why a configuration file does not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Syntax(#[from] crate::tomljson::TomlSyntaxError),
+    /// An unknown key or a value of the wrong type.
+    #[error(transparent)]
+    Schema(#[from] serde_json::Error),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
@@ -228,12 +242,12 @@ impl Default for Sources {
 
 impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let err = |message: String| ConfigError::Parse {
+        let err = |error: ParseError| ConfigError::Parse {
             path: path.to_string(),
-            message,
+            error,
         };
-        let value = crate::tomljson::parse(text).map_err(err)?;
-        serde_json::from_value(value).map_err(|e| err(e.to_string()))
+        let value = crate::tomljson::parse(text).map_err(|e| err(e.into()))?;
+        serde_json::from_value(value).map_err(|e| err(e.into()))
     }
 
     /// Reads `path`; a missing file at the default path means all defaults, a missing

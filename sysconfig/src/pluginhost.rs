@@ -287,10 +287,25 @@ mod tests {
             name: "zones".into(),
             path: "/usr/lib/sysconfig/plugins/sysconfig-plugin-zones".into(),
         };
-        let mut install =
-            crate::plugins::change("zones", "web/install", "install zone web", Value::Null);
-        install.timeout_secs = Some(crate::plugins::zones::INSTALL_TIMEOUT.as_secs());
-        let boot = crate::plugins::change("zones", "web/boot", "boot zone web", Value::Null);
+        use crate::plugins::{zones, Planned};
+        let zone = || "web".to_string();
+        let install = Planned::new(
+            "zones",
+            "web/install",
+            "install zone web",
+            zones::Change::Install { zone: zone() },
+        )
+        .timeout(zones::INSTALL_TIMEOUT)
+        .to_protocol()
+        .unwrap();
+        let boot = Planned::new(
+            "zones",
+            "web/boot",
+            "boot zone web",
+            zones::Change::Boot { zone: zone() },
+        )
+        .to_protocol()
+        .unwrap();
         host.apply(
             &plugin,
             Path::new("/"),

@@ -7,14 +7,31 @@ use toml_edit::{Item, Table};
 /// Parses TOML text into a JSON object. The error names the line, the column and, when
 /// the line is `KEY = ...`, the key, but never shows the text: the file may hold a
 /// password hash (toml_edit's own message quotes the offending line).
-pub fn parse(text: &str) -> Result<Value, String> {
+pub fn parse(text: &str) -> Result<Value, TomlSyntaxError> {
     let doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| syntax_error(text, &e))?;
     Ok(table(doc.as_table()))
 }
 
-fn syntax_error(text: &str, e: &toml_edit::TomlError) -> String {
+/// Where a TOML document stops parsing, and why (without the line's text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} column {column}{}: TOML syntax error: {what}", key_suffix(.key))]
+pub struct TomlSyntaxError {
+    pub line: usize,
+    pub column: usize,
+    /// The key of that line, when it has the form `KEY = ...`.
+    pub key: Option<String>,
+    pub what: String,
+}
+
+fn key_suffix(key: &Option<String>) -> String {
+    key.as_ref()
+        .map(|k| format!(" (key {k})"))
+        .unwrap_or_default()
+}
+
+fn syntax_error(text: &str, e: &toml_edit::TomlError) -> TomlSyntaxError {
     let at = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
     let before = &text[..at];
     let line = before.matches('\n').count() + 1;
@@ -35,9 +52,11 @@ fn syntax_error(text: &str, e: &toml_edit::TomlError) -> String {
     } else {
         what
     };
-    match key {
-        Some(k) => format!("line {line} column {column} (key {k}): TOML syntax error: {what}"),
-        None => format!("line {line} column {column}: TOML syntax error: {what}"),
+    TomlSyntaxError {
+        line,
+        column,
+        key: key.map(String::from),
+        what: what.to_string(),
     }
 }
 
@@ -99,6 +118,13 @@ mod tests {
     #[test]
     fn syntax_errors_carry_the_line() {
         let e = parse("a = 1\nb = [\n").unwrap_err();
-        assert!(e.contains("line 2") || e.contains("line 3"), "{e}");
+        assert!(e.line == 2 || e.line == 3, "{e}");
+        let e = parse("a = 1\nb = \"x\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (2, Some("b")));
+        assert!(e.to_string().starts_with("line 2 column "), "{e}");
+        assert!(
+            e.to_string().contains(" (key b): TOML syntax error: "),
+            "{e}"
+        );
     }
 }

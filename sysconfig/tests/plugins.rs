@@ -272,3 +272,60 @@ fn the_zones_program_plans_a_zone_and_skips_it_under_an_alternate_root() {
         ["plugin zones reported an error: zones[0].name: \"global\" is the global zone's name"]
     );
 }
+
+/// One request line to a shipped plugin program, its one response line back.
+fn ask(program: &str, request: &str) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{request}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_shipped_plugin_names_an_ill_typed_key_and_value_and_carries_its_change_data() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().display().to_string();
+    let bad = ask(
+        env!("CARGO_BIN_EXE_sysconfig-plugin-dns"),
+        &format!(
+            r#"{{"protocol":1,"method":"plan","params":{{"root":"{root}","desired":{{"dns":{{"nameservers":"10.0.0.1"}}}}}}}}"#
+        ),
+    );
+    assert_eq!(
+        bad,
+        serde_json::json!({"protocol": 1, "error": "dns.nameservers = \"10.0.0.1\": invalid type: string \"10.0.0.1\", expected a sequence"})
+    );
+    let plan = ask(
+        env!("CARGO_BIN_EXE_sysconfig-plugin-hostname"),
+        &format!(
+            r#"{{"protocol":1,"method":"plan","params":{{"root":"{root}","desired":{{"hostname":"web1"}}}}}}"#
+        ),
+    );
+    let changes = &plan["result"]["changes"];
+    assert_eq!(
+        changes[0],
+        serde_json::json!({"id": "nodename", "key": "hostname", "summary": "set /etc/nodename to web1", "data": {"op": "nodename"}})
+    );
+    // The changes go back as they came, and apply reads each one's data.
+    let apply = ask(
+        env!("CARGO_BIN_EXE_sysconfig-plugin-hostname"),
+        &format!(
+            r#"{{"protocol":1,"method":"apply","params":{{"root":"{root}","dry_run":false,"desired":{{"hostname":"web1"}},"changes":{changes}}}}}"#
+        ),
+    );
+    let results = apply["result"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{apply}");
+    assert!(results.iter().all(|r| r["status"] == "ok"), "{apply}");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("etc/nodename")).unwrap(),
+        "web1\n"
+    );
+}

@@ -2,13 +2,28 @@
 //! way to turn on DNS host lookups), and on the running system the DNS client service.
 
 use runner::Cmd;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{Ctx, Outcome, Planned, Plugin, PluginError};
 use crate::schema::Dns as Spec;
 
 pub struct Dns;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default)]
+    pub dns: Option<Spec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Change {
+    /// /etc/resolv.conf, and the DNS client service on the running system.
+    ResolvConf,
+    /// /etc/nsswitch.dns copied over /etc/nsswitch.conf.
+    Nsswitch,
+}
 
 /// The resolver reads at most three nameservers (MAXNS); more are dropped with a warning.
 pub const MAXNS: usize = 3;
@@ -31,35 +46,42 @@ impl Plugin for Dns {
     const NAME: &'static str = "dns";
     const KEYS: &'static [&'static str] = &["dns"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let Some(d) = typed::<Spec>(desired, "dns")? else {
+    type Input = Input;
+    type Change = Change;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Change>>, PluginError> {
+        let Some(d) = &input.dns else {
             return Ok(vec![]);
         };
         for ns in &d.nameservers {
             ns.parse::<std::net::IpAddr>()
-                .map_err(|_| format!("nameserver {ns:?} is not an IP address"))?;
+                .map_err(|_| PluginError::Invalid {
+                    what: "nameserver".into(),
+                    value: ns.clone(),
+                    reason: "is not an IP address".into(),
+                })?;
         }
         if d.nameservers.len() > MAXNS {
             eprintln!("dns: only the first {MAXNS} nameservers are used by the resolver");
         }
         let mut out = Vec::new();
-        if ctx.read("/etc/resolv.conf")?.as_deref() != Some(resolv_conf(&d).as_str()) {
-            out.push(change(
+        if ctx.read("/etc/resolv.conf")?.as_deref() != Some(resolv_conf(d).as_str()) {
+            out.push(Planned::new(
                 "dns",
                 "resolv.conf",
                 format!("write /etc/resolv.conf ({})", d.nameservers.join(", ")),
-                Value::Null,
+                Change::ResolvConf,
             ));
         }
         if !d.nameservers.is_empty() {
             let want = ctx.read("/etc/nsswitch.dns")?;
             match want {
                 Some(w) if ctx.read("/etc/nsswitch.conf")?.as_deref() != Some(w.as_str()) => {
-                    out.push(change(
+                    out.push(Planned::new(
                         "dns",
                         "nsswitch",
                         "copy /etc/nsswitch.dns over /etc/nsswitch.conf",
-                        Value::Null,
+                        Change::Nsswitch,
                     ));
                 }
                 Some(_) => {}
@@ -69,16 +91,14 @@ impl Plugin for Dns {
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        let d = typed::<Spec>(desired, "dns")?.ok_or("dns is not set")?;
-        match c.id.as_str() {
-            "resolv.conf" => {
-                ctx.write("/etc/resolv.conf", resolv_conf(&d).as_bytes(), 0o644, None)?;
+    fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
+        let d = input
+            .dns
+            .as_ref()
+            .ok_or_else(|| PluginError::NotDesired("dns".into()))?;
+        match c {
+            Change::ResolvConf => {
+                ctx.write("/etc/resolv.conf", resolv_conf(d).as_bytes(), 0o644, None)?;
                 if ctx.live() {
                     ctx.run(
                         Cmd::new("/usr/sbin/svcadm")
@@ -86,10 +106,12 @@ impl Plugin for Dns {
                     )?;
                 }
             }
-            "nsswitch" => {
-                let text = ctx
-                    .read("/etc/nsswitch.dns")?
-                    .ok_or("/etc/nsswitch.dns is missing")?;
+            Change::Nsswitch => {
+                let text =
+                    ctx.read("/etc/nsswitch.dns")?
+                        .ok_or_else(|| PluginError::MissingFile {
+                            path: "/etc/nsswitch.dns".into(),
+                        })?;
                 ctx.write("/etc/nsswitch.conf", text.as_bytes(), 0o644, None)?;
                 if ctx.live() {
                     ctx.run(
@@ -98,7 +120,6 @@ impl Plugin for Dns {
                     )?;
                 }
             }
-            other => return Err(format!("unknown change {other}")),
         }
         Ok(Outcome::Done)
     }
@@ -137,12 +158,8 @@ mod tests {
         let rec = Recorder::new();
         let ctx = Ctx::new(crate::rootfs::Root::new("/"), true, &rec);
         let d = json!({"dns": {"nameservers": ["1.1.1.1"]}});
-        Dns.apply(
-            &ctx,
-            d.as_object().unwrap(),
-            &change("dns", "resolv.conf", "", Value::Null),
-        )
-        .unwrap();
+        Dns.apply(&ctx, &testing::input(&Dns, d), &Change::ResolvConf)
+            .unwrap();
         assert_eq!(
             ctx.take_actions(),
             [

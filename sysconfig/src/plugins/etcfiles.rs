@@ -1,7 +1,7 @@
 //! Reading /etc/passwd, /etc/group and /etc/shadow inside a root, and rewriting one
 //! shadow entry.
 
-use super::Ctx;
+use super::{Ctx, PluginError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswdEntry {
@@ -13,7 +13,7 @@ pub struct PasswdEntry {
     pub shell: String,
 }
 
-pub fn passwd(ctx: &Ctx) -> Result<Vec<PasswdEntry>, String> {
+pub fn passwd(ctx: &Ctx) -> Result<Vec<PasswdEntry>, PluginError> {
     let text = ctx.read("/etc/passwd")?.unwrap_or_default();
     Ok(text
         .lines()
@@ -31,12 +31,12 @@ pub fn passwd(ctx: &Ctx) -> Result<Vec<PasswdEntry>, String> {
         .collect())
 }
 
-pub fn user(ctx: &Ctx, name: &str) -> Result<Option<PasswdEntry>, String> {
+pub fn user(ctx: &Ctx, name: &str) -> Result<Option<PasswdEntry>, PluginError> {
     Ok(passwd(ctx)?.into_iter().find(|e| e.name == name))
 }
 
 /// A user name or number to a uid.
-pub fn uid(ctx: &Ctx, who: &str) -> Result<u32, String> {
+pub fn uid(ctx: &Ctx, who: &str) -> Result<u32, PluginError> {
     if let Ok(n) = who.parse() {
         return Ok(n);
     }
@@ -44,12 +44,14 @@ pub fn uid(ctx: &Ctx, who: &str) -> Result<u32, String> {
         Some(e) => Ok(e.uid),
         // root is uid 0 even in a root without /etc/passwd yet.
         None if who == "root" => Ok(0),
-        None => Err(format!("no user `{who}` in /etc/passwd")),
+        None => Err(PluginError::Failed(format!(
+            "no user `{who}` in /etc/passwd"
+        ))),
     }
 }
 
 /// A group name or number to a gid.
-pub fn gid(ctx: &Ctx, who: &str) -> Result<u32, String> {
+pub fn gid(ctx: &Ctx, who: &str) -> Result<u32, PluginError> {
     if let Ok(n) = who.parse() {
         return Ok(n);
     }
@@ -62,11 +64,15 @@ pub fn gid(ctx: &Ctx, who: &str) -> Result<u32, String> {
                 .flatten()
         })
         .or((who == "root").then_some(0))
-        .ok_or_else(|| format!("no group `{who}` in /etc/group"))
+        .ok_or_else(|| PluginError::NoSuch {
+            kind: "group",
+            name: who.into(),
+            file: "/etc/group",
+        })
 }
 
 /// The supplementary groups `name` is listed in, sorted.
-pub fn groups_of(ctx: &Ctx, name: &str) -> Result<Vec<String>, String> {
+pub fn groups_of(ctx: &Ctx, name: &str) -> Result<Vec<String>, PluginError> {
     let text = ctx.read("/etc/group")?.unwrap_or_default();
     let mut out: Vec<String> = text
         .lines()
@@ -80,7 +86,7 @@ pub fn groups_of(ctx: &Ctx, name: &str) -> Result<Vec<String>, String> {
 }
 
 /// The members of group `name` (`None` when there is no such group).
-pub fn group_members(ctx: &Ctx, name: &str) -> Result<Option<Vec<String>>, String> {
+pub fn group_members(ctx: &Ctx, name: &str) -> Result<Option<Vec<String>>, PluginError> {
     let text = ctx.read("/etc/group")?.unwrap_or_default();
     Ok(text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
@@ -99,7 +105,7 @@ pub fn group_members(ctx: &Ctx, name: &str) -> Result<Option<Vec<String>>, Strin
 }
 
 /// The password field of a shadow entry.
-pub fn shadow_hash(ctx: &Ctx, name: &str) -> Result<Option<String>, String> {
+pub fn shadow_hash(ctx: &Ctx, name: &str) -> Result<Option<String>, PluginError> {
     let text = ctx.read("/etc/shadow")?.unwrap_or_default();
     Ok(text.lines().find_map(|l| {
         let mut f = l.split(':');

@@ -1,50 +1,64 @@
 //! files: whole files with content, mode and owner, written atomically inside the root.
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
 use super::etcfiles;
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{or_default, Ctx, Outcome, Planned, Plugin, PluginError};
 use crate::schema::{Encoding, FileSpec};
 
 pub struct Files;
 
-/// Standard base64 (`base64` crate; padding as RFC 4648 requires it, white space
-/// between the characters allowed).
-pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
-    use base64::Engine;
-    let clean: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(clean)
-        .map_err(|e| format!("invalid base64: {e}"))
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default, deserialize_with = "or_default")]
+    pub files: Vec<FileSpec>,
 }
 
-fn content(f: &FileSpec) -> Result<Vec<u8>, String> {
+/// Write the file at this index of the list (`files`, or the users plugin's
+/// `deferred_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub index: usize,
+}
+
+/// Standard base64 (`base64` crate; padding as RFC 4648 requires it, white space
+/// between the characters allowed).
+pub fn base64_decode(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    let clean: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(clean)
+}
+
+fn content(f: &FileSpec) -> Result<Vec<u8>, PluginError> {
     match f.encoding {
         Encoding::Plain => Ok(f.content.clone().into_bytes()),
-        Encoding::Base64 => base64_decode(&f.content).map_err(|e| format!("{}: {e}", f.path)),
+        Encoding::Base64 => base64_decode(&f.content).map_err(|source| PluginError::Base64 {
+            path: f.path.clone(),
+            source,
+        }),
     }
 }
 
-fn mode(f: &FileSpec) -> Result<u32, String> {
+fn mode(f: &FileSpec) -> Result<u32, PluginError> {
     u32::from_str_radix(f.mode.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or(format!("{}: mode {:?} is not octal", f.path, f.mode))
+        .ok_or_else(|| PluginError::Invalid {
+            what: format!("{}: mode", f.path),
+            value: f.mode.clone(),
+            reason: "is not octal".into(),
+        })
 }
 
 /// What the file should hold: the content, or for `append` the existing file with the
 /// content added (unless it already ends with it: a second run adds nothing).
-fn wanted(ctx: &Ctx, f: &FileSpec) -> Result<Vec<u8>, String> {
+fn wanted(ctx: &Ctx, f: &FileSpec) -> Result<Vec<u8>, PluginError> {
     let bytes = content(f)?;
     if !f.append {
         return Ok(bytes);
     }
-    let old = ctx
-        .root
-        .read(&f.path)
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+    let old = ctx.root.read(&f.path)?.unwrap_or_default();
     if !bytes.is_empty() && old.ends_with(&bytes) {
         return Ok(old);
     }
@@ -54,13 +68,22 @@ fn wanted(ctx: &Ctx, f: &FileSpec) -> Result<Vec<u8>, String> {
 }
 
 /// The change for one file of the list under `key`, or `None` when it is up to date.
-pub fn plan_file(ctx: &Ctx, key: &str, i: usize, f: &FileSpec) -> Result<Option<Change>, String> {
+pub fn plan_file(
+    ctx: &Ctx,
+    key: &'static str,
+    i: usize,
+    f: &FileSpec,
+) -> Result<Option<Planned<Change>>, PluginError> {
     if !f.path.starts_with('/') {
-        return Err(format!("{key}[{i}]: path {:?} must be absolute", f.path));
+        return Err(PluginError::Invalid {
+            what: format!("{key}[{i}]: path"),
+            value: f.path.clone(),
+            reason: "must be absolute".into(),
+        });
     }
     let bytes = wanted(ctx, f)?;
     let m = mode(f)?;
-    let stat = ctx.root.stat(&f.path).map_err(|e| e.to_string())?;
+    let stat = ctx.root.stat(&f.path)?;
     let same = match stat {
         Some(_) if !f.overwrite => true,
         Some(st) => {
@@ -78,7 +101,7 @@ pub fn plan_file(ctx: &Ctx, key: &str, i: usize, f: &FileSpec) -> Result<Option<
         return Ok(None);
     }
     let verb = if f.append { "append to" } else { "write" };
-    Ok(Some(change(
+    Ok(Some(Planned::new(
         key,
         if key == "files" {
             f.path.clone()
@@ -93,15 +116,17 @@ pub fn plan_file(ctx: &Ctx, key: &str, i: usize, f: &FileSpec) -> Result<Option<
             f.group,
             content(f)?.len()
         ),
-        json!({"index": i}),
+        Change { index: i },
     )))
 }
 
 /// Writes one file (atomically: an `append` writes the old content and the new).
-pub fn apply_file(ctx: &Ctx, f: &FileSpec) -> Result<Outcome, String> {
+pub fn apply_file(ctx: &Ctx, f: &FileSpec) -> Result<Outcome, PluginError> {
     let owner = match (etcfiles::uid(ctx, &f.owner), etcfiles::gid(ctx, &f.group)) {
         (Ok(u), Ok(g)) => Some((u, g)),
-        (Err(e), _) | (_, Err(e)) if !ctx.dry_run => return Err(format!("{}: {e}", f.path)),
+        (Err(e), _) | (_, Err(e)) if !ctx.dry_run => {
+            return Err(PluginError::Failed(format!("{}: {e}", f.path)))
+        }
         _ => None,
     };
     ctx.write(&f.path, &wanted(ctx, f)?, mode(f)?, owner)?;
@@ -112,28 +137,22 @@ impl Plugin for Files {
     const NAME: &'static str = "files";
     const KEYS: &'static [&'static str] = &["files"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
+    type Input = Input;
+    type Change = Change;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Change>>, PluginError> {
         let mut out = Vec::new();
-        for (i, f) in files.iter().enumerate() {
+        for (i, f) in input.files.iter().enumerate() {
             out.extend(plan_file(ctx, "files", i, f)?);
         }
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        let files = typed::<Vec<FileSpec>>(desired, "files")?.unwrap_or_default();
-        let f = c
-            .data
-            .get("index")
-            .and_then(Value::as_u64)
-            .and_then(|i| files.get(i as usize))
-            .ok_or("the change does not name a desired file")?;
+    fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
+        let f = input
+            .files
+            .get(c.index)
+            .ok_or_else(|| PluginError::NotDesired(format!("files[{}]", c.index)))?;
         apply_file(ctx, f)
     }
 }
@@ -143,6 +162,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use runner::Recorder;
+    use serde_json::{json, Value};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
@@ -184,6 +204,20 @@ mod tests {
             .unwrap()
             .is_file());
         assert!(testing::plan(&Files, &root, &rec, d).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_content_and_mode_name_the_file_and_value() {
+        let t = tempfile::tempdir().unwrap();
+        let plan =
+            |f: Value| testing::plan(&Files, t.path(), &Recorder::new(), json!({"files": [f]}));
+        let e =
+            plan(json!({"path": "/etc/a", "content": "a*b", "encoding": "base64"})).unwrap_err();
+        assert!(e.starts_with("/etc/a: invalid base64: "), "{e}");
+        let e = plan(json!({"path": "/etc/a", "content": "", "mode": "0999"})).unwrap_err();
+        assert_eq!(e, "/etc/a: mode \"0999\" is not octal");
+        let e = plan(json!({"path": "etc/a", "content": ""})).unwrap_err();
+        assert_eq!(e, "files[0]: path \"etc/a\" must be absolute");
     }
 
     #[test]

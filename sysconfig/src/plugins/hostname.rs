@@ -2,12 +2,27 @@
 //! /etc/inet/hosts (/etc/hosts is a link to it), and, on the running system, `hostname`.
 
 use runner::Cmd;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{Ctx, Outcome, Planned, Plugin, PluginError};
 
 pub struct Hostname;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Change {
+    /// /etc/nodename, and `hostname` on the running system.
+    Nodename,
+    /// The loopback lines of /etc/inet/hosts, dropping the name they had.
+    Hosts { old: Option<String> },
+}
 
 pub fn valid(h: &str) -> bool {
     !h.is_empty()
@@ -57,62 +72,63 @@ impl Plugin for Hostname {
     const NAME: &'static str = "hostname";
     const KEYS: &'static [&'static str] = &["hostname"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let Some(h) = typed::<String>(desired, "hostname")? else {
+    type Input = Input;
+    type Change = Change;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Change>>, PluginError> {
+        let Some(h) = &input.hostname else {
             return Ok(vec![]);
         };
-        if !valid(&h) {
-            return Err(format!(
-                "hostname {h:?} is not a valid host name (letters, digits, '-', at most 63)"
-            ));
+        if !valid(h) {
+            return Err(PluginError::Invalid {
+                what: "hostname".into(),
+                value: h.clone(),
+                reason: "is not a valid host name (letters, digits, '-', at most 63)".into(),
+            });
         }
         let mut out = Vec::new();
         let current = ctx.read("/etc/nodename")?.map(|s| s.trim().to_string());
         if current.as_deref() != Some(h.as_str()) {
-            out.push(change(
+            out.push(Planned::new(
                 "hostname",
                 "nodename",
                 format!("set /etc/nodename to {h}"),
-                json!({"old": current}),
+                Change::Nodename,
             ));
         }
         let hosts = ctx.read("/etc/inet/hosts")?.unwrap_or_default();
-        if hosts_with(&hosts, current.as_deref(), &h) != hosts {
-            out.push(change(
+        if hosts_with(&hosts, current.as_deref(), h) != hosts {
+            out.push(Planned::new(
                 "hostname",
                 "hosts",
                 format!("put {h} on the loopback lines of /etc/inet/hosts"),
-                json!({"old": current}),
+                Change::Hosts { old: current },
             ));
         }
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        let h = typed::<String>(desired, "hostname")?.ok_or("hostname is not set")?;
-        let old = c.data.get("old").and_then(Value::as_str);
-        match c.id.as_str() {
-            "nodename" => {
+    fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
+        let h = input
+            .hostname
+            .as_deref()
+            .ok_or_else(|| PluginError::NotDesired("hostname".into()))?;
+        match c {
+            Change::Nodename => {
                 ctx.write("/etc/nodename", format!("{h}\n").as_bytes(), 0o644, None)?;
                 if ctx.live() {
-                    ctx.run(Cmd::new("/usr/bin/hostname").arg(&h))?;
+                    ctx.run(Cmd::new("/usr/bin/hostname").arg(h))?;
                 }
             }
-            "hosts" => {
+            Change::Hosts { old } => {
                 let hosts = ctx.read("/etc/inet/hosts")?.unwrap_or_default();
                 ctx.write(
                     "/etc/inet/hosts",
-                    hosts_with(&hosts, old, &h).as_bytes(),
+                    hosts_with(&hosts, old.as_deref(), h).as_bytes(),
                     0o644,
                     None,
                 )?;
             }
-            other => return Err(format!("unknown change {other}")),
         }
         Ok(Outcome::Done)
     }
@@ -123,6 +139,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use runner::Recorder;
+    use serde_json::json;
 
     #[test]
     fn writes_nodename_and_hosts_in_a_root_and_is_idempotent() {
@@ -172,10 +189,8 @@ mod tests {
     fn live_system_also_runs_hostname() {
         let rec = Recorder::new();
         let ctx = Ctx::new(crate::rootfs::Root::new("/"), true, &rec);
-        let c = change("hostname", "nodename", "", json!({}));
-        Hostname
-            .apply(&ctx, json!({"hostname":"vm1"}).as_object().unwrap(), &c)
-            .unwrap();
+        let input = testing::input(&Hostname, json!({"hostname": "vm1"}));
+        Hostname.apply(&ctx, &input, &Change::Nodename).unwrap();
         assert_eq!(
             ctx.take_actions(),
             [

@@ -1,10 +1,13 @@
 //! The plugin side: what every shipped `sysconfig-plugin-*` program shares. A plugin
-//! implements [`Plugin`]; [`Adapter`] turns it into a protocol handler; [`main`] is the
+//! implements [`Plugin`] with its own input and change types; [`Adapter`] turns it into a
+//! protocol handler, converting those from and to the protocol's JSON; [`main`] is the
 //! whole `main` of a plugin program. Commands go through the runner and files through
 //! [`Root`], both via [`Ctx`], which records every action and, in a dry run, performs no
 //! change at all.
 
+mod adapter;
 pub mod dns;
+mod error;
 pub mod etcfiles;
 pub mod files;
 pub mod hostname;
@@ -18,12 +21,12 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use runner::{Cmd, Output, RunError, Runner};
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::protocol::{
-    ApplyParams, ApplyResult, Change, ChangeResult, Describe, Handler, PlanParams, PlanResult,
-    Status,
-};
+pub use adapter::{change_of, input_of, or_default, Adapter, Planned};
+pub use error::PluginError;
+
 use crate::rootfs::Root;
 
 /// What running one change can end in besides success.
@@ -34,16 +37,31 @@ pub enum Outcome {
     Skipped(String),
 }
 
+/// A plugin: the keys it owns, its slice of the desired state as a Rust type, and the
+/// changes it plans and applies as another. The [`Adapter`] reads `Input` from the
+/// protocol's `desired` (an ill-typed value fails the call, naming key and value) and
+/// carries each `Change` as the `data` of a protocol change, so plan hands apply exactly
+/// what it computed.
 pub trait Plugin {
     const NAME: &'static str;
+    /// The top-level keys of the desired state this plugin owns: the fields of `Input`.
     const KEYS: &'static [&'static str];
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String>;
+    /// The plugin's keys of the desired state; an absent key is left alone.
+    type Input: DeserializeOwned;
+    /// What plan hands to apply. It is logged and printed: no secrets in it (apply finds
+    /// those in the input).
+    type Change: Serialize + DeserializeOwned;
+    fn plan(
+        &self,
+        ctx: &Ctx,
+        input: &Self::Input,
+    ) -> Result<Vec<Planned<Self::Change>>, PluginError>;
     fn apply(
         &self,
         ctx: &Ctx,
-        desired: &Map<String, Value>,
-        change: &Change,
-    ) -> Result<Outcome, String>;
+        input: &Self::Input,
+        change: &Self::Change,
+    ) -> Result<Outcome, PluginError>;
 }
 
 /// Everything a plugin does to the system goes through here.
@@ -79,19 +97,19 @@ impl<'r> Ctx<'r> {
     }
 
     /// Runs a command that changes the system (recorded; not run in a dry run).
-    pub fn run(&self, cmd: Cmd) -> Result<Output, String> {
+    pub fn run(&self, cmd: Cmd) -> Result<Output, PluginError> {
         let line = cmd.display();
         if self.dry_run {
             self.note(format!("would run: {line}"));
             return Ok(Output::ok(""));
         }
         self.note(format!("run: {line}"));
-        self.runner.run(&cmd).map_err(|e| e.to_string())
+        Ok(self.runner.run(&cmd)?)
     }
 
     /// Runs a read-only query, also in a dry run. In a dry run a query tool that is not
     /// installed (planning on a non-illumos host) answers `None` instead of failing.
-    pub fn query(&self, cmd: Cmd) -> Result<Option<String>, String> {
+    pub fn query(&self, cmd: Cmd) -> Result<Option<String>, PluginError> {
         match self.runner.run(&cmd) {
             Ok(o) => Ok(Some(o.stdout_str())),
             Err(RunError::Spawn { source, .. })
@@ -99,12 +117,12 @@ impl<'r> Ctx<'r> {
             {
                 Ok(None)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    pub fn read(&self, path: &str) -> Result<Option<String>, String> {
-        self.root.read_string(path).map_err(|e| e.to_string())
+    pub fn read(&self, path: &str) -> Result<Option<String>, PluginError> {
+        Ok(self.root.read_string(path)?)
     }
 
     /// Writes a file atomically inside the root (recorded; not written in a dry run).
@@ -114,7 +132,7 @@ impl<'r> Ctx<'r> {
         bytes: &[u8],
         mode: u32,
         owner: Option<(u32, u32)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PluginError> {
         let who = owner.map(|(u, g)| format!(" {u}:{g}")).unwrap_or_default();
         if self.dry_run {
             self.note(format!("would write: {path} ({mode:04o}{who})"));
@@ -122,99 +140,31 @@ impl<'r> Ctx<'r> {
         }
         self.note(format!("write: {path} ({mode:04o}{who})"));
         if let Some(parent) = Path::new(path).parent() {
-            if !self.root.exists(parent).map_err(|e| e.to_string())? {
-                self.root
-                    .create_dir_all(parent, 0o755)
-                    .map_err(|e| e.to_string())?;
+            if !self.root.exists(parent)? {
+                self.root.create_dir_all(parent, 0o755)?;
             }
         }
-        self.root
-            .write_atomic(path, bytes, mode, owner)
-            .map_err(|e| e.to_string())
+        Ok(self.root.write_atomic(path, bytes, mode, owner)?)
     }
 
     /// Creates a directory with mode and owner (recorded; not made in a dry run).
-    pub fn mkdir(&self, path: &str, mode: u32, owner: Option<(u32, u32)>) -> Result<(), String> {
+    pub fn mkdir(
+        &self,
+        path: &str,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), PluginError> {
         if self.dry_run {
             self.note(format!("would create directory: {path} ({mode:04o})"));
             return Ok(());
         }
         self.note(format!("create directory: {path} ({mode:04o})"));
-        self.root
-            .create_dir_all(path, mode)
-            .map_err(|e| e.to_string())?;
-        self.root.set_mode(path, mode).map_err(|e| e.to_string())?;
+        self.root.create_dir_all(path, mode)?;
+        self.root.set_mode(path, mode)?;
         if let Some((u, g)) = owner {
-            self.root.set_owner(path, u, g).map_err(|e| e.to_string())?;
+            self.root.set_owner(path, u, g)?;
         }
         Ok(())
-    }
-}
-
-/// A value of the desired map as a typed key.
-pub fn typed<T: serde::de::DeserializeOwned>(
-    desired: &Map<String, Value>,
-    key: &str,
-) -> Result<Option<T>, String> {
-    match desired.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone())
-            .map(Some)
-            .map_err(|e| format!("{key}: {e}")),
-    }
-}
-
-/// Builds a change.
-pub fn change(key: &str, id: impl Into<String>, summary: impl Into<String>, data: Value) -> Change {
-    Change {
-        id: id.into(),
-        key: key.into(),
-        summary: summary.into(),
-        data,
-        timeout_secs: None,
-    }
-}
-
-/// A [`Plugin`] as a protocol [`Handler`] over a runner.
-pub struct Adapter<'r, P> {
-    pub plugin: P,
-    pub runner: &'r dyn Runner,
-}
-
-impl<P: Plugin> Handler for Adapter<'_, P> {
-    fn describe(&self) -> Describe {
-        Describe {
-            name: P::NAME.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            keys: P::KEYS.iter().map(|k| k.to_string()).collect(),
-        }
-    }
-
-    fn plan(&self, p: PlanParams) -> Result<PlanResult, String> {
-        let ctx = Ctx::new(Root::new(p.root), true, self.runner);
-        let changes = self.plugin.plan(&ctx, &p.desired)?;
-        Ok(PlanResult { changes })
-    }
-
-    fn apply(&self, p: ApplyParams) -> Result<ApplyResult, String> {
-        let ctx = Ctx::new(Root::new(p.root), p.dry_run, self.runner);
-        let mut results = Vec::new();
-        for c in &p.changes {
-            let outcome = self.plugin.apply(&ctx, &p.desired, c);
-            let actions = ctx.take_actions();
-            let (status, message) = match outcome {
-                Ok(Outcome::Done) => (Status::Ok, None),
-                Ok(Outcome::Skipped(m)) => (Status::Skipped, Some(m)),
-                Err(m) => (Status::Failed, Some(m)),
-            };
-            results.push(ChangeResult {
-                id: c.id.clone(),
-                status,
-                message,
-                actions,
-            });
-        }
-        Ok(ApplyResult { results })
     }
 }
 
@@ -277,7 +227,9 @@ pub fn main_by_name() -> std::process::ExitCode {
 pub mod testing {
     //! Runs a plugin in-process against a temporary root with a recording runner.
     use super::*;
+    use crate::protocol::{ApplyParams, Change, ChangeResult, Handler, PlanParams};
     use runner::Recorder;
+    use serde_json::Value;
 
     /// Tests that give files to other users need root; elsewhere they say they skipped.
     pub fn root_or_skip(test: &str) -> bool {
@@ -286,6 +238,14 @@ pub mod testing {
             eprintln!("SKIPPED {test}: needs root to change file owners");
         }
         root
+    }
+
+    /// A desired state in JSON as the plugin's input, as the adapter reads it.
+    pub fn input<P: Plugin>(_: &P, desired: Value) -> P::Input {
+        match input_of(desired.as_object().expect("a JSON object")) {
+            Ok(i) => i,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     pub fn plan<P: Plugin>(
@@ -303,6 +263,7 @@ pub mod testing {
             desired: desired.as_object().cloned().unwrap_or_default(),
         })
         .map(|r| r.changes)
+        .map_err(|e| e.to_string())
     }
 
     pub fn apply<P: Plugin>(
@@ -324,16 +285,28 @@ pub mod testing {
             changes,
         })
         .map(|r| r.results)
+        .map_err(|e| e.to_string())
     }
 
     impl<P: Plugin> Plugin for &P {
         const NAME: &'static str = P::NAME;
         const KEYS: &'static [&'static str] = P::KEYS;
-        fn plan(&self, ctx: &Ctx, d: &Map<String, Value>) -> Result<Vec<Change>, String> {
-            (**self).plan(ctx, d)
+        type Input = P::Input;
+        type Change = P::Change;
+        fn plan(
+            &self,
+            ctx: &Ctx,
+            i: &Self::Input,
+        ) -> Result<Vec<Planned<Self::Change>>, PluginError> {
+            (**self).plan(ctx, i)
         }
-        fn apply(&self, ctx: &Ctx, d: &Map<String, Value>, c: &Change) -> Result<Outcome, String> {
-            (**self).apply(ctx, d, c)
+        fn apply(
+            &self,
+            ctx: &Ctx,
+            i: &Self::Input,
+            c: &Self::Change,
+        ) -> Result<Outcome, PluginError> {
+            (**self).apply(ctx, i, c)
         }
     }
 }
@@ -342,6 +315,38 @@ pub mod testing {
 mod tests {
     use super::*;
 
+    /// Each key a plugin describes is a field of its input, and its input refuses keys
+    /// it does not own.
+    fn keys_are_input_fields<P: Plugin>(_: P) {
+        use serde_json::{Map, Value};
+        for k in P::KEYS {
+            let m = Map::from_iter([(k.to_string(), Value::Null)]);
+            if let Err(e) = input_of::<P::Input>(&m) {
+                panic!("{}: key {k}: {e}", P::NAME);
+            }
+        }
+        let other = Map::from_iter([("not_a_key".to_string(), Value::Bool(true))]);
+        let e = input_of::<P::Input>(&other).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.starts_with("not_a_key = true: unknown field")),
+            "{}: {e:?}",
+            P::NAME
+        );
+    }
+
+    #[test]
+    fn every_shipped_plugin_reads_exactly_its_keys() {
+        keys_are_input_fields(dns::Dns);
+        keys_are_input_fields(files::Files);
+        keys_are_input_fields(hostname::Hostname);
+        keys_are_input_fields(network::Network);
+        keys_are_input_fields(storage::Storage);
+        keys_are_input_fields(timezone::Timezone);
+        keys_are_input_fields(users::Users);
+        keys_are_input_fields(zones::Zones);
+    }
+
     #[test]
     fn a_missing_query_tool_is_nothing_in_a_dry_run_and_an_error_otherwise() {
         let r = runner::SystemRunner::new();
@@ -349,7 +354,7 @@ mod tests {
         let q = || Cmd::new("/nonexistent/sbin/ipadm").args(["show-addr", "-p", "-o", "ADDROBJ"]);
         assert_eq!(dry.query(q()).unwrap(), None);
         let real = Ctx::new(Root::new("/"), false, &r);
-        let err = real.query(q()).unwrap_err();
+        let err = real.query(q()).unwrap_err().to_string();
         assert!(
             err.starts_with("cannot start `/nonexistent/sbin/ipadm show-addr"),
             "{err}"

@@ -17,15 +17,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use runner::Cmd;
+use runner::{Cmd, RunError};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{Ctx, Outcome, Planned, Plugin, PluginError};
 use crate::schema::{AddressKind, Interface, LinkKind, Network as Spec};
 
 pub struct Network;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default)]
+    pub network: Option<Spec>,
+}
 
 const DLADM: &str = "/usr/sbin/dladm";
 const IPADM: &str = "/usr/sbin/ipadm";
@@ -141,13 +146,8 @@ fn valid_link(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
-fn op(key: &str, id: impl Into<String>, summary: impl Into<String>, o: Op) -> Change {
-    change(
-        key,
-        id,
-        summary,
-        serde_json::to_value(o).unwrap_or(Value::Null),
-    )
+fn op(key: &'static str, id: impl Into<String>, summary: impl Into<String>, o: Op) -> Planned<Op> {
+    Planned::new(key, id, summary, o)
 }
 
 fn label(i: usize, iface: &Interface) -> String {
@@ -191,8 +191,11 @@ impl Plugin for Network {
     const NAME: &'static str = "network";
     const KEYS: &'static [&'static str] = &["network"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let Some(spec) = typed::<Spec>(desired, "network")? else {
+    type Input = Input;
+    type Change = Op;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Op>>, PluginError> {
+        let Some(spec) = &input.network else {
             return Ok(vec![]);
         };
         let live = ctx.live();
@@ -546,14 +549,8 @@ impl Plugin for Network {
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        _desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        let o: Op =
-            serde_json::from_value(c.data.clone()).map_err(|e| format!("change {}: {e}", c.id))?;
+    fn apply(&self, ctx: &Ctx, _input: &Input, o: &Op) -> Result<Outcome, PluginError> {
+        let o = o.clone();
         let live_only = || {
             Outcome::Skipped(
                 "dladm, ipadm and route configure the running system; not run under an alternate root".into(),
@@ -561,7 +558,7 @@ impl Plugin for Network {
         };
         match o {
             Op::Skip { why } => Ok(Outcome::Skipped(why)),
-            Op::Error { message } => Err(message),
+            Op::Error { message } => Err(PluginError::Failed(message)),
             Op::DefaultRoute { gateway } => {
                 ctx.write(
                     "/etc/defaultrouter",
@@ -621,7 +618,7 @@ impl Plugin for Network {
 }
 
 /// One unusable entry: reported in the plan, failed on apply, the rest goes on.
-fn unusable(id: String, message: String) -> Change {
+fn unusable(id: String, message: String) -> Planned<Op> {
     op(
         "network",
         id,
@@ -630,7 +627,7 @@ fn unusable(id: String, message: String) -> Change {
     )
 }
 
-fn skip(id: String, why: String) -> Change {
+fn skip(id: String, why: String) -> Planned<Op> {
     op("network", id, format!("warning: {why}"), Op::Skip { why })
 }
 
@@ -643,8 +640,8 @@ impl Network {
         iface: &Interface,
         live: bool,
         sys: &Live,
-        out: &mut Vec<Change>,
-    ) -> Result<Option<String>, String> {
+        out: &mut Vec<Planned<Op>>,
+    ) -> Result<Option<String>, PluginError> {
         let what = label(i, iface);
         if let Some(n) = &iface.name {
             return Ok(Some(n.clone()));
@@ -691,20 +688,24 @@ impl Network {
                 ));
                 Ok(None)
             }
-            None => Err(format!("interfaces[{i}] needs `name`, `mac` or `id`")),
+            None => Err(PluginError::Failed(format!(
+                "network.interfaces[{i}] needs `name`, `mac` or `id`"
+            ))),
         }
     }
 }
 
-fn add_route(ctx: &Ctx, args: &[String]) -> Result<(), String> {
-    ctx.run(route_add(args)).map(|_| ()).or_else(|e| {
+fn add_route(ctx: &Ctx, args: &[String]) -> Result<(), PluginError> {
+    match ctx.run(route_add(args)) {
+        Ok(_) => Ok(()),
         // A route that is already there is what we want.
-        if e.contains("entry exists") {
+        Err(PluginError::Command(RunError::Failed { stderr_tail, .. }))
+            if stderr_tail.contains("entry exists") =>
+        {
             Ok(())
-        } else {
-            Err(e)
         }
-    })
+        Err(e) => Err(e),
+    }
 }
 
 /// dladm(8) create-aggr: `create-aggr [-t] [-P policy] [-L mode] [-T time] [-u address]
@@ -765,7 +766,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use runner::{Output, Recorder};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     // Scripted `dladm show-phys -m -p -o LINK,SLOT,ADDRESS`: fields per dladm.c
     // `phys_m_fields` and `print_phys_one_mac_cb` (SLOT is "primary" for slot 0), the
@@ -785,10 +786,11 @@ mod tests {
         Ctx::new(crate::rootfs::Root::new("/"), true, rec)
     }
 
-    fn run_all(ctx: &Ctx, d: &Value) -> Vec<Change> {
-        let changes = Network.plan(ctx, d.as_object().unwrap()).unwrap();
+    fn run_all(ctx: &Ctx, d: &Value) -> Vec<Planned<Op>> {
+        let d = testing::input(&Network, d.clone());
+        let changes = Network.plan(ctx, &d).unwrap();
         for c in &changes {
-            let _ = Network.apply(ctx, d.as_object().unwrap(), c);
+            let _ = Network.apply(ctx, &d, &c.change);
         }
         changes
     }
@@ -1023,10 +1025,12 @@ mod tests {
         );
         let ctx = live_ctx(&rec);
         let d = json!({"network": {"interfaces": [{"id": "eth0", "mac": "52:54:00:00:00:09", "addresses": [{"kind": "dhcp"}]}, {"name": "vioif0", "addresses": [{"kind": "dhcp"}]}]}});
-        let changes = Network.plan(&ctx, d.as_object().unwrap()).unwrap();
+        let d = testing::input(&Network, d);
+        let changes = Network.plan(&ctx, &d).unwrap();
         let err = Network
-            .apply(&ctx, d.as_object().unwrap(), &changes[0])
-            .unwrap_err();
+            .apply(&ctx, &d, &changes[0].change)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "interface eth0: no NIC has MAC address 52:54:00:00:00:09"

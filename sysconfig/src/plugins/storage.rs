@@ -4,13 +4,34 @@
 //! are skipped.
 
 use runner::Cmd;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{Ctx, Outcome, Planned, Plugin, PluginError};
 use crate::schema::{Layout, Storage as Spec};
 
 pub struct Storage;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default)]
+    pub storage: Option<Spec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Change {
+    /// `zpool create` of the desired pool of this name.
+    Pool { pool: String },
+    /// `zfs create -p` of the desired dataset of this name.
+    Dataset { dataset: String },
+    /// The swap volume.
+    SwapVolume,
+    /// The swap line of /etc/vfstab, and `swapadd` on the running system.
+    SwapVfstab,
+    /// `zpool online -e` for each disk of the root pool.
+    GrowRootPool,
+}
 
 const ZPOOL: &str = "/usr/sbin/zpool";
 const ZFS: &str = "/usr/sbin/zfs";
@@ -32,8 +53,11 @@ impl Plugin for Storage {
     const NAME: &'static str = "storage";
     const KEYS: &'static [&'static str] = &["storage"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let Some(spec) = typed::<Spec>(desired, "storage")? else {
+    type Input = Input;
+    type Change = Change;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Change>>, PluginError> {
+        let Some(spec) = &input.storage else {
             return Ok(vec![]);
         };
         let live = ctx.live();
@@ -50,10 +74,14 @@ impl Plugin for Storage {
         let mut out = Vec::new();
         for p in &spec.pools {
             if p.disks.is_empty() {
-                return Err(format!("pool {} has no disks", p.name));
+                return Err(PluginError::Invalid {
+                    what: "pool".into(),
+                    value: p.name.clone(),
+                    reason: "has no disks".into(),
+                });
             }
             if !pools.contains(&p.name) {
-                out.push(change(
+                out.push(Planned::new(
                     "storage",
                     format!("pool/{}", p.name),
                     format!(
@@ -62,27 +90,31 @@ impl Plugin for Storage {
                         p.layout,
                         p.disks.join(" ")
                     ),
-                    json!({"pool": p.name}),
+                    Change::Pool {
+                        pool: p.name.clone(),
+                    },
                 ));
             }
         }
         for d in &spec.datasets {
             if !datasets.contains(&d.name) {
-                out.push(change(
+                out.push(Planned::new(
                     "storage",
                     format!("dataset/{}", d.name),
                     format!("create dataset {}", d.name),
-                    json!({"dataset": d.name}),
+                    Change::Dataset {
+                        dataset: d.name.clone(),
+                    },
                 ));
             }
         }
         if let Some(s) = &spec.swap {
             if !datasets.contains(&s.volume) {
-                out.push(change(
+                out.push(Planned::new(
                     "storage",
                     "swap/volume",
                     format!("create swap volume {} of {}", s.volume, s.size),
-                    Value::Null,
+                    Change::SwapVolume,
                 ));
             }
             let vfstab = ctx.read("/etc/vfstab")?.unwrap_or_default();
@@ -91,104 +123,114 @@ impl Plugin for Storage {
                 .lines()
                 .any(|l| l.split_whitespace().next() == Some(dev.as_str()))
             {
-                out.push(change(
+                out.push(Planned::new(
                     "storage",
                     "swap/vfstab",
                     format!("add {dev} to /etc/vfstab and enable it"),
-                    Value::Null,
+                    Change::SwapVfstab,
                 ));
             }
         }
         if spec.grow_root_pool {
-            out.push(change(
+            out.push(Planned::new(
                 "storage",
                 "grow-root-pool",
                 "expand the root pool onto its grown disks",
-                Value::Null,
+                Change::GrowRootPool,
             ));
         }
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        let spec = typed::<Spec>(desired, "storage")?.ok_or("storage is not set")?;
+    fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
+        let spec = input
+            .storage
+            .as_ref()
+            .ok_or_else(|| PluginError::NotDesired("storage".into()))?;
         let live = ctx.live();
         let skipped = || {
             Ok(Outcome::Skipped(
                 "acts on the running system; not run under an alternate root".into(),
             ))
         };
-        if let Some(name) = c.id.strip_prefix("pool/") {
-            if !live {
-                return skipped();
+        match c {
+            Change::Pool { pool: name } => {
+                if !live {
+                    return skipped();
+                }
+                let p = spec
+                    .pools
+                    .iter()
+                    .find(|p| p.name == *name)
+                    .ok_or_else(|| PluginError::NotDesired(format!("pool {name}")))?;
+                ctx.run(zpool_create(p))?;
             }
-            let p = spec
-                .pools
-                .iter()
-                .find(|p| p.name == name)
-                .ok_or("pool not in desired state")?;
-            ctx.run(zpool_create(p))?;
-        } else if let Some(name) = c.id.strip_prefix("dataset/") {
-            if !live {
-                return skipped();
+            Change::Dataset { dataset: name } => {
+                if !live {
+                    return skipped();
+                }
+                let d = spec
+                    .datasets
+                    .iter()
+                    .find(|d| d.name == *name)
+                    .ok_or_else(|| PluginError::NotDesired(format!("dataset {name}")))?;
+                let mut cmd = Cmd::new(ZFS).args(["create", "-p"]);
+                for (k, v) in &d.properties {
+                    cmd = cmd.arg("-o").arg(format!("{k}={v}"));
+                }
+                ctx.run(cmd.arg(&d.name))?;
             }
-            let d = spec
-                .datasets
-                .iter()
-                .find(|d| d.name == name)
-                .ok_or("dataset not in desired state")?;
-            let mut cmd = Cmd::new(ZFS).args(["create", "-p"]);
-            for (k, v) in &d.properties {
-                cmd = cmd.arg("-o").arg(format!("{k}={v}"));
+            Change::SwapVolume => {
+                if !live {
+                    return skipped();
+                }
+                let s = spec
+                    .swap
+                    .as_ref()
+                    .ok_or_else(|| PluginError::NotDesired("storage.swap".into()))?;
+                ctx.run(Cmd::new(ZFS).args(["create", "-V", &s.size, &s.volume]))?;
             }
-            ctx.run(cmd.arg(&d.name))?;
-        } else if c.id == "swap/volume" {
-            if !live {
-                return skipped();
+            Change::SwapVfstab => {
+                let s = spec
+                    .swap
+                    .as_ref()
+                    .ok_or_else(|| PluginError::NotDesired("storage.swap".into()))?;
+                let mut vfstab = ctx.read("/etc/vfstab")?.unwrap_or_default();
+                if !vfstab.is_empty() && !vfstab.ends_with('\n') {
+                    vfstab.push('\n');
+                }
+                vfstab.push_str(&vfstab_line(&s.volume));
+                ctx.write("/etc/vfstab", vfstab.as_bytes(), 0o644, None)?;
+                if live {
+                    // swapadd adds every swap entry of /etc/vfstab that is not in use yet.
+                    ctx.run(Cmd::new(SWAPADD))?;
+                }
             }
-            let s = spec.swap.as_ref().ok_or("swap not in desired state")?;
-            ctx.run(Cmd::new(ZFS).args(["create", "-V", &s.size, &s.volume]))?;
-        } else if c.id == "swap/vfstab" {
-            let s = spec.swap.as_ref().ok_or("swap not in desired state")?;
-            let mut vfstab = ctx.read("/etc/vfstab")?.unwrap_or_default();
-            if !vfstab.is_empty() && !vfstab.ends_with('\n') {
-                vfstab.push('\n');
+            Change::GrowRootPool => {
+                if !live {
+                    return skipped();
+                }
+                let root_ds = ctx
+                    .query(Cmd::new(ZFS).args(["list", "-H", "-o", "name", "/"]))?
+                    .unwrap_or_default();
+                let pool = root_ds
+                    .trim()
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                if pool.is_empty() {
+                    return Err(PluginError::Failed(
+                        "cannot find the root pool (`zfs list -H -o name /` names none)".into(),
+                    ));
+                }
+                let vdevs = ctx
+                    .query(Cmd::new(ZPOOL).args(["list", "-H", "-v", "-P", "-o", "name", &pool]))?
+                    .unwrap_or_default();
+                for dev in leaf_devices(&vdevs) {
+                    ctx.run(Cmd::new(ZPOOL).args(["online", "-e", &pool, dev]))?;
+                }
             }
-            vfstab.push_str(&vfstab_line(&s.volume));
-            ctx.write("/etc/vfstab", vfstab.as_bytes(), 0o644, None)?;
-            if live {
-                // swapadd adds every swap entry of /etc/vfstab that is not in use yet.
-                ctx.run(Cmd::new(SWAPADD))?;
-            }
-        } else if c.id == "grow-root-pool" {
-            if !live {
-                return skipped();
-            }
-            let root_ds = ctx
-                .query(Cmd::new(ZFS).args(["list", "-H", "-o", "name", "/"]))?
-                .unwrap_or_default();
-            let pool = root_ds
-                .trim()
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            if pool.is_empty() {
-                return Err("cannot find the root pool".into());
-            }
-            let vdevs = ctx
-                .query(Cmd::new(ZPOOL).args(["list", "-H", "-v", "-P", "-o", "name", &pool]))?
-                .unwrap_or_default();
-            for dev in leaf_devices(&vdevs) {
-                ctx.run(Cmd::new(ZPOOL).args(["online", "-e", &pool, dev]))?;
-            }
-        } else {
-            return Err(format!("unknown change {}", c.id));
         }
         Ok(Outcome::Done)
     }
@@ -234,6 +276,7 @@ mod tests {
     use super::super::testing;
     use super::*;
     use runner::{Output, Recorder};
+    use serde_json::json;
 
     #[test]
     fn live_commands_are_exact_and_existing_things_are_left_alone() {
@@ -262,8 +305,8 @@ mod tests {
             "swap": {"size": "2G"},
             "grow_root_pool": true
         }});
-        let d = d.as_object().unwrap();
-        let changes = Storage.plan(&ctx, d).unwrap();
+        let d = testing::input(&Storage, d);
+        let changes = Storage.plan(&ctx, &d).unwrap();
         let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(
             ids,
@@ -276,7 +319,7 @@ mod tests {
             ]
         );
         for c in &changes {
-            Storage.apply(&ctx, d, c).unwrap();
+            Storage.apply(&ctx, &d, &c.change).unwrap();
         }
         assert_eq!(
             ctx.take_actions(),

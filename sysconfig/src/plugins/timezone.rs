@@ -12,12 +12,27 @@
 //! Without /etc/rtc_config, `rtc` reports GMT (`display_zone_string`): nothing to do.
 
 use runner::Cmd;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{Ctx, Outcome, Planned, Plugin, PluginError};
 
 pub struct Timezone;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Change {
+    /// The `TZ=` line of /etc/default/init.
+    Tz,
+    /// The hardware clock kept in UTC.
+    Rtc,
+}
 
 pub fn init_with(text: &str, tz: &str) -> String {
     let mut out = String::new();
@@ -86,49 +101,52 @@ impl Plugin for Timezone {
     const NAME: &'static str = "timezone";
     const KEYS: &'static [&'static str] = &["timezone"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let Some(tz) = typed::<String>(desired, "timezone")? else {
+    type Input = Input;
+    type Change = Change;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Change>>, PluginError> {
+        let Some(tz) = &input.timezone else {
             return Ok(vec![]);
         };
-        if !valid(&tz) {
-            return Err(format!("timezone {tz:?} is not a zoneinfo name"));
+        let invalid = |reason: String| PluginError::Invalid {
+            what: "timezone".into(),
+            value: tz.clone(),
+            reason,
+        };
+        if !valid(tz) {
+            return Err(invalid("is not a zoneinfo name".into()));
         }
         let zoneinfo = "/usr/share/lib/zoneinfo";
         if ctx.root.exists(zoneinfo).unwrap_or(false)
             && !ctx.root.exists(format!("{zoneinfo}/{tz}")).unwrap_or(false)
         {
-            return Err(format!("timezone {tz:?} is not in {zoneinfo}"));
+            return Err(invalid(format!("is not in {zoneinfo}")));
         }
         let text = ctx.read("/etc/default/init")?.unwrap_or_default();
         let mut out = Vec::new();
-        if init_with(&text, &tz) != text {
-            out.push(change(
+        if init_with(&text, tz) != text {
+            out.push(Planned::new(
                 "timezone",
                 "tz",
                 format!("set TZ={tz} in /etc/default/init"),
-                Value::Null,
+                Change::Tz,
             ));
         }
         if let Some(zone) = ctx.read(RTC_CONFIG)?.as_deref().and_then(rtc_zone) {
             if !rtc_is_utc(&zone) {
-                out.push(change(
+                out.push(Planned::new(
                     "timezone",
                     "rtc",
                     format!("keep the hardware clock in UTC ({RTC_CONFIG} has zone_info={zone})"),
-                    Value::Null,
+                    Change::Rtc,
                 ));
             }
         }
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        if c.id == "rtc" {
+    fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
+        if *c == Change::Rtc {
             if ctx.live() {
                 // rtc(8): -z records the zone and resets the kernel's GMT lag.
                 ctx.run(Cmd::new("/usr/sbin/rtc").args(["-z", "UTC"]))?;
@@ -137,11 +155,14 @@ impl Plugin for Timezone {
             }
             return Ok(Outcome::Done);
         }
-        let tz = typed::<String>(desired, "timezone")?.ok_or("timezone is not set")?;
+        let tz = input
+            .timezone
+            .as_deref()
+            .ok_or_else(|| PluginError::NotDesired("timezone".into()))?;
         let text = ctx.read("/etc/default/init")?.unwrap_or_default();
         ctx.write(
             "/etc/default/init",
-            init_with(&text, &tz).as_bytes(),
+            init_with(&text, tz).as_bytes(),
             0o644,
             None,
         )?;
@@ -234,8 +255,9 @@ mod tests {
 
         // On the running system: `rtc -z UTC`, never `rtc -z ZONE`.
         let ctx = Ctx::new(crate::rootfs::Root::new("/"), true, &rec);
-        let c = change("timezone", "rtc", "", Value::Null);
-        Timezone.apply(&ctx, d.as_object().unwrap(), &c).unwrap();
+        Timezone
+            .apply(&ctx, &testing::input(&Timezone, d), &Change::Rtc)
+            .unwrap();
         assert_eq!(ctx.take_actions(), ["would run: /usr/sbin/rtc -z UTC"]);
         assert!(rec.lines().is_empty());
     }

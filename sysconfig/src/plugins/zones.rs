@@ -33,15 +33,46 @@ pub mod text;
 use std::time::Duration;
 
 use runner::Cmd;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
 
-use super::{change, typed, Ctx, Outcome, Plugin};
-use crate::protocol::Change;
+use super::{or_default, Ctx, Outcome, Planned, Plugin, PluginError};
 use crate::schema::Zone;
 pub use check::check;
 use text::{differences, parse_export, parse_list, zonecfg_script, zonepath_of, State};
 
 pub struct Zones;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(default, deserialize_with = "or_default")]
+    pub zones: Vec<Zone>,
+}
+
+/// One step for one zone, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Change {
+    /// Shown in the plan, nothing run; the reason.
+    Skip {
+        why: String,
+    },
+    /// Fails with this message: what is in the way and what to do about it.
+    Fail {
+        message: String,
+    },
+    /// `zonecfg`; `replace` for a configured zone whose configuration differs.
+    Configure {
+        zone: String,
+        replace: bool,
+    },
+    Install {
+        zone: String,
+    },
+    Boot {
+        zone: String,
+    },
+}
 
 const ZONEADM: &str = "/usr/sbin/zoneadm";
 const ZONECFG: &str = "/usr/sbin/zonecfg";
@@ -75,7 +106,7 @@ pub fn boot(name: &str) -> Cmd {
 /// The zone's state right now, read before installing or booting it; `None` in a dry run,
 /// where the earlier changes were not made. A zone that is not there is "configured"
 /// only in the plan: that its configure change failed is reported here.
-fn state_now(ctx: &Ctx, name: &str) -> Result<Option<State>, String> {
+fn state_now(ctx: &Ctx, name: &str) -> Result<Option<State>, PluginError> {
     if ctx.dry_run {
         return Ok(None);
     }
@@ -85,24 +116,26 @@ fn state_now(ctx: &Ctx, name: &str) -> Result<Option<State>, String> {
     );
     match listed.into_iter().find(|l| l.name == name) {
         Some(l) => Ok(Some(l.state)),
-        None => Err(format!(
+        None => Err(PluginError::Failed(format!(
             "zone {name} is not configured (its configuration failed); not going on with it"
-        )),
+        ))),
     }
 }
 
-fn zones_of(desired: &Map<String, Value>) -> Result<Vec<Zone>, String> {
-    let zones = typed::<Vec<Zone>>(desired, "zones")?.unwrap_or_default();
-    check(&zones)?;
-    Ok(zones)
+fn step(z: &Zone, what: &str, summary: String, change: Change) -> Planned<Change> {
+    Planned::new("zones", format!("{}/{what}", z.name), summary, change)
 }
 
-fn step(z: &Zone, what: &str, summary: String, extra: Value) -> Change {
-    let mut data = json!({"zone": z.name});
-    if let (Some(d), Value::Object(e)) = (data.as_object_mut(), extra) {
-        d.extend(e);
+/// The change, or the reason to skip it when there is one.
+fn or_skip(skip: Option<&str>, change: Change) -> Change {
+    match skip {
+        Some(why) => Change::Skip { why: why.into() },
+        None => change,
     }
-    change("zones", format!("{}/{what}", z.name), summary, data)
+}
+
+fn fail(message: String) -> Change {
+    Change::Fail { message }
 }
 
 fn configure_summary(z: &Zone) -> String {
@@ -127,18 +160,14 @@ fn install_summary(z: &Zone) -> String {
     }
 }
 
-/// Install (and boot) changes, with `extra` data on each.
-fn install_and_boot(z: &Zone, out: &mut Vec<Change>, extra: &Value) {
-    let mut install = step(z, "install", install_summary(z), extra.clone());
-    install.timeout_secs = Some(INSTALL_TIMEOUT.as_secs());
-    out.push(install);
+/// Install (and boot) changes, or those steps skipped for the reason given.
+fn install_and_boot(z: &Zone, out: &mut Vec<Planned<Change>>, skip: Option<&str>) {
+    let zone = z.name.clone();
+    let install = or_skip(skip, Change::Install { zone: zone.clone() });
+    out.push(step(z, "install", install_summary(z), install).timeout(INSTALL_TIMEOUT));
     if z.boot {
-        out.push(step(
-            z,
-            "boot",
-            format!("boot zone {}", z.name),
-            extra.clone(),
-        ));
+        let boot = or_skip(skip, Change::Boot { zone });
+        out.push(step(z, "boot", format!("boot zone {}", z.name), boot));
     }
 }
 
@@ -146,17 +175,23 @@ impl Plugin for Zones {
     const NAME: &'static str = "zones";
     const KEYS: &'static [&'static str] = &["zones"];
 
-    fn plan(&self, ctx: &Ctx, desired: &Map<String, Value>) -> Result<Vec<Change>, String> {
-        let zones = zones_of(desired)?;
+    type Input = Input;
+    type Change = Change;
+
+    fn plan(&self, ctx: &Ctx, input: &Input) -> Result<Vec<Planned<Change>>, PluginError> {
+        let zones = &input.zones;
+        check(zones)?;
         let mut out = Vec::new();
         if zones.is_empty() {
             return Ok(out);
         }
         if !ctx.live() {
-            let skip = json!({"skip": ALT_ROOT});
-            for z in &zones {
-                out.push(step(z, "configure", configure_summary(z), skip.clone()));
-                install_and_boot(z, &mut out, &skip);
+            let skip = || Change::Skip {
+                why: ALT_ROOT.into(),
+            };
+            for z in zones {
+                out.push(step(z, "configure", configure_summary(z), skip()));
+                install_and_boot(z, &mut out, Some(ALT_ROOT));
             }
             return Ok(out);
         }
@@ -164,11 +199,15 @@ impl Plugin for Zones {
             &ctx.query(Cmd::new(ZONEADM).args(["list", "-cp"]))?
                 .unwrap_or_default(),
         );
-        for z in &zones {
+        for z in zones {
+            let configure = |replace| Change::Configure {
+                zone: z.name.clone(),
+                replace,
+            };
             let Some(l) = listed.iter().find(|l| l.name == z.name) else {
                 tracing::debug!(zone = %z.name, "not configured yet");
-                out.push(step(z, "configure", configure_summary(z), json!({})));
-                install_and_boot(z, &mut out, &json!({}));
+                out.push(step(z, "configure", configure_summary(z), configure(false)));
+                install_and_boot(z, &mut out, None);
                 continue;
             };
             tracing::debug!(zone = %z.name, state = l.state.as_str(), "exists");
@@ -189,93 +228,91 @@ impl Plugin for Zones {
                             z.name,
                             diffs.join("; ")
                         ),
-                        json!({"replace": true}),
+                        configure(true),
                     ));
-                    install_and_boot(z, &mut out, &json!({}));
+                    install_and_boot(z, &mut out, None);
                 }
-                State::Configured => install_and_boot(z, &mut out, &json!({})),
+                State::Configured => install_and_boot(z, &mut out, None),
                 State::Installed | State::Ready | State::Running if !diffs.is_empty() => {
                     out.push(step(
                         z,
                         "conflict",
                         format!("zone {} differs from its description", z.name),
-                        json!({"error": format!(
+                        fail(format!(
                             "zone {} is {} and its configuration differs from the description: {}. \
                              sysconfig reconfigures only zones that are not installed yet: change it with \
                              `zonecfg -z {}` (it takes effect when the zone boots next), or uninstall and \
                              delete the zone to have it created as described",
                             z.name, l.state.as_str(), diffs.join("; "), z.name
-                        )}),
+                        )),
                     ));
                 }
                 State::Installed | State::Ready if z.boot => {
-                    out.push(step(z, "boot", format!("boot zone {}", z.name), json!({})));
+                    let boot = Change::Boot {
+                        zone: z.name.clone(),
+                    };
+                    out.push(step(z, "boot", format!("boot zone {}", z.name), boot));
                 }
                 State::Installed | State::Ready | State::Running => {}
                 State::Incomplete => out.push(step(
                     z,
                     "incomplete",
                     format!("zone {} is incomplete", z.name),
-                    json!({"error": format!(
+                    fail(format!(
                         "zone {name} is incomplete: an install or uninstall of it did not finish. \
                          Look at its install log (under {path}), then `zoneadm -z {name} uninstall -F` \
                          returns it to the configured state and the next sysconfig apply installs it again",
                         name = z.name, path = l.zonepath
-                    )}),
+                    )),
                 )),
                 other => out.push(step(
                     z,
                     "state",
                     format!("zone {} is {}", z.name, other.as_str()),
-                    json!({"error": format!(
+                    fail(format!(
                         "zone {} is {}; sysconfig leaves a zone alone while it changes state or is \
                          mounted for maintenance: run sysconfig apply again once it is installed or running",
                         z.name, other.as_str()
-                    )}),
+                    )),
                 )),
             }
         }
         Ok(out)
     }
 
-    fn apply(
-        &self,
-        ctx: &Ctx,
-        desired: &Map<String, Value>,
-        c: &Change,
-    ) -> Result<Outcome, String> {
-        if let Some(why) = c.data.get("skip").and_then(Value::as_str) {
-            return Ok(Outcome::Skipped(why.to_string()));
-        }
-        if let Some(e) = c.data.get("error").and_then(Value::as_str) {
-            return Err(e.to_string());
-        }
-        let zones = zones_of(desired)?;
-        let name = c.data.get("zone").and_then(Value::as_str).unwrap_or("");
-        let z = zones
+    fn apply(&self, ctx: &Ctx, input: &Input, c: &Change) -> Result<Outcome, PluginError> {
+        let name = match c {
+            Change::Skip { why } => return Ok(Outcome::Skipped(why.clone())),
+            Change::Fail { message } => return Err(PluginError::Failed(message.clone())),
+            Change::Configure { zone, .. } | Change::Install { zone } | Change::Boot { zone } => {
+                zone
+            }
+        };
+        let z = input
+            .zones
             .iter()
-            .find(|z| z.name == name)
-            .ok_or(format!("zone {name:?} is not in the desired state"))?;
-        let what = c.id.rsplit('/').next().unwrap_or_default();
-        match what {
-            "configure" => {
-                let replace = c.data.get("replace").and_then(Value::as_bool) == Some(true);
-                if let Err(e) = ctx.run(zonecfg(&z.name, &zonecfg_script(z, replace))) {
-                    if replace {
+            .find(|z| z.name == *name)
+            .ok_or_else(|| PluginError::NotDesired(format!("zone {name:?}")))?;
+        match c {
+            Change::Configure { replace, .. } => {
+                if let Err(e) = ctx.run(zonecfg(&z.name, &zonecfg_script(z, *replace))) {
+                    if *replace {
                         return Err(e);
                     }
                     // zonecfg saved whatever it had before the failure: remove it, so the
                     // next run starts from no zone rather than from a partial one.
-                    return Err(match ctx.run(zonecfg_delete(&z.name)) {
-                        Ok(_) => format!("{e} (the partial configuration was deleted)"),
-                        Err(d) => {
-                            tracing::warn!(zone = %z.name, "cannot delete a partial configuration: {d}");
-                            format!("{e}; deleting its partial configuration failed too: {d}")
-                        }
-                    });
+                    return Err(PluginError::Failed(
+                        match ctx.run(zonecfg_delete(&z.name)) {
+                            Ok(_) => format!("{e} (the partial configuration was deleted)"),
+                            Err(d) => {
+                                tracing::warn!(zone = %z.name, "cannot delete a partial configuration: {d}");
+                                format!("{e}; deleting its partial configuration failed too: {d}")
+                            }
+                        },
+                    ));
                 }
             }
-            "install" => {
+            Change::Install { .. } => {
                 // After a failed configure (or anything else that changed the zone since
                 // the plan) zoneadm would only add a confusing second error.
                 match state_now(ctx, &z.name)? {
@@ -284,34 +321,38 @@ impl Plugin for Zones {
                         return Ok(Outcome::Done)
                     }
                     Some(s) => {
-                        return Err(format!(
+                        return Err(PluginError::Failed(format!(
                             "zone {} is {}, not configured; not installing it",
                             z.name,
                             s.as_str()
-                        ))
+                        )))
                     }
                 }
                 if let Some(img) = &z.image {
-                    if !ctx.dry_run && !ctx.root.exists(img).map_err(|e| e.to_string())? {
-                        return Err(format!("zone {}: image {img} does not exist", z.name));
+                    if !ctx.dry_run && !ctx.root.exists(img)? {
+                        return Err(PluginError::Failed(format!(
+                            "zone {}: image {img} does not exist",
+                            z.name
+                        )));
                     }
                 }
                 ctx.run(install(z))?;
             }
-            "boot" => match state_now(ctx, &z.name)? {
+            Change::Boot { .. } => match state_now(ctx, &z.name)? {
                 None | Some(State::Installed | State::Ready) => {
                     ctx.run(boot(&z.name))?;
                 }
                 Some(State::Running) => {}
                 Some(s) => {
-                    return Err(format!(
+                    return Err(PluginError::Failed(format!(
                         "zone {} is {}, not installed; not booting it",
                         z.name,
                         s.as_str()
-                    ))
+                    )))
                 }
             },
-            other => return Err(format!("unknown change {other}")),
+            // Answered before the zone was looked up.
+            Change::Skip { .. } | Change::Fail { .. } => {}
         }
         Ok(Outcome::Done)
     }

@@ -70,8 +70,9 @@ pub struct Describe {
     pub keys: Vec<String>,
 }
 
-/// One planned change. `data` is the plugin's own description of what to do; it must not
-/// contain secrets.
+/// One planned change. `data` is the plugin's own description of what to do (for the
+/// shipped plugins, their `Plugin::Change` as JSON); the daemon hands it back unchanged in
+/// `apply`. It must not contain secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Change {

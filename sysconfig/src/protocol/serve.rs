@@ -6,11 +6,13 @@ use serde_json::Value;
 
 use super::{ApplyParams, Describe, Envelope, PlanParams, Response, VERSION};
 
-/// What a plugin implements; [`serve`] does the wire work.
+/// What a plugin implements; [`serve`] does the wire work. An error's message becomes
+/// the response's `error`.
 pub trait Handler {
+    type Error: std::fmt::Display;
     fn describe(&self) -> Describe;
-    fn plan(&self, params: PlanParams) -> Result<super::PlanResult, String>;
-    fn apply(&self, params: ApplyParams) -> Result<super::ApplyResult, String>;
+    fn plan(&self, params: PlanParams) -> Result<super::PlanResult, Self::Error>;
+    fn apply(&self, params: ApplyParams) -> Result<super::ApplyResult, Self::Error>;
 }
 
 /// Answers every request line on `input` until end of input. Returns an I/O error only
@@ -60,9 +62,11 @@ fn answer<H: Handler>(handler: &H, line: &str) -> Response {
         }
         super::Request::Plan(p) => handler
             .plan(p)
+            .map_err(|e| e.to_string())
             .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string())),
         super::Request::Apply(p) => handler
             .apply(p)
+            .map_err(|e| e.to_string())
             .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string())),
     };
     match result {

@@ -24,9 +24,12 @@
 
 use serde_json::{json, Map, Value};
 
+mod error;
+
 use super::mime::{self, Part};
-use super::SourceError;
+use super::{Malformed, SourceError};
 use crate::yaml::{self, Node};
+pub use error::{CloudConfigError, FileProblem, GroupsError, WriteFileError};
 
 /// Top-level cloud-config keys that are read (`disable_root` is accepted: root is the
 /// only login on an illumos image, so its keys are never refused; `merge_how` and
@@ -160,12 +163,14 @@ pub fn combine(
 
 /// Reads user-data (raw bytes: it may be gzip'd).
 pub fn parse(source_name: &'static str, raw: &[u8]) -> Result<UserData, SourceError> {
-    let bad = |m: String| SourceError::malformed(source_name, format!("user-data: {m}"));
     let mut ud = UserData::default();
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(ud);
     }
-    let parts = mime::parts(raw, &mut ud.warnings).map_err(bad)?;
+    let parts = mime::parts(raw, &mut ud.warnings).map_err(|e| SourceError::Malformed {
+        source_name,
+        error: Malformed::UserData(e),
+    })?;
     let mut cfg: Vec<(String, Node)> = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         let name = p
@@ -174,7 +179,18 @@ pub fn parse(source_name: &'static str, raw: &[u8]) -> Result<UserData, SourceEr
             .unwrap_or_else(|| format!("part {}", i + 1));
         match p.ctype.as_str() {
             "text/cloud-config" => {
-                if let Some(m) = cloud_config(p, &name, &mut ud.warnings).map_err(bad)? {
+                let read = cloud_config(p, &name, &mut ud.warnings);
+                let read = read.map_err(|e| SourceError::Malformed {
+                    source_name,
+                    error: Malformed::In {
+                        path: "user-data".into(),
+                        error: Box::new(Malformed::In {
+                            path: name.clone(),
+                            error: Box::new(Malformed::CloudConfig(e)),
+                        }),
+                    },
+                })?;
+                if let Some(m) = read {
                     for (k, v) in m {
                         cfg.retain(|(e, _)| *e != k);
                         cfg.push((k, v));
@@ -240,21 +256,16 @@ fn cloud_config(
     p: &Part,
     name: &str,
     warnings: &mut Vec<String>,
-) -> Result<Option<Vec<(String, Node)>>, String> {
-    let text = std::str::from_utf8(&p.payload).map_err(|_| format!("{name}: not UTF-8 text"))?;
-    let doc = yaml::load(text).map_err(|e| format!("{name}: {e}"))?;
+) -> Result<Option<Vec<(String, Node)>>, CloudConfigError> {
+    let text = std::str::from_utf8(&p.payload).map_err(|_| CloudConfigError::NotUtf8)?;
+    let doc = yaml::load(text)?;
     let m = match doc {
         Node::Null => {
             warnings.push(format!("user-data {name}: empty cloud-config; ignored"));
             return Ok(None);
         }
         Node::Map(m) => m,
-        other => {
-            return Err(format!(
-                "{name}: the cloud-config is {}, not a mapping",
-                other.kind()
-            ))
-        }
+        other => return Err(CloudConfigError::NotAMapping(other.kind())),
     };
     if p.merge_header || m.iter().any(|(k, _)| k == "merge_how" || k == "merge_type") {
         warnings.push(format!(
@@ -617,7 +628,7 @@ fn users_and_groups(cfg: &Node, ud: &mut UserData) {
 }
 
 /// `_normalize_groups`.
-fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
+fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, GroupsError> {
     let list: Vec<Node> = match g {
         Node::Str(s) => s
             .trim()
@@ -626,12 +637,7 @@ fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
             .collect(),
         Node::Seq(a) => a.clone(),
         Node::Map(_) => vec![g.clone()],
-        other => {
-            return Err(format!(
-                "{} is not a list, a mapping or a string",
-                other.kind()
-            ))
-        }
+        other => return Err(GroupsError::Shape(other.kind())),
     };
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for i in list {
@@ -641,7 +647,12 @@ fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
                     let members = match &v {
                         Node::Seq(a) => a.iter().filter_map(scalar_text).collect::<Vec<_>>(),
                         Node::Str(s) => vec![s.clone()],
-                        other => return Err(format!("members of {k} are {}", other.kind())),
+                        other => {
+                            return Err(GroupsError::Members {
+                                group: k,
+                                kind: other.kind(),
+                            })
+                        }
                     };
                     match out.iter_mut().find(|(n, _)| *n == k) {
                         Some((_, m)) => m.extend(members),
@@ -654,7 +665,7 @@ fn normalize_groups(g: &Node) -> Result<Vec<(String, Vec<String>)>, String> {
                     out.push((s, vec![]));
                 }
             }
-            other => return Err(format!("a group name is {}", other.kind())),
+            other => return Err(GroupsError::Name(other.kind())),
         }
     }
     // uniq_merge_sorted: members split at commas, de-duplicated, sorted.
@@ -906,14 +917,18 @@ fn write_files(cfg: &Node, ud: &mut UserData) {
 }
 
 /// One `write_files` entry: the file, whether it is deferred, a warning.
-fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
+fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), WriteFileError> {
     if !matches!(f, Node::Map(_)) {
-        return Err(format!("the entry is {}, not a mapping", f.kind()));
+        return Err(WriteFileError::NotAMapping(f.kind()));
     }
     let path = match f.get("path") {
         Some(Node::Str(p)) if !p.is_empty() => abspath(p),
-        Some(v) if py_bool(v) => return Err(format!("path is {}, not a string", v.kind())),
-        _ => return Err("no path".into()),
+        Some(v) if py_bool(v) => return Err(WriteFileError::PathType(v.kind())),
+        _ => return Err(WriteFileError::NoPath),
+    };
+    let at = |problem: FileProblem| WriteFileError::In {
+        path: path.clone(),
+        problem,
     };
     let mut warn = None;
     if let Some(src) = f.get("source") {
@@ -927,25 +942,20 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
         None | Some(Node::Null) => Vec::new(),
         Some(Node::Str(s)) => s.clone().into_bytes(),
         Some(Node::Bytes(b)) => b.clone(),
-        Some(other) => {
-            return Err(format!(
-                "{path}: content is {}, not text or binary",
-                other.kind()
-            ))
-        }
+        Some(other) => return Err(at(FileProblem::Content(other.kind()))),
     };
     let encoding = match f.get("encoding") {
         None | Some(Node::Null) => String::new(),
         Some(Node::Str(s)) => s.trim().to_lowercase(),
-        Some(other) => return Err(format!("{path}: encoding is {}", other.kind())),
+        Some(other) => return Err(at(FileProblem::Encoding(other.kind()))),
     };
     let bytes = match encoding.as_str() {
-        "gz" | "gzip" => mime::gunzip(&raw).map_err(|e| format!("{path}: {e}"))?,
+        "gz" | "gzip" => mime::gunzip(&raw).map_err(|e| at(e.into()))?,
         "gz+base64" | "gzip+base64" | "gz+b64" | "gzip+b64" => {
-            let b = mime::b64decode(&raw).map_err(|e| format!("{path}: {e}"))?;
-            mime::gunzip(&b).map_err(|e| format!("{path}: {e}"))?
+            let b = mime::b64decode(&raw).map_err(|e| at(e.into()))?;
+            mime::gunzip(&b).map_err(|e| at(e.into()))?
         }
-        "b64" | "base64" => mime::b64decode(&raw).map_err(|e| format!("{path}: {e}"))?,
+        "b64" | "base64" => mime::b64decode(&raw).map_err(|e| at(e.into()))?,
         "" | "text/plain" => raw,
         other => {
             warn = Some(format!(
@@ -958,9 +968,7 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
     // octal; anything else is the default 0644.
     let mode: u32 = match f.get("permissions") {
         None | Some(Node::Null) => 0o644,
-        Some(Node::Int(i)) => {
-            u32::try_from(*i).map_err(|_| format!("{path}: permissions {i} is not a mode"))?
-        }
+        Some(Node::Int(i)) => u32::try_from(*i).map_err(|_| at(FileProblem::NotAMode(*i)))?,
         Some(Node::Bool(b)) => u32::from(*b),
         Some(Node::Float(x)) => *x as u32,
         Some(v) => match scalar_text(v).and_then(|s| py_int_base8(&s)) {
@@ -974,7 +982,7 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
         },
     };
     if mode > 0o7777 {
-        return Err(format!("{path}: permissions {mode:o} are not a file mode"));
+        return Err(at(FileProblem::ModeTooLarge(mode)));
     }
     if let Some(Node::Int(i)) = f.get("permissions") {
         if *i > 0
@@ -992,7 +1000,7 @@ fn write_file(f: &Node) -> Result<(Value, bool, Option<String>), String> {
     let owner = match f.get("owner") {
         None | Some(Node::Null) => "root:root".to_string(),
         Some(Node::Str(s)) => s.clone(),
-        Some(other) => return Err(format!("{path}: owner is {}, not user:group", other.kind())),
+        Some(other) => return Err(at(FileProblem::Owner(other.kind()))),
     };
     let (u, g) = owner
         .split_once(':')

@@ -17,12 +17,9 @@ pub fn read(devices: &[PathBuf]) -> Result<Option<Found>, SourceError> {
         return Ok(None);
     };
     tracing::info!("source configdrive: volume {}", path.display());
-    from_volume(&mut vol).map(Some).map_err(|e| match e {
-        SourceError::Malformed { message, .. } => {
-            SourceError::malformed(NAME, format!("{}: {message}", path.display()))
-        }
-        other => other,
-    })
+    from_volume(&mut vol)
+        .map(Some)
+        .map_err(|e| e.within(path.display().to_string()))
 }
 
 pub fn from_volume<R: ReadSeek>(vol: &mut Volume<R>) -> Result<Found, SourceError> {
@@ -62,8 +59,13 @@ pub fn parse(
     if let Some(n) = network_data {
         super::merge_under(
             &mut desired,
-            super::netconfig::from_network_data(n)
-                .map_err(|m| bad(format!("network_data.json: {m}")))?,
+            super::netconfig::from_network_data(n).map_err(|error| SourceError::Malformed {
+                source_name: NAME,
+                error: super::Malformed::In {
+                    path: "network_data.json".into(),
+                    error: Box::new(super::Malformed::Network { line: None, error }),
+                },
+            })?,
         );
     }
     let (desired, warnings) = cloudconfig::combine(NAME, user_data, &keys, desired)?;

@@ -7,6 +7,47 @@ use serde_json::Value;
 
 use crate::yaml::Node;
 
+/// Why a patch does not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("a JSON patch is a list of operations")]
+    NotAList,
+    #[error("operation {index}: {problem}")]
+    Op { index: usize, problem: OpProblem },
+}
+
+/// What is wrong with one operation of a patch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpProblem {
+    /// A member the operation needs (`op`, `path`, `value`, `from`).
+    #[error("no {0}")]
+    Missing(&'static str),
+    #[error("pointer {0:?} does not start with /")]
+    Pointer(String),
+    #[error("no member {0:?}")]
+    NoMember(String),
+    #[error("no item {0:?}")]
+    NoItem(String),
+    #[error("{0:?} is inside a scalar")]
+    InsideScalar(String),
+    #[error("{0:?} is not an index")]
+    NotIndex(String),
+    #[error("index {0} is out of range")]
+    OutOfRange(usize),
+    #[error("the target's parent is a scalar")]
+    ParentIsScalar,
+    #[error("cannot remove the whole document")]
+    WholeDocument,
+    #[error("from does not exist")]
+    FromMissing,
+    #[error("test failed")]
+    TestFailed,
+    #[error("unknown op {0:?}")]
+    UnknownOp(String),
+}
+
 fn from_json(v: &Value) -> Node {
     match v {
         Value::Null => Node::Null,
@@ -24,13 +65,13 @@ fn from_json(v: &Value) -> Node {
     }
 }
 
-fn pointer(p: &str) -> Result<Vec<String>, String> {
+fn pointer(p: &str) -> Result<Vec<String>, OpProblem> {
     if p.is_empty() {
         return Ok(vec![]);
     }
     let rest = p
         .strip_prefix('/')
-        .ok_or_else(|| format!("pointer {p:?} does not start with /"))?;
+        .ok_or_else(|| OpProblem::Pointer(p.into()))?;
     Ok(rest
         .split('/')
         .map(|t| t.replace("~1", "/").replace("~0", "~"))
@@ -49,7 +90,7 @@ fn get<'a>(doc: &'a Node, path: &[String]) -> Option<&'a Node> {
     Some(cur)
 }
 
-fn parent_mut<'a>(doc: &'a mut Node, path: &[String]) -> Result<&'a mut Node, String> {
+fn parent_mut<'a>(doc: &'a mut Node, path: &[String]) -> Result<&'a mut Node, OpProblem> {
     let mut cur = doc;
     for t in path {
         cur = match cur {
@@ -57,19 +98,19 @@ fn parent_mut<'a>(doc: &'a mut Node, path: &[String]) -> Result<&'a mut Node, St
                 .iter_mut()
                 .find(|(k, _)| k == t)
                 .map(|(_, v)| v)
-                .ok_or_else(|| format!("no member {t:?}"))?,
+                .ok_or_else(|| OpProblem::NoMember(t.clone()))?,
             Node::Seq(a) => t
                 .parse::<usize>()
                 .ok()
                 .and_then(|i| a.get_mut(i))
-                .ok_or_else(|| format!("no item {t:?}"))?,
-            _ => return Err(format!("{t:?} is inside a scalar")),
+                .ok_or_else(|| OpProblem::NoItem(t.clone()))?,
+            _ => return Err(OpProblem::InsideScalar(t.clone())),
         };
     }
     Ok(cur)
 }
 
-fn add(doc: &mut Node, path: &[String], value: Node) -> Result<(), String> {
+fn add(doc: &mut Node, path: &[String], value: Node) -> Result<(), OpProblem> {
     let Some((last, parent)) = path.split_last() else {
         *doc = value;
         return Ok(());
@@ -87,28 +128,26 @@ fn add(doc: &mut Node, path: &[String], value: Node) -> Result<(), String> {
                 a.len()
             } else {
                 last.parse::<usize>()
-                    .map_err(|_| format!("{last:?} is not an index"))?
+                    .map_err(|_| OpProblem::NotIndex(last.clone()))?
             };
             if i > a.len() {
-                return Err(format!("index {i} is out of range"));
+                return Err(OpProblem::OutOfRange(i));
             }
             a.insert(i, value);
             Ok(())
         }
-        _ => Err("the target's parent is a scalar".into()),
+        _ => Err(OpProblem::ParentIsScalar),
     }
 }
 
-fn remove(doc: &mut Node, path: &[String]) -> Result<Node, String> {
-    let (last, parent) = path
-        .split_last()
-        .ok_or("cannot remove the whole document")?;
+fn remove(doc: &mut Node, path: &[String]) -> Result<Node, OpProblem> {
+    let (last, parent) = path.split_last().ok_or(OpProblem::WholeDocument)?;
     match parent_mut(doc, parent)? {
         Node::Map(m) => {
             let i = m
                 .iter()
                 .position(|(k, _)| k == last)
-                .ok_or_else(|| format!("no member {last:?}"))?;
+                .ok_or_else(|| OpProblem::NoMember(last.clone()))?;
             Ok(m.remove(i).1)
         }
         Node::Seq(a) => {
@@ -116,64 +155,64 @@ fn remove(doc: &mut Node, path: &[String]) -> Result<Node, String> {
                 .parse::<usize>()
                 .ok()
                 .filter(|i| *i < a.len())
-                .ok_or_else(|| format!("no item {last:?}"))?;
+                .ok_or_else(|| OpProblem::NoItem(last.clone()))?;
             Ok(a.remove(i))
         }
-        _ => Err("the target's parent is a scalar".into()),
+        _ => Err(OpProblem::ParentIsScalar),
     }
 }
 
 /// Applies `patch` (JSON text) to `doc`; on an error `doc` is unchanged.
-pub fn apply(doc: &mut Node, patch: &str) -> Result<(), String> {
-    let ops: Value = serde_json::from_str(patch).map_err(|e| format!("not JSON: {e}"))?;
-    let ops = ops
-        .as_array()
-        .ok_or("a JSON patch is a list of operations")?;
+pub fn apply(doc: &mut Node, patch: &str) -> Result<(), PatchError> {
+    let ops: Value = serde_json::from_str(patch).map_err(PatchError::NotJson)?;
+    let ops = ops.as_array().ok_or(PatchError::NotAList)?;
     let mut work = doc.clone();
-    for (i, op) in ops.iter().enumerate() {
-        let bad = |m: String| format!("operation {i}: {m}");
-        let name = op["op"].as_str().ok_or_else(|| bad("no op".into()))?;
-        let path =
-            pointer(op["path"].as_str().ok_or_else(|| bad("no path".into()))?).map_err(bad)?;
-        let value = || {
-            op.get("value")
-                .map(from_json)
-                .ok_or_else(|| bad("no value".into()))
-        };
-        let from = || {
-            op["from"]
-                .as_str()
-                .ok_or_else(|| bad("no from".into()))
-                .and_then(|f| pointer(f).map_err(bad))
-        };
-        match name {
-            "add" => add(&mut work, &path, value()?).map_err(bad)?,
-            "remove" => {
-                remove(&mut work, &path).map_err(bad)?;
-            }
-            "replace" => {
-                remove(&mut work, &path).map_err(bad)?;
-                add(&mut work, &path, value()?).map_err(bad)?;
-            }
-            "move" => {
-                let v = remove(&mut work, &from()?).map_err(bad)?;
-                add(&mut work, &path, v).map_err(bad)?;
-            }
-            "copy" => {
-                let v = get(&work, &from()?)
-                    .cloned()
-                    .ok_or_else(|| bad("from does not exist".into()))?;
-                add(&mut work, &path, v).map_err(bad)?;
-            }
-            "test" => {
-                if get(&work, &path) != Some(&value()?) {
-                    return Err(bad("test failed".into()));
-                }
-            }
-            other => return Err(bad(format!("unknown op {other:?}"))),
-        }
+    for (index, op) in ops.iter().enumerate() {
+        one(&mut work, op).map_err(|problem| PatchError::Op { index, problem })?;
     }
     *doc = work;
+    Ok(())
+}
+
+/// Applies one operation.
+fn one(work: &mut Node, op: &Value) -> Result<(), OpProblem> {
+    let name = op["op"].as_str().ok_or(OpProblem::Missing("op"))?;
+    let path = pointer(op["path"].as_str().ok_or(OpProblem::Missing("path"))?)?;
+    let value = || {
+        op.get("value")
+            .map(from_json)
+            .ok_or(OpProblem::Missing("value"))
+    };
+    let from = || {
+        op["from"]
+            .as_str()
+            .ok_or(OpProblem::Missing("from"))
+            .and_then(pointer)
+    };
+    match name {
+        "add" => add(work, &path, value()?)?,
+        "remove" => {
+            remove(work, &path)?;
+        }
+        "replace" => {
+            remove(work, &path)?;
+            add(work, &path, value()?)?;
+        }
+        "move" => {
+            let v = remove(work, &from()?)?;
+            add(work, &path, v)?;
+        }
+        "copy" => {
+            let v = get(work, &from()?).cloned().ok_or(OpProblem::FromMissing)?;
+            add(work, &path, v)?;
+        }
+        "test" => {
+            if get(work, &path) != Some(&value()?) {
+                return Err(OpProblem::TestFailed);
+            }
+        }
+        other => return Err(OpProblem::UnknownOp(other.into())),
+    }
     Ok(())
 }
 
@@ -200,11 +239,16 @@ mod tests {
         );
         assert_eq!(d.get("fqdn"), Some(&Node::Str("h.x".into())));
         let before = d.clone();
-        assert!(apply(
+        let e = apply(
             &mut d,
-            r#"[{"op":"add","path":"/x","value":1},{"op":"remove","path":"/nope"}]"#
+            r#"[{"op":"add","path":"/x","value":1},{"op":"remove","path":"/nope"}]"#,
         )
-        .is_err());
+        .unwrap_err();
+        assert_eq!(e.to_string(), "operation 1: no member \"nope\"");
+        assert!(matches!(
+            e,
+            PatchError::Op { index: 1, problem: OpProblem::NoMember(ref m) } if m == "nope"
+        ));
         assert_eq!(d, before);
     }
 }

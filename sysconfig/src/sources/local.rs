@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{Found, SourceError};
+use super::{Found, Malformed, SourceError};
 use crate::rootfs::Root;
 
 const NAME: &str = "local";
@@ -18,22 +18,41 @@ pub fn read(root: &Root, path: &Path) -> Result<Option<Found>, SourceError> {
     let Some(text) = text else { return Ok(None) };
     parse(&text, path.extension().is_some_and(|e| e == "json"))
         .map(Some)
-        .map_err(|m| SourceError::malformed(NAME, format!("{}: {m}", path.display())))
+        .map_err(|e| SourceError::Malformed {
+            source_name: NAME,
+            error: Malformed::In {
+                path: path.display().to_string(),
+                error: Box::new(Malformed::Local(e)),
+            },
+        })
 }
 
-pub fn parse(text: &str, json: bool) -> Result<Found, String> {
+/// What makes the local file unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Toml(#[from] crate::tomljson::TomlSyntaxError),
+    #[error("the document is not a table")]
+    NotATable,
+    #[error("instance_id must be a non-empty string")]
+    InstanceId,
+}
+
+pub fn parse(text: &str, json: bool) -> Result<Found, LocalError> {
     let value: Value = if json {
-        serde_json::from_str(text).map_err(|e| e.to_string())?
+        serde_json::from_str(text)?
     } else {
         crate::tomljson::parse(text)?
     };
     let Value::Object(mut map) = value else {
-        return Err("the document is not a table".into());
+        return Err(LocalError::NotATable);
     };
     let instance_id = match map.remove("instance_id") {
         None => None,
         Some(Value::String(s)) if !s.is_empty() => Some(s),
-        Some(_) => return Err("instance_id must be a non-empty string".into()),
+        Some(_) => return Err(LocalError::InstanceId),
     };
     Ok(Found {
         instance_id,
@@ -78,7 +97,7 @@ mod tests {
         let secret = "$6$saltsalt$VerySecretHashValue";
         let text =
             format!("hostname = \"vm\"\n[[users]]\nname = \"ann\"\npassword_hash = \"{secret}\n");
-        let err = parse(&text, false).unwrap_err();
+        let err = parse(&text, false).unwrap_err().to_string();
         assert!(!err.contains("VerySecret"), "{err}");
         assert!(err.starts_with("line 4 column "), "{err}");
         assert!(err.contains("(key password_hash)"), "{err}");

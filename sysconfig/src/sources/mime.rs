@@ -66,31 +66,63 @@ pub fn type_from_starts_with(payload: &[u8]) -> Option<&'static str> {
         .map(|(_, t)| *t)
 }
 
+/// What makes user-data (or an encoded file in it) unreadable.
+#[derive(Debug, thiserror::Error)]
+pub enum MimeError {
+    #[error("gzip data cannot be unpacked: {0}")]
+    Gunzip(#[source] std::io::Error),
+    #[error("gzip data unpacks to more than {MAX_UNPACKED} bytes")]
+    TooLarge,
+    #[error("base64 data has a length that no encoding produces")]
+    Base64Length,
+    #[error("base64 data has incorrect padding")]
+    Base64Padding,
+    #[error("base64 data cannot be decoded: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("a MIME message that is not UTF-8")]
+    NotUtf8,
+    #[error("MIME parts nested too deeply")]
+    TooDeep,
+    #[error("a {ctype} part has no boundary")]
+    NoBoundary { ctype: String },
+    /// A part whose content cannot be decoded.
+    #[error("a {ctype} part: {source}")]
+    Part {
+        ctype: String,
+        #[source]
+        source: Box<MimeError>,
+    },
+    #[error("#cloud-config-archive: not UTF-8 text")]
+    ArchiveNotUtf8,
+    #[error("#cloud-config-archive: {0}")]
+    ArchiveYaml(#[source] yaml::YamlError),
+    #[error("#cloud-config-archive: the document is {kind}, not a list")]
+    ArchiveNotList { kind: &'static str },
+}
+
 /// Gunzips `data` when it starts with the gzip magic number; other data is returned as is.
-pub fn maybe_gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn maybe_gunzip(data: &[u8]) -> Result<Vec<u8>, MimeError> {
     if !data.starts_with(&[0x1f, 0x8b]) {
         return Ok(data.to_vec());
     }
     gunzip(data)
 }
 
-pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, MimeError> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(data)
         .take(MAX_UNPACKED + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("gzip data cannot be unpacked: {e}"))?;
+        .map_err(MimeError::Gunzip)?;
     if out.len() as u64 > MAX_UNPACKED {
-        return Err(format!(
-            "gzip data unpacks to more than {MAX_UNPACKED} bytes"
-        ));
+        return Err(MimeError::TooLarge);
     }
     Ok(out)
 }
 
 /// Python's `base64.b64decode` without `validate`: characters outside the alphabet are
 /// skipped, the data ends at the first padding, and missing padding is an error.
-pub fn b64decode(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn b64decode(data: &[u8]) -> Result<Vec<u8>, MimeError> {
     let clean: Vec<u8> = data
         .iter()
         .copied()
@@ -99,30 +131,29 @@ pub fn b64decode(data: &[u8]) -> Result<Vec<u8>, String> {
     let end = clean.iter().position(|b| *b == b'=').unwrap_or(clean.len());
     let (body, rest) = clean.split_at(end);
     if body.len() % 4 == 1 {
-        return Err("base64 data has a length that no encoding produces".into());
+        return Err(MimeError::Base64Length);
     }
     let need = (4 - body.len() % 4) % 4;
     if rest.iter().take_while(|b| **b == b'=').count() < need {
-        return Err("base64 data has incorrect padding".into());
+        return Err(MimeError::Base64Padding);
     }
     let mut padded = body.to_vec();
     padded.extend(std::iter::repeat_n(b'=', need));
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(&padded)
-        .map_err(|e| format!("base64 data cannot be decoded: {e}"))
+        .map_err(MimeError::Base64)
 }
 
 /// The parts of user-data, in order; `warnings` gets what was skipped and why.
-pub fn parts(raw: &[u8], warnings: &mut Vec<String>) -> Result<Vec<Part>, String> {
+pub fn parts(raw: &[u8], warnings: &mut Vec<String>) -> Result<Vec<Part>, MimeError> {
     let data = maybe_gunzip(raw)?;
     let head = &data[..data.len().min(4096)];
     let leaves = if String::from_utf8_lossy(head)
         .to_lowercase()
         .contains("mime-version:")
     {
-        let text = std::str::from_utf8(&data)
-            .map_err(|_| "a MIME message that is not UTF-8".to_string())?;
+        let text = std::str::from_utf8(&data).map_err(|_| MimeError::NotUtf8)?;
         let mut out = Vec::new();
         mime_leaves(text.as_bytes(), 0, &mut out)?;
         out
@@ -170,19 +201,13 @@ fn explode_archive(
     payload: &[u8],
     out: &mut Vec<Part>,
     warnings: &mut Vec<String>,
-) -> Result<(), String> {
-    let text = std::str::from_utf8(payload)
-        .map_err(|_| "#cloud-config-archive: not UTF-8 text".to_string())?;
-    let doc = yaml::load(text).map_err(|e| format!("#cloud-config-archive: {e}"))?;
+) -> Result<(), MimeError> {
+    let text = std::str::from_utf8(payload).map_err(|_| MimeError::ArchiveNotUtf8)?;
+    let doc = yaml::load(text).map_err(MimeError::ArchiveYaml)?;
     let entries = match doc {
         Node::Seq(v) => v,
         Node::Null => vec![],
-        other => {
-            return Err(format!(
-                "#cloud-config-archive: the document is {}, not a list",
-                other.kind()
-            ))
-        }
+        other => return Err(MimeError::ArchiveNotList { kind: other.kind() }),
     };
     for (i, e) in entries.into_iter().enumerate() {
         let e = match e {
@@ -326,9 +351,9 @@ fn quoted_printable(body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn mime_leaves(msg: &[u8], depth: usize, out: &mut Vec<Part>) -> Result<(), String> {
+fn mime_leaves(msg: &[u8], depth: usize, out: &mut Vec<Part>) -> Result<(), MimeError> {
     if depth > 8 {
-        return Err("MIME parts nested too deeply".into());
+        return Err(MimeError::TooDeep);
     }
     let (headers, body) = split_message(msg);
     let (ctype, params) = content_type(headers.get("Content-Type"));
@@ -337,7 +362,9 @@ fn mime_leaves(msg: &[u8], depth: usize, out: &mut Vec<Part>) -> Result<(), Stri
             .iter()
             .find(|(k, _)| k == "boundary")
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("a {ctype} part has no boundary"))?;
+            .ok_or_else(|| MimeError::NoBoundary {
+                ctype: ctype.clone(),
+            })?;
         let delim = format!("--{boundary}");
         let text = String::from_utf8_lossy(body);
         let mut current: Option<String> = None;
@@ -369,7 +396,10 @@ fn mime_leaves(msg: &[u8], depth: usize, out: &mut Vec<Part>) -> Result<(), Stri
         .map(|s| s.to_ascii_lowercase())
         .as_deref()
     {
-        Some("base64") => b64decode(body).map_err(|e| format!("a {ctype} part: {e}"))?,
+        Some("base64") => b64decode(body).map_err(|e| MimeError::Part {
+            ctype: ctype.clone(),
+            source: Box::new(e),
+        })?,
         Some("quoted-printable") => quoted_printable(body),
         _ => body.to_vec(),
     };

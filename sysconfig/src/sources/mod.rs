@@ -25,10 +25,12 @@ use crate::schema::Desired;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("source {source_name}: {message}")]
+    /// The source has metadata, and it is unusable: the run stops (exit code 2).
+    #[error("source {source_name}: {error}")]
     Malformed {
         source_name: &'static str,
-        message: String,
+        #[source]
+        error: Malformed,
     },
     #[error("source {source_name}: {message}")]
     Unavailable {
@@ -37,11 +39,62 @@ pub enum SourceError {
     },
 }
 
+/// What is wrong with a source's metadata, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    #[error("{0}")]
+    Message(String),
+    /// User-data that cannot be taken apart (gzip, MIME, an archive).
+    #[error("user-data: {0}")]
+    UserData(#[source] mime::MimeError),
+    /// A YAML (or JSON) document that does not read.
+    #[error("{0}")]
+    Yaml(#[source] crate::yaml::ParseError),
+    /// A network document (network-config, network_data.json) with a field that does
+    /// not fit, on this line when the document shows where.
+    #[error("{}{error}", line.map(|n| format!("line {n}: ")).unwrap_or_default())]
+    Network {
+        line: Option<usize>,
+        #[source]
+        error: netconfig::NetError,
+    },
+    /// SmartOS `sdc:routes` or `sdc:nics`.
+    #[error("{0}")]
+    SmartOs(#[source] smartos::MetadataError),
+    /// A `#cloud-config` part of user-data.
+    #[error("{0}")]
+    CloudConfig(#[source] cloudconfig::CloudConfigError),
+    /// The local desired-configuration file.
+    #[error("{0}")]
+    Local(#[source] local::LocalError),
+    /// The problem is in this file, device or URL.
+    #[error("{path}: {error}")]
+    In {
+        path: String,
+        #[source]
+        error: Box<Malformed>,
+    },
+}
+
 impl SourceError {
     pub fn malformed(source_name: &'static str, message: impl Into<String>) -> Self {
         SourceError::Malformed {
             source_name,
-            message: message.into(),
+            error: Malformed::Message(message.into()),
+        }
+    }
+
+    /// The same error, said to be in `path` (a volume, a file).
+    pub fn within(self, path: impl Into<String>) -> Self {
+        match self {
+            SourceError::Malformed { source_name, error } => SourceError::Malformed {
+                source_name,
+                error: Malformed::In {
+                    path: path.into(),
+                    error: Box::new(error),
+                },
+            },
+            other => other,
         }
     }
 }
@@ -168,14 +221,44 @@ fn derived_instance_id(d: &Desired) -> String {
 
 /// A YAML or JSON document as JSON. YAML is a superset of JSON, so one parser reads both.
 pub fn parse_yaml(source_name: &'static str, what: &str, text: &str) -> Result<Value, SourceError> {
-    crate::yaml::parse(text)
-        .map_err(|e| SourceError::malformed(source_name, format!("{what}: {e}")))
+    crate::yaml::parse(text).map_err(|e| SourceError::Malformed {
+        source_name,
+        error: Malformed::In {
+            path: what.into(),
+            error: Box::new(Malformed::Yaml(e)),
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_malformed_source_names_the_place_and_keeps_the_cause() {
+        let e = SourceError::malformed("configdrive", "meta_data.json: line 2: bad")
+            .within("/dev/dsk/c1t0d0p0");
+        assert_eq!(
+            e.to_string(),
+            "source configdrive: /dev/dsk/c1t0d0p0: meta_data.json: line 2: bad"
+        );
+        let gz = [0x1f, 0x8b, 0x08, 0x00, 0x00];
+        let e = cloudconfig::parse("nocloud", &gz).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("source nocloud: user-data: gzip data cannot be unpacked: "),
+            "{e}"
+        );
+        let SourceError::Malformed {
+            error: Malformed::UserData(mime::MimeError::Gunzip(io)),
+            ..
+        } = &e
+        else {
+            panic!("not a gzip error: {e}");
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 
     fn found(v: Value, id: Option<&str>) -> Found {
         Found {

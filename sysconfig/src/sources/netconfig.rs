@@ -17,7 +17,12 @@ use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
-use super::SourceError;
+use super::{Malformed, SourceError};
+
+mod error;
+
+use error::{missing, not_number, wrong, wrong_at};
+pub use error::{AddrError, NetError};
 
 pub fn parse(source_name: &'static str, text: &str) -> Result<Map<String, Value>, SourceError> {
     let bad = |m: String| SourceError::malformed(source_name, format!("network-config: {m}"));
@@ -45,12 +50,15 @@ pub fn parse(source_name: &'static str, text: &str) -> Result<Map<String, Value>
     // A type error names the line of the offending key when the document is in block
     // style (the usual output of PyYAML and of the tools that write seeds).
     let wrapped = doc_is_wrapped(text);
-    let at_line = |m: String| {
-        let path = m.split(' ').next().unwrap_or("").trim_end_matches(':');
-        match locate(text, path, wrapped) {
-            Some(n) => bad(format!("line {n}: {m}")),
-            None => bad(m),
-        }
+    let at_line = |error: NetError| SourceError::Malformed {
+        source_name,
+        error: Malformed::In {
+            path: "network-config".into(),
+            error: Box::new(Malformed::Network {
+                line: error.path().and_then(|p| locate(text, p, wrapped)),
+                error,
+            }),
+        },
     };
     match doc.get("version") {
         Some(v) if as_u64(v) == Some(1) => v1(&doc, &mut acc).map_err(at_line)?,
@@ -155,8 +163,8 @@ pub fn locate(text: &str, path: &str, wrapped: bool) -> Option<usize> {
 }
 
 /// OpenStack `network_data.json` (config drive, also served by the metadata service).
-pub fn from_network_data(text: &str) -> Result<Map<String, Value>, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+pub fn from_network_data(text: &str) -> Result<Map<String, Value>, NetError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| NetError::Json(e.to_string()))?;
     let mut acc = Acc::default();
     network_data(&v, &mut acc)?;
     Ok(acc.finish())
@@ -280,12 +288,12 @@ fn as_u64(v: &Value) -> Option<u64> {
 }
 
 /// A string, or a number written where a string belongs (`mtu`, `vlan_id`), as text.
-fn get_str(m: &Map<String, Value>, k: &str, at: &str) -> Result<Option<String>, String> {
+fn get_str(m: &Map<String, Value>, k: &str, at: &str) -> Result<Option<String>, NetError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(v @ Value::Number(_)) => Ok(Some(v.to_string())),
-        Some(v) => Err(format!("{at}{k} must be a string, not {}", kind_of(v))),
+        Some(v) => Err(wrong(at, k, "a string", v)),
     }
 }
 
@@ -293,38 +301,42 @@ fn get_map<'a>(
     m: &'a Map<String, Value>,
     k: &str,
     at: &str,
-) -> Result<Option<&'a Map<String, Value>>, String> {
+) -> Result<Option<&'a Map<String, Value>>, NetError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
-        Some(v) => Err(format!("{at}{k} must be a mapping, not {}", kind_of(v))),
+        Some(v) => Err(wrong(at, k, "a mapping", v)),
     }
 }
 
-fn get_list<'a>(m: &'a Map<String, Value>, k: &str, at: &str) -> Result<&'a [Value], String> {
+fn get_list<'a>(m: &'a Map<String, Value>, k: &str, at: &str) -> Result<&'a [Value], NetError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
-        Some(v) => Err(format!("{at}{k} must be a list, not {}", kind_of(v))),
+        Some(v) => Err(wrong(at, k, "a list", v)),
     }
 }
 
 /// A boolean as cloud-init reads one (`true`, and the YAML 1.1 words `yes`/`on`).
-fn get_bool(m: &Map<String, Value>, k: &str, at: &str) -> Result<bool, String> {
+fn get_bool(m: &Map<String, Value>, k: &str, at: &str) -> Result<bool, NetError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "y" => Ok(true),
             "false" | "no" | "off" | "n" => Ok(false),
-            _ => Err(format!("{at}{k} must be true or false, not {s:?}")),
+            _ => Err(wrong_at(
+                format!("{at}{k}"),
+                "true or false",
+                format!("{s:?}"),
+            )),
         },
-        Some(v) => Err(format!("{at}{k} must be true or false, not {}", kind_of(v))),
+        Some(v) => Err(wrong(at, k, "true or false", v)),
     }
 }
 
 /// One string or a list of strings.
-fn str_list(m: &Map<String, Value>, k: &str, at: &str) -> Result<Vec<String>, String> {
+fn str_list(m: &Map<String, Value>, k: &str, at: &str) -> Result<Vec<String>, NetError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::String(s)) => Ok(s.split_whitespace().map(String::from).collect()),
@@ -333,13 +345,10 @@ fn str_list(m: &Map<String, Value>, k: &str, at: &str) -> Result<Vec<String>, St
             .enumerate()
             .map(|(i, x)| match x {
                 Value::String(s) => Ok(s.clone()),
-                v => Err(format!("{at}{k}[{i}] must be a string, not {}", kind_of(v))),
+                v => Err(wrong(at, &format!("{k}[{i}]"), "a string", v)),
             })
             .collect(),
-        Some(v) => Err(format!(
-            "{at}{k} must be a list of strings, not {}",
-            kind_of(v)
-        )),
+        Some(v) => Err(wrong(at, k, "a list of strings", v)),
     }
 }
 
@@ -361,22 +370,25 @@ pub fn mask_to_prefix(mask: &str) -> Option<u32> {
 
 /// `ADDR/PREFIX` from an address in CIDR form, `ADDR/NETMASK` form, or an address and a
 /// separate netmask (dotted, IPv6 or a prefix length).
-pub fn to_cidr(addr: &str, mask: Option<&str>) -> Result<String, String> {
+pub fn to_cidr(addr: &str, mask: Option<&str>) -> Result<String, AddrError> {
     let (ip, inline) = match addr.split_once('/') {
         Some((ip, m)) => (ip, Some(m)),
         None => (addr, None),
     };
-    let parsed: IpAddr = ip
-        .parse()
-        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let parsed: IpAddr = ip.parse().map_err(|_| AddrError::NotIp(ip.into()))?;
     let max = if parsed.is_ipv4() { 32 } else { 128 };
     let Some(m) = inline.or(mask) else {
-        return Err(format!("{addr} has no prefix length or netmask"));
+        return Err(AddrError::NoPrefix(addr.into()));
     };
     let prefix = match m.parse::<u32>() {
         Ok(p) if p <= max => p,
-        Ok(_) => return Err(format!("prefix length {m} is too long for {ip}")),
-        Err(_) => mask_to_prefix(m).ok_or(format!("netmask {m} is not valid"))?,
+        Ok(_) => {
+            return Err(AddrError::PrefixTooLong {
+                prefix: m.into(),
+                ip: ip.into(),
+            })
+        }
+        Err(_) => mask_to_prefix(m).ok_or_else(|| AddrError::BadNetmask(m.into()))?,
     };
     Ok(format!("{ip}/{prefix}"))
 }
@@ -386,7 +398,7 @@ fn is_v6(addr: &str) -> bool {
 }
 
 /// A route destination as CIDR; `default` per the gateway's family.
-fn route_dest(dest: &str, mask: Option<&str>, gw: &str) -> Result<String, String> {
+fn route_dest(dest: &str, mask: Option<&str>, gw: &str) -> Result<String, AddrError> {
     match dest {
         "default" | "" => Ok(if is_v6(gw) { "::/0" } else { "0.0.0.0/0" }.into()),
         "0.0.0.0" if mask.is_none() => Ok("0.0.0.0/0".into()),
@@ -406,19 +418,18 @@ fn static_addr(cidr: String) -> Value {
 /// the second list is reported.
 const V1_QUIET: &[&str] = &["type", "name", "mac_address", "subnets", "mtu"];
 
-fn v1(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
+fn v1(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), NetError> {
     let config = match doc.get("config") {
         Some(Value::Array(a)) => a,
-        Some(v) => return Err(format!("config must be a list, not {}", kind_of(v))),
-        None => return Err("version 1 needs a `config` list".into()),
+        Some(v) => return Err(wrong("", "config", "a list", v)),
+        None => return Err(NetError::NoConfig),
     };
     for (i, item) in config.iter().enumerate() {
         let at = format!("config[{i}].");
-        let m = item.as_object().ok_or(format!(
-            "config[{i}] must be a mapping, not {}",
-            kind_of(item)
-        ))?;
-        let ty = get_str(m, "type", &at)?.ok_or(format!("{at}type is missing"))?;
+        let m = item
+            .as_object()
+            .ok_or_else(|| wrong_at(format!("config[{i}]"), "a mapping", kind_of(item).into()))?;
+        let ty = get_str(m, "type", &at)?.ok_or_else(|| missing(&at, "type"))?;
         let name = get_str(m, "name", &at)?;
         let label = name.clone().unwrap_or_else(|| format!("config[{i}]"));
         let mut iface = Map::new();
@@ -441,11 +452,11 @@ fn v1(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
             "vlan" => {
                 iface.insert("kind".into(), json!("vlan"));
                 let link =
-                    get_str(m, "vlan_link", &at)?.ok_or(format!("{at}vlan_link is missing"))?;
+                    get_str(m, "vlan_link", &at)?.ok_or_else(|| missing(&at, "vlan_link"))?;
                 let id = m
                     .get("vlan_id")
                     .and_then(as_u64)
-                    .ok_or(format!("{at}vlan_id must be a number"))?;
+                    .ok_or_else(|| not_number(&at, "vlan_id"))?;
                 iface.insert("vlan_link".into(), json!(link));
                 iface.insert("vlan_id".into(), json!(id));
             }
@@ -456,7 +467,7 @@ fn v1(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
                 continue;
             }
             "route" => {
-                let gw = get_str(m, "gateway", &at)?.ok_or(format!("{at}gateway is missing"))?;
+                let gw = get_str(m, "gateway", &at)?.ok_or_else(|| missing(&at, "gateway"))?;
                 let dest = get_str(m, "destination", &at)?
                     .or(get_str(m, "network", &at)?)
                     .unwrap_or_default();
@@ -501,10 +512,9 @@ fn v1(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
         let mut addrs = Vec::new();
         for (j, s) in get_list(m, "subnets", &at)?.iter().enumerate() {
             let sat = format!("{at}subnets[{j}].");
-            let s = s.as_object().ok_or(format!(
-                "{at}subnets[{j}] must be a mapping, not {}",
-                kind_of(s)
-            ))?;
+            let s = s.as_object().ok_or_else(|| {
+                wrong_at(format!("{at}subnets[{j}]"), "a mapping", kind_of(s).into())
+            })?;
             v1_subnet(s, &sat, &label, name.as_deref(), &mut addrs, acc)?;
         }
         iface.insert("addresses".into(), Value::Array(addrs));
@@ -520,8 +530,8 @@ fn v1_subnet(
     id: Option<&str>,
     addrs: &mut Vec<Value>,
     acc: &mut Acc,
-) -> Result<(), String> {
-    let ty = get_str(s, "type", at)?.ok_or(format!("{at}type is missing"))?;
+) -> Result<(), NetError> {
+    let ty = get_str(s, "type", at)?.ok_or_else(|| missing(at, "type"))?;
     match ty.as_str() {
         "dhcp" | "dhcp4" => addrs.push(json!({"kind": "dhcp"})),
         "dhcp6" | "ipv6_slaac" | "ipv6_dhcpv6-stateless" | "ipv6_dhcpv6-stateful" => {
@@ -530,7 +540,7 @@ fn v1_subnet(
             }
         }
         "static" | "static6" => {
-            let a = get_str(s, "address", at)?.ok_or(format!("{at}address is missing"))?;
+            let a = get_str(s, "address", at)?.ok_or_else(|| missing(at, "address"))?;
             let mask = get_str(s, "netmask", at)?.or(get_str(s, "prefix", at)?);
             match to_cidr(&a, mask.as_deref()) {
                 Ok(c) => addrs.push(static_addr(c)),
@@ -551,7 +561,9 @@ fn v1_subnet(
     }
     for (k, r) in get_list(s, "routes", at)?.iter().enumerate() {
         let rat = format!("{at}routes[{k}].");
-        let r = r.as_object().ok_or(format!("{rat} must be a mapping"))?;
+        let r = r
+            .as_object()
+            .ok_or_else(|| wrong_at(rat.clone(), "a mapping", kind_of(r).into()))?;
         let Some(gw) = get_str(r, "gateway", &rat)? else {
             acc.warn(format!("{label}: a route without gateway is skipped"));
             continue;
@@ -633,7 +645,7 @@ const V2_COMMON: &[&str] = &[
 /// Keys with nothing to do on illumos, ignored without a warning.
 const V2_QUIET: &[&str] = &["set-name", "match", "renderer", "optional", "critical"];
 
-fn v2(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
+fn v2(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), NetError> {
     for k in doc.keys() {
         match k.as_str() {
             "version" | "renderer" | "ethernets" | "bonds" | "vlans" => {}
@@ -659,10 +671,9 @@ fn v2(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
         };
         for (id, d) in devs {
             let at = format!("{section}.{id}.");
-            let d = d.as_object().ok_or(format!(
-                "{section}.{id} must be a mapping, not {}",
-                kind_of(d)
-            ))?;
+            let d = d.as_object().ok_or_else(|| {
+                wrong_at(format!("{section}.{id}"), "a mapping", kind_of(d).into())
+            })?;
             let mut iface = Map::new();
             iface.insert("id".into(), json!(id));
             let own: &[&str] = match kind {
@@ -709,11 +720,11 @@ fn v2(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
                 }
                 _ => {
                     iface.insert("kind".into(), json!("vlan"));
-                    let link = get_str(d, "link", &at)?.ok_or(format!("{at}link is missing"))?;
+                    let link = get_str(d, "link", &at)?.ok_or_else(|| missing(&at, "link"))?;
                     let vid = d
                         .get("id")
                         .and_then(as_u64)
-                        .ok_or(format!("{at}id must be a number"))?;
+                        .ok_or_else(|| not_number(&at, "id"))?;
                     iface.insert("vlan_link".into(), json!(link));
                     iface.insert("vlan_id".into(), json!(vid));
                 }
@@ -736,9 +747,11 @@ fn v2(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
                         o.keys().next().cloned().unwrap_or_default()
                     }
                     v => {
-                        return Err(format!(
-                            "{at}addresses[{j}] must be a string, not {}",
-                            kind_of(v)
+                        return Err(wrong(
+                            at.as_str(),
+                            &format!("addresses[{j}]"),
+                            "a string",
+                            v,
                         ))
                     }
                 };
@@ -755,10 +768,9 @@ fn v2(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
             }
             for (k, r) in get_list(d, "routes", &at)?.iter().enumerate() {
                 let rat = format!("{at}routes[{k}].");
-                let r = r.as_object().ok_or(format!(
-                    "{at}routes[{k}] must be a mapping, not {}",
-                    kind_of(r)
-                ))?;
+                let r = r.as_object().ok_or_else(|| {
+                    wrong_at(format!("{at}routes[{k}]"), "a mapping", kind_of(r).into())
+                })?;
                 let to = get_str(r, "to", &rat)?.unwrap_or_default();
                 let Some(via) = get_str(r, "via", &rat)? else {
                     acc.warn(format!("{section}.{id}: route to {to} has no via; skipped"));
@@ -793,15 +805,15 @@ fn v2(doc: &Map<String, Value>, acc: &mut Acc) -> Result<(), String> {
 /// `network_data.json`: `links` (phy, bond, vlan), `networks` (ipv4, ipv6, ipv4_dhcp,
 /// ipv6_dhcp, ipv6_slaac, ipv6_dhcpv6-stateless/-stateful) with their routes, and `dns`
 /// `services`.
-fn network_data(v: &Value, acc: &mut Acc) -> Result<(), String> {
-    let v = v.as_object().ok_or("the document is not an object")?;
+fn network_data(v: &Value, acc: &mut Acc) -> Result<(), NetError> {
+    let v = v.as_object().ok_or(NetError::NotAnObject)?;
     let links = get_list(v, "links", "")?;
     let networks = get_list(v, "networks", "")?;
     for (i, l) in links.iter().enumerate() {
         let at = format!("links[{i}].");
         let l = l
             .as_object()
-            .ok_or(format!("links[{i}] must be an object, not {}", kind_of(l)))?;
+            .ok_or_else(|| wrong("", &format!("links[{i}]"), "an object", l))?;
         let id = get_str(l, "id", &at)?.unwrap_or_else(|| format!("links[{i}]"));
         let mut iface = Map::new();
         iface.insert("id".into(), json!(id));
@@ -822,11 +834,11 @@ fn network_data(v: &Value, acc: &mut Acc) -> Result<(), String> {
             "vlan" => {
                 iface.insert("kind".into(), json!("vlan"));
                 let link =
-                    get_str(l, "vlan_link", &at)?.ok_or(format!("{at}vlan_link is missing"))?;
+                    get_str(l, "vlan_link", &at)?.ok_or_else(|| missing(&at, "vlan_link"))?;
                 let vid = l
                     .get("vlan_id")
                     .and_then(as_u64)
-                    .ok_or(format!("{at}vlan_id must be a number"))?;
+                    .ok_or_else(|| not_number(&at, "vlan_id"))?;
                 iface.insert("vlan_link".into(), json!(link));
                 iface.insert("vlan_id".into(), json!(vid));
             }
@@ -847,10 +859,9 @@ fn network_data(v: &Value, acc: &mut Acc) -> Result<(), String> {
         let mut addrs = Vec::new();
         for (j, n) in networks.iter().enumerate() {
             let nat = format!("networks[{j}].");
-            let n = n.as_object().ok_or(format!(
-                "networks[{j}] must be an object, not {}",
-                kind_of(n)
-            ))?;
+            let n = n.as_object().ok_or_else(|| {
+                wrong_at(format!("networks[{j}]"), "an object", kind_of(n).into())
+            })?;
             if get_str(n, "link", &nat)?.as_deref() != Some(id.as_str()) {
                 continue;
             }
@@ -867,7 +878,7 @@ fn network_data(v: &Value, acc: &mut Acc) -> Result<(), String> {
                 }
                 Some("ipv4") | Some("ipv6") => {
                     let a = get_str(n, "ip_address", &nat)?
-                        .ok_or(format!("{nat}ip_address is missing"))?;
+                        .ok_or_else(|| missing(&nat, "ip_address"))?;
                     match to_cidr(&a, get_str(n, "netmask", &nat)?.as_deref()) {
                         Ok(c) => addrs.push(static_addr(c)),
                         Err(e) => {
@@ -877,7 +888,9 @@ fn network_data(v: &Value, acc: &mut Acc) -> Result<(), String> {
                     }
                     for (k, r) in get_list(n, "routes", &nat)?.iter().enumerate() {
                         let rat = format!("{nat}routes[{k}].");
-                        let r = r.as_object().ok_or(format!("{rat} must be an object"))?;
+                        let r = r
+                            .as_object()
+                            .ok_or_else(|| wrong_at(rat.clone(), "an object", kind_of(r).into()))?;
                         let Some(gw) = get_str(r, "gateway", &rat)? else {
                             continue;
                         };
@@ -906,7 +919,7 @@ fn network_data(v: &Value, acc: &mut Acc) -> Result<(), String> {
     for (i, s) in get_list(v, "services", "")?.iter().enumerate() {
         let at = format!("services[{i}].");
         let Some(s) = s.as_object() else {
-            return Err(format!("services[{i}] must be an object"));
+            return Err(wrong("", &format!("services[{i}]"), "an object", s));
         };
         if get_str(s, "type", &at)?.as_deref() == Some("dns") {
             ns.extend(get_str(s, "address", &at)?);
@@ -1022,6 +1035,26 @@ mod tests {
         assert_eq!(
             err,
             "source t: network-config: line 4: ethernets.id0.addresses must be a list, not a string"
+        );
+    }
+
+    #[test]
+    fn network_data_type_errors_name_the_field() {
+        let e = from_network_data(
+            r#"{"links":[{"id":"l0","ethernet_mac_address":"52:54:00:00:00:01"}],"networks":[{"link":"l0","type":"ipv4","ip_address":"10.0.0.2","netmask":"255.0.0.0","routes":[5]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            NetError::WrongType {
+                path: "networks[0].routes[0]".into(),
+                expected: "an object",
+                found: "a number".into(),
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "networks[0].routes[0] must be an object, not a number"
         );
     }
 

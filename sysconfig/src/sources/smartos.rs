@@ -97,11 +97,11 @@ pub fn read(runner: &dyn Runner, prog: &Path) -> Result<Option<Found>, SourceErr
         desired.insert("dns".into(), Value::Object(dns));
     }
     let routes = match get(runner, prog, "sdc:routes")? {
-        Some(r) => routes(&r).map_err(|e| bad(format!("sdc:routes: {e}")))?,
+        Some(r) => routes(&r).map_err(|e| in_key("sdc:routes", e))?,
         None => vec![],
     };
     if let Some(n) = get(runner, prog, "sdc:nics")? {
-        let mut net = nics(&n).map_err(|e| bad(format!("sdc:nics: {e}")))?;
+        let mut net = nics(&n).map_err(|e| in_key("sdc:nics", e))?;
         if !routes.is_empty() {
             net["routes"] = Value::Array(routes);
         }
@@ -128,16 +128,46 @@ pub fn read(runner: &dyn Runner, prog: &Path) -> Result<Option<Found>, SourceErr
     }))
 }
 
+/// What is wrong in `sdc:routes` or `sdc:nics` (JSON lists; `index` is the entry).
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("[{index}].{key} must be a string")]
+    NotAString { index: usize, key: &'static str },
+    #[error("[{index}] has no mac")]
+    NoMac { index: usize },
+    /// An address that does not make a CIDR; `key` is the field, when one alone is at fault.
+    #[error("[{index}]{}: {error}", key.map(|k| format!(".{k}")).unwrap_or_default())]
+    Address {
+        index: usize,
+        key: Option<&'static str>,
+        #[source]
+        error: super::netconfig::AddrError,
+    },
+}
+
+/// A malformed metadata key, named.
+fn in_key(key: &str, e: MetadataError) -> SourceError {
+    SourceError::Malformed {
+        source_name: NAME,
+        error: super::Malformed::In {
+            path: key.into(),
+            error: Box::new(super::Malformed::SmartOs(e)),
+        },
+    }
+}
+
 /// `sdc:routes`: a JSON list of `{"dst": CIDR, "gateway": IP, "linklocal": bool}`.
-fn routes(text: &str) -> Result<Vec<Value>, String> {
-    let list: Vec<Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+fn routes(text: &str) -> Result<Vec<Value>, MetadataError> {
+    let list: Vec<Value> = serde_json::from_str(text)?;
     let mut out = Vec::new();
     for (i, r) in list.iter().enumerate() {
-        let s = |k: &str| -> Result<String, String> {
+        let s = |k: &'static str| -> Result<String, MetadataError> {
             r.get(k)
                 .and_then(Value::as_str)
                 .map(String::from)
-                .ok_or(format!("[{i}].{k} must be a string"))
+                .ok_or(MetadataError::NotAString { index: i, key: k })
         };
         let dst = s("dst")?;
         let dst = super::netconfig::to_cidr(
@@ -148,21 +178,25 @@ fn routes(text: &str) -> Result<Vec<Value>, String> {
                 Some("32")
             },
         )
-        .map_err(|e| format!("[{i}].dst: {e}"))?;
+        .map_err(|error| MetadataError::Address {
+            index: i,
+            key: Some("dst"),
+            error,
+        })?;
         out.push(json!({"destination": dst, "gateway": s("gateway")?}));
     }
     Ok(out)
 }
 
-fn nics(text: &str) -> Result<Value, String> {
-    let list: Vec<Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+fn nics(text: &str) -> Result<Value, MetadataError> {
+    let list: Vec<Value> = serde_json::from_str(text)?;
     let mut interfaces = Vec::new();
     let (mut gw4, mut gw6): (Option<String>, Option<String>) = (None, None);
     for (i, n) in list.iter().enumerate() {
         let mac = n
             .get("mac")
             .and_then(Value::as_str)
-            .ok_or(format!("[{i}] has no mac"))?;
+            .ok_or(MetadataError::NoMac { index: i })?;
         let ips: Vec<String> = match (n.get("ips"), n.get("ip")) {
             (Some(Value::Array(a)), _) => a
                 .iter()
@@ -175,7 +209,14 @@ fn nics(text: &str) -> Result<Value, String> {
                     .get("netmask")
                     .and_then(Value::as_str)
                     .unwrap_or("255.255.255.0");
-                vec![super::netconfig::to_cidr(ip, Some(mask)).map_err(|e| format!("[{i}]: {e}"))?]
+                let cidr = super::netconfig::to_cidr(ip, Some(mask)).map_err(|error| {
+                    MetadataError::Address {
+                        index: i,
+                        key: None,
+                        error,
+                    }
+                })?;
+                vec![cidr]
             }
             _ => vec![],
         };
@@ -241,6 +282,24 @@ mod tests {
     // missing key is exit 1 with "No metadata for 'KEY'" on stderr (mdata-client's
     // mdata_get.c, `print_response`); sdc:nics, sdc:resolvers and sdc:routes are JSON
     // (Triton's metadata data dictionary, as cloud-init's DataSourceSmartOS reads them).
+    #[test]
+    fn bad_routes_and_nics_name_the_key_the_entry_and_the_field() {
+        let e = routes(
+            r#"[{"dst":"10.0.0.0/8","gateway":"10.0.0.1"},{"dst":"nowhere","gateway":"10.0.0.1"}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            in_key("sdc:routes", e).to_string(),
+            "source smartos: sdc:routes: [1].dst: \"nowhere\" is not an IP address"
+        );
+        let e = routes(r#"[{"dst":"10.0.0.0/8"}]"#).unwrap_err();
+        assert_eq!(e.to_string(), "[0].gateway must be a string");
+        let e = nics(r#"[{"ip":"10.0.0.2"}]"#).unwrap_err();
+        assert!(matches!(e, MetadataError::NoMac { index: 0 }), "{e}");
+        let e = nics("[").unwrap_err();
+        assert!(matches!(e, MetadataError::Json(_)), "{e}");
+    }
+
     #[test]
     fn keys_are_fetched_with_mdata_get_and_missing_keys_are_skipped() {
         let (_t, prog, p) = prog();

@@ -37,11 +37,48 @@ pub enum Node {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line} column {column}: {message}")]
+#[error("line {line} column {column}: {problem}")]
 pub struct YamlError {
     pub line: usize,
     pub column: usize,
-    pub message: String,
+    pub problem: Problem,
+}
+
+/// What is wrong at a place in a YAML document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// A syntax error, as the parser words it.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("only one document is allowed (found a second `---`)")]
+    SecondDocument,
+    #[error("the tag {0} is not supported")]
+    Tag(String),
+    #[error("the tag !!{tag} is not supported on {on}")]
+    TagOn { tag: String, on: &'static str },
+    #[error("nested too deeply")]
+    TooDeep,
+    #[error("unbalanced {0}")]
+    Unbalanced(&'static str),
+    #[error("an alias refers to an unknown anchor")]
+    UnknownAnchor,
+    #[error("the document expands to more than {MAX_NODES} values")]
+    TooLarge,
+    #[error("a merge key (`<<`) needs a mapping or a list of mappings")]
+    MergeValue,
+    #[error("a list or mapping cannot be a mapping key")]
+    CollectionKey,
+    #[error("!!binary data is not ASCII base64")]
+    BinaryNotAscii,
+    #[error("!!binary: {0}")]
+    Binary(base64::DecodeError),
+    /// A scalar that its tag says is of a type it is not.
+    #[error("{text:?} is not {what}")]
+    NotA { text: String, what: &'static str },
+    #[error("`<<` (a merge key) is only allowed as a mapping key")]
+    MergeKeyAsValue,
+    #[error("`=` (the YAML 1.1 value key) has no meaning here")]
+    ValueKey,
 }
 
 impl Node {
@@ -78,7 +115,7 @@ impl Node {
     /// binary data that is UTF-8 becomes a string (other binary data is an error, JSON
     /// has no bytes), a timestamp its text, an integer beyond 64 bits or an infinite
     /// float its decimal text.
-    pub fn to_json(&self) -> Result<Value, String> {
+    pub fn to_json(&self) -> Result<Value, ParseError> {
         Ok(match self {
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(*b),
@@ -90,10 +127,9 @@ impl Node {
                 .map(Value::Number)
                 .unwrap_or_else(|| Value::String(f.to_string())),
             Node::Str(s) | Node::Timestamp(s) => Value::String(s.clone()),
-            Node::Bytes(b) => Value::String(
-                String::from_utf8(b.clone())
-                    .map_err(|_| "binary data that is not UTF-8 text".to_string())?,
-            ),
+            Node::Bytes(b) => {
+                Value::String(String::from_utf8(b.clone()).map_err(|_| ParseError::BinaryNotText)?)
+            }
             Node::Seq(a) => Value::Array(a.iter().map(Node::to_json).collect::<Result<_, _>>()?),
             Node::Map(m) => {
                 let mut out = Map::new();
@@ -105,7 +141,7 @@ impl Node {
         })
     }
 
-    fn key_text(&self) -> Result<String, String> {
+    fn key_text(&self) -> Result<String, Problem> {
         Ok(match self {
             Node::Str(s) | Node::Timestamp(s) => s.clone(),
             Node::Null => "null".into(),
@@ -113,9 +149,7 @@ impl Node {
             Node::Int(i) => i.to_string(),
             Node::Float(f) => f.to_string(),
             Node::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-            Node::Seq(_) | Node::Map(_) => {
-                return Err("a list or mapping cannot be a mapping key".into())
-            }
+            Node::Seq(_) | Node::Map(_) => return Err(Problem::CollectionKey),
         })
     }
 
@@ -128,10 +162,19 @@ impl Node {
     }
 }
 
+/// Why a YAML document cannot be read as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    /// `!!binary` data that JSON cannot hold.
+    #[error("binary data that is not UTF-8 text")]
+    BinaryNotText,
+}
+
 /// Parses one YAML document into JSON (see [`Node::to_json`]). An empty document is null.
-pub fn parse(text: &str) -> Result<Value, String> {
-    let node = load(text).map_err(|e| e.to_string())?;
-    node.to_json()
+pub fn parse(text: &str) -> Result<Value, ParseError> {
+    load(text)?.to_json()
 }
 
 enum Frame {
@@ -140,7 +183,7 @@ enum Frame {
     Map(usize, Vec<(String, Node)>, Option<Node>, Vec<Node>, bool),
 }
 
-fn core<'a>(tag: &'a Option<Cow<'_, Tag>>) -> Option<Result<&'a str, String>> {
+fn core<'a>(tag: &'a Option<Cow<'_, Tag>>) -> Option<Result<&'a str, Problem>> {
     let t = tag.as_ref()?;
     if t.handle == "tag:yaml.org,2002:" {
         Some(Ok(t.suffix.as_str()))
@@ -148,14 +191,11 @@ fn core<'a>(tag: &'a Option<Cow<'_, Tag>>) -> Option<Result<&'a str, String>> {
         // The non-specific tag `!`: a string.
         Some(Ok("str"))
     } else {
-        Some(Err(format!(
-            "the tag {}{} is not supported",
-            t.handle, t.suffix
-        )))
+        Some(Err(Problem::Tag(format!("{}{}", t.handle, t.suffix))))
     }
 }
 
-fn scalar(text: &str, style: ScalarStyle, tag: &Option<Cow<'_, Tag>>) -> Result<Node, String> {
+fn scalar(text: &str, style: ScalarStyle, tag: &Option<Cow<'_, Tag>>) -> Result<Node, Problem> {
     let kind = match core(tag) {
         None if style == ScalarStyle::Plain => resolve(text),
         None => Kind::Str,
@@ -172,16 +212,22 @@ fn scalar(text: &str, style: ScalarStyle, tag: &Option<Cow<'_, Tag>>) -> Result<
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
                     .collect();
                 if !text.is_ascii() {
-                    return Err("!!binary data is not ASCII base64".into());
+                    return Err(Problem::BinaryNotAscii);
                 }
-                return base64_std(&clean)
-                    .map(Node::Bytes)
-                    .map_err(|e| format!("!!binary: {e}"));
+                return base64_std(&clean).map(Node::Bytes).map_err(Problem::Binary);
             }
-            other => return Err(format!("the tag !!{other} is not supported on a scalar")),
+            other => {
+                return Err(Problem::TagOn {
+                    tag: other.into(),
+                    on: "a scalar",
+                })
+            }
         },
     };
-    let bad = |what: &str| format!("{text:?} is not {what}");
+    let bad = |what: &'static str| Problem::NotA {
+        text: text.to_string(),
+        what,
+    };
     Ok(match kind {
         Kind::Null => Node::Null,
         Kind::Bool => Node::Bool(bool_of(text).ok_or_else(|| bad("a boolean"))?),
@@ -189,17 +235,15 @@ fn scalar(text: &str, style: ScalarStyle, tag: &Option<Cow<'_, Tag>>) -> Result<
         Kind::Float => Node::Float(float_of(text).ok_or_else(|| bad("a number"))?),
         Kind::Timestamp => Node::Timestamp(text.to_string()),
         Kind::Str => Node::Str(text.to_string()),
-        Kind::Merge => return Err("`<<` (a merge key) is only allowed as a mapping key".into()),
-        Kind::Value => return Err("`=` (the YAML 1.1 value key) has no meaning here".into()),
+        Kind::Merge => return Err(Problem::MergeKeyAsValue),
+        Kind::Value => return Err(Problem::ValueKey),
     })
 }
 
 /// Standard base64 as Python's `base64.decodebytes` takes it (padding required).
-pub fn base64_std(s: &str) -> Result<Vec<u8>, String> {
+pub fn base64_std(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| e.to_string())
+    base64::engine::general_purpose::STANDARD.decode(s)
 }
 
 /// Loads a single YAML document, as `yaml.safe_load`.
@@ -210,26 +254,23 @@ pub fn load(text: &str) -> Result<Node, YamlError> {
     let mut docs = 0;
     let mut result: Option<Node> = None;
     let mut nodes = 0usize;
-    let at = |span: &Span, message: String| YamlError {
+    let at = |span: &Span, problem: Problem| YamlError {
         line: span.start.line(),
         column: span.start.col() + 1,
-        message,
+        problem,
     };
     while let Some(ev) = parser.next_event() {
         let (ev, span) = ev.map_err(|e| YamlError {
             line: e.marker().line(),
             column: e.marker().col() + 1,
-            message: e.info().to_string(),
+            problem: Problem::Syntax(e.info().to_string()),
         })?;
         let (node, anchor, is_merge_key) = match ev {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => continue,
             Event::DocumentStart(_) => {
                 docs += 1;
                 if docs > 1 {
-                    return Err(at(
-                        &span,
-                        "only one document is allowed (found a second `---`)".into(),
-                    ));
+                    return Err(at(&span, Problem::SecondDocument));
                 }
                 continue;
             }
@@ -239,13 +280,16 @@ pub fn load(text: &str) -> Result<Node, YamlError> {
                     Some(Ok(t)) => {
                         return Err(at(
                             &span,
-                            format!("the tag !!{t} is not supported on a list"),
+                            Problem::TagOn {
+                                tag: t.into(),
+                                on: "a list",
+                            },
                         ))
                     }
                     Some(Err(e)) => return Err(at(&span, e)),
                 }
                 if stack.len() >= MAX_DEPTH {
-                    return Err(at(&span, "nested too deeply".into()));
+                    return Err(at(&span, Problem::TooDeep));
                 }
                 stack.push(Frame::Seq(a, Vec::new()));
                 continue;
@@ -256,32 +300,33 @@ pub fn load(text: &str) -> Result<Node, YamlError> {
                     Some(Ok(t)) => {
                         return Err(at(
                             &span,
-                            format!("the tag !!{t} is not supported on a mapping"),
+                            Problem::TagOn {
+                                tag: t.into(),
+                                on: "a mapping",
+                            },
                         ))
                     }
                     Some(Err(e)) => return Err(at(&span, e)),
                 }
                 if stack.len() >= MAX_DEPTH {
-                    return Err(at(&span, "nested too deeply".into()));
+                    return Err(at(&span, Problem::TooDeep));
                 }
                 stack.push(Frame::Map(a, Vec::new(), None, Vec::new(), false));
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
                 Some(Frame::Seq(a, items)) => (Node::Seq(items), a, false),
-                _ => return Err(at(&span, "unbalanced sequence".into())),
+                _ => return Err(at(&span, Problem::Unbalanced("sequence"))),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(a, entries, _, merges, _)) => {
-                    (merged(entries, merges).map_err(|e| at(&span, e))?, a, false)
-                }
-                _ => return Err(at(&span, "unbalanced mapping".into())),
+                Some(Frame::Map(a, entries, _, merges, _)) => (merged(entries, merges), a, false),
+                _ => return Err(at(&span, Problem::Unbalanced("mapping"))),
             },
             Event::Alias(id) => {
                 let n = anchors
                     .get(&id)
                     .cloned()
-                    .ok_or_else(|| at(&span, "an alias refers to an unknown anchor".into()))?;
+                    .ok_or_else(|| at(&span, Problem::UnknownAnchor))?;
                 nodes += n.size();
                 (n, 0, false)
             }
@@ -300,10 +345,7 @@ pub fn load(text: &str) -> Result<Node, YamlError> {
         };
         nodes += 1;
         if nodes > MAX_NODES {
-            return Err(at(
-                &span,
-                format!("the document expands to more than {MAX_NODES} values"),
-            ));
+            return Err(at(&span, Problem::TooLarge));
         }
         if anchor != 0 {
             anchors.insert(anchor, node.clone());
@@ -320,12 +362,7 @@ pub fn load(text: &str) -> Result<Node, YamlError> {
                         Node::Seq(list) if list.iter().all(|n| matches!(n, Node::Map(_))) => {
                             merges.extend(list)
                         }
-                        _ => {
-                            return Err(at(
-                                &span,
-                                "a merge key (`<<`) needs a mapping or a list of mappings".into(),
-                            ))
-                        }
+                        _ => return Err(at(&span, Problem::MergeValue)),
                     }
                 } else if let Some(k) = key.take() {
                     let k = k.key_text().map_err(|e| at(&span, e))?;
@@ -345,9 +382,9 @@ pub fn load(text: &str) -> Result<Node, YamlError> {
 
 /// PyYAML's `flatten_mapping`: keys of the merged mappings come first, an earlier merged
 /// mapping wins over a later one, and the mapping's own keys win over all of them.
-fn merged(entries: Vec<(String, Node)>, merges: Vec<Node>) -> Result<Node, String> {
+fn merged(entries: Vec<(String, Node)>, merges: Vec<Node>) -> Node {
     if merges.is_empty() {
-        return Ok(Node::Map(entries));
+        return Node::Map(entries);
     }
     let mut out: Vec<(String, Node)> = Vec::new();
     for m in merges {
@@ -363,7 +400,7 @@ fn merged(entries: Vec<(String, Node)>, merges: Vec<Node>) -> Result<Node, Strin
         out.retain(|(e, _)| *e != k);
         out.push((k, v));
     }
-    Ok(Node::Map(out))
+    Node::Map(out)
 }
 
 #[cfg(test)]
@@ -404,10 +441,10 @@ mod tests {
         let e = load("a: 1\n  b: 2\n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(parse("a: [1, 2\n").is_err());
-        assert!(load("a: !custom 1\n")
-            .unwrap_err()
-            .message
-            .contains("not supported"));
+        assert_eq!(
+            load("a: !custom 1\n").unwrap_err().problem,
+            Problem::Tag("!custom".into())
+        );
         assert_eq!(load("a: 1\n---\nb: 2\n").unwrap_err().line, 2);
         assert!(load("a: \"open\n").is_err());
         assert_eq!(parse("").unwrap(), Value::Null);
@@ -415,10 +452,10 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let e = load(&deep).unwrap_err();
         assert!(
-            e.message.contains("deeply") || e.message.contains("recursion"),
+            e.problem == Problem::TooDeep || e.to_string().contains("recursion"),
             "{e}"
         );
         let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
-        assert!(load(laughs).unwrap_err().message.contains("expands"));
+        assert_eq!(load(laughs).unwrap_err().problem, Problem::TooLarge);
     }
 }

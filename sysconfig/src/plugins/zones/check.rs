@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::plugins::PluginError;
 use crate::schema::{IpType, Zone, ZoneNet};
 
 use super::text::zonepath_of;
@@ -228,7 +229,7 @@ fn zone_problems(i: usize, z: &Zone, out: &mut Vec<String>) {
 }
 
 /// Every problem with the description, all at once; `Ok` when there is none.
-pub fn check(zones: &[Zone]) -> Result<(), String> {
+pub fn check(zones: &[Zone]) -> Result<(), PluginError> {
     let mut out = Vec::new();
     for (i, z) in zones.iter().enumerate() {
         zone_problems(i, z, &mut out);
@@ -248,7 +249,7 @@ pub fn check(zones: &[Zone]) -> Result<(), String> {
     if out.is_empty() {
         Ok(())
     } else {
-        Err(out.join("; "))
+        Err(PluginError::Problems(out))
     }
 }
 
@@ -259,7 +260,7 @@ mod tests {
 
     fn check_json(v: serde_json::Value) -> Result<(), String> {
         let zones: Vec<Zone> = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        check(&zones)
+        check(&zones).map_err(|e| e.to_string())
     }
 
     #[test]

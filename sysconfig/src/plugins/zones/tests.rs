@@ -423,9 +423,9 @@ fn a_bad_description_is_a_plan_error_that_names_field_and_value() {
         json!({"zones": [{"name": "a", "autoboot": "yes"}]}),
     )
     .unwrap_err();
-    assert!(
-        err.starts_with("zones: invalid type: string \"yes\", expected a boolean"),
-        "{err}"
+    assert_eq!(
+        err,
+        "zones[0].autoboot = \"yes\": invalid type: string \"yes\", expected a boolean"
     );
     assert!(rec.lines().is_empty(), "nothing runs for a bad description");
 }
@@ -469,5 +469,5 @@ networks = [{ physical = "vioif0", address = "192.168.1.9/24" }]
          set ip-type=shared; add net; set physical=vioif0; set address=192.168.1.9/24; end; \
          verify; commit"
     );
-    assert_eq!(check(&d.zones), Ok(()));
+    assert!(check(&d.zones).is_ok());
 }
