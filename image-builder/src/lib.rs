@@ -4,6 +4,7 @@ pub mod archive;
 pub mod boottest;
 pub mod build;
 pub mod buildzone;
+pub mod context;
 pub mod embedded;
 pub mod host;
 pub mod matrix;
