@@ -7,6 +7,7 @@ pub mod buildzone;
 pub mod context;
 pub mod embedded;
 pub mod host;
+pub mod journal;
 pub mod matrix;
 pub mod progress;
 pub mod steps;

@@ -29,6 +29,8 @@ pub enum BuildError {
         #[source]
         source: Box<StepError>,
     },
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     #[error("{0}")]
     State(String),
     #[error("the build was interrupted")]
