@@ -96,8 +96,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,
     };
-    let inputs = cache::inputs(plan, opts, output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let inputs = cache::inputs(plan, opts, output_dir, input_guid).map_err(BuildError::Sources)?;
     let key = inputs.key();
     let prefix = inputs.prefix_keys();
     rec.key = Some(key.clone());
@@ -168,53 +167,41 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
                 index: *index,
             });
         } else if opts.resume {
-            return Err(BuildError::State(format!(
-                "--resume: no checkpoint of {work} matches this build (the steps before each \
-                 checkpoint, the files they read, the features or the input snapshot changed, \
-                 or none was taken); build without --resume to run the whole stage"
-            )));
+            return Err(BuildError::NoCheckpoint { work });
         } else {
             match &target.input_snapshot {
-            Some(s) if zfs.exists(&snap(s))? => {
-                zfs.rollback(&snap(s))?;
-                work_mark = journal.push(Undo::Rollback { snapshot: snap(s) })?;
+                Some(s) if zfs.exists(&snap(s))? => {
+                    zfs.rollback(&snap(s))?;
+                    work_mark = journal.push(Undo::Rollback { snapshot: snap(s) })?;
+                }
+                Some(s) => {
+                    return Err(BuildError::InputGone {
+                        snapshot: snap(s),
+                        work,
+                    })
+                }
+                None if !ours => {
+                    // Nothing says this tool made it: as the reference, only -x destroys it.
+                    let what = match &target.output_snapshot {
+                        Some(out) => format!("its output snapshot {} does not exist", snap(out)),
+                        None => "the stage has neither an input nor an output snapshot".to_string(),
+                    };
+                    return Err(BuildError::NotOurs { work, why: what });
+                }
+                None => {
+                    // A first stage has nothing to roll back to: it starts from scratch.
+                    zfs.destroy(&work, true)?;
+                    work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
+                    zfs.create(&work, &CreateOptions::new().parents())?;
+                }
             }
-            Some(s) => {
-                return Err(BuildError::State(format!(
-                    "{work} exists but its input snapshot {} does not; rebuild the earlier stages or start over with -x",
-                    snap(s)
-                )))
-            }
-            None if !ours => {
-                // Nothing says this tool made it: as the reference, only -x destroys it.
-                let what = match &target.output_snapshot {
-                    Some(out) => format!("its output snapshot {} does not exist", snap(out)),
-                    None => "the stage has neither an input nor an output snapshot".to_string(),
-                };
-                return Err(BuildError::State(format!(
-                    "{work} exists, {what}, and the stage has no input snapshot to start \
-                     from: pass -x to destroy {work} and rebuild it"
-                )));
-            }
-            None => {
-                // A first stage has nothing to roll back to: it starts from scratch.
-                zfs.destroy(&work, true)?;
-                work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
-                zfs.create(&work, &CreateOptions::new().parents())?;
-            }
-        }
         }
     } else {
         if opts.resume {
-            return Err(BuildError::State(format!(
-                "--resume: {work} does not exist, so there is no checkpoint to resume from"
-            )));
+            return Err(BuildError::NoWork { work });
         }
         if let Some(s) = &target.input_snapshot {
-            return Err(BuildError::State(format!(
-                "this stage starts from {}, which does not exist: build the stage that makes it first",
-                snap(s)
-            )));
+            return Err(BuildError::NoInput { snapshot: snap(s) });
         }
         events(&Event::CacheMiss {
             reason: format!("{work} does not exist"),
@@ -325,8 +312,7 @@ fn cached(cx: &mut TargetCx, target: &Dataset, rows: &[zfs::Listed]) -> Result<b
         .input_snapshot
         .as_ref()
         .and_then(|s| value(&snap(s), 0));
-    let inputs = cache::inputs(plan, opts, output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let inputs = cache::inputs(plan, opts, output_dir, input_guid).map_err(BuildError::Sources)?;
     let key = inputs.key();
     if found != key {
         return Ok(false);
@@ -364,9 +350,10 @@ fn built_elsewhere(
             "pass -x to rebuild {work} from scratch (-r cannot: the stage has no input snapshot)"
         ),
     };
-    BuildError::State(format!(
-        "{out} was built elsewhere (it has no {KEY_PROPERTY} cache key): {how}"
-    ))
+    BuildError::BuiltElsewhere {
+        snapshot: out.to_string(),
+        how,
+    }
 }
 
 /// Output files with their modification times, to tell which ones a build wrote.
@@ -424,7 +411,7 @@ pub fn cache_status(
         _ => None,
     };
     let key = cache::inputs(plan, opts, &output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?
+        .map_err(BuildError::Sources)?
         .key();
     Ok(match zfs.get(&snap(out), KEY_PROPERTY)? {
         Some(k) if k == key => CacheStatus::Hit(snap(out)),
@@ -467,8 +454,7 @@ pub fn step_status(
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,
     };
-    let inputs = cache::inputs(plan, opts, &output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let inputs = cache::inputs(plan, opts, &output_dir, input_guid).map_err(BuildError::Sources)?;
     let after = target.input_snapshot.as_deref().map(snap);
     let found = checkpoint::list(zfs, &work, after.as_deref())?;
     status.resume_from = checkpoint::newest_match(zfs, &found, &inputs.prefix_keys())?;

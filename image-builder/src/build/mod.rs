@@ -295,11 +295,10 @@ pub(crate) struct StepPlace<'a> {
 /// Opens the tree at `dir` confined, so no path in it leads out; `what` ("image", "zone")
 /// names it in the error.
 pub(crate) fn open_root(dir: &std::path::Path, what: &str) -> Result<confine::Root, BuildError> {
-    confine::Root::open(dir).map_err(|e| {
-        BuildError::State(format!(
-            "cannot open the {what} root {}: {e}",
-            dir.display()
-        ))
+    confine::Root::open(dir).map_err(|source| BuildError::OpenRoot {
+        what: what.to_string(),
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
     })
 }
 
@@ -449,10 +448,7 @@ pub fn clean(dataset: &str, sys: &device::System) -> Result<Vec<String>, BuildEr
         let pending = j.pending();
         let failed = j.unwind(sys);
         if !failed.is_empty() {
-            return Err(BuildError::State(format!(
-                "could not undo: {}",
-                failed.join("; ")
-            )));
+            return Err(BuildError::Undo { failed });
         }
         done.extend(pending.into_iter().map(|u| u.to_string()));
     }

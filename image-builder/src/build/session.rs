@@ -55,10 +55,9 @@ impl Session {
         }
         let top = top.filter(|l| l.iter().any(|f| f.name == layout.root));
         if top.is_none() && !zfs.exists(&layout.root)? {
-            return Err(BuildError::State(format!(
-                "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
-                layout.root, layout.root
-            )));
+            return Err(BuildError::NoRoot {
+                root: layout.root.clone(),
+            });
         }
         let listed_output = top
             .as_ref()
@@ -86,10 +85,7 @@ impl Session {
             }
             let failed = journal.unwind(&env.system());
             if !failed.is_empty() {
-                return Err(BuildError::State(format!(
-                    "could not clean up after an earlier build: {}",
-                    failed.join("; ")
-                )));
+                return Err(BuildError::EarlierBuild { failed });
             }
         }
         Ok(Session {

@@ -46,8 +46,7 @@ impl Target for ZoneBuild<'_> {
     fn check(&mut self, _env: &Env, _opts: &BuildOptions) -> Result<(), BuildError> {
         self.uuid = match &self.target.uuid {
             Some(u) => u.clone(),
-            None => crate::template::zone::random_uuid()
-                .map_err(|e| BuildError::State(format!("cannot make an image UUID: {e}")))?,
+            None => crate::template::zone::random_uuid().map_err(BuildError::Uuid)?,
         };
         Ok(())
     }
