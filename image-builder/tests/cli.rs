@@ -634,3 +634,45 @@ fn test_password_comes_from_a_file_or_the_environment() {
         "the old flag is hidden: {help}"
     );
 }
+
+/// Every subcommand runs with the invocation's one context, made once: with -v it is
+/// logged once (the host, and the one time limit of zfs and zpool) whatever the
+/// subcommand.
+#[test]
+fn every_subcommand_runs_with_one_context() {
+    let dir = bad_template_tree();
+    let t = dir.path().display().to_string();
+    let matrix = dir.path().join("m.json");
+    std::fs::write(
+        &matrix,
+        r#"{ "builds": [ { "group": "g", "name": "bad" } ] }"#,
+    )
+    .unwrap();
+    let m = matrix.display().to_string();
+    let missing = dir.path().join("missing.raw").display().to_string();
+    let tpl = ["-T", t.as_str(), "-g", "g", "-n", "bad"];
+    let runs: [Vec<&str>; 7] = [
+        vec!["schema"],
+        [&["validate"][..], &tpl].concat(),
+        [&["plan"][..], &tpl].concat(),
+        [&["build", "-d", "nosuchpool/images"][..], &tpl].concat(),
+        vec!["matrix", &m, "-d", "nosuchpool/images", "-T", &t],
+        vec!["clean", "-d", "nosuchpool/images"],
+        vec!["inspect", "--no-vm", &missing],
+    ];
+    for args in runs {
+        let o = Command::new(env!("CARGO_BIN_EXE_image-builder"))
+            .arg("-v")
+            .args(&args)
+            .env_remove("IMAGE_BUILDER_LOG")
+            .output()
+            .unwrap();
+        assert_no_panic(&o);
+        let e = stderr(&o);
+        assert_eq!(
+            e.matches("zfs and zpool time out after 1800 s").count(),
+            1,
+            "{args:?}: {e}"
+        );
+    }
+}

@@ -66,9 +66,10 @@ pub fn convert(
         .arg(src)
         .arg(&partial)
         .timeout(Duration::from_secs(3600));
-    runner
-        .run(&cmd)
-        .map_err(|e| BuildError::State(format!("converting to {}: {e}", format.extension())))?;
+    runner.run(&cmd).map_err(|source| BuildError::Convert {
+        format: format.extension(),
+        source,
+    })?;
     if partial.exists() {
         std::fs::rename(&partial, dst).map_err(|e| BuildError::io(dst, e))?;
     }

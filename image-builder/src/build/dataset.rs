@@ -10,121 +10,72 @@
 //! input snapshot (or removes it, when this build created it), and the scratch dataset is
 //! always removed.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use zfs::CreateOptions;
 
 use super::cache::{self, KEY_PROPERTY};
 use super::checkpoint;
 use super::error::BuildError;
-use super::journal::{fresh_dataset, Journal, Mark, Undo};
+use super::journal::{fresh_dataset, Mark, Undo};
 use super::layout::{self, Layout};
-use super::record::Record;
-use super::session::Session;
-use super::{BuildOptions, Env, Event, Outcome};
+use super::target::{Keep, Target, TargetCx};
+use super::{BuildOptions, Event, Outcome};
 use crate::template::model::Dataset;
 use crate::template::{Plan, PlannedStep};
 
-pub fn build(
-    plan: &Plan,
-    target: &Dataset,
-    opts: &BuildOptions,
-    env: &Env,
-    events: &mut dyn FnMut(&Event),
-) -> Result<Outcome, BuildError> {
-    let started = Instant::now();
-    let output_name = opts
-        .output_name
-        .clone()
-        .unwrap_or_else(|| plan.name.clone());
-    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
-    let work = layout.work.clone().unwrap_or_default();
-    events(&Event::Start {
-        group: plan.group.clone(),
-        name: plan.name.clone(),
-        target: "dataset".into(),
-        work: Some(work.clone()),
-    });
+impl Target for &Dataset {
+    fn key(&self) -> &'static str {
+        "dataset"
+    }
 
-    // A stage that may be a cache hit lists its work dataset and snapshots with the root.
-    let may_hit = target.output_snapshot.is_some() && !opts.reset && !opts.fullreset;
-    let props: &[&str] = if may_hit { &HIT_PROPS } else { &[] };
-    let mut session = Session::open_listing(env, &layout, &work, props, events)?;
+    fn work_name<'a>(&'a self, _output_name: &'a str) -> &'a str {
+        &self.name
+    }
 
-    let output_dir = session.output_dir.clone();
-    if let Some(rows) = session.work_rows.take() {
-        match cached(plan, target, opts, env, &layout, &output_dir, &rows, events) {
-            Ok(Some(mut rec)) => {
-                session.finish(&mut rec, started, events)?;
-                return Ok(Outcome::Cached);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                session.abort(env, events);
-                return Err(e);
-            }
+    /// A stage that may be a cache hit lists its work dataset and snapshots with the root.
+    fn listing(&self, opts: &BuildOptions) -> &'static [&'static str] {
+        let may_hit = self.output_snapshot.is_some() && !opts.reset && !opts.fullreset;
+        if may_hit {
+            &HIT_PROPS
+        } else {
+            &[]
         }
     }
-    let result = stage(
-        plan,
-        target,
-        opts,
-        env,
-        &layout,
-        &output_dir,
-        &mut session.journal,
-        events,
-    );
-    let (outcome, mut rec) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            if opts.keep_failed {
-                // The work dataset's own undo stays in the journal: `image-builder clean`
-                // (or the next build) rolls it back to its newest checkpoint or input.
-                let ours = |u: &Undo| match u {
-                    Undo::Rollback { snapshot } => snapshot
-                        .strip_prefix(work.as_str())
-                        .is_some_and(|r| r.starts_with('@')),
-                    Undo::DestroyDataset { name } => *name == work,
-                    _ => false,
-                };
-                let kept = session.journal.pending().iter().any(ours);
-                session.abort_except(env, events, &ours);
-                if kept {
-                    let dir = layout::mountpoint(env.zfs, &work)
-                        .map(|d| d.display().to_string())
-                        .unwrap_or_default();
-                    events(&Event::KeptFailed {
-                        work: work.clone(),
-                        dir,
-                        dataset: opts.dataset.clone(),
-                    });
-                }
-            } else {
-                session.abort(env, events);
-            }
-            return Err(e);
+
+    fn cached(&mut self, cx: &mut TargetCx, rows: &[zfs::Listed]) -> Result<bool, BuildError> {
+        cached(cx, self, rows)
+    }
+
+    fn run(&mut self, cx: &mut TargetCx) -> Result<Outcome, BuildError> {
+        stage(cx, self)
+    }
+
+    /// With `--keep-failed`, the work dataset's own undo stays in the journal: `image-builder
+    /// clean` (or the next build) rolls it back to its newest checkpoint or input.
+    fn kept_on_failure<'a>(&'a self, opts: &'a BuildOptions, work: &'a str) -> Option<Keep<'a>> {
+        if !opts.keep_failed {
+            return None;
         }
-    };
-    session.finish(&mut rec, started, events)?;
-    Ok(outcome)
+        Some(Box::new(move |u: &Undo| match u {
+            Undo::Rollback { snapshot } => snapshot
+                .strip_prefix(work)
+                .is_some_and(|r| r.starts_with('@')),
+            Undo::DestroyDataset { name } => name == work,
+            _ => false,
+        }))
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stage(
-    plan: &Plan,
-    target: &Dataset,
-    opts: &BuildOptions,
-    env: &Env,
-    layout: &Layout,
-    output_dir: &std::path::Path,
-    journal: &mut Journal,
-    events: &mut dyn FnMut(&Event),
-) -> Result<(Outcome, Record), BuildError> {
+fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
+    let (plan, opts, env, layout, output_dir) =
+        (cx.plan, cx.opts, cx.env, cx.layout, cx.output_dir);
+    let journal = &mut *cx.journal;
+    let events = &mut *cx.events;
+    let rec = &mut cx.rec;
     let zfs = env.zfs;
-    let work = layout.work.clone().unwrap_or_default();
+    let work = cx.work.to_string();
     let snap = |s: &str| format!("{work}@{s}");
-    let mut rec = new_record(plan, opts, env);
 
     // Scratch space for this build only: recreated every time, never worth syncing.
     let tmp_mark = fresh_dataset(
@@ -145,8 +96,7 @@ fn stage(
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,
     };
-    let inputs = cache::inputs(plan, opts, output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let inputs = cache::inputs(plan, opts, output_dir, input_guid).map_err(BuildError::Sources)?;
     let key = inputs.key();
     let prefix = inputs.prefix_keys();
     rec.key = Some(key.clone());
@@ -176,7 +126,7 @@ fn stage(
                         zfs.destroy(&layout.tmp, true)?;
                         journal.done(tmp_mark)?;
                         rec.cache = "hit".into();
-                        return Ok((Outcome::Cached, rec));
+                        return Ok(Outcome::Cached);
                     }
                     Some(_) => {
                         ours = true;
@@ -217,53 +167,41 @@ fn stage(
                 index: *index,
             });
         } else if opts.resume {
-            return Err(BuildError::State(format!(
-                "--resume: no checkpoint of {work} matches this build (the steps before each \
-                 checkpoint, the files they read, the features or the input snapshot changed, \
-                 or none was taken); build without --resume to run the whole stage"
-            )));
+            return Err(BuildError::NoCheckpoint { work });
         } else {
             match &target.input_snapshot {
-            Some(s) if zfs.exists(&snap(s))? => {
-                zfs.rollback(&snap(s))?;
-                work_mark = journal.push(Undo::Rollback { snapshot: snap(s) })?;
+                Some(s) if zfs.exists(&snap(s))? => {
+                    zfs.rollback(&snap(s))?;
+                    work_mark = journal.push(Undo::Rollback { snapshot: snap(s) })?;
+                }
+                Some(s) => {
+                    return Err(BuildError::InputGone {
+                        snapshot: snap(s),
+                        work,
+                    })
+                }
+                None if !ours => {
+                    // Nothing says this tool made it: as the reference, only -x destroys it.
+                    let what = match &target.output_snapshot {
+                        Some(out) => format!("its output snapshot {} does not exist", snap(out)),
+                        None => "the stage has neither an input nor an output snapshot".to_string(),
+                    };
+                    return Err(BuildError::NotOurs { work, why: what });
+                }
+                None => {
+                    // A first stage has nothing to roll back to: it starts from scratch.
+                    zfs.destroy(&work, true)?;
+                    work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
+                    zfs.create(&work, &CreateOptions::new().parents())?;
+                }
             }
-            Some(s) => {
-                return Err(BuildError::State(format!(
-                    "{work} exists but its input snapshot {} does not; rebuild the earlier stages or start over with -x",
-                    snap(s)
-                )))
-            }
-            None if !ours => {
-                // Nothing says this tool made it: as the reference, only -x destroys it.
-                let what = match &target.output_snapshot {
-                    Some(out) => format!("its output snapshot {} does not exist", snap(out)),
-                    None => "the stage has neither an input nor an output snapshot".to_string(),
-                };
-                return Err(BuildError::State(format!(
-                    "{work} exists, {what}, and the stage has no input snapshot to start \
-                     from: pass -x to destroy {work} and rebuild it"
-                )));
-            }
-            None => {
-                // A first stage has nothing to roll back to: it starts from scratch.
-                zfs.destroy(&work, true)?;
-                work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
-                zfs.create(&work, &CreateOptions::new().parents())?;
-            }
-        }
         }
     } else {
         if opts.resume {
-            return Err(BuildError::State(format!(
-                "--resume: {work} does not exist, so there is no checkpoint to resume from"
-            )));
+            return Err(BuildError::NoWork { work });
         }
         if let Some(s) = &target.input_snapshot {
-            return Err(BuildError::State(format!(
-                "this stage starts from {}, which does not exist: build the stage that makes it first",
-                snap(s)
-            )));
+            return Err(BuildError::NoInput { snapshot: snap(s) });
         }
         events(&Event::CacheMiss {
             reason: format!("{work} does not exist"),
@@ -343,54 +281,24 @@ fn stage(
         .filter(|(n, m)| before.iter().all(|(bn, bm)| bn != n || bm != m))
         .map(|(n, _)| n)
         .collect();
-    Ok((Outcome::Built, rec))
+    Ok(Outcome::Built)
 }
 
 /// The properties of the work dataset and its snapshots a cache hit is decided from.
 const HIT_PROPS: [&str; 3] = ["guid", "written", KEY_PROPERTY];
 
-fn new_record(plan: &Plan, opts: &BuildOptions, env: &Env) -> Record {
-    Record {
-        group: plan.group.clone(),
-        name: plan.name.clone(),
-        output_name: opts
-            .output_name
-            .clone()
-            .unwrap_or_else(|| plan.name.clone()),
-        host: env.host.name().to_string(),
-        started: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        seconds: 0.0,
-        cache: String::new(),
-        key: None,
-        inputs: None,
-        steps: Vec::new(),
-        outputs: Vec::new(),
-    }
-}
-
 /// The cache-hit path, decided from one listing of the work dataset and its snapshots
-/// (`rows`, with [`HIT_PROPS`]): `Some` when the output snapshot carries this build's key.
+/// (`rows`, with [`HIT_PROPS`]): true (the record filled in) when the output snapshot
+/// carries this build's key.
 /// The tree is then reset to it only when it is the newest snapshot and the work dataset
-/// was written to since (`written` is not 0). `None` leaves everything to the full path,
+/// was written to since (`written` is not 0). False leaves everything to the full path,
 /// which also says why the stage misses.
-#[allow(clippy::too_many_arguments)]
-fn cached(
-    plan: &Plan,
-    target: &Dataset,
-    opts: &BuildOptions,
-    env: &Env,
-    layout: &Layout,
-    output_dir: &std::path::Path,
-    rows: &[zfs::Listed],
-    events: &mut dyn FnMut(&Event),
-) -> Result<Option<Record>, BuildError> {
+fn cached(cx: &mut TargetCx, target: &Dataset, rows: &[zfs::Listed]) -> Result<bool, BuildError> {
+    let (plan, opts, env, output_dir) = (cx.plan, cx.opts, cx.env, cx.output_dir);
     let Some(out) = &target.output_snapshot else {
-        return Ok(None);
+        return Ok(false);
     };
-    let work = layout.work.clone().unwrap_or_default();
+    let work = cx.work;
     let snap = |s: &str| format!("{work}@{s}");
     let value = |name: &str, i: usize| {
         rows.iter()
@@ -398,32 +306,30 @@ fn cached(
             .and_then(|r| r.values.get(i).cloned().flatten())
     };
     let Some(found) = value(&snap(out), 2) else {
-        return Ok(None);
+        return Ok(false);
     };
     let input_guid = target
         .input_snapshot
         .as_ref()
         .and_then(|s| value(&snap(s), 0));
-    let inputs = cache::inputs(plan, opts, output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let inputs = cache::inputs(plan, opts, output_dir, input_guid).map_err(BuildError::Sources)?;
     let key = inputs.key();
     if found != key {
-        return Ok(None);
+        return Ok(false);
     }
     // Later stages' snapshots were made from this one: keep them.
-    let newest = rows.iter().rfind(|r| r.is_snapshot_of(&work));
-    if newest.is_some_and(|r| r.name == snap(out)) && value(&work, 1).as_deref() != Some("0") {
+    let newest = rows.iter().rfind(|r| r.is_snapshot_of(work));
+    if newest.is_some_and(|r| r.name == snap(out)) && value(work, 1).as_deref() != Some("0") {
         env.zfs.rollback(&snap(out))?;
     }
-    events(&Event::CacheHit {
+    (cx.events)(&Event::CacheHit {
         snapshot: snap(out),
         key: key.clone(),
     });
-    let mut rec = new_record(plan, opts, env);
-    rec.cache = "hit".into();
-    rec.key = Some(key);
-    rec.inputs = Some(inputs);
-    Ok(Some(rec))
+    cx.rec.cache = "hit".into();
+    cx.rec.key = Some(key);
+    cx.rec.inputs = Some(inputs);
+    Ok(true)
 }
 
 /// The refusal for an output snapshot without this tool's cache key: made by the reference
@@ -444,9 +350,10 @@ fn built_elsewhere(
             "pass -x to rebuild {work} from scratch (-r cannot: the stage has no input snapshot)"
         ),
     };
-    BuildError::State(format!(
-        "{out} was built elsewhere (it has no {KEY_PROPERTY} cache key): {how}"
-    ))
+    BuildError::BuiltElsewhere {
+        snapshot: out.to_string(),
+        how,
+    }
 }
 
 /// Output files with their modification times, to tell which ones a build wrote.
@@ -504,7 +411,7 @@ pub fn cache_status(
         _ => None,
     };
     let key = cache::inputs(plan, opts, &output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?
+        .map_err(BuildError::Sources)?
         .key();
     Ok(match zfs.get(&snap(out), KEY_PROPERTY)? {
         Some(k) if k == key => CacheStatus::Hit(snap(out)),
@@ -547,8 +454,7 @@ pub fn step_status(
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,
     };
-    let inputs = cache::inputs(plan, opts, &output_dir, input_guid)
-        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?;
+    let inputs = cache::inputs(plan, opts, &output_dir, input_guid).map_err(BuildError::Sources)?;
     let after = target.input_snapshot.as_deref().map(snap);
     let found = checkpoint::list(zfs, &work, after.as_deref())?;
     status.resume_from = checkpoint::newest_match(zfs, &found, &inputs.prefix_keys())?;

@@ -23,16 +23,13 @@ fn cmd(w: &Work, tool: Tool) -> Cmd {
 }
 
 fn run(w: &Work, c: Cmd) -> Result<runner::Output, BuildError> {
-    w.env
-        .runner
-        .run(&c)
-        .map_err(|e| BuildError::State(e.to_string()))
+    Ok(w.env.runner.run(&c)?)
 }
 
 /// A fresh image file of `mib` MiB in the work directory.
 fn image_file(w: &Work, name: &str, mib: u64) -> Result<PathBuf, BuildError> {
     let image = w.work_dir.join(name);
-    device::detach(&w.system(), &image).map_err(|e| BuildError::State(e.to_string()))?;
+    device::detach(&w.system(), &image)?;
     std::fs::File::create(&image)
         .and_then(|f| f.set_len(mib << 20))
         .map_err(|e| BuildError::io(&image, e))?;
@@ -72,7 +69,7 @@ fn illumos_fs(
     run(w, cmd(w, Tool::Df).arg("-h").arg(&root))?;
     run(w, cmd(w, Tool::Umount).arg(&root))?;
     w.journal.done(unmount)?;
-    device::detach(&w.system(), image).map_err(|e| BuildError::State(e.to_string()))?;
+    device::detach(&w.system(), image)?;
     w.journal.done(detach)?;
     Ok(())
 }

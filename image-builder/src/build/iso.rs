@@ -19,10 +19,7 @@ use crate::host::{Host, Tool};
 use crate::template::model::Iso;
 
 fn run(w: &Work, c: Cmd) -> Result<runner::Output, BuildError> {
-    w.env
-        .runner
-        .run(&c.timeout(DEVICE_TIMEOUT * 10))
-        .map_err(|e| BuildError::State(e.to_string()))
+    Ok(w.env.runner.run(&c.timeout(DEVICE_TIMEOUT * 10))?)
 }
 
 /// The reference's `mkisofs` arguments, before `-o`.
@@ -75,9 +72,7 @@ pub fn mkisofs_args(iso: &Iso) -> Vec<String> {
 pub(super) fn build(w: &mut Work, iso: &Iso) -> Result<Vec<(PathBuf, String)>, BuildError> {
     if iso.hybrid.is_some() && iso.boot_uefi.is_none() {
         // installboot needs a partition with a file system it knows: the ESP image.
-        return Err(BuildError::State(
-            "a hybrid ISO must include UEFI support (boot_uefi)".into(),
-        ));
+        return Err(BuildError::HybridWithoutUefi);
     }
     let proto = w.tmp_dir.join("proto");
     std::fs::create_dir_all(&proto).map_err(|e| BuildError::io(&proto, e))?;
@@ -120,7 +115,7 @@ pub(super) fn build(w: &mut Work, iso: &Iso) -> Result<Vec<(PathBuf, String)>, B
         // installboot wants a partition with a file system it recognises: the ESP, p2.
         let p2 = dev
             .raw_partition(2)
-            .ok_or_else(|| BuildError::State(format!("unexpected lofi device path {}", dev.raw)))?;
+            .ok_or_else(|| BuildError::LofiPath(dev.raw.clone()))?;
         // The boot blocks are the image's: read inside the tree (an absolute path or a
         // symlink never leads to the build host's), handed to installboot as copies.
         let stage1 = boot_block(w, &proto, "stage1", &h.stage1)?;
@@ -133,7 +128,7 @@ pub(super) fn build(w: &mut Work, iso: &Iso) -> Result<Vec<(PathBuf, String)>, B
                 .arg(&stage2)
                 .arg(p2),
         )?;
-        device::detach(&w.system(), &image).map_err(|e| BuildError::State(e.to_string()))?;
+        device::detach(&w.system(), &image)?;
         w.journal.done(detach)?;
     }
     Ok(vec![(image, ImageFile::Iso.name(&w.stem()))])
@@ -148,7 +143,11 @@ fn boot_block(
     path: &str,
 ) -> Result<PathBuf, BuildError> {
     let root = super::open_root(proto, "image")?;
-    let bad = |e: String| BuildError::State(format!("iso hybrid {field} {path:?}: {e}"));
+    let bad = |why: String| BuildError::BootBlock {
+        field: field.to_string(),
+        path: path.to_string(),
+        why,
+    };
     let mut from = root.open_read(path).map_err(|e| bad(e.to_string()))?;
     let meta = from.metadata().map_err(|e| bad(e.to_string()))?;
     if !meta.is_file() {
@@ -179,9 +178,7 @@ fn esp_entry(w: &Work, image: &std::path::Path) -> Result<(u64, u64), BuildError
             .args(["--format", "shell"])
             .arg(image),
     )?;
-    parse_etdump(&out.stdout_str()).ok_or_else(|| {
-        BuildError::State("etdump found no El Torito entry for platform efi, system i386".into())
-    })
+    parse_etdump(&out.stdout_str()).ok_or(BuildError::NoEfiEntry)
 }
 
 /// The `efi`/`i386` entry of `etdump --format shell` output: (start, length) in 512-byte

@@ -1,9 +1,9 @@
-//! The cleanup journal: every temporary thing a build creates is written down before it is
-//! created, and crossed off when it is kept or removed. Whatever is still written down when
-//! a build fails, is interrupted or crashes is undone, in reverse order: at once, or at the
-//! next start, or by `image-builder clean`.
+//! What a build writes in its cleanup journal ([`crate::journal`]): every temporary thing
+//! it creates (dataset, pool, device, mount) before it is created. Whatever is still
+//! written down when a build fails, is interrupted or crashes is undone, in reverse order:
+//! at once, or at the next start, or by `image-builder clean`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,70 +40,17 @@ impl std::fmt::Display for Undo {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
-    id: u64,
-    #[serde(flatten)]
-    undo: Undo,
+impl crate::journal::Undoable for Undo {
+    fn file_name(name: &str) -> String {
+        format!("{name}.journal.json")
+    }
 }
 
-/// A token for an entry, to cross it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mark(u64);
+/// A build's journal (in `OUTPUT/.image-builder/journals`).
+pub type Journal = crate::journal::Journal<Undo>;
+pub use crate::journal::Mark;
 
-pub struct Journal {
-    path: PathBuf,
-    entries: Vec<Entry>,
-    next: u64,
-}
-
-impl Journal {
-    /// Opens the journal `name` in `dir`, with whatever a previous run left in it.
-    pub fn open(dir: &Path, name: &str) -> Result<Journal, BuildError> {
-        std::fs::create_dir_all(dir).map_err(|e| BuildError::io(dir, e))?;
-        let path = dir.join(format!("{name}.journal.json"));
-        let entries: Vec<Entry> = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                BuildError::State(format!(
-                    "cleanup journal {} is damaged: {e}",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(BuildError::io(&path, e)),
-        };
-        let next = entries.iter().map(|e| e.id + 1).max().unwrap_or(0);
-        Ok(Journal {
-            path,
-            entries,
-            next,
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The pending undos, oldest first.
-    pub fn pending(&self) -> Vec<Undo> {
-        self.entries.iter().map(|e| e.undo.clone()).collect()
-    }
-
-    /// Writes `undo` down (durably) before the thing it undoes is done.
-    pub fn push(&mut self, undo: Undo) -> Result<Mark, BuildError> {
-        let id = self.next;
-        self.next += 1;
-        self.entries.push(Entry { id, undo });
-        self.save()?;
-        Ok(Mark(id))
-    }
-
-    /// Crosses an entry off: the thing is kept, or was undone.
-    pub fn done(&mut self, mark: Mark) -> Result<(), BuildError> {
-        self.entries.retain(|e| e.id != mark.0);
-        self.save()
-    }
-
+impl crate::journal::Journal<Undo> {
     /// Undoes every pending entry, newest first. Returns the undos that failed (they stay
     /// in the journal for the next attempt).
     pub fn unwind(&mut self, sys: &System) -> Vec<String> {
@@ -113,58 +60,7 @@ impl Journal {
     /// [`Journal::unwind`], except that entries for which `keep` is true are neither undone
     /// nor removed: they stay for `image-builder clean` or the next build (`--keep-failed`).
     pub fn unwind_except(&mut self, sys: &System, keep: &dyn Fn(&Undo) -> bool) -> Vec<String> {
-        let mut failed = Vec::new();
-        let mut kept = Vec::new();
-        while let Some(e) = self.entries.last().cloned() {
-            self.entries.pop();
-            if keep(&e.undo) {
-                kept.push(e);
-                continue;
-            }
-            let result = undo(sys, &e.undo);
-            match result {
-                Ok(()) => tracing::info!("cleanup: undid {:?}", e.undo),
-                Err(err) => {
-                    tracing::error!("cleanup: could not undo {:?}: {err}", e.undo);
-                    failed.push((e, err));
-                }
-            }
-        }
-        let messages = failed
-            .iter()
-            .map(|(e, m)| format!("{:?}: {m}", e.undo))
-            .collect();
-        self.entries = failed.into_iter().map(|(e, _)| e).chain(kept).collect();
-        self.entries.sort_by_key(|e| e.id);
-        if let Err(e) = self.save() {
-            tracing::error!("cleanup: {e}");
-        }
-        messages
-    }
-
-    fn save(&self) -> Result<(), BuildError> {
-        if self.entries.is_empty() {
-            return match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(BuildError::io(&self.path, e))
-                }
-                _ => Ok(()),
-            };
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&self.entries).unwrap_or_default();
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| BuildError::io(&self.path, e))
+        self.unwind_with(keep, |u| undo(sys, u))
     }
 }
 

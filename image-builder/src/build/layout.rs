@@ -80,9 +80,10 @@ impl Layout {
 pub fn mountpoint(zfs: &dyn Zfs, dataset: &str) -> Result<PathBuf, BuildError> {
     let mp = zfs.get(dataset, "mountpoint")?.unwrap_or_default();
     if !mp.starts_with('/') {
-        return Err(BuildError::State(format!(
-            "dataset {dataset} has mountpoint {mp:?}; image-builder needs it mounted at a path"
-        )));
+        return Err(BuildError::NotMounted {
+            dataset: dataset.to_string(),
+            mountpoint: mp,
+        });
     }
     if zfs.get(dataset, "mounted")?.as_deref() != Some("yes") {
         zfs.mount(dataset)?;
@@ -93,10 +94,10 @@ pub fn mountpoint(zfs: &dyn Zfs, dataset: &str) -> Result<PathBuf, BuildError> {
 /// The directory a listed file system lives at, mounting it first when it is not.
 pub fn mount_dir(zfs: &dyn Zfs, fs: &zfs::Filesystem) -> Result<PathBuf, BuildError> {
     if !fs.mountpoint.starts_with('/') {
-        return Err(BuildError::State(format!(
-            "dataset {} has mountpoint {:?}; image-builder needs it mounted at a path",
-            fs.name, fs.mountpoint
-        )));
+        return Err(BuildError::NotMounted {
+            dataset: fs.name.clone(),
+            mountpoint: fs.mountpoint.clone(),
+        });
     }
     if !fs.mounted {
         zfs.mount(&fs.name)?;

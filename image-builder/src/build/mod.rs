@@ -17,6 +17,7 @@ pub mod lock;
 mod pool;
 pub mod record;
 mod session;
+mod target;
 mod work;
 mod zone;
 pub mod zone_image;
@@ -190,15 +191,35 @@ pub fn build(
         return Err(BuildError::Invalid(errors));
     }
     preflight(plan, opts, env.host)?;
-    match &plan.target {
-        Some(Target::Dataset(d)) => dataset::build(plan, d, opts, env, events),
-        Some(Target::Pool(p)) => work::build(plan, work::Kind::Pool(p), opts, env, events),
-        Some(Target::Pcfs(p)) => work::build(plan, work::Kind::Pcfs(p), opts, env, events),
-        Some(Target::Ufs(u)) => work::build(plan, work::Kind::Ufs(u), opts, env, events),
-        Some(Target::Iso(i)) => work::build(plan, work::Kind::Iso(i), opts, env, events),
-        Some(Target::Zone(z)) => zone::build(plan, z, opts, env, events),
-        None => Err(BuildError::Invalid(1)),
-    }
+    let (mut d, mut k, mut z);
+    let t: &mut dyn target::Target = match &plan.target {
+        Some(Target::Dataset(dataset)) => {
+            d = dataset;
+            &mut d
+        }
+        Some(Target::Pool(p)) => {
+            k = work::Kind::Pool(p);
+            &mut k
+        }
+        Some(Target::Pcfs(p)) => {
+            k = work::Kind::Pcfs(p);
+            &mut k
+        }
+        Some(Target::Ufs(u)) => {
+            k = work::Kind::Ufs(u);
+            &mut k
+        }
+        Some(Target::Iso(i)) => {
+            k = work::Kind::Iso(i);
+            &mut k
+        }
+        Some(Target::Zone(zone)) => {
+            z = zone::ZoneBuild::new(zone);
+            &mut z
+        }
+        None => return Err(BuildError::Invalid(1)),
+    };
+    target::drive(t, plan, opts, env, events)
 }
 
 /// Refuses, before anything happens, a plan whose running steps need tools this host lacks.
@@ -274,11 +295,10 @@ pub(crate) struct StepPlace<'a> {
 /// Opens the tree at `dir` confined, so no path in it leads out; `what` ("image", "zone")
 /// names it in the error.
 pub(crate) fn open_root(dir: &std::path::Path, what: &str) -> Result<confine::Root, BuildError> {
-    confine::Root::open(dir).map_err(|e| {
-        BuildError::State(format!(
-            "cannot open the {what} root {}: {e}",
-            dir.display()
-        ))
+    confine::Root::open(dir).map_err(|source| BuildError::OpenRoot {
+        what: what.to_string(),
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
     })
 }
 
@@ -428,10 +448,7 @@ pub fn clean(dataset: &str, sys: &device::System) -> Result<Vec<String>, BuildEr
         let pending = j.pending();
         let failed = j.unwind(sys);
         if !failed.is_empty() {
-            return Err(BuildError::State(format!(
-                "could not undo: {}",
-                failed.join("; ")
-            )));
+            return Err(BuildError::Undo { failed });
         }
         done.extend(pending.into_iter().map(|u| u.to_string()));
     }

@@ -77,10 +77,14 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
             vdev
         }
         Host::Linux if label => {
-            let l = Label::plan(bytes, uefi)
-                .map_err(|e| BuildError::State(format!("pool size {} MiB: {e}", p.size)))?;
-            l.write(&image)
-                .map_err(|e| BuildError::State(format!("{}: {e}", image.display())))?;
+            let l = Label::plan(bytes, uefi).map_err(|source| BuildError::PoolSize {
+                size: p.size,
+                source,
+            })?;
+            l.write(&image).map_err(|source| BuildError::Label {
+                path: image.clone(),
+                source,
+            })?;
             detach_mark = Some(w.journal.push(Undo::DetachDevice {
                 file: image.clone(),
             })?);
@@ -146,10 +150,10 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
     if let Some(h) = bad.lock().ok().and_then(|g| g.clone()) {
         // The watch interrupted the steps; the build's error is the pool's state.
         runner::interrupt::clear();
-        return Err(BuildError::State(format!(
-            "pool {temp} became {h} while building (its device failed or went away); \
-             the build was stopped"
-        )));
+        return Err(BuildError::PoolFailed {
+            pool: temp.to_string(),
+            health: h.to_string(),
+        });
     }
     result?;
 
@@ -204,10 +208,9 @@ pub(super) fn build(w: &mut Work, p: &Pool) -> Result<Vec<(PathBuf, String)>, Bu
 fn assignment<'a>(field: &str, o: &'a str) -> Result<(&'a str, &'a str), BuildError> {
     o.split_once('=')
         .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| {
-            BuildError::State(format!(
-                "pool {field} entry {o:?} is not a property assignment (name=value)"
-            ))
+        .ok_or_else(|| BuildError::NotAssignment {
+            field: field.to_string(),
+            entry: o.to_string(),
         })
 }
 
@@ -224,9 +227,9 @@ fn wait_for(dev: &str) -> Result<(), BuildError> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(BuildError::State(format!(
-        "partition device {dev} did not appear (is the loop driver loaded with partition support?)"
-    )))
+    Err(BuildError::NoPartition {
+        device: dev.to_string(),
+    })
 }
 
 /// Polls the pool's health until `stop`; on a pool that can no longer do I/O, records the
@@ -310,7 +313,9 @@ fn trim(runner: &dyn runner::Runner, host: Host, pool: &str) {
 
 /// Copies the ZFS slice (illumos type `usr`) out of a labelled image.
 fn extract_zfs_slice(image: &Path, out: &Path) -> Result<(), BuildError> {
-    let (offset, len) = super::gpt::find_zfs_slice(image)
-        .map_err(|e| BuildError::State(format!("{}: {e}", image.display())))?;
+    let (offset, len) = super::gpt::find_zfs_slice(image).map_err(|source| BuildError::Label {
+        path: image.to_path_buf(),
+        source,
+    })?;
     super::convert::copy_range_sparse(image, offset, len, out)
 }

@@ -142,11 +142,7 @@ pub fn update_sums(output_dir: &Path, state_dir: &Path) -> Result<(), BuildError
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(BuildError::State("a checksum thread panicked".into()))
-                    })
-                })
+                .map(|h| h.join().unwrap_or(Err(BuildError::ChecksumThread)))
                 .collect()
         });
         for (&i, sum) in chunk.iter().zip(sums) {

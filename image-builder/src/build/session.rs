@@ -19,7 +19,7 @@ pub(crate) struct Session {
     /// The root dataset's file systems and their direct children, as listed when the
     /// session opened (`None` when that listing failed and each was asked for instead).
     pub top: Option<Vec<zfs::Filesystem>>,
-    /// The work dataset and its snapshots with the properties [`Session::open_listing`]
+    /// The work dataset and its snapshots with the properties [`Session::open`]
     /// was asked for, from the same listing (`None` when it failed, or when an earlier
     /// build's journal was undone since).
     pub work_rows: Option<Vec<zfs::Listed>>,
@@ -30,19 +30,10 @@ pub(crate) struct Session {
 
 impl Session {
     /// Checks the root dataset, makes the output dataset, locks `work` and cleans up after
-    /// an earlier build of it that did not finish.
+    /// an earlier build of it that did not finish. The root's listing also lists `work`
+    /// and its snapshots with `work_props` (none: the root alone), for
+    /// [`Session::work_rows`].
     pub fn open(
-        env: &Env,
-        layout: &Layout,
-        work: &str,
-        events: &mut dyn FnMut(&Event),
-    ) -> Result<Session, BuildError> {
-        Session::open_listing(env, layout, work, &[], events)
-    }
-
-    /// [`Session::open`], listing with the root also `work` and its snapshots with
-    /// `work_props` (none: the root alone), for [`Session::work_rows`].
-    pub fn open_listing(
         env: &Env,
         layout: &Layout,
         work: &str,
@@ -64,10 +55,9 @@ impl Session {
         }
         let top = top.filter(|l| l.iter().any(|f| f.name == layout.root));
         if top.is_none() && !zfs.exists(&layout.root)? {
-            return Err(BuildError::State(format!(
-                "image builder root dataset {} does not exist (create it with `zfs create -p {}`)",
-                layout.root, layout.root
-            )));
+            return Err(BuildError::NoRoot {
+                root: layout.root.clone(),
+            });
         }
         let listed_output = top
             .as_ref()
@@ -95,10 +85,7 @@ impl Session {
             }
             let failed = journal.unwind(&env.system());
             if !failed.is_empty() {
-                return Err(BuildError::State(format!(
-                    "could not clean up after an earlier build: {}",
-                    failed.join("; ")
-                )));
+                return Err(BuildError::EarlierBuild { failed });
             }
         }
         Ok(Session {

@@ -8,16 +8,16 @@
 //! once the journal is unwound (at once, at the next start, or by `image-builder clean`).
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use zfs::CreateOptions;
 
 use super::convert;
 use super::error::BuildError;
 use super::journal::{fresh_dataset, Journal};
-use super::layout::{self, Layout};
-use super::record::{Record, StepTiming};
-use super::session::Session;
+use super::layout;
+use super::record::StepTiming;
+use super::target::{Target, TargetCx};
 use super::{BuildOptions, Env, Event, Outcome};
 use crate::host::{Host, Tool};
 use crate::steps::PoolCx;
@@ -34,7 +34,7 @@ pub enum Kind<'a> {
 }
 
 impl Kind<'_> {
-    fn key(&self) -> &'static str {
+    pub fn key(&self) -> &'static str {
         match self {
             Kind::Pool(_) => "pool",
             Kind::Pcfs(_) => "pcfs",
@@ -108,92 +108,59 @@ impl Work<'_, '_> {
     }
 }
 
-pub fn build(
-    plan: &Plan,
-    kind: Kind,
-    opts: &BuildOptions,
-    env: &Env,
-    events: &mut dyn FnMut(&Event),
-) -> Result<Outcome, BuildError> {
-    let started = Instant::now();
-    if let (Kind::Ufs(_), Host::Linux) = (kind, env.host) {
-        return Err(BuildError::Preflight(
-            "ufs images are made with illumos newfs and lofi and need an illumos host; \
-             use a pcfs or pool target on Linux"
-                .into(),
-        ));
+impl Target for Kind<'_> {
+    fn key(&self) -> &'static str {
+        Kind::key(self)
     }
-    let missing: Vec<String> = kind
-        .needs(env.host)
-        .into_iter()
-        .filter(|t| !env.host.has(*t) && !opts.assume_tools)
-        .map(|t| env.host.tool(t).to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(BuildError::Preflight(format!(
-            "{} images need {}, which this {} host does not have",
-            kind.key(),
-            missing.join(", "),
-            env.host.name()
-        )));
+
+    /// The work dataset is named after the output.
+    fn work_name<'a>(&'a self, output_name: &'a str) -> &'a str {
+        output_name
     }
-    let output_name = opts
-        .output_name
-        .clone()
-        .unwrap_or_else(|| plan.name.clone());
-    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&output_name));
-    let work = layout.work.clone().unwrap_or_default();
-    events(&Event::Start {
-        group: plan.group.clone(),
-        name: plan.name.clone(),
-        target: kind.key().into(),
-        work: Some(work.clone()),
-    });
-    let mut session = Session::open(env, &layout, &work, events)?;
-    let output_dir = session.output_dir.clone();
-    let top = session.top.take();
-    let result = run(
-        plan,
-        kind,
-        opts,
-        env,
-        &layout,
-        top.as_deref(),
-        &output_dir,
-        &output_name,
-        &mut session.journal,
-        events,
-    );
-    let mut rec = match result {
-        Ok(rec) => rec,
-        Err(e) => {
-            // Whatever failed after a SIGINT/SIGTERM failed because of it.
-            let e = if runner::interrupt::requested() {
-                BuildError::Interrupted
-            } else {
-                e
-            };
-            session.abort(env, events);
-            return Err(e);
+
+    fn check(&mut self, env: &Env, opts: &BuildOptions) -> Result<(), BuildError> {
+        if let (Kind::Ufs(_), Host::Linux) = (*self, env.host) {
+            return Err(BuildError::Preflight(
+                "ufs images are made with illumos newfs and lofi and need an illumos host; \
+                 use a pcfs or pool target on Linux"
+                    .into(),
+            ));
         }
-    };
-    session.finish(&mut rec, started, events)?;
-    Ok(Outcome::Built)
+        let missing: Vec<String> = self
+            .needs(env.host)
+            .into_iter()
+            .filter(|t| !env.host.has(*t) && !opts.assume_tools)
+            .map(|t| env.host.tool(t).to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(BuildError::Preflight(format!(
+                "{} images need {}, which this {} host does not have",
+                Kind::key(self),
+                missing.join(", "),
+                env.host.name()
+            )));
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, cx: &mut TargetCx) -> Result<Outcome, BuildError> {
+        run(cx, *self)?;
+        Ok(Outcome::Built)
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    plan: &Plan,
-    kind: Kind,
-    opts: &BuildOptions,
-    env: &Env,
-    layout: &Layout,
-    top: Option<&[zfs::Filesystem]>,
-    output_dir: &Path,
-    output_name: &str,
-    journal: &mut Journal,
-    events: &mut dyn FnMut(&Event),
-) -> Result<Record, BuildError> {
+fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
+    let (plan, opts, env, layout, top, output_dir, output_name) = (
+        cx.plan,
+        cx.opts,
+        cx.env,
+        cx.layout,
+        cx.top,
+        cx.output_dir,
+        cx.output_name,
+    );
+    let journal = &mut *cx.journal;
+    let events = &mut *cx.events;
     let zfs = env.zfs;
     let work = layout.work.clone().unwrap_or_default();
     let tmp_top = format!("{}/tmp", layout.root);
@@ -276,20 +243,8 @@ fn run(
     journal.done(work_mark)?;
     zfs.destroy(&layout.tmp, true)?;
     journal.done(tmp_mark)?;
-    Ok(Record {
-        group: plan.group.clone(),
-        name: plan.name.clone(),
-        output_name: output_name.to_string(),
-        host: env.host.name().to_string(),
-        started: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        seconds: 0.0,
-        cache: "none".into(),
-        key: None,
-        inputs: None,
-        steps: timings,
-        outputs,
-    })
+    cx.rec.cache = "none".into();
+    cx.rec.steps = timings;
+    cx.rec.outputs = outputs;
+    Ok(())
 }

@@ -4,105 +4,67 @@
 //! imgadm-style manifest. A failed or interrupted build removes the root and the scratch
 //! dataset; outputs are written beside their names and renamed into place.
 
-use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use zfs::CreateOptions;
 
 use super::error::BuildError;
-use super::journal::{fresh_dataset, Journal};
-use super::layout::{self, Layout};
-use super::record::Record;
-use super::session::Session;
+use super::journal::fresh_dataset;
+use super::layout;
+use super::target::{Target, TargetCx};
 use super::zone_image as image;
-use super::{BuildOptions, Env, Event, Outcome};
+use super::{BuildOptions, Env, Outcome};
 use crate::template::model::{Zone, ZoneOutput};
-use crate::template::Plan;
 
 /// The snapshot of the finished root that the stream is sent from.
 pub const SNAPSHOT: &str = "zone";
 
-pub fn build(
-    plan: &Plan,
-    target: &Zone,
-    opts: &BuildOptions,
-    env: &Env,
-    events: &mut dyn FnMut(&Event),
-) -> Result<Outcome, BuildError> {
-    let started = Instant::now();
-    let output_name = opts
-        .output_name
-        .clone()
-        .unwrap_or_else(|| plan.name.clone());
-    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
-    let work = layout.work.clone().unwrap_or_default();
-    events(&Event::Start {
-        group: plan.group.clone(),
-        name: plan.name.clone(),
-        target: "zone".into(),
-        work: Some(work.clone()),
-    });
-    let uuid = match &target.uuid {
-        Some(u) => u.clone(),
-        None => crate::template::zone::random_uuid()
-            .map_err(|e| BuildError::State(format!("cannot make an image UUID: {e}")))?,
-    };
-
-    let mut session = Session::open(env, &layout, &work, events)?;
-    let output_dir = session.output_dir.clone();
-
-    let prefix = format!("{}-{output_name}", plan.group);
-    let mut rec = Record {
-        group: plan.group.clone(),
-        name: plan.name.clone(),
-        output_name: output_name.clone(),
-        host: env.host.name().to_string(),
-        started: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        seconds: 0.0,
-        cache: "miss".into(),
-        key: None,
-        inputs: None,
-        steps: Vec::new(),
-        outputs: Vec::new(),
-    };
-    let result = stage(
-        plan,
-        target,
-        opts,
-        env,
-        &layout,
-        &output_dir,
-        &prefix,
-        &uuid,
-        &mut session.journal,
-        &mut rec,
-        events,
-    );
-    if let Err(e) = result {
-        session.abort(env, events);
-        return Err(e);
-    }
-    session.finish(&mut rec, started, events)?;
-    Ok(Outcome::Built)
+/// A zone target and the UUID its image gets.
+pub(crate) struct ZoneBuild<'a> {
+    pub target: &'a Zone,
+    uuid: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stage(
-    plan: &Plan,
-    target: &Zone,
-    opts: &BuildOptions,
-    env: &Env,
-    layout: &Layout,
-    output_dir: &Path,
-    prefix: &str,
-    uuid: &str,
-    journal: &mut Journal,
-    rec: &mut Record,
-    events: &mut dyn FnMut(&Event),
-) -> Result<(), BuildError> {
+impl<'a> ZoneBuild<'a> {
+    pub fn new(target: &'a Zone) -> Self {
+        ZoneBuild {
+            target,
+            uuid: String::new(),
+        }
+    }
+}
+
+impl Target for ZoneBuild<'_> {
+    fn key(&self) -> &'static str {
+        "zone"
+    }
+
+    fn work_name<'a>(&'a self, _output_name: &'a str) -> &'a str {
+        &self.target.name
+    }
+
+    fn check(&mut self, _env: &Env, _opts: &BuildOptions) -> Result<(), BuildError> {
+        self.uuid = match &self.target.uuid {
+            Some(u) => u.clone(),
+            None => crate::template::zone::random_uuid().map_err(BuildError::Uuid)?,
+        };
+        Ok(())
+    }
+
+    fn run(&mut self, cx: &mut TargetCx) -> Result<Outcome, BuildError> {
+        cx.rec.cache = "miss".into();
+        stage(cx, self.target, &self.uuid)?;
+        Ok(Outcome::Built)
+    }
+}
+
+fn stage(cx: &mut TargetCx, target: &Zone, uuid: &str) -> Result<(), BuildError> {
+    let (plan, opts, env, layout, output_dir) =
+        (cx.plan, cx.opts, cx.env, cx.layout, cx.output_dir);
+    let prefix = &format!("{}-{}", plan.group, cx.output_name);
+    let journal = &mut *cx.journal;
+    let events = &mut *cx.events;
+    let rec = &mut cx.rec;
     let zfs = env.zfs;
     let work = layout.work.clone().unwrap_or_default();
     let tmp_mark = fresh_dataset(

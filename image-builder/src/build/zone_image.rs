@@ -80,8 +80,10 @@ pub fn write_tarball(
         source_date_epoch,
         ..PackOptions::default()
     };
-    archive::pack(root, path, &opts, &mut |_| {})
-        .map_err(|e| BuildError::State(format!("cannot write {}: {e}", path.display())))?;
+    archive::pack(root, path, &opts, &mut |_| {}).map_err(|source| BuildError::Pack {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 

@@ -1,15 +1,12 @@
-//! What a build zone run has to undo, written down before it is done.
-
-use std::path::{Path, PathBuf};
+//! What a build zone run has to undo, written down before it is done, in the one cleanup
+//! journal type ([`crate::journal`]).
 
 use serde::{Deserialize, Serialize};
-
-use super::ZoneError;
 
 /// One thing to undo, in the order they are taken: a configured zone is deleted, an
 /// installed one uninstalled, a booted one halted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "undo", rename_all = "snake_case")]
 pub enum ZoneUndo {
     Delete,
     Uninstall,
@@ -26,78 +23,64 @@ impl std::fmt::Display for ZoneUndo {
     }
 }
 
-pub struct ZoneJournal {
-    path: PathBuf,
-    entries: Vec<ZoneUndo>,
+impl crate::journal::Undoable for ZoneUndo {
+    /// `STATE/ZONE.json`, as before the journals were one type.
+    fn file_name(zone: &str) -> String {
+        format!("{zone}.json")
+    }
+
+    /// A zone that will not halt cannot be uninstalled, nor deleted while installed.
+    const IN_ORDER: bool = true;
+
+    /// The first format: a bare list of undo names, oldest first (`["delete", "halt"]`).
+    fn legacy(bytes: &[u8]) -> Option<Vec<Self>> {
+        let names: Vec<String> = serde_json::from_slice(bytes).ok()?;
+        names
+            .iter()
+            .map(|n| match n.as_str() {
+                "delete" => Some(ZoneUndo::Delete),
+                "uninstall" => Some(ZoneUndo::Uninstall),
+                "halt" => Some(ZoneUndo::Halt),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
-impl ZoneJournal {
-    pub fn open(dir: &Path, zone: &str) -> Result<ZoneJournal, ZoneError> {
-        let io = |path: &Path, source| ZoneError::Io {
-            path: path.to_path_buf(),
-            source,
+/// The journal of one build zone (in `STATE/ZONE.json`).
+pub type ZoneJournal = crate::journal::Journal<ZoneUndo>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_in_the_first_format_is_read_and_rewritten_in_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ib1.json");
+        std::fs::write(&path, r#"["delete","uninstall"]"#).unwrap();
+        let mut j = ZoneJournal::open(dir.path(), "ib1").unwrap();
+        assert_eq!(j.pending(), [ZoneUndo::Delete, ZoneUndo::Uninstall]);
+        j.push(ZoneUndo::Halt).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([
+                {"id": 0, "undo": "delete"},
+                {"id": 1, "undo": "uninstall"},
+                {"id": 2, "undo": "halt"}
+            ])
+        );
+        assert_eq!(
+            ZoneJournal::open(dir.path(), "ib1").unwrap().pending(),
+            [ZoneUndo::Delete, ZoneUndo::Uninstall, ZoneUndo::Halt]
+        );
+        // Neither format: damaged, and named.
+        std::fs::write(&path, r#"["reboot"]"#).unwrap();
+        let Err(e) = ZoneJournal::open(dir.path(), "ib1") else {
+            panic!("an unknown undo was read");
         };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let path = dir.join(format!("{zone}.json"));
-        let entries = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                ZoneError::Invalid(format!("zone journal {} is damaged: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io(&path, e)),
-        };
-        Ok(ZoneJournal { path, entries })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn pending(&self) -> Vec<ZoneUndo> {
-        self.entries.clone()
-    }
-
-    pub fn push(&mut self, u: ZoneUndo) -> Result<(), ZoneError> {
-        self.entries.push(u);
-        self.save()
-    }
-
-    /// Undoes newest first with `undo`; an undo that fails stays, and so does everything
-    /// older (a zone that will not halt cannot be uninstalled).
-    pub fn unwind(&mut self, mut undo: impl FnMut(ZoneUndo) -> Result<(), String>) -> Vec<String> {
-        let mut failed = Vec::new();
-        while let Some(u) = self.entries.last().copied() {
-            match undo(u) {
-                Ok(()) => {
-                    self.entries.pop();
-                    if let Err(e) = self.save() {
-                        failed.push(e.to_string());
-                        break;
-                    }
-                }
-                Err(e) => {
-                    failed.push(format!("{u}: {e}"));
-                    break;
-                }
-            }
-        }
-        failed
-    }
-
-    fn save(&self) -> Result<(), ZoneError> {
-        let io = |source| ZoneError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        if self.entries.is_empty() {
-            return match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-                _ => Ok(()),
-            };
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(&self.entries).unwrap_or_default();
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        assert!(e.to_string().contains("ib1.json is damaged"), "{e}");
     }
 }

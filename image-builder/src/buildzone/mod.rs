@@ -56,6 +56,8 @@ pub enum ZoneError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     #[error("zone {zone} did not reach the multi-user milestone within {secs}s")]
     NotUp { zone: String, secs: u64 },
     #[error("cannot copy outputs out of zone {zone}: {detail}")]
@@ -219,10 +221,11 @@ impl InZone<'_> {
         self.zone.validate()?;
         let mut journal = ZoneJournal::open(&self.state_dir, &self.zone.name)?;
         if !journal.is_empty() {
+            let left: Vec<String> = journal.pending().iter().map(ToString::to_string).collect();
             tracing::warn!(
-                "zone {}: undoing what an earlier run left: {:?}",
+                "zone {}: undoing what an earlier run left: {}",
                 self.zone.name,
-                journal.pending()
+                left.join(", ")
             );
             let failed = self.teardown(&mut journal);
             if !failed.is_empty() {
@@ -380,7 +383,7 @@ impl InZone<'_> {
     /// Undoes the journal newest first: halt, uninstall, delete. Returns what failed.
     fn teardown(&self, journal: &mut ZoneJournal) -> Vec<String> {
         let name = self.zone.name.as_str();
-        journal.unwind(|undo| {
+        journal.unwind_with(&|_| false, |undo| {
             let cmd = match undo {
                 ZoneUndo::Halt => self.zoneadm(&["halt"]),
                 ZoneUndo::Uninstall => self.zoneadm(&["uninstall", "-F"]),

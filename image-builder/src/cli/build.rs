@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use image_builder::build::convert::Format;
 use image_builder::build::{self, BuildError, BuildOptions, Env, Event, Outcome};
+use image_builder::context::Context as Ctx;
 use image_builder::embedded;
-use image_builder::host::{Host, Tool};
-use runner::SystemRunner;
+use image_builder::host::Host;
 use zfs::Zfs;
 
 use super::args::{report, FirstBootArgs, TemplateArgs};
@@ -91,7 +91,7 @@ pub struct BuildArgs {
     guest_output: Option<PathBuf>,
 }
 
-pub fn run(a: BuildArgs) -> Result<ExitCode> {
+pub fn run(a: BuildArgs, ctx: &Ctx) -> Result<ExitCode> {
     let plan = a.template.plan()?;
     let errors = report(&plan);
     if errors > 0 {
@@ -101,8 +101,9 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         );
         return Ok(super::exit::usage());
     }
-    runner::interrupt::install().context("cannot install signal handlers")?;
-    let host = Host::detect();
+    ctx.handle_interrupts()
+        .context("cannot install signal handlers")?;
+    let host = ctx.host();
     // What a build zone cannot build, and zones anywhere but illumos: said before anything
     // starts.
     if a.in_zone.is_some() {
@@ -118,16 +119,11 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
         );
         return Ok(super::exit::usage());
     }
-    let runner = SystemRunner::new();
-    if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    let runner = ctx.runner();
+    if ctx.output().progress_bars(a.json) {
         install_progress_bar();
     }
-    // A pool whose device fails can block zfs and zpool forever; nothing may wait that long.
-    let zfs = zfs::ZfsCli::new(
-        &runner,
-        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-    )
-    .with_timeout(std::time::Duration::from_secs(1800));
+    let zfs = ctx.zfs();
     let opts = a.first_boot.apply(BuildOptions {
         output_name: a.output_name.clone(),
         svccfg: a.svccfg.clone(),
@@ -159,10 +155,10 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             template_root: &opts.template_root,
             external: &opts.external,
         };
-        return super::in_zone::run(za, host, &runner, &zfs);
+        return super::in_zone::run(za, host, runner, &zfs);
     }
     if a.guest.wanted(host, a.guest_output.is_some()) {
-        return Ok(match a.guest.run(&a.dataset, &runner, &[])? {
+        return Ok(match a.guest.run(&a.dataset, runner, &[])? {
             GuestExit::Finished(c) => in_guest::exit_code(c),
             GuestExit::Failed(code) => code,
         });
@@ -175,30 +171,20 @@ pub fn run(a: BuildArgs) -> Result<ExitCode> {
             .unwrap_or("/dev/vda")
             .to_string();
         embedded::guest_pool(&zfs, &opts.dataset, &disk, Path::new("/ib-embedded"))?;
-        let env = Env {
-            host,
-            runner: &runner,
-            zfs: &zfs,
-        };
-        let code = run_build(&plan, &opts, &env, a.json);
+        let code = run_build(&plan, &opts, &ctx.env(&zfs), a.json);
         runner::interrupt::clear();
         let _cleanup = runner::interrupt::cleanup();
         let output_ds = format!("{}/output", opts.dataset);
         if zfs.exists(&output_ds)? {
             let from = build::layout::mountpoint(&zfs, &output_ds)?;
-            for f in embedded::copy_outputs(&runner, &from, out)? {
+            for f in embedded::copy_outputs(runner, &from, out)? {
                 eprintln!("copied {f} to {}", out.display());
             }
         }
         embedded::guest_release(&zfs, &opts.dataset)?;
         return Ok(code);
     }
-    let env = Env {
-        host,
-        runner: &runner,
-        zfs: &zfs,
-    };
-    Ok(run_build(&plan, &opts, &env, a.json))
+    Ok(run_build(&plan, &opts, &ctx.env(&zfs), a.json))
 }
 
 fn run_build(

@@ -4,8 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use image_builder::host::{Host, Tool};
-use runner::SystemRunner;
+use image_builder::context::Context as Ctx;
 
 /// Undo what crashed or killed builds under DATASET left behind (scratch datasets, work
 /// datasets half-way through a stage), from their cleanup journals. Builds still running
@@ -17,19 +16,9 @@ pub struct CleanArgs {
     dataset: String,
 }
 
-pub fn run(a: CleanArgs) -> Result<ExitCode> {
-    let host = Host::detect();
-    let runner = SystemRunner::new();
-    let zfs = zfs::ZfsCli::new(
-        &runner,
-        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-    );
-    let sys = image_builder::build::device::System {
-        host,
-        runner: &runner,
-        zfs: &zfs,
-    };
-    let done = image_builder::build::clean(&a.dataset, &sys)?;
+pub fn run(a: CleanArgs, ctx: &Ctx) -> Result<ExitCode> {
+    let zfs = ctx.zfs();
+    let done = image_builder::build::clean(&a.dataset, &ctx.system(&zfs))?;
     if done.is_empty() {
         eprintln!("nothing to clean under {}", a.dataset);
     }

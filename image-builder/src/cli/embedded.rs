@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use image_builder::context::Context as Ctx;
 use image_builder::embedded::{self, warm};
-use image_builder::host::{Host, Tool};
-use runner::SystemRunner;
 use zfs::Zfs;
 
 use super::in_guest::{self, GuestExit};
@@ -62,7 +61,7 @@ enum EmbeddedCommand {
     },
 }
 
-pub fn run(a: EmbeddedArgs) -> Result<ExitCode> {
+pub fn run(a: EmbeddedArgs, ctx: &Ctx) -> Result<ExitCode> {
     match a.command {
         EmbeddedCommand::Status => status(),
         EmbeddedCommand::Stop { pool } => {
@@ -86,12 +85,13 @@ pub fn run(a: EmbeddedArgs) -> Result<ExitCode> {
             rw,
             command,
         } => {
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, runner::interrupt::flag())?;
-            }
-            let runner = SystemRunner::new();
-            let spec =
-                in_guest::start_spec(&runner, &pool, vm_disk_size, in_guest::idle_time(vm_idle)?)?;
+            ctx.handle_interrupts()?;
+            let spec = in_guest::start_spec(
+                ctx.runner(),
+                &pool,
+                vm_disk_size,
+                in_guest::idle_time(vm_idle)?,
+            )?;
             let rw = rw
                 .iter()
                 .map(|d| {
@@ -104,7 +104,7 @@ pub fn run(a: EmbeddedArgs) -> Result<ExitCode> {
                 GuestExit::Failed(code) => code,
             })
         }
-        EmbeddedCommand::Serve { pool, idle } => serve(&pool, idle),
+        EmbeddedCommand::Serve { pool, idle } => serve(&pool, idle, ctx),
     }
 }
 
@@ -156,9 +156,8 @@ fn status() -> Result<ExitCode> {
 }
 
 /// The guest's server: commands until idle or stopped, then the pool is exported.
-fn serve(pool: &str, idle: u64) -> Result<ExitCode> {
+fn serve(pool: &str, idle: u64, ctx: &Ctx) -> Result<ExitCode> {
     let port = warm::open_port()?;
-    let runner = SystemRunner::new();
     // What the harness gave this command, every command gets too.
     let mut env: Vec<(String, String)> = ["HOME", "TERM", "ZFS_VM_GUEST", "ZFS_VM_DISKS"]
         .iter()
@@ -174,16 +173,12 @@ fn serve(pool: &str, idle: u64) -> Result<ExitCode> {
         env,
     };
     tracing::info!("embedded guest {pool}: serving");
-    let end = warm::serve(port, &opts, &runner);
+    let end = warm::serve(port, &opts, ctx.runner());
     tracing::info!(
         "embedded guest {pool}: {}; exporting the pool",
         end.describe()
     );
-    let host = Host::detect();
-    let zfs = zfs::ZfsCli::new(
-        &runner,
-        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-    );
+    let zfs = ctx.zfs();
     if zfs.exists(pool).unwrap_or(false) {
         if let Err(e) = zfs.pool_export(pool, false) {
             tracing::error!("cannot export {pool}: {e}");

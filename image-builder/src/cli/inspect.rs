@@ -5,10 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use image_builder::build::{device::System, inspect};
+use image_builder::build::inspect;
+use image_builder::context::Context as Ctx;
 use image_builder::embedded;
-use image_builder::host::{Host, Tool};
-use runner::SystemRunner;
 
 use super::in_guest::{self, GuestExit};
 
@@ -32,31 +31,20 @@ pub struct InspectArgs {
     no_vm: bool,
 }
 
-pub fn run(a: InspectArgs) -> Result<ExitCode> {
-    let host = Host::detect();
-    let runner = SystemRunner::new();
-    if !a.no_vm && (a.vm || embedded::needed(host)) {
+pub fn run(a: InspectArgs, ctx: &Ctx) -> Result<ExitCode> {
+    if !a.no_vm && (a.vm || embedded::needed(ctx.host())) {
         // A file that is missing or no disk image fails here, before the guest boots.
         inspect::partitions(&a.file)?;
         // The same command line with --no-vm, which wins over a --vm in it.
         let mut args: Vec<String> = std::env::args().skip(1).collect();
         args.push("--no-vm".into());
-        return Ok(match in_guest::run_without_pool(&runner, &args)? {
+        return Ok(match in_guest::run_without_pool(ctx.runner(), &args)? {
             GuestExit::Finished(c) => in_guest::exit_code(c),
             GuestExit::Failed(code) => code,
         });
     }
-    let zfs = zfs::ZfsCli::new(
-        &runner,
-        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-    )
-    .with_timeout(std::time::Duration::from_secs(300));
-    let sys = System {
-        host,
-        runner: &runner,
-        zfs: &zfs,
-    };
-    let report = inspect::inspect(&sys, &a.file)?;
+    let zfs = ctx.zfs();
+    let report = inspect::inspect(&ctx.system(&zfs), &a.file)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 
@@ -13,8 +12,8 @@ use super::exit::{bad_input, BadInput};
 use clap::Args;
 use image_builder::boottest::{self, Report};
 use image_builder::build::{self, BuildOptions};
+use image_builder::context::Context as Ctx;
 use image_builder::embedded;
-use image_builder::host::{Host, Tool};
 use image_builder::matrix::{self, BuildReport, BuildResult, Job, Matrix, MatrixEnv};
 use image_builder::template::{self, Features, PlanOptions};
 use runner::SystemRunner;
@@ -72,7 +71,7 @@ struct MatrixReport<'a> {
     passed: bool,
 }
 
-pub fn run(a: MatrixArgs) -> Result<ExitCode> {
+pub fn run(a: MatrixArgs, ctx: &Ctx) -> Result<ExitCode> {
     let m = Matrix::load(&a.file).map_err(bad_input)?;
     let root = a.source.root()?;
     let external = a.source.external()?;
@@ -99,8 +98,9 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
             "the matrix has {errors} template error(s); nothing was built"
         )));
     }
-    runner::interrupt::install().context("cannot install signal handlers")?;
-    let host = Host::detect();
+    ctx.handle_interrupts()
+        .context("cannot install signal handlers")?;
+    let host = ctx.host();
     let opts = a.first_boot.apply(BuildOptions {
         svccfg: a.svccfg.clone(),
         source_date_epoch: super::build::source_date_epoch(),
@@ -114,25 +114,20 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
     let list = super::test::checklist(&a.test_opts).map_err(bad_input)?;
     let tested: HashSet<String> = m.builds.iter().filter(|e| e.test).map(|e| e.id()).collect();
     let chains = matrix::schedule(jobs).map_err(bad_input)?;
-    let runner = SystemRunner::new();
-    let make_zfs = || -> Box<dyn zfs::Zfs> {
-        Box::new(zfs::ZfsCli::new(
-            SystemRunner::new(),
-            zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-        ))
-    };
+    let runner = ctx.runner();
+    let make_zfs = ctx.zfs_factory();
     let report_dir = std::path::absolute(&a.test_opts.report)?;
     let log_dir = report_dir.join("logs");
     let env = MatrixEnv {
         host,
-        runner: &runner,
+        runner,
         zfs: &make_zfs,
         opts: &opts,
         log_dir: &log_dir,
         epoch: std::time::Instant::now(),
     };
     let builds = if a.guest.wanted(host, a.guest_output.is_some()) {
-        match in_guest(&a, &runner, &report_dir, &tested)? {
+        match in_guest(&a, runner, &report_dir, &tested)? {
             Ok(b) => b,
             Err(code) => return Ok(code),
         }
@@ -148,13 +143,11 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
             .filter(|b| b.test && matches!(b.result, BuildResult::Built | BuildResult::Cached))
             .flat_map(|b| b.outputs.iter().cloned())
             .collect();
-        tests = super::test::test_images(&images, &a.test_opts, &list)?;
+        tests = super::test::test_images(&images, &a.test_opts, &list, runner)?;
     }
     let passed = write_report(&report_dir, &builds, &tests)?;
     // Cleanup clears the request; a signal that arrived is still counted.
-    let interrupted =
-        runner::interrupt::signals() > 0 || runner::interrupt::flag().load(Ordering::SeqCst);
-    Ok(if interrupted {
+    Ok(if ctx.interrupted() {
         super::exit::interrupted()
     } else if passed {
         ExitCode::SUCCESS

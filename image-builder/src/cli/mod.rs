@@ -18,6 +18,7 @@ mod vm;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use image_builder::context::Context as Ctx;
 
 /// A ZFS-native image builder for illumos and OpenIndiana.
 #[derive(Parser)]
@@ -109,26 +110,13 @@ pub mod exit {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     cli.output.init_logging("IMAGE_BUILDER_LOG");
-    let result = match cli.command {
-        Command::Build(a) => build::run(a),
-        Command::Clean(a) => clean::run(a),
-        Command::Embedded(a) => embedded::run(a),
-        Command::Inspect(a) => inspect::run(a),
-        Command::Validate(a) => validate::run(a),
-        Command::Plan(a) => plan::run(a),
-        Command::Schema(a) => schema::run(a),
-        Command::Vm(a) => vm::run(a),
-        Command::Test(a) => test::run(a),
-        Command::Matrix(a) => matrix::run(a),
-        Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "image-builder", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::ManPages { dir } => output::write_man_pages(Cli::command(), &dir)
-            .map(|_| ExitCode::SUCCESS)
-            .map_err(|e| anyhow::anyhow!("cannot write man pages in {}: {e}", dir.display())),
-    };
+    let ctx = Ctx::detect(cli.output.output());
+    tracing::debug!(
+        "host {}; zfs and zpool time out after {} s",
+        ctx.host().name(),
+        ctx.zfs_timeout().as_secs()
+    );
+    let result = dispatch(cli.command, &ctx);
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -139,5 +127,29 @@ pub fn run() -> ExitCode {
                 exit::failed()
             }
         }
+    }
+}
+
+/// Runs the subcommand with the invocation's one context.
+fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Build(a) => build::run(a, ctx),
+        Command::Clean(a) => clean::run(a, ctx),
+        Command::Embedded(a) => embedded::run(a, ctx),
+        Command::Inspect(a) => inspect::run(a, ctx),
+        Command::Validate(a) => validate::run(a, ctx),
+        Command::Plan(a) => plan::run(a, ctx),
+        Command::Schema(a) => schema::run(a, ctx),
+        Command::Vm(a) => vm::run(a, ctx),
+        Command::Test(a) => test::run(a, ctx),
+        Command::Matrix(a) => matrix::run(a, ctx),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "image-builder", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ManPages { dir } => output::write_man_pages(Cli::command(), &dir)
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| anyhow::anyhow!("cannot write man pages in {}: {e}", dir.display())),
     }
 }

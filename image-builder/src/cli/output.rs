@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Args, ValueEnum};
+use image_builder::context::Output;
 
 /// The flags every subcommand takes.
 #[derive(Args, Debug, Clone, Copy)]
@@ -48,6 +49,16 @@ impl OutputArgs {
             Color::Always => true,
             Color::Never => false,
             Color::Auto => stderr_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+
+    /// The output mode of the invocation, for its context.
+    pub fn output(&self) -> Output {
+        let terminal = std::io::stderr().is_terminal();
+        Output {
+            level: self.level(),
+            ansi: self.ansi(terminal, std::env::var_os("NO_COLOR").as_deref()),
+            terminal,
         }
     }
 

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use image_builder::build::{self, BuildOptions, CacheStatus};
+use image_builder::context::Context as Ctx;
 use image_builder::embedded;
-use image_builder::host::{Host, Tool};
 use image_builder::template::Plan;
-use runner::SystemRunner;
 
 use super::args::{report, FirstBootArgs, TemplateArgs};
 use super::in_guest::{self, GuestArgs, GuestExit};
@@ -38,25 +37,25 @@ pub struct PlanArgs {
     guest: GuestArgs,
 }
 
-pub fn run(a: PlanArgs) -> Result<ExitCode> {
+pub fn run(a: PlanArgs, ctx: &Ctx) -> Result<ExitCode> {
     let plan = a.template.plan()?;
     let errors = report(&plan);
     // The cache is in the embedded guest's pool: ask there (the guest's plan prints all).
     let inside = std::env::var_os("ZFS_VM_GUEST").is_some();
     if let (Some(ds), 0) = (&a.dataset, errors) {
-        if a.guest.wanted(Host::detect(), inside) {
-            return Ok(match a.guest.run_plan(ds, &SystemRunner::new())? {
+        if a.guest.wanted(ctx.host(), inside) {
+            return Ok(match a.guest.run_plan(ds, ctx.runner())? {
                 GuestExit::Finished(c) => in_guest::exit_code(c),
                 GuestExit::Failed(code) => code,
             });
         }
     }
     let cache = match (&a.dataset, errors) {
-        (Some(ds), 0) => Some(cache_status(&a, &plan, ds)?),
+        (Some(ds), 0) => Some(cache_status(&a, &plan, ds, ctx)?),
         _ => None,
     };
     let steps = match (&a.dataset, &cache) {
-        (Some(ds), Some(CacheStatus::Miss(_))) => step_status(&a, &plan, ds)?,
+        (Some(ds), Some(CacheStatus::Miss(_))) => step_status(&a, &plan, ds, ctx)?,
         _ => None,
     };
     if a.json {
@@ -92,13 +91,13 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
     })
 }
 
-fn step_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<Option<build::StepStatus>> {
-    let host = Host::detect();
-    let runner = SystemRunner::new();
-    let zfs = zfs::ZfsCli::new(
-        &runner,
-        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-    );
+fn step_status(
+    a: &PlanArgs,
+    plan: &Plan,
+    dataset: &str,
+    ctx: &Ctx,
+) -> Result<Option<build::StepStatus>> {
+    let zfs = ctx.zfs();
     let opts = a.first_boot.apply(BuildOptions {
         output_name: a.output_name.clone(),
         external: a.template.source.external()?,
@@ -107,13 +106,8 @@ fn step_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<Option<build:
     Ok(build::step_status(plan, &opts, &zfs)?)
 }
 
-fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str) -> Result<CacheStatus> {
-    let host = Host::detect();
-    let runner = SystemRunner::new();
-    let zfs = zfs::ZfsCli::new(
-        &runner,
-        zfs::ZfsTools::new(host.tool(Tool::Zfs), host.tool(Tool::Zpool)),
-    );
+fn cache_status(a: &PlanArgs, plan: &Plan, dataset: &str, ctx: &Ctx) -> Result<CacheStatus> {
+    let zfs = ctx.zfs();
     let opts = a.first_boot.apply(BuildOptions {
         output_name: a.output_name.clone(),
         external: a.template.source.external()?,

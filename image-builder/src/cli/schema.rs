@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use image_builder::context::Context as Ctx;
 use image_builder::template::reference;
 
 /// Print the JSON Schema of a template step, or the Markdown reference of every build
@@ -15,7 +16,7 @@ pub struct SchemaArgs {
     markdown: bool,
 }
 
-pub fn run(a: SchemaArgs) -> Result<ExitCode> {
+pub fn run(a: SchemaArgs, _ctx: &Ctx) -> Result<ExitCode> {
     if a.markdown {
         print!("{}", reference::markdown());
     } else {

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::Args;
 use image_builder::boottest::{self, seed, Checklist, Login, Report, TestRun};
+use image_builder::context::Context as Ctx;
 use image_builder::vm::{
     Accel, DirectBoot, Disk, DiskFormat, Firmware, Network, RunOptions, Share, VmSpec,
 };
@@ -101,18 +102,15 @@ pub struct TestOpts {
     pub qemu: PathBuf,
 }
 
-pub fn run(a: TestArgs) -> Result<ExitCode> {
-    let stop = runner::interrupt::flag();
-    runner::interrupt::install().context("cannot install signal handlers")?;
+pub fn run(a: TestArgs, ctx: &Ctx) -> Result<ExitCode> {
+    ctx.handle_interrupts()
+        .context("cannot install signal handlers")?;
     let list = checklist(&a.opts).map_err(super::exit::bad_input)?;
-    let reports = test_images(&a.images, &a.opts, &list)?;
+    let reports = test_images(&a.images, &a.opts, &list, ctx.runner())?;
     let (json, md) = boottest::report::write(&a.opts.report, &reports)
         .with_context(|| format!("cannot write the report in {}", a.opts.report.display()))?;
     eprintln!("test: report in {} and {}", json.display(), md.display());
-    Ok(exit_code(
-        &reports,
-        stop.load(Ordering::SeqCst) || runner::interrupt::signals() > 0,
-    ))
+    Ok(exit_code(&reports, ctx.interrupted()))
 }
 
 pub fn exit_code(reports: &[Report], interrupted: bool) -> ExitCode {
@@ -162,7 +160,12 @@ pub fn checklist(o: &TestOpts) -> Result<Checklist> {
 
 /// Tests each image in turn (each boot is a full VM; two cores do not run two at once
 /// usefully), stopping early when interrupted.
-pub fn test_images(images: &[PathBuf], o: &TestOpts, list: &Checklist) -> Result<Vec<Report>> {
+pub fn test_images(
+    images: &[PathBuf],
+    o: &TestOpts,
+    list: &Checklist,
+    runner: &SystemRunner,
+) -> Result<Vec<Report>> {
     std::fs::create_dir_all(&o.report)
         .with_context(|| format!("cannot create {}", o.report.display()))?;
     let report_dir = std::path::absolute(&o.report)?;
@@ -172,7 +175,6 @@ pub fn test_images(images: &[PathBuf], o: &TestOpts, list: &Checklist) -> Result
         .iter()
         .map(|s| super::vm::parse_share(&cwd, s))
         .collect::<Result<Vec<_>>>()?;
-    let runner = SystemRunner::new();
     let mut used = HashSet::new();
     let mut reports = Vec::new();
     for image in images {
@@ -181,12 +183,12 @@ pub fn test_images(images: &[PathBuf], o: &TestOpts, list: &Checklist) -> Result
         }
         let image = std::path::absolute(image)?;
         if o.local {
-            let r = boottest::local_report(&image, &runner, list, &runner::interrupt::flag());
+            let r = boottest::local_report(&image, runner, list, &runner::interrupt::flag());
             reports.push(r);
             continue;
         }
         let log = report_dir.join(format!("{}.console.log", unique_stem(&image, &mut used)));
-        reports.push(test_one(&image, o, &shares, list, &runner, log)?);
+        reports.push(test_one(&image, o, &shares, list, runner, log)?);
     }
     Ok(reports)
 }

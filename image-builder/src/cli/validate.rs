@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use image_builder::context::Context as Ctx;
 use image_builder::template::{self, Plan, PlanOptions};
 
 use super::args::{report, SourceArgs};
@@ -44,7 +45,7 @@ pub struct ValidateArgs {
     source: SourceArgs,
 }
 
-pub fn run(a: ValidateArgs) -> Result<ExitCode> {
+pub fn run(a: ValidateArgs, _ctx: &Ctx) -> Result<ExitCode> {
     let root = a.source.root()?;
     let features = a.source.features()?;
     let external = a.source.external()?;

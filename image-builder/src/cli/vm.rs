@@ -11,11 +11,11 @@ use std::time::Duration;
 use super::exit::bad_input;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use image_builder::context::Context as Ctx;
 use image_builder::vm::{
     bhyve, libvirt, Accel, DirectBoot, Disk, DiskFormat, Firmware, Network, QemuVm, RunOptions,
     Share, VmSpec,
 };
-use runner::SystemRunner;
 
 /// Describe or run a development VM from one spec.
 ///
@@ -115,7 +115,7 @@ enum FormatArg {
     Qcow2,
 }
 
-pub fn run(a: VmArgs) -> Result<ExitCode> {
+pub fn run(a: VmArgs, ctx: &Ctx) -> Result<ExitCode> {
     // A spec or flags that cannot describe a VM are bad input (2); a VM that fails to run
     // is a failure (1).
     let spec = build_spec(&a).map_err(bad_input)?;
@@ -130,7 +130,7 @@ pub fn run(a: VmArgs) -> Result<ExitCode> {
         }
         Some(Print::Qemu) => print_qemu(&spec, &a).map_err(bad_input)?,
         Some(Print::Spec) => println!("{}", serde_json::to_string_pretty(&spec)?),
-        None => return run_qemu(&spec, &a),
+        None => return run_qemu(&spec, &a, ctx),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -282,7 +282,7 @@ fn print_qemu(spec: &VmSpec, a: &VmArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_qemu(spec: &VmSpec, a: &VmArgs) -> Result<ExitCode> {
+fn run_qemu(spec: &VmSpec, a: &VmArgs, ctx: &Ctx) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -292,8 +292,7 @@ fn run_qemu(spec: &VmSpec, a: &VmArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("cannot install signal handlers")?;
     }
-    let runner = SystemRunner::new();
-    let mut vm = QemuVm::start(spec, &options(a), &runner)?;
+    let mut vm = QemuVm::start(spec, &options(a), ctx.runner())?;
     eprintln!(
         "vm: {} running (qemu pid {}, {}); console socket {}, log {}",
         spec.name,

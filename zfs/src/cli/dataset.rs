@@ -108,7 +108,7 @@ pub(super) fn exists<R: Runner>(z: &ZfsCli<R>, target: &str) -> Result<bool> {
     let cmd = z
         .zfs()
         .args(["list", "-H", "-p", "-o", "name", "-t", "all", target]);
-    let out = z.runner.output(&cmd)?;
+    let out = z.output(&cmd)?;
     if out.success() {
         return Ok(split_lines(&out).iter().any(|l| l == target));
     }
@@ -125,7 +125,7 @@ pub(super) fn exists<R: Runner>(z: &ZfsCli<R>, target: &str) -> Result<bool> {
             let list = z.zfs().args([
                 "list", "-H", "-p", "-o", "name", "-t", "all", "-d", "1", parent,
             ]);
-            let out = z.runner.output(&list)?;
+            let out = z.output(&list)?;
             if out.success() {
                 if split_lines(&out).iter().any(|l| l == target) {
                     Err(direct.into())

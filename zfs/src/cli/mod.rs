@@ -99,9 +99,19 @@ impl<R: Runner> ZfsCli<R> {
     }
 
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.runner.run(&self.limited(cmd))
+    }
+
+    /// Like `run`, but a failed command is an output, not an error.
+    fn output(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.runner.output(&self.limited(cmd))
+    }
+
+    /// `cmd` with the handle's time limit unless it has its own.
+    fn limited(&self, cmd: &Cmd) -> Cmd {
         match self.timeout {
-            Some(t) if cmd.get_timeout().is_none() => self.runner.run(&cmd.clone().timeout(t)),
-            _ => self.runner.run(cmd),
+            Some(t) if cmd.get_timeout().is_none() => cmd.clone().timeout(t),
+            _ => cmd.clone(),
         }
     }
 

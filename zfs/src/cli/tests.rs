@@ -528,3 +528,28 @@ fn a_work_dataset_its_snapshots_and_their_properties_come_from_one_listing() {
     ));
     assert_eq!(rec.lines().len(), 3);
 }
+
+/// The handle's time limit reaches every command, the existence probes included (a
+/// `zfs list` on a pool whose device went away blocks like any other command).
+#[test]
+fn the_time_limit_reaches_every_command() {
+    let rec = Recorder::new();
+    // zfs list of a missing dataset: exit 1 and "dataset does not exist" (zfs_main.c,
+    // zfs_do_list via zfs_open's error); the parent listing then answers.
+    rec.on(
+        "/usr/sbin/zfs list -H -p -o name -t all rpool/a",
+        Output::failed(1, "cannot open 'rpool/a': dataset does not exist\n"),
+    );
+    rec.on(
+        "/usr/sbin/zfs list -H -p -o name -t all -d 1 rpool",
+        Output::ok("rpool\nrpool/b\n"),
+    );
+    let limit = Duration::from_secs(7);
+    let z = cli(&rec).with_timeout(limit);
+    assert!(!z.exists("rpool/a").unwrap());
+    let calls = rec.calls();
+    assert!(calls.len() >= 2, "{:?}", rec.lines());
+    for c in calls {
+        assert_eq!(c.get_timeout(), Some(limit), "{}", c.display());
+    }
+}
