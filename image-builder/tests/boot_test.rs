@@ -31,7 +31,7 @@ fn command(g: &Guest, work: &Path, image: &Path, extra: &[&str]) -> Command {
             "--cpus",
             "1",
         ])
-        .args(["--no-net", "--accel", "tcg", "--report", "report"])
+        .args(["--net", "none", "--accel", "tcg", "--report", "report"])
         .arg("--kernel")
         .arg(&g.vmlinux)
         .arg("--initrd")
@@ -162,7 +162,7 @@ fn a_guest_without_a_prompt_times_out_with_its_console_log() {
         "c.json",
         "--prompt",
         "no-such-prompt> ",
-        "--timeout",
+        "--boot-timeout",
         "25",
     ];
     let out = run(command(&g, work.path(), &image, &args));

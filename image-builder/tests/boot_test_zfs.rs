@@ -201,7 +201,7 @@ fn a_built_pool_image_is_checked_on_real_openzfs_over_the_console() {
         .arg("test")
         .arg(&image)
         .args(&console)
-        .args(["-m", "1024", "--timeout", "300", "--report", "report"])
+        .args(["-m", "1024", "--boot-timeout", "300", "--report", "report"])
         .args(["--builtin", "pool-image", "--builtin", "openzfs"])
         .args(["--check", "extra.json"]));
     let tested = t1.elapsed();
@@ -422,7 +422,7 @@ fn matrix_builds_two_images_with_a_shared_stage_and_boot_tests_both() {
         ])
         .args(["--vm-output", "out", "--vm-disk-size", "1", "--test"])
         .args(&console)
-        .args(["-m", "1024", "--timeout", "300", "--report", "report"])
+        .args(["-m", "1024", "--boot-timeout", "300", "--report", "report"])
         .args(["--builtin", "pool-image"])
         .env("SOURCE_DATE_EPOCH", "1700000000"));
     let md = std::fs::read_to_string(w.join("report/matrix.md")).unwrap_or_default();

@@ -11,6 +11,23 @@ use image_builder::build::BuildOptions;
 use image_builder::steps::{DevfsSetup, SmfSeeding};
 use image_builder::template::{self, Features, Plan, PlanOptions};
 
+/// The format of disk images given to `vm` and `test` (`--image-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageFormat {
+    #[default]
+    Raw,
+    Qcow2,
+}
+
+impl From<ImageFormat> for image_builder::vm::DiskFormat {
+    fn from(f: ImageFormat) -> Self {
+        match f {
+            ImageFormat::Raw => image_builder::vm::DiskFormat::Raw,
+            ImageFormat::Qcow2 => image_builder::vm::DiskFormat::Qcow2,
+        }
+    }
+}
+
 /// What a host without the image's own tools leaves to the image's first boot (`build`,
 /// `matrix`, and `plan -d`, whose cache answer depends on them).
 #[derive(Args, Debug, Clone, Copy, Default)]

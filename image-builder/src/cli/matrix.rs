@@ -41,6 +41,7 @@ pub struct MatrixArgs {
     dataset: String,
     #[command(flatten)]
     source: SourceArgs,
+    /// svccfg program for seed_smf (its DTD and repository format must match the image's).
     #[arg(
         short = 'S',
         long,

@@ -153,3 +153,122 @@ fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("cannot write man pages in {}: {e}", dir.display())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every visible long flag of every visible subcommand, by name: (command path, help).
+    fn flags() -> BTreeMap<String, Vec<(String, String)>> {
+        fn walk(
+            cmd: &clap::Command,
+            path: &str,
+            out: &mut BTreeMap<String, Vec<(String, String)>>,
+        ) {
+            for a in cmd.get_arguments() {
+                if let (Some(long), false) = (a.get_long(), a.is_hide_set()) {
+                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    out.entry(long.to_string())
+                        .or_default()
+                        .push((path.to_string(), help));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&Cli::command(), "image-builder", &mut out);
+        out
+    }
+
+    /// The one meaning of each flag name whose help is worded differently in different
+    /// subcommands, as words its help says wherever it appears. A name a new subcommand
+    /// defines again must be added here on purpose, with the meaning it has elsewhere.
+    const SHARED: &[(&str, &str)] = &[
+        ("append", "kernel command line"),
+        ("dataset", "dataset"),
+        ("firmware", "firmware"),
+        ("image-format", "format of the"),
+        ("json", "json"),
+        ("kernel", "kernel"),
+        ("name", "name"),
+        ("net", "network: user"),
+        ("no-vm", "never use the embedded zfs guest"),
+        ("output-name", "name"),
+        ("share", "tag=dir"),
+        ("vm", "embedded zfs guest"),
+        ("vm-disk-size", "size in gib of a new pool image"),
+        ("vm-idle", "idle"),
+    ];
+
+    #[test]
+    fn a_flag_name_means_one_thing_in_every_subcommand() {
+        let mut problems = Vec::new();
+        let mut worded = BTreeSet::new();
+        for (long, uses) in flags() {
+            for (cmd, help) in &uses {
+                if help.trim().is_empty() {
+                    problems.push(format!("{cmd} --{long}: no help text"));
+                }
+            }
+            // One definition (a shared struct) reads the same everywhere.
+            let texts: BTreeSet<&str> = uses.iter().map(|(_, h)| h.as_str()).collect();
+            if texts.len() < 2 {
+                continue;
+            }
+            let cmds: BTreeSet<&str> = uses.iter().map(|(c, _)| c.as_str()).collect();
+            match SHARED.iter().find(|(n, _)| *n == long) {
+                None => problems.push(format!(
+                    "--{long} is taken by {cmds:?}: add its one meaning to SHARED"
+                )),
+                Some((_, words)) => {
+                    worded.insert(long.clone());
+                    for (cmd, help) in &uses {
+                        if !help.to_lowercase().contains(words) {
+                            problems
+                                .push(format!("{cmd} --{long}: {help:?} does not say {words:?}"));
+                        }
+                    }
+                }
+            }
+        }
+        for (name, _) in SHARED {
+            if !worded.contains(*name) {
+                problems.push(format!(
+                    "SHARED lists --{name}, which reads the same everywhere"
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn short_flags_name_one_long_flag_everywhere() {
+        fn walk(cmd: &clap::Command, out: &mut BTreeMap<char, BTreeSet<String>>) {
+            for a in cmd.get_arguments() {
+                if let (Some(s), Some(l)) = (a.get_short(), a.get_long()) {
+                    out.entry(s).or_default().insert(l.to_string());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, out);
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&Cli::command(), &mut out);
+        let clashes: Vec<_> = out.iter().filter(|(_, l)| l.len() > 1).collect();
+        assert!(
+            clashes.is_empty(),
+            "one short flag for several long ones: {clashes:?}"
+        );
+        assert_eq!(
+            out.get(&'c').map(|l| l.iter().cloned().collect::<Vec<_>>()),
+            Some(vec!["cpus".to_string()])
+        );
+    }
+}

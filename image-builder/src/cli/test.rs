@@ -16,6 +16,8 @@ use image_builder::vm::{
 };
 use runner::SystemRunner;
 
+use super::args::ImageFormat;
+
 /// Boot-test images: boot each IMAGE in a QEMU VM (writes go to a throw-away overlay)
 /// with a NoCloud `cidata` seed (fresh SSH key and instance id), log in on the serial
 /// console, run the checklist, and write report.json and report.md.
@@ -41,9 +43,15 @@ pub struct TestOpts {
     /// pool-image (a pool image attached to an OpenZFS guest as a data disk).
     #[arg(long = "builtin", value_name = "NAME")]
     pub builtin: Vec<String>,
-    /// Seconds to wait for the login and shell prompt.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
-    pub timeout: u64,
+    /// Seconds to wait for the guest to boot to its login and shell prompt (`--timeout`
+    /// before; `vm --timeout` stops a guest after a time).
+    #[arg(
+        long = "boot-timeout",
+        alias = "timeout",
+        value_name = "SECS",
+        default_value_t = 600
+    )]
+    pub boot_timeout: u64,
     /// Directory for report.json, report.md and the console logs.
     #[arg(long, value_name = "DIR", default_value = "test-report")]
     pub report: PathBuf,
@@ -53,6 +61,7 @@ pub struct TestOpts {
     /// The console goes straight to a shell: no login.
     #[arg(long)]
     pub no_login: bool,
+    /// The user to log in as at the login prompt.
     #[arg(long, value_name = "NAME", default_value = "root")]
     pub user: String,
     /// Read the password for --user, if the image asks for one, from this file (its
@@ -76,28 +85,40 @@ pub struct TestOpts {
     /// Guest memory in MiB.
     #[arg(short = 'm', long, value_name = "MIB", default_value_t = 2048)]
     pub memory: u32,
-    #[arg(long, default_value_t = 2)]
+    /// Virtual CPUs.
+    #[arg(short = 'c', long, default_value_t = 2)]
     pub cpus: u32,
+    /// Boot firmware: uefi (OVMF) or bios.
     #[arg(long, value_enum, default_value = "uefi")]
     pub firmware: Firmware,
-    /// The images are qcow2 rather than raw.
-    #[arg(long)]
+    /// Format of the images.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub image_format: ImageFormat,
+    /// Hidden alias of `--image-format qcow2`, its name before.
+    #[arg(long, hide = true, conflicts_with = "image_format")]
     pub qcow2: bool,
     /// Boot this kernel directly (the image is then a data disk).
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
+    /// Initial ramdisk for --kernel.
     #[arg(long, value_name = "FILE", requires = "kernel")]
     pub initrd: Option<PathBuf>,
+    /// Kernel command line for --kernel.
     #[arg(long, value_name = "ARGS", requires = "kernel")]
     pub append: Option<String>,
     /// Share a host directory over 9P: TAG=DIR, or TAG=DIR,ro (repeatable).
     #[arg(long = "share", value_name = "TAG=DIR")]
     pub shares: Vec<String>,
-    /// Give the guest no network device.
-    #[arg(long)]
+    /// Network: user (the default) or none (no network device).
+    #[arg(long, value_name = "KIND", value_parser = ["user", "none"], default_value = "user")]
+    pub net: String,
+    /// Hidden alias of `--net none`, its name before.
+    #[arg(long, hide = true, conflicts_with = "net")]
     pub no_net: bool,
+    /// QEMU accelerator.
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: Accel,
+    /// QEMU program.
     #[arg(long, value_name = "PROGRAM", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
 }
@@ -238,7 +259,7 @@ fn test_one(
         format: if o.qcow2 {
             DiskFormat::Qcow2
         } else {
-            DiskFormat::Raw
+            o.image_format.into()
         },
         snapshot: true,
         readonly: false,
@@ -259,7 +280,7 @@ fn test_one(
         firmware: o.firmware,
         disks,
         shares: shares.to_vec(),
-        network: if o.no_net {
+        network: if o.no_net || o.net == "none" {
             Network::None
         } else {
             Network::User
@@ -284,7 +305,7 @@ fn test_one(
             user: o.user.clone(),
             password: password(o)?,
             shell_prompt: o.prompt.clone(),
-            boot_timeout: Duration::from_secs(o.timeout),
+            boot_timeout: Duration::from_secs(o.boot_timeout),
         },
         instance_id: iid,
         console_log,
@@ -327,5 +348,35 @@ mod tests {
         std::env::remove_var(PASSWORD_ENV);
         assert_eq!(password(&opts(&[])).unwrap(), None);
         assert!(password(&opts(&["--password", "x"])).is_err());
+    }
+
+    #[test]
+    fn renamed_flags_keep_their_old_names_hidden() {
+        let o = opts(&[
+            "--boot-timeout",
+            "5",
+            "--image-format",
+            "qcow2",
+            "--net",
+            "none",
+        ]);
+        assert_eq!(
+            (o.boot_timeout, o.image_format, o.net.as_str()),
+            (5, ImageFormat::Qcow2, "none")
+        );
+        let old = opts(&["--timeout", "7", "--qcow2", "--no-net"]);
+        assert_eq!((old.boot_timeout, old.qcow2, old.no_net), (7, true, true));
+        let d = opts(&[]);
+        assert_eq!(
+            (d.boot_timeout, d.image_format, d.net.as_str()),
+            (600, ImageFormat::Raw, "user")
+        );
+        for both in [
+            ["--qcow2", "--image-format=raw"],
+            ["--no-net", "--net=user"],
+        ] {
+            let r = T::try_parse_from(std::iter::once("test").chain(both));
+            assert!(r.is_err(), "{both:?} must conflict");
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::args::ImageFormat;
 use super::exit::bad_input;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -26,7 +27,7 @@ use image_builder::vm::{
 /// and removes the run's files.
 #[derive(Args, Debug)]
 pub struct VmArgs {
-    /// Disk image(s) to attach, in order (raw unless --format).
+    /// Disk image(s) to attach, in order (raw unless --image-format).
     #[arg(value_name = "IMAGE")]
     images: Vec<PathBuf>,
     /// Read the VM spec from this JSON file first.
@@ -48,9 +49,15 @@ pub struct VmArgs {
     /// Boot firmware (UEFI: OVMF for QEMU and libvirt, BHYVE_UEFI.fd for bhyve).
     #[arg(long, value_enum)]
     firmware: Option<Firmware>,
-    /// Format of the IMAGE arguments.
-    #[arg(long, value_enum, default_value = "raw")]
-    format: FormatArg,
+    /// Format of the IMAGE arguments (`--format` before; `build --format` names the
+    /// formats a build writes).
+    #[arg(
+        long = "image-format",
+        alias = "format",
+        value_enum,
+        default_value = "raw"
+    )]
+    image_format: ImageFormat,
     /// Attach the images with throw-away writes (QEMU).
     #[arg(long)]
     snapshot: bool,
@@ -63,7 +70,7 @@ pub struct VmArgs {
     /// Do not share the repository.
     #[arg(long)]
     no_repo: bool,
-    /// Network: user, none, or vnic:NAME (illumos bhyve).
+    /// Network: user (the default), none, or vnic:NAME (illumos bhyve).
     #[arg(long, value_name = "KIND")]
     net: Option<String>,
     /// bhyve: connect com1 to this Unix socket instead of bhyve's stdio.
@@ -109,12 +116,6 @@ enum Print {
     Spec,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Raw,
-    Qcow2,
-}
-
 pub fn run(a: VmArgs, ctx: &Ctx) -> Result<ExitCode> {
     // A spec or flags that cannot describe a VM are bad input (2); a VM that fails to run
     // is a failure (1).
@@ -153,10 +154,7 @@ fn build_spec(a: &VmArgs) -> Result<VmSpec> {
     if let Some(f) = a.firmware {
         spec.firmware = f;
     }
-    let format = match a.format {
-        FormatArg::Raw => DiskFormat::Raw,
-        FormatArg::Qcow2 => DiskFormat::Qcow2,
-    };
+    let format = DiskFormat::from(a.image_format);
     for img in &a.images {
         spec.disks.push(Disk {
             path: absolute(&cwd, img),
