@@ -9,5 +9,6 @@ pub mod host;
 pub mod matrix;
 pub mod progress;
 pub mod steps;
+pub mod store;
 pub mod template;
 pub mod vm;
