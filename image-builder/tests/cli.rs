@@ -634,3 +634,41 @@ fn test_password_comes_from_a_file_or_the_environment() {
         "the old flag is hidden: {help}"
     );
 }
+
+#[test]
+fn a_bad_store_url_and_store_required_alone_are_usage_errors() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("g")).unwrap();
+    std::fs::write(
+        t.path().join("g/s.json"),
+        r#"{ "dataset": { "name": "w", "output_snapshot": "one" }, "steps": [] }"#,
+    )
+    .unwrap();
+    let tdir = t.path().display().to_string();
+    let base = [
+        "build",
+        "-d",
+        "rpool/images",
+        "-T",
+        &tdir,
+        "-g",
+        "g",
+        "-n",
+        "s",
+    ];
+    let o = run(&[&base[..], &["--store", "http://registry.example/ib"]].concat());
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "--store: store http://registry.example/ib: a store is oci://HOST[:PORT]/REPO or file:///DIR"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[&base[..], &["--store-required"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--store <URL>"), "{}", stderr(&o));
+    let o = run(&["matrix", "--store", "oci://Bad/x", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

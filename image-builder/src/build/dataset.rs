@@ -21,6 +21,7 @@ use super::journal::{fresh_dataset, Journal, Mark, Undo};
 use super::layout::{self, Layout};
 use super::record::Record;
 use super::session::Session;
+use super::stage_store::{self, StageRef};
 use super::{BuildOptions, Env, Event, Outcome};
 use crate::template::model::Dataset;
 use crate::template::{Plan, PlannedStep};
@@ -151,6 +152,18 @@ fn stage(
     let prefix = inputs.prefix_keys();
     rec.key = Some(key.clone());
     rec.inputs = Some(inputs);
+    // What `--store` needs of this stage (docs/scaling.md).
+    let (in_snap, out_snap) = (
+        target.input_snapshot.as_deref().map(snap),
+        target.output_snapshot.as_deref().map(snap),
+    );
+    let guid = rec.inputs.as_ref().and_then(|i| i.input_guid.clone());
+    let stored = out_snap.as_deref().map(|output| StageRef {
+        input: in_snap.as_deref(),
+        input_guid: guid.as_deref(),
+        output,
+        key: &key,
+    });
 
     let mut work_mark: Mark;
     let mut resumed: Option<(usize, String)> = None;
@@ -272,6 +285,16 @@ fn stage(
         zfs.create(&work, &CreateOptions::new().parents())?;
     }
 
+    if let (Some(store), Some(stage), None) = (&opts.store, &stored, &resumed) {
+        // A local miss: the store may have the stage.
+        if stage_store::receive(store, env, stage, &tmp_dir, events)? {
+            journal.done(work_mark)?;
+            zfs.destroy(&layout.tmp, true)?;
+            journal.done(tmp_mark)?;
+            rec.cache = "store".into();
+            return Ok((Outcome::Cached, rec));
+        }
+    }
     let root_dir = layout::mountpoint(zfs, &work)?;
     let before = list_outputs(output_dir);
     let root = super::open_root(&root_dir, "image")?;
@@ -335,14 +358,19 @@ fn stage(
     for gone in checkpoint::prune(zfs, &made, opts.checkpoints.keep)? {
         tracing::info!("pruned checkpoint {gone}");
     }
-    zfs.destroy(&layout.tmp, true)?;
-    journal.done(tmp_mark)?;
     rec.cache = "miss".into();
     rec.outputs = list_outputs(output_dir)
         .into_iter()
         .filter(|(n, m)| before.iter().all(|(bn, bm)| bn != n || bm != m))
         .map(|(n, _)| n)
         .collect();
+    if let (Some(store), Some(stage)) = (&opts.store, &stored) {
+        stage_store::push(store, env, stage, &rec, &tmp_dir, &mut |e| {
+            (events.borrow_mut())(e)
+        })?;
+    }
+    zfs.destroy(&layout.tmp, true)?;
+    journal.done(tmp_mark)?;
     Ok((Outcome::Built, rec))
 }
 

@@ -31,6 +31,8 @@ pub enum BuildError {
     },
     #[error("{0}")]
     State(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("the build was interrupted")]
     Interrupted,
 }

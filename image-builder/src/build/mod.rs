@@ -17,6 +17,7 @@ pub mod lock;
 mod pool;
 pub mod record;
 mod session;
+pub mod stage_store;
 mod work;
 mod zone;
 pub mod zone_image;
@@ -65,6 +66,9 @@ pub struct BuildOptions {
     /// `--resume`: rebuild a dataset stage only from a matching checkpoint; refuse when
     /// none matches.
     pub resume: bool,
+    /// `--store`: receive dataset stages that miss locally from a shared store, push
+    /// those built (docs/scaling.md).
+    pub store: Option<stage_store::StoreOptions>,
 }
 
 impl BuildOptions {
@@ -88,6 +92,7 @@ impl BuildOptions {
             checkpoints: checkpoint::Policy::default(),
             keep_failed: false,
             resume: false,
+            store: None,
         }
     }
 }
@@ -115,6 +120,19 @@ pub enum Event {
     },
     CacheMiss {
         reason: String,
+    },
+    /// `--store`: the stage missed locally and was received from the store.
+    StoreHit {
+        store: String,
+        tag: String,
+        digest: String,
+        snapshot: String,
+    },
+    /// `--store`: the stage just built was pushed.
+    StorePush {
+        store: String,
+        tag: String,
+        digest: String,
     },
     StepStart {
         index: usize,

@@ -51,6 +51,8 @@ pub struct MatrixArgs {
     svccfg: PathBuf,
     #[command(flatten)]
     first_boot: FirstBootArgs,
+    #[command(flatten)]
+    store: super::store::StoreArgs,
     /// Boot-test the outputs of entries marked `"test": true`.
     #[arg(long)]
     test: bool,
@@ -107,6 +109,7 @@ pub fn run(a: MatrixArgs) -> Result<ExitCode> {
         external: external.clone(),
         ..BuildOptions::new(&a.dataset, &root)
     });
+    let opts = a.store.apply(opts)?;
     for j in &jobs {
         build::preflight(&j.plan, &opts, host).map_err(bad_input)?;
     }

@@ -11,6 +11,7 @@ mod matrix;
 mod output;
 mod plan;
 mod schema;
+mod store;
 mod test;
 mod validate;
 mod vm;
