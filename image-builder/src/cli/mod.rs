@@ -8,6 +8,7 @@ mod in_guest;
 mod in_zone;
 mod inspect;
 mod matrix;
+mod matrix_emit;
 mod output;
 mod plan;
 mod schema;
