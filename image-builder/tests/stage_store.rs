@@ -451,3 +451,34 @@ fn an_unreachable_store_is_a_warning_and_the_stage_builds_locally() {
     assert_eq!(steps_run(&events), 0);
     assert!(!Path::new(&w.dir("work/etc/s1")).exists());
 }
+
+#[test]
+fn plan_asks_the_store_for_the_key_a_build_would_have() {
+    use image_builder::build::stage_store::StoreStatus;
+    let w = World::new(&["one"]);
+    let opts = w.opts(&w.store_url(), false);
+    let store = opts.store.clone().unwrap();
+    let zfs = zfs::ZfsCli::new(&w, zfs::ZfsTools::in_dir("/sbin"));
+    let key = w.key("s2", Some(GUID_ONE));
+    let tag = stage_store::tag(&key);
+    let status = |name: &str| stage_store::status(&w.plan(name), &store, &opts, &zfs).unwrap();
+    assert_eq!(status("s2"), Some(StoreStatus::Miss(tag.clone())));
+    seed_store(&w, &key, b"S2");
+    assert_eq!(status("s2"), Some(StoreStatus::Hit(tag)));
+    assert_eq!(
+        status("s1"),
+        Some(StoreStatus::Miss(stage_store::tag(&w.key("s1", None))))
+    );
+    // A machine without stage 1 cannot know stage 2's key yet.
+    let empty = World::new(&[]);
+    let zfs = zfs::ZfsCli::new(&empty, zfs::ZfsTools::in_dir("/sbin"));
+    let got = stage_store::status(&empty.plan("s2"), &store, &opts, &zfs).unwrap();
+    assert_eq!(
+        got,
+        Some(StoreStatus::Unknown(format!(
+            "{WORK}@one is not here yet, and the key depends on its GUID"
+        )))
+    );
+    // Nothing here changed ZFS.
+    assert!(w.actions().is_empty(), "{:?}", w.actions());
+}

@@ -14,11 +14,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::cache::KEY_PROPERTY;
+use super::cache::{self, KEY_PROPERTY};
 use super::error::BuildError;
+use super::layout::{self, Layout};
 use super::record::Record;
-use super::{Env, Event};
+use super::{BuildOptions, Env, Event};
 use crate::store::{media, ArtifactFile, Store, StoreError, StoreUrl};
+use crate::template::{Plan, Target};
 
 /// `--store URL` and `--store-required`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,9 +206,60 @@ pub(super) fn push(
     Ok(())
 }
 
-/// Whether the store has the stage with this key, for `plan -d`: `None` when it cannot
-/// be asked.
-pub fn has_stage(opts: &StoreOptions, key: &str) -> Option<bool> {
-    let store = Store::open(&opts.url).ok()?;
-    store.manifest(&tag(key)).ok().map(|m| m.is_some())
+/// What `plan -d --store` says of a dataset stage that misses locally.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "store", content = "detail", rename_all = "lowercase")]
+pub enum StoreStatus {
+    /// The store has the stage under this tag: a build would receive it.
+    Hit(String),
+    /// The store has no stage under this tag.
+    Miss(String),
+    /// The store cannot be asked, or the key cannot be known yet, and why.
+    Unknown(String),
+}
+
+/// Whether the store has the stage `plan` would build. The key needs the input
+/// snapshot's GUID, so a stage whose input snapshot is not here yet is `Unknown`.
+pub fn status(
+    plan: &Plan,
+    store: &StoreOptions,
+    opts: &BuildOptions,
+    zfs: &dyn zfs::Zfs,
+) -> Result<Option<StoreStatus>, BuildError> {
+    let Some(Target::Dataset(target)) = &plan.target else {
+        return Ok(None);
+    };
+    if target.output_snapshot.is_none() {
+        return Ok(None);
+    }
+    let output_name = opts.output_name.as_deref().unwrap_or(&plan.name);
+    let layout = Layout::new(&opts.dataset, &plan.group, output_name, Some(&target.name));
+    let work = layout.work.clone().unwrap_or_default();
+    let input_guid = match &target.input_snapshot {
+        None => None,
+        Some(s) => {
+            let snap = format!("{work}@{s}");
+            if !zfs.exists(&layout.root)? || !zfs.exists(&snap)? {
+                return Ok(Some(StoreStatus::Unknown(format!(
+                    "{snap} is not here yet, and the key depends on its GUID"
+                ))));
+            }
+            zfs.get(&snap, "guid")?
+        }
+    };
+    let output_dir = if zfs.exists(&layout.root)? && zfs.exists(&layout.output)? {
+        layout::mountpoint(zfs, &layout.output)?
+    } else {
+        std::path::PathBuf::from("/nonexistent")
+    };
+    let key = cache::inputs(plan, opts, &output_dir, input_guid)
+        .map_err(|e| BuildError::State(format!("cannot read the build's source files: {e}")))?
+        .key();
+    let tag = tag(&key);
+    let found = Store::open(&store.url).and_then(|s| s.manifest(&tag));
+    Ok(Some(match found {
+        Ok(Some(_)) => StoreStatus::Hit(tag),
+        Ok(None) => StoreStatus::Miss(tag),
+        Err(e) => StoreStatus::Unknown(e.to_string()),
+    }))
 }
