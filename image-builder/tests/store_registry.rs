@@ -188,7 +188,13 @@ fn an_artifact_pushed_by_oras_is_pulled_and_verified_by_us() {
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("disk.raw"), vec![0x5au8; 70_000]).unwrap();
-    std::fs::write(src.join("SHA256SUMS"), b"sums\n").unwrap();
+    let sums = {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(vec![0x5au8; 70_000]);
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}  disk.raw\n")
+    };
+    std::fs::write(src.join("SHA256SUMS"), &sums).unwrap();
     let target = format!("127.0.0.1:{}/ib/images:v1", reg.port);
     peer(&[
         "push",
@@ -206,7 +212,26 @@ fn an_artifact_pushed_by_oras_is_pulled_and_verified_by_us() {
         std::fs::read(out.join("disk.raw")).unwrap(),
         vec![0x5au8; 70_000]
     );
-    assert_eq!(std::fs::read(out.join("SHA256SUMS")).unwrap(), b"sums\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("SHA256SUMS")).unwrap(),
+        sums
+    );
+
+    // `image-builder pull` too, which also checks the file against SHA256SUMS.
+    let dest = tmp.path().join("cli");
+    let o = Command::new(env!("CARGO_BIN_EXE_image-builder"))
+        .args([
+            "pull",
+            &format!("oci://127.0.0.1:{}/ib/images:v1", reg.port),
+        ])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(dest.join("disk.raw")).unwrap(),
+        vec![0x5au8; 70_000]
+    );
 }
 
 #[test]

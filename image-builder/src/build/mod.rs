@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 mod fs;
 pub mod gpt;
+pub mod image_store;
 pub mod inspect;
 mod iso;
 pub mod journal;
@@ -208,6 +209,11 @@ pub fn build(
         return Err(BuildError::Invalid(errors));
     }
     preflight(plan, opts, env.host)?;
+    if let (Some(store), Some(t)) = (&opts.store, &plan.target) {
+        if !matches!(t, Target::Dataset(_)) {
+            return build_and_push_image(plan, store, opts, env, events);
+        }
+    }
     match &plan.target {
         Some(Target::Dataset(d)) => dataset::build(plan, d, opts, env, events),
         Some(Target::Pool(p)) => work::build(plan, work::Kind::Pool(p), opts, env, events),
@@ -217,6 +223,45 @@ pub fn build(
         Some(Target::Zone(z)) => zone::build(plan, z, opts, env, events),
         None => Err(BuildError::Invalid(1)),
     }
+}
+
+/// An image or zone build with `--store`: built as without it, then its outputs pushed
+/// (`image_store`).
+fn build_and_push_image(
+    plan: &Plan,
+    store: &stage_store::StoreOptions,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Outcome, BuildError> {
+    let local = BuildOptions {
+        store: None,
+        ..opts.clone()
+    };
+    let mut finished = None;
+    let outcome = build(plan, &local, env, &mut |e| {
+        if let Event::Finish {
+            outputs, record, ..
+        } = e
+        {
+            finished = Some((outputs.clone(), PathBuf::from(record)));
+        }
+        events(e)
+    })?;
+    if let Some((outputs, record)) = finished {
+        let dir = record.parent().unwrap_or(std::path::Path::new("."));
+        let output_name = opts.output_name.as_deref().unwrap_or(&plan.name);
+        image_store::push(
+            store,
+            dir,
+            &plan.group,
+            output_name,
+            &outputs,
+            &record,
+            events,
+        )?;
+    }
+    Ok(outcome)
 }
 
 /// Refuses, before anything happens, a plan whose running steps need tools this host lacks.

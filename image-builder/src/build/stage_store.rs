@@ -57,7 +57,7 @@ pub(super) struct StageRef<'a> {
 }
 
 /// A store failure: an error with `--store-required`, else a warning and `None`.
-fn tolerate<T>(
+pub(super) fn tolerate<T>(
     opts: &StoreOptions,
     what: &str,
     r: Result<T, StoreError>,
@@ -66,7 +66,7 @@ fn tolerate<T>(
         Ok(v) => Ok(Some(v)),
         Err(e) if opts.required => Err(BuildError::State(format!("--store-required: {what}: {e}"))),
         Err(e) => {
-            tracing::warn!("{what}: {e}; building locally");
+            tracing::warn!("{what}: {e} (going on without the store)");
             Ok(None)
         }
     }

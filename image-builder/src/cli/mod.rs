@@ -11,6 +11,7 @@ mod matrix;
 mod matrix_emit;
 mod output;
 mod plan;
+mod pull;
 mod schema;
 mod store;
 mod test;
@@ -38,6 +39,8 @@ enum Command {
     Build(build::BuildArgs),
     #[command(after_help = exit::HELP)]
     Clean(clean::CleanArgs),
+    #[command(after_help = exit::HELP)]
+    Pull(pull::PullArgs),
     #[command(after_help = exit::HELP)]
     Embedded(embedded::EmbeddedArgs),
     #[command(after_help = exit::HELP)]
@@ -114,6 +117,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => build::run(a),
         Command::Clean(a) => clean::run(a),
+        Command::Pull(a) => pull::run(a),
         Command::Embedded(a) => embedded::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Validate(a) => validate::run(a),

@@ -40,6 +40,23 @@ pub mod media {
     pub const ZFS_SEND: &str = "application/vnd.illumos.image-builder.zfs-send.v1";
     /// A build record (`build::record`), JSON.
     pub const RECORD: &str = "application/vnd.illumos.image-builder.record.v1+json";
+    /// A finished image build: its output files, `SHA256SUMS` and build record.
+    pub const IMAGE: &str = "application/vnd.illumos.image-builder.image.v1";
+    /// `SHA256SUMS` lines (`HEX  NAME`) for the image's files.
+    pub const SHA256SUMS: &str = "application/vnd.illumos.image-builder.sha256sums.v1";
+    /// A whole-disk image (`pool`; `.raw`, and `.partonly` for the ZFS partition alone).
+    pub const DISK_RAW: &str = "application/vnd.illumos.image-builder.disk.raw.v1";
+    pub const DISK_QCOW2: &str = "application/vnd.illumos.image-builder.disk.qcow2.v1";
+    pub const DISK_VMDK: &str = "application/vnd.illumos.image-builder.disk.vmdk.v1";
+    pub const DISK_VHD: &str = "application/vnd.illumos.image-builder.disk.vhd.v1";
+    /// A FAT file system image (`pcfs`).
+    pub const PCFS: &str = "application/vnd.illumos.image-builder.pcfs.v1";
+    /// A UFS file system image (`ufs`).
+    pub const UFS: &str = "application/vnd.illumos.image-builder.ufs.v1";
+    /// An ISO 9660 image (`iso`).
+    pub const ISO: &str = "application/vnd.illumos.image-builder.iso.v1";
+    /// A gzip'd tar archive (a zone image's root, or a packed archive).
+    pub const TAR_GZIP: &str = "application/vnd.illumos.image-builder.tar.v1+gzip";
 }
 
 /// Failures of a store. `Unreachable` is the one a build may degrade on.
