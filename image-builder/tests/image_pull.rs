@@ -150,3 +150,97 @@ fn pull_refuses_files_that_do_not_match_their_sha256sums() {
     );
     assert!(!Path::new(&dest).join("v2").exists());
 }
+
+/// A pcfs build through the engine with `--store` (illumos command lines answered by the
+/// recording runner, as in tests/image_builds.rs): the finished image is pushed.
+#[test]
+fn a_pcfs_build_with_a_store_pushes_its_image() {
+    use image_builder::build::{self, BuildOptions, Env};
+    use image_builder::host::Host;
+    use image_builder::template::{plan, Features, PlanOptions};
+    use runner::{Output, Recorder};
+
+    let top = tempfile::tempdir().unwrap();
+    let dir = |n: &str| top.path().join(n);
+    for d in ["t/g", "output", "tmp", "work"] {
+        std::fs::create_dir_all(dir(d)).unwrap();
+    }
+    std::fs::write(
+        dir("t/g/img.json"),
+        r#"{ "pcfs": { "label": "ESP", "size": 33 }, "steps": [] }"#,
+    )
+    .unwrap();
+    // Commands without a rule succeed with no output, as zfs(8) create and destroy,
+    // mkfs(8), mount(8) and umount(8) do; the queries get rules.
+    let rec = Recorder::new().allow_unmatched();
+    for ds in ["rpool/images/output", "rpool/images"] {
+        rec.always(
+            &format!("/sbin/zfs list -H -p -o name -t all {ds}"),
+            Output::ok(format!("{ds}\n")),
+        );
+    }
+    for (ds, d) in [
+        ("rpool/images/output", "output"),
+        ("rpool/images/tmp/g/img", "tmp"),
+        ("rpool/images/work/g/img", "work"),
+    ] {
+        rec.always(
+            &format!("/sbin/zfs get -H -p -o value,source mountpoint {ds}"),
+            Output::ok(format!("{}\tlocal\n", dir(d).display())),
+        );
+        rec.always(
+            &format!("/sbin/zfs get -H -p -o value,source mounted {ds}"),
+            Output::ok("yes\t-\n"),
+        );
+    }
+    // lofiadm(8): a file with no device fails the query; `-a` prints /dev/lofi/N.
+    let image = dir("work/lofi.pcfs");
+    rec.on(
+        &format!("/usr/sbin/lofiadm {}", image.display()),
+        Output::failed(1, "none"),
+    );
+    rec.on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/3\n"));
+    let p = plan(
+        &dir("t"),
+        "g",
+        "img",
+        &Features::default(),
+        &PlanOptions::default(),
+    );
+    assert!(p.is_valid(), "{:?}", p.problems);
+    let zfs = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/sbin"));
+    let env = Env {
+        host: Host::Illumos,
+        runner: &rec,
+        zfs: &zfs,
+    };
+    let store = dir("store");
+    let opts = BuildOptions {
+        assume_tools: true,
+        store: Some(StoreOptions {
+            url: StoreUrl::parse(&format!("file://{}", store.display())).unwrap(),
+            required: true,
+        }),
+        ..BuildOptions::new("rpool/images", dir("t"))
+    };
+    let mut pushed = Vec::new();
+    build::build(&p, &opts, &env, &mut |e| {
+        if let Event::StorePush { tag, .. } = e {
+            pushed.push(tag.clone());
+        }
+    })
+    .unwrap();
+    assert_eq!(pushed, ["image-g-img"]);
+    let pulled = dir("pulled");
+    let r = format!("file://{}:image-g-img", store.display());
+    let o = pull(&[&r, pulled.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(pulled.join("g-img.pcfs")).unwrap(),
+        std::fs::read(dir("output/g-img.pcfs")).unwrap()
+    );
+    let sums = std::fs::read_to_string(pulled.join("SHA256SUMS")).unwrap();
+    assert!(sums.ends_with("  g-img.pcfs\n"), "{sums}");
+    assert!(pulled.join("g-img.build.json").is_file());
+    assert_eq!(rec.unused_rules(), Vec::<String>::new());
+}
