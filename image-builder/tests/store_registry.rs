@@ -46,6 +46,11 @@ struct Registry {
 
 impl Registry {
     fn start(root: &Path) -> Registry {
+        Registry::start_with(root, "")
+    }
+
+    /// With `auth`, a YAML `auth:` section (indented two spaces) for the config.
+    fn start_with(root: &Path, auth: &str) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -58,7 +63,7 @@ impl Registry {
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    \
-                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                 rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: 127.0.0.1:{port}\n",
                 storage.display()
             ),
         )
@@ -366,4 +371,110 @@ fn a_registry_that_is_not_there_is_unreachable() {
     let err = Store::open(&url).err().expect("a closed port answered");
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains(&port.to_string()), "{err}");
+}
+
+#[test]
+fn credentials_come_from_the_environment_or_an_auth_file_and_never_show() {
+    if no_registry() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // An artifact pushed while the registry is open, then the same storage served with
+    // htpasswd authentication (distribution's `auth.htpasswd`: bcrypt hashes, Basic).
+    let mut open = Registry::start(tmp.path());
+    let f = write_file(tmp.path(), "disk.raw", b"image bytes", media::DISK_RAW);
+    Store::open(&open.url("ib/images"))
+        .unwrap()
+        .push_artifact("v1", media::IMAGE, &[f], BTreeMap::new())
+        .unwrap();
+    open.kill();
+    let hash = Command::new(PYTHON)
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt; print(crypt.crypt('pw-9f3a', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+        ])
+        .output()
+        .unwrap();
+    assert!(hash.status.success());
+    let htpasswd = tmp.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}", String::from_utf8(hash.stdout).unwrap()),
+    )
+    .unwrap();
+    let reg = Registry::start_with(
+        tmp.path(),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let r = format!("oci://127.0.0.1:{}/ib/images:v1", reg.port);
+    let pull = |env: &[(&str, &str)], dest: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_image-builder"));
+        c.args(["-vv", "pull", &r])
+            .arg(tmp.path().join(dest))
+            .env_remove("IMAGE_BUILDER_STORE_USERNAME")
+            .env_remove("IMAGE_BUILDER_STORE_PASSWORD")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("HOME", home.path());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // No credentials: the challenge says what to set.
+    let o = pull(&[], "none");
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("IMAGE_BUILDER_STORE_USERNAME"), "{e}");
+    // Wrong ones: refused by the registry.
+    let o = pull(
+        &[
+            ("IMAGE_BUILDER_STORE_USERNAME", "alice"),
+            ("IMAGE_BUILDER_STORE_PASSWORD", "wrong-7c1d"),
+        ],
+        "wrong",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("HTTP 401"), "{e}");
+    assert!(!e.contains("wrong-7c1d"), "the password was printed: {e}");
+    // From the environment.
+    let o = pull(
+        &[
+            ("IMAGE_BUILDER_STORE_USERNAME", "alice"),
+            ("IMAGE_BUILDER_STORE_PASSWORD", "pw-9f3a"),
+        ],
+        "env",
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(!e.contains("pw-9f3a"), "the password was printed: {e}");
+    assert_eq!(
+        std::fs::read(tmp.path().join("env/disk.raw")).unwrap(),
+        b"image bytes"
+    );
+    // From ~/.docker/config.json, as `docker login` writes it.
+    std::fs::create_dir(home.path().join(".docker")).unwrap();
+    std::fs::write(
+        home.path().join(".docker/config.json"),
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"YWxpY2U6cHctOWYzYQ=="}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap();
+    let o = pull(&[], "file");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        !e.contains("pw-9f3a") && !e.contains("YWxpY2U6cHctOWYzYQ"),
+        "{e}"
+    );
 }
