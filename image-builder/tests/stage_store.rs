@@ -482,3 +482,62 @@ fn plan_asks_the_store_for_the_key_a_build_would_have() {
     // Nothing here changed ZFS.
     assert!(w.actions().is_empty(), "{:?}", w.actions());
 }
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_image-builder"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_bad_store_url_and_store_required_alone_are_usage_errors() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("g")).unwrap();
+    std::fs::write(
+        t.path().join("g/s.json"),
+        r#"{ "dataset": { "name": "w", "output_snapshot": "one" }, "steps": [] }"#,
+    )
+    .unwrap();
+    let tdir = t.path().display().to_string();
+    let base = [
+        "build",
+        "-d",
+        "rpool/images",
+        "-T",
+        &tdir,
+        "-g",
+        "g",
+        "-n",
+        "s",
+    ];
+    let o = run(&[&base[..], &["--store", "http://registry.example/ib"]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "--store: store http://registry.example/ib: a store is oci://HOST[:PORT]/REPO or file:///DIR"
+        ),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&[&base[..], &["--store-required"]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--store <URL>"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&["matrix", "--store", "oci://Bad/x", "--help"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
