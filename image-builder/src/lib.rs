@@ -11,5 +11,6 @@ pub mod journal;
 pub mod matrix;
 pub mod progress;
 pub mod steps;
+pub mod store;
 pub mod template;
 pub mod vm;

@@ -314,8 +314,9 @@ fn build_in_zone_refuses_the_targets_a_zone_cannot_build_before_anything_starts(
 
 /// Every subcommand: `image-builder` and each subcommand's `--help` end with the exit
 /// status table.
-const SUBCOMMANDS: [&str; 10] = [
+const SUBCOMMANDS: [&str; 11] = [
     "build", "clean", "embedded", "inspect", "validate", "plan", "schema", "vm", "test", "matrix",
+    "pull",
 ];
 
 #[test]

@@ -17,6 +17,7 @@ pub struct Cmd {
     tag: Option<String>,
     passthrough: bool,
     stdout_file: Option<PathBuf>,
+    stdin_file: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -31,6 +32,7 @@ impl Cmd {
             tag: None,
             passthrough: false,
             stdout_file: None,
+            stdin_file: None,
         }
     }
 
@@ -56,6 +58,18 @@ impl Cmd {
 
     pub fn get_stdout_file(&self) -> Option<&Path> {
         self.stdout_file.as_deref()
+    }
+
+    /// Read standard input from the file `path`, for input too large to hold in memory,
+    /// such as a `zfs receive` stream. It takes the place of [`Cmd::stdin`].
+    pub fn stdin_from(mut self, path: impl Into<PathBuf>) -> Self {
+        self.stdin_file = Some(path.into());
+        self.stdin = None;
+        self
+    }
+
+    pub fn get_stdin_file(&self) -> Option<&Path> {
+        self.stdin_file.as_deref()
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {

@@ -45,6 +45,7 @@ pub struct Recorder {
     rules: Mutex<Vec<Rule>>,
     unmatched: Mutex<Vec<String>>,
     allow_unmatched: bool,
+    write_stdout_files: bool,
 }
 
 impl Recorder {
@@ -56,6 +57,14 @@ impl Recorder {
     /// failing it.
     pub fn allow_unmatched(mut self) -> Self {
         self.allow_unmatched = true;
+        self
+    }
+
+    /// Writes a scripted reply's standard output to the file a command sends its output
+    /// to ([`Cmd::stdout_to`]), as the system runner would, instead of returning it: for
+    /// tests that read what such a command produced (a `zfs send` stream).
+    pub fn write_stdout_files(mut self) -> Self {
+        self.write_stdout_files = true;
         self
     }
 
@@ -152,7 +161,19 @@ impl Runner for Recorder {
             }
         };
         match reply {
-            Reply::Output(o) => Ok(o),
+            Reply::Output(o) => match cmd.get_stdout_file() {
+                Some(path) if self.write_stdout_files => {
+                    std::fs::write(path, &o.stdout).map_err(|source| RunError::Io {
+                        cmd: line.clone(),
+                        source,
+                    })?;
+                    Ok(Output {
+                        stdout: Vec::new(),
+                        ..o
+                    })
+                }
+                _ => Ok(o),
+            },
             Reply::Timeout => Err(RunError::Timeout {
                 cmd: line,
                 after: cmd.get_timeout().unwrap_or(Duration::ZERO),
@@ -218,6 +239,21 @@ mod tests {
             err.to_string(),
             "`/usr/sbin/pkg install` failed (exit status 4): nothing to do"
         );
+    }
+
+    #[test]
+    fn stdout_files_are_written_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stream");
+        let cmd = Cmd::new("/usr/sbin/zfs").arg("send").stdout_to(&out);
+        let plain = Recorder::new();
+        plain.on("/usr/sbin/zfs send", Output::ok("bytes"));
+        assert_eq!(plain.output(&cmd).unwrap().stdout, b"bytes");
+        assert!(!out.exists());
+        let writing = Recorder::new().write_stdout_files();
+        writing.on("/usr/sbin/zfs send", Output::ok("bytes"));
+        assert!(writing.output(&cmd).unwrap().stdout.is_empty());
+        assert_eq!(std::fs::read(&out).unwrap(), b"bytes");
     }
 
     #[test]

@@ -88,6 +88,13 @@ impl Runner for SystemRunner {
             })?;
             c.stdout(Stdio::from(file));
         }
+        if let Some(path) = cmd.get_stdin_file() {
+            let file = std::fs::File::open(path).map_err(|source| RunError::Io {
+                cmd: line.clone(),
+                source,
+            })?;
+            c.stdin(Stdio::from(file));
+        }
         if let Some(dir) = cmd.get_cwd() {
             c.current_dir(dir);
         }
@@ -291,6 +298,18 @@ mod tests {
                 "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
             ]
         );
+    }
+
+    #[test]
+    fn stdin_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        std::fs::write(&input, b"from the file").unwrap();
+        let r = SystemRunner::new();
+        let out = r.run(&Cmd::new("/bin/cat").stdin_from(&input)).unwrap();
+        assert_eq!(out.stdout, b"from the file");
+        let missing = r.run(&Cmd::new("/bin/cat").stdin_from(dir.path().join("nope")));
+        assert!(matches!(missing, Err(RunError::Io { .. })), "{missing:?}");
     }
 
     #[test]

@@ -93,6 +93,17 @@ pub trait Zfs {
     /// file `out`.
     fn send(&self, snapshot: &str, out: &std::path::Path) -> Result<()>;
 
+    /// Writes an incremental stream from `from` to `snapshot`, two snapshots of one
+    /// dataset (`zfs send -i FROM SNAPSHOT`, zfs-send(8)), to the file `out`. Like
+    /// [`Zfs::send`], no properties and no compressed or large-block records.
+    fn send_incremental(&self, from: &str, snapshot: &str, out: &std::path::Path) -> Result<()>;
+
+    /// Receives the stream in the file `stream` as `snapshot` (`zfs receive SNAPSHOT`,
+    /// zfs-receive(8)); with `force` (`-F`) the dataset is first rolled back to its most
+    /// recent snapshot, which an incremental stream's source must be. The received
+    /// snapshot keeps the GUID it had where it was sent from.
+    fn receive(&self, snapshot: &str, stream: &std::path::Path, force: bool) -> Result<()>;
+
     fn unmount(&self, dataset: &str, force: bool) -> Result<()>;
 
     fn pool_create(&self, spec: &PoolCreate) -> Result<()>;

@@ -19,6 +19,7 @@ use super::checkpoint;
 use super::error::BuildError;
 use super::journal::{fresh_dataset, Mark, Undo};
 use super::layout::{self, Layout};
+use super::stage_store::{self, StageRef};
 use super::target::{Keep, Target, TargetCx};
 use super::{BuildOptions, Event, Outcome};
 use crate::template::model::Dataset;
@@ -101,6 +102,18 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     let prefix = inputs.prefix_keys();
     rec.key = Some(key.clone());
     rec.inputs = Some(inputs);
+    // What `--store` needs of this stage (docs/scaling.md).
+    let (in_snap, out_snap) = (
+        target.input_snapshot.as_deref().map(snap),
+        target.output_snapshot.as_deref().map(snap),
+    );
+    let guid = rec.inputs.as_ref().and_then(|i| i.input_guid.clone());
+    let stored = out_snap.as_deref().map(|output| StageRef {
+        input: in_snap.as_deref(),
+        input_guid: guid.as_deref(),
+        output,
+        key: &key,
+    });
 
     let mut work_mark: Mark;
     let mut resumed: Option<(usize, String)> = None;
@@ -210,6 +223,16 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         zfs.create(&work, &CreateOptions::new().parents())?;
     }
 
+    if let (Some(store), Some(stage), None) = (&opts.store, &stored, &resumed) {
+        // A local miss: the store may have the stage.
+        if stage_store::receive(store, env, stage, &tmp_dir, events)? {
+            journal.done(work_mark)?;
+            zfs.destroy(&layout.tmp, true)?;
+            journal.done(tmp_mark)?;
+            rec.cache = "store".into();
+            return Ok(Outcome::Cached);
+        }
+    }
     let root_dir = layout::mountpoint(zfs, &work)?;
     let before = list_outputs(output_dir);
     let root = super::open_root(&root_dir, "image")?;
@@ -273,14 +296,19 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     for gone in checkpoint::prune(zfs, &made, opts.checkpoints.keep)? {
         tracing::info!("pruned checkpoint {gone}");
     }
-    zfs.destroy(&layout.tmp, true)?;
-    journal.done(tmp_mark)?;
     rec.cache = "miss".into();
     rec.outputs = list_outputs(output_dir)
         .into_iter()
         .filter(|(n, m)| before.iter().all(|(bn, bm)| bn != n || bm != m))
         .map(|(n, _)| n)
         .collect();
+    if let (Some(store), Some(stage)) = (&opts.store, &stored) {
+        stage_store::push(store, env, stage, rec, &tmp_dir, &mut |e| {
+            (events.borrow_mut())(e)
+        })?;
+    }
+    zfs.destroy(&layout.tmp, true)?;
+    journal.done(tmp_mark)?;
     Ok(Outcome::Built)
 }
 

@@ -137,6 +137,14 @@ pub enum BuildError {
         #[source]
         source: runner::RunError,
     },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("--store-required: {what}: {source}")]
+    StoreRequired {
+        what: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
     #[error("the build was interrupted")]
     Interrupted,
 }

@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 mod fs;
 pub mod gpt;
+pub mod image_store;
 pub mod inspect;
 mod iso;
 pub mod journal;
@@ -17,6 +18,7 @@ pub mod lock;
 mod pool;
 pub mod record;
 mod session;
+pub mod stage_store;
 mod target;
 mod work;
 mod zone;
@@ -66,6 +68,9 @@ pub struct BuildOptions {
     /// `--resume`: rebuild a dataset stage only from a matching checkpoint; refuse when
     /// none matches.
     pub resume: bool,
+    /// `--store`: receive dataset stages that miss locally from a shared store, push
+    /// those built (docs/scaling.md).
+    pub store: Option<stage_store::StoreOptions>,
 }
 
 impl BuildOptions {
@@ -89,6 +94,7 @@ impl BuildOptions {
             checkpoints: checkpoint::Policy::default(),
             keep_failed: false,
             resume: false,
+            store: None,
         }
     }
 }
@@ -116,6 +122,19 @@ pub enum Event {
     },
     CacheMiss {
         reason: String,
+    },
+    /// `--store`: the stage missed locally and was received from the store.
+    StoreHit {
+        store: String,
+        tag: String,
+        digest: String,
+        snapshot: String,
+    },
+    /// `--store`: the stage just built was pushed.
+    StorePush {
+        store: String,
+        tag: String,
+        digest: String,
     },
     StepStart {
         index: usize,
@@ -191,6 +210,11 @@ pub fn build(
         return Err(BuildError::Invalid(errors));
     }
     preflight(plan, opts, env.host)?;
+    if let (Some(store), Some(t)) = (&opts.store, &plan.target) {
+        if !matches!(t, Target::Dataset(_)) {
+            return build_and_push_image(plan, store, opts, env, events);
+        }
+    }
     let (mut d, mut k, mut z);
     let t: &mut dyn target::Target = match &plan.target {
         Some(Target::Dataset(dataset)) => {
@@ -220,6 +244,45 @@ pub fn build(
         None => return Err(BuildError::Invalid(1)),
     };
     target::drive(t, plan, opts, env, events)
+}
+
+/// An image or zone build with `--store`: built as without it, then its outputs pushed
+/// (`image_store`).
+fn build_and_push_image(
+    plan: &Plan,
+    store: &stage_store::StoreOptions,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Outcome, BuildError> {
+    let local = BuildOptions {
+        store: None,
+        ..opts.clone()
+    };
+    let mut finished = None;
+    let outcome = build(plan, &local, env, &mut |e| {
+        if let Event::Finish {
+            outputs, record, ..
+        } = e
+        {
+            finished = Some((outputs.clone(), PathBuf::from(record)));
+        }
+        events(e)
+    })?;
+    if let Some((outputs, record)) = finished {
+        let dir = record.parent().unwrap_or(std::path::Path::new("."));
+        let output_name = opts.output_name.as_deref().unwrap_or(&plan.name);
+        image_store::push(
+            store,
+            dir,
+            &plan.group,
+            output_name,
+            &outputs,
+            &record,
+            events,
+        )?;
+    }
+    Ok(outcome)
 }
 
 /// Refuses, before anything happens, a plan whose running steps need tools this host lacks.

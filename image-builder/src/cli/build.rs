@@ -66,6 +66,8 @@ pub struct BuildArgs {
     resume: bool,
     #[command(flatten)]
     first_boot: FirstBootArgs,
+    #[command(flatten)]
+    store: super::store::StoreArgs,
     /// Print one JSON object per event (step start and finish, cache hit or miss) on
     /// standard output.
     #[arg(long)]
@@ -140,6 +142,7 @@ pub fn run(a: BuildArgs, ctx: &Ctx) -> Result<ExitCode> {
         external: a.template.source.external()?,
         ..BuildOptions::new(&a.dataset, a.template.source.root()?)
     });
+    let opts = a.store.apply(opts)?;
     // Refuse a build this host cannot run before starting anything, guest included.
     if let Err(e) = build::preflight(&plan, &opts, host) {
         eprintln!("error: {e}");
@@ -238,6 +241,10 @@ fn describe(e: &Event) -> String {
             format!("up to date: {snapshot} matches this build (cache hit)")
         }
         Event::CacheMiss { reason } => format!("building: {reason}"),
+        Event::StoreHit {
+            store, snapshot, ..
+        } => format!("received {snapshot} from {store} (store hit)"),
+        Event::StorePush { store, tag, .. } => format!("pushed {tag} to {store}"),
         Event::StepStart { index, t, location } => format!("step {index}: {t} ({location})"),
         Event::StepFinish { index, t, seconds } => {
             format!("step {index}: {t} done in {seconds:.1}s")

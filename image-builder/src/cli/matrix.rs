@@ -51,6 +51,13 @@ pub struct MatrixArgs {
     svccfg: PathBuf,
     #[command(flatten)]
     first_boot: FirstBootArgs,
+    #[command(flatten)]
+    store: super::store::StoreArgs,
+    /// Build nothing: print a CI pipeline for ENGINE (github-actions or gitlab-ci) on
+    /// standard output, one job per build in the matrix's order, every job with this
+    /// --store, the boot tests and the report as jobs of their own (docs/scaling.md).
+    #[arg(long, value_name = "ENGINE", requires = "store")]
+    emit: Option<super::matrix_emit::EngineArg>,
     /// Boot-test the outputs of entries marked `"test": true`.
     #[arg(long)]
     test: bool,
@@ -99,6 +106,18 @@ pub fn run(a: MatrixArgs, ctx: &Ctx) -> Result<ExitCode> {
             "the matrix has {errors} template error(s); nothing was built"
         )));
     }
+    if let Some(engine) = a.emit {
+        let chains = matrix::schedule(jobs).map_err(bad_input)?;
+        let common = super::matrix_emit::common_args(&a.source, &a.first_boot, &a.svccfg, &a.store);
+        return super::matrix_emit::run(
+            engine,
+            &chains,
+            &a.file,
+            &a.dataset,
+            common,
+            &a.test_opts.report,
+        );
+    }
     ctx.handle_interrupts()
         .context("cannot install signal handlers")?;
     let host = ctx.host();
@@ -108,6 +127,7 @@ pub fn run(a: MatrixArgs, ctx: &Ctx) -> Result<ExitCode> {
         external: external.clone(),
         ..BuildOptions::new(&a.dataset, &root)
     });
+    let opts = a.store.apply(opts)?;
     for j in &jobs {
         build::preflight(&j.plan, &opts, host).map_err(bad_input)?;
     }

@@ -8,9 +8,12 @@ mod in_guest;
 mod in_zone;
 mod inspect;
 mod matrix;
+mod matrix_emit;
 mod output;
 mod plan;
+mod pull;
 mod schema;
+mod store;
 mod test;
 mod validate;
 mod vm;
@@ -37,6 +40,8 @@ enum Command {
     Build(build::BuildArgs),
     #[command(after_help = exit::HELP)]
     Clean(clean::CleanArgs),
+    #[command(after_help = exit::HELP)]
+    Pull(pull::PullArgs),
     #[command(after_help = exit::HELP)]
     Embedded(embedded::EmbeddedArgs),
     #[command(after_help = exit::HELP)]
@@ -135,6 +140,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     match command {
         Command::Build(a) => build::run(a, ctx),
         Command::Clean(a) => clean::run(a, ctx),
+        Command::Pull(a) => pull::run(a, ctx),
         Command::Embedded(a) => embedded::run(a, ctx),
         Command::Inspect(a) => inspect::run(a, ctx),
         Command::Validate(a) => validate::run(a, ctx),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use image_builder::build::stage_store::StoreStatus;
 use image_builder::build::{self, BuildOptions, CacheStatus};
 use image_builder::context::Context as Ctx;
 use image_builder::embedded;
@@ -32,6 +33,9 @@ pub struct PlanArgs {
     /// With -d: the first-boot flags the build would use (they are part of the cache key).
     #[command(flatten)]
     first_boot: FirstBootArgs,
+    /// With -d: when the stage misses locally, also say whether this store has it.
+    #[command(flatten)]
+    store: super::store::StoreArgs,
     /// With -d on a host without /dev/zfs: ask the embedded ZFS guest.
     #[command(flatten)]
     guest: GuestArgs,
@@ -58,8 +62,15 @@ pub fn run(a: PlanArgs, ctx: &Ctx) -> Result<ExitCode> {
         (Some(ds), Some(CacheStatus::Miss(_))) => step_status(&a, &plan, ds, ctx)?,
         _ => None,
     };
+    let store = match (&a.dataset, &cache) {
+        (Some(ds), Some(CacheStatus::Miss(_))) => store_status(&a, &plan, ds, ctx)?,
+        _ => None,
+    };
     if a.json {
         let mut v = serde_json::to_value(&plan)?;
+        if let Some(s) = &store {
+            v["store"] = serde_json::to_value(s)?;
+        }
         if let Some(c) = &cache {
             v["cache"] = serde_json::to_value(c)?;
         }
@@ -72,6 +83,12 @@ pub fn run(a: PlanArgs, ctx: &Ctx) -> Result<ExitCode> {
         match &cache {
             Some(CacheStatus::Hit(s)) => println!("cache: hit ({s} is current)"),
             Some(CacheStatus::Miss(why)) => println!("cache: miss ({why})"),
+            None => {}
+        }
+        match &store {
+            Some(StoreStatus::Hit(tag)) => println!("store: hit ({tag}: a build receives it)"),
+            Some(StoreStatus::Miss(tag)) => println!("store: miss (no {tag})"),
+            Some(StoreStatus::Unknown(why)) => println!("store: cannot tell ({why})"),
             None => {}
         }
         if let Some(st) = &steps {
@@ -89,6 +106,25 @@ pub fn run(a: PlanArgs, ctx: &Ctx) -> Result<ExitCode> {
     } else {
         super::exit::usage()
     })
+}
+
+/// With --store: whether the store has the stage that misses locally.
+fn store_status(
+    a: &PlanArgs,
+    plan: &Plan,
+    dataset: &str,
+    ctx: &Ctx,
+) -> Result<Option<StoreStatus>> {
+    let opts = a.store.apply(BuildOptions {
+        output_name: a.output_name.clone(),
+        external: a.template.source.external()?,
+        ..a.first_boot
+            .apply(BuildOptions::new(dataset, a.template.source.root()?))
+    })?;
+    let Some(store) = &opts.store else {
+        return Ok(None);
+    };
+    Ok(build::stage_store::status(plan, store, &opts, &ctx.zfs())?)
 }
 
 fn step_status(

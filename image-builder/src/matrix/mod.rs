@@ -19,6 +19,7 @@ use crate::build::{self, BuildOptions, Env, Event, Outcome};
 use crate::host::Host;
 use crate::template::{Plan, StepKind, Target};
 
+pub mod emit;
 mod schedule;
 
 pub use schedule::schedule;

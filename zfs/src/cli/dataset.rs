@@ -79,6 +79,39 @@ pub(super) fn send<R: Runner>(z: &ZfsCli<R>, snap: &str, out: &std::path::Path) 
     Ok(())
 }
 
+pub(super) fn send_incremental<R: Runner>(
+    z: &ZfsCli<R>,
+    from: &str,
+    snap: &str,
+    out: &std::path::Path,
+) -> Result<()> {
+    name::snapshot(from)?;
+    name::snapshot(snap)?;
+    // zfs-send(8), illumos zfs(8): `zfs send -i snapshot snapshot`, an incremental stream
+    // from the first snapshot to the second.
+    let cmd = z.zfs().args(["send", "-i", from, snap]).stdout_to(out);
+    z.run(&cmd).map_err(|e| z.missing_or(snap, e))?;
+    Ok(())
+}
+
+pub(super) fn receive<R: Runner>(
+    z: &ZfsCli<R>,
+    snap: &str,
+    stream: &std::path::Path,
+    force: bool,
+) -> Result<()> {
+    name::snapshot(snap)?;
+    // zfs-receive(8), illumos zfs(8): `zfs receive [-F] snapshot`, the stream on
+    // standard input; -F rolls the file system back to its most recent snapshot first.
+    let mut cmd = z.zfs().arg("receive");
+    if force {
+        cmd = cmd.arg("-F");
+    }
+    let cmd = cmd.arg(snap).stdin_from(stream);
+    z.run(&cmd)?;
+    Ok(())
+}
+
 pub(super) fn clone_snapshot<R: Runner>(
     z: &ZfsCli<R>,
     snap: &str,

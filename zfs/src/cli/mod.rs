@@ -235,6 +235,14 @@ impl<R: Runner> Zfs for ZfsCli<R> {
         dataset::send(self, snapshot, out)
     }
 
+    fn send_incremental(&self, from: &str, snapshot: &str, out: &std::path::Path) -> Result<()> {
+        dataset::send_incremental(self, from, snapshot, out)
+    }
+
+    fn receive(&self, snapshot: &str, stream: &std::path::Path, force: bool) -> Result<()> {
+        dataset::receive(self, snapshot, stream, force)
+    }
+
     fn unmount(&self, dataset: &str, force: bool) -> Result<()> {
         dataset::unmount(self, dataset, force)
     }

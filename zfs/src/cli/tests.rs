@@ -124,6 +124,33 @@ fn create_of_an_existing_dataset_is_reported_as_such() {
 }
 
 #[test]
+fn incremental_send_and_receive_command_lines() {
+    let rec = quiet_success();
+    let z = cli(&rec);
+    let stream = std::path::Path::new("/var/tmp/s.zfs");
+    z.send_incremental("rpool/w/g/z@base", "rpool/w/g/z@pkgs", stream)
+        .unwrap();
+    z.receive("rpool/w/g/z@pkgs", stream, true).unwrap();
+    z.receive("rpool/w/g/z@base", stream, false).unwrap();
+    assert_eq!(
+        rec.lines(),
+        [
+            "/usr/sbin/zfs send -i rpool/w/g/z@base rpool/w/g/z@pkgs",
+            "/usr/sbin/zfs receive -F rpool/w/g/z@pkgs",
+            "/usr/sbin/zfs receive rpool/w/g/z@base",
+        ]
+    );
+    let calls = rec.calls();
+    assert_eq!(calls[0].get_stdout_file(), Some(stream));
+    assert_eq!(calls[1].get_stdin_file(), Some(stream));
+    assert_eq!(calls[2].get_stdin_file(), Some(stream));
+    // Datasets are not snapshots: refused before anything runs.
+    assert!(z.send_incremental("rpool/a", "rpool/a@b", stream).is_err());
+    assert!(z.receive("rpool/a", stream, false).is_err());
+    assert_eq!(rec.lines().len(), 3);
+}
+
+#[test]
 fn send_writes_the_stream_to_a_file() {
     let rec = quiet_success();
     let z = cli(&rec);

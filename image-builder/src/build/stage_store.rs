@@ -1,0 +1,268 @@
+//! Dataset stages in a shared store (`--store`, docs/scaling.md): a stage that misses
+//! locally is looked up by its cache key and, on a hit, received instead of built; a
+//! stage that was built is pushed.
+//!
+//! A stage is stored as its `zfs send` stream: incremental from the stage's input
+//! snapshot (`zfs send -i INPUT OUTPUT`, zfs-send(8)), or full for a first stage. A
+//! received snapshot keeps its GUID (a send stream carries the snapshot's GUID and
+//! `zfs receive` gives it to the new snapshot), so the next stage's key, which hashes
+//! its input snapshot's GUID, is the same on every machine that received it.
+//!
+//! An unreachable store, or one that fails in any other way, is a warning and the stage
+//! builds locally; with `--store-required` it is an error.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::cache::{self, KEY_PROPERTY};
+use super::error::BuildError;
+use super::layout::{self, Layout};
+use super::record::Record;
+use super::{BuildOptions, Env, Event};
+use crate::store::{media, ArtifactFile, Store, StoreError, StoreUrl};
+use crate::template::{Plan, Target};
+
+/// `--store URL` and `--store-required`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    pub url: StoreUrl,
+    /// Fail instead of building locally when the store cannot be used.
+    pub required: bool,
+}
+
+/// Annotations of a stored stage.
+pub const KEY_ANNOTATION: &str = "org.illumos.image-builder.key";
+pub const TEMPLATE_ANNOTATION: &str = "org.illumos.image-builder.template";
+pub const VERSION_ANNOTATION: &str = "org.illumos.image-builder.version";
+pub const INPUT_GUID_ANNOTATION: &str = "org.illumos.image-builder.input-guid";
+pub const RECORD_ANNOTATION: &str = "org.illumos.image-builder.record";
+
+/// The stream's and the record's names in a stage artifact.
+const STREAM: &str = "stage.zfs";
+const RECORD: &str = "build.json";
+
+/// The tag a stage with this cache key is stored under.
+pub fn tag(key: &str) -> String {
+    format!("stage-{key}")
+}
+
+/// What a stage needs from the store: its work dataset's snapshots and its key.
+pub(super) struct StageRef<'a> {
+    /// The input snapshot (`WORK@IN`), for a stage that has one.
+    pub input: Option<&'a str>,
+    pub input_guid: Option<&'a str>,
+    /// The output snapshot (`WORK@OUT`).
+    pub output: &'a str,
+    pub key: &'a str,
+}
+
+/// A store failure: an error with `--store-required`, else a warning and `None`.
+pub(super) fn tolerate<T>(
+    opts: &StoreOptions,
+    what: &str,
+    r: Result<T, StoreError>,
+) -> Result<Option<T>, BuildError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(source) if opts.required => Err(BuildError::StoreRequired {
+            what: what.to_string(),
+            source,
+        }),
+        Err(e) => {
+            tracing::warn!("{what}: {e} (going on without the store)");
+            Ok(None)
+        }
+    }
+}
+
+/// Looks the stage up in the store and receives it on a hit: the stream is fetched into
+/// `tmp_dir` and verified against its digest before `zfs receive` reads it, the
+/// received output snapshot is given the key. The work dataset must be at the input
+/// snapshot (or, for a first stage, exist empty): `zfs receive -F` rolls it back to its
+/// newest snapshot, which an incremental stream's source must be. `Ok(false)` is a miss.
+pub(super) fn receive(
+    opts: &StoreOptions,
+    env: &Env,
+    stage: &StageRef,
+    tmp_dir: &Path,
+    events: &mut dyn FnMut(&Event),
+) -> Result<bool, BuildError> {
+    let tag = tag(stage.key);
+    let Some(store) = tolerate(opts, "the store", Store::open(&opts.url))? else {
+        return Ok(false);
+    };
+    let what = format!("looking up {tag} in {}", opts.url);
+    let Some(found) = tolerate(opts, &what, store.manifest(&tag))? else {
+        return Ok(false);
+    };
+    let Some((manifest, digest)) = found else {
+        tracing::info!("{} has no stage with key {}", opts.url, stage.key);
+        return Ok(false);
+    };
+    // The tag is the key, but what the manifest says must agree before anything is
+    // received.
+    let agrees = manifest.artifact_type.as_deref() == Some(media::STAGE)
+        && manifest.annotations.get(KEY_ANNOTATION).map(String::as_str) == Some(stage.key)
+        && manifest
+            .annotations
+            .get(INPUT_GUID_ANNOTATION)
+            .map(String::as_str)
+            == stage.input_guid;
+    let layer = manifest
+        .layer(STREAM)
+        .filter(|l| l.media_type == media::ZFS_SEND);
+    let (true, Some(layer)) = (agrees, layer) else {
+        let e = StoreError::Protocol {
+            store: opts.url.to_string(),
+            what: format!("manifest {tag} ({digest})"),
+            reason: "not a stage with this key and input (artifact type, key, input GUID or \
+                     stream layer)"
+                .into(),
+        };
+        tolerate::<()>(opts, "the stored stage", Err(e))?;
+        return Ok(false);
+    };
+    let stream = tmp_dir.join(STREAM);
+    let fetched = store.fetch(layer, &stream);
+    if tolerate(opts, &format!("fetching {tag}"), fetched)?.is_none() {
+        return Ok(false);
+    }
+    // zfs-receive(8): -F rolls back to the newest snapshot first (the input snapshot, or
+    // for a first stage the empty file system the stream replaces).
+    let received = env.zfs.receive(stage.output, &stream, true);
+    let _ = std::fs::remove_file(&stream);
+    if let Err(e) = received {
+        if opts.required {
+            return Err(e.into());
+        }
+        tracing::warn!("receiving {tag}: {e}; building locally");
+        return Ok(false);
+    }
+    env.zfs.set(stage.output, KEY_PROPERTY, stage.key)?;
+    events(&Event::StoreHit {
+        store: opts.url.to_string(),
+        tag,
+        digest,
+        snapshot: stage.output.to_string(),
+    });
+    Ok(true)
+}
+
+/// Pushes a stage just built: its `zfs send` stream (written to `tmp_dir`) and build
+/// record, with the key, the template, the tool version, the input GUID and the record in
+/// the manifest's annotations.
+pub(super) fn push(
+    opts: &StoreOptions,
+    env: &Env,
+    stage: &StageRef,
+    rec: &Record,
+    tmp_dir: &Path,
+    events: &mut dyn FnMut(&Event),
+) -> Result<(), BuildError> {
+    let tag = tag(stage.key);
+    let stream = tmp_dir.join(STREAM);
+    match stage.input {
+        Some(input) => env.zfs.send_incremental(input, stage.output, &stream)?,
+        None => env.zfs.send(stage.output, &stream)?,
+    }
+    let record = serde_json::to_string(rec).unwrap_or_default();
+    let record_path = tmp_dir.join(RECORD);
+    std::fs::write(&record_path, &record).map_err(|e| BuildError::io(&record_path, e))?;
+    let mut annotations = BTreeMap::from([
+        (KEY_ANNOTATION.to_string(), stage.key.to_string()),
+        (
+            TEMPLATE_ANNOTATION.to_string(),
+            format!("{}/{}", rec.group, rec.name),
+        ),
+        (
+            VERSION_ANNOTATION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        (RECORD_ANNOTATION.to_string(), record),
+    ]);
+    if let Some(guid) = stage.input_guid {
+        annotations.insert(INPUT_GUID_ANNOTATION.to_string(), guid.to_string());
+    }
+    let files = [
+        ArtifactFile {
+            path: stream.clone(),
+            media_type: media::ZFS_SEND.into(),
+            name: STREAM.into(),
+        },
+        ArtifactFile {
+            path: record_path.clone(),
+            media_type: media::RECORD.into(),
+            name: RECORD.into(),
+        },
+    ];
+    let pushed = Store::open(&opts.url)
+        .and_then(|s| s.push_artifact(&tag, media::STAGE, &files, annotations));
+    let _ = std::fs::remove_file(&stream);
+    let _ = std::fs::remove_file(&record_path);
+    if let Some(digest) = tolerate(opts, &format!("pushing {tag} to {}", opts.url), pushed)? {
+        events(&Event::StorePush {
+            store: opts.url.to_string(),
+            tag,
+            digest,
+        });
+    }
+    Ok(())
+}
+
+/// What `plan -d --store` says of a dataset stage that misses locally.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "store", content = "detail", rename_all = "lowercase")]
+pub enum StoreStatus {
+    /// The store has the stage under this tag: a build would receive it.
+    Hit(String),
+    /// The store has no stage under this tag.
+    Miss(String),
+    /// The store cannot be asked, or the key cannot be known yet, and why.
+    Unknown(String),
+}
+
+/// Whether the store has the stage `plan` would build. The key needs the input
+/// snapshot's GUID, so a stage whose input snapshot is not here yet is `Unknown`.
+pub fn status(
+    plan: &Plan,
+    store: &StoreOptions,
+    opts: &BuildOptions,
+    zfs: &dyn zfs::Zfs,
+) -> Result<Option<StoreStatus>, BuildError> {
+    let Some(Target::Dataset(target)) = &plan.target else {
+        return Ok(None);
+    };
+    if target.output_snapshot.is_none() {
+        return Ok(None);
+    }
+    let output_name = opts.output_name.as_deref().unwrap_or(&plan.name);
+    let layout = Layout::new(&opts.dataset, &plan.group, output_name, Some(&target.name));
+    let work = layout.work.clone().unwrap_or_default();
+    let input_guid = match &target.input_snapshot {
+        None => None,
+        Some(s) => {
+            let snap = format!("{work}@{s}");
+            if !zfs.exists(&layout.root)? || !zfs.exists(&snap)? {
+                return Ok(Some(StoreStatus::Unknown(format!(
+                    "{snap} is not here yet, and the key depends on its GUID"
+                ))));
+            }
+            zfs.get(&snap, "guid")?
+        }
+    };
+    let output_dir = if zfs.exists(&layout.root)? && zfs.exists(&layout.output)? {
+        layout::mountpoint(zfs, &layout.output)?
+    } else {
+        std::path::PathBuf::from("/nonexistent")
+    };
+    let key = cache::inputs(plan, opts, &output_dir, input_guid)
+        .map_err(BuildError::Sources)?
+        .key();
+    let tag = tag(&key);
+    let found = Store::open(&store.url).and_then(|s| s.manifest(&tag));
+    Ok(Some(match found {
+        Ok(Some(_)) => StoreStatus::Hit(tag),
+        Ok(None) => StoreStatus::Miss(tag),
+        Err(e) => StoreStatus::Unknown(e.to_string()),
+    }))
+}

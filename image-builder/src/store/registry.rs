@@ -1,0 +1,371 @@
+//! A registry over the OCI distribution API (distribution-spec `spec.md`), with ureq as
+//! the HTTP client: `GET /v2/` to probe and authenticate, `HEAD`/`GET
+//! /v2/NAME/blobs/DIGEST`, a monolithic upload (`POST /v2/NAME/blobs/uploads/`, then
+//! `PUT LOCATION?digest=DIGEST` with the bytes), and `GET`/`PUT
+//! /v2/NAME/manifests/REFERENCE`.
+//!
+//! Loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to over plain HTTP,
+//! every other host over HTTPS. Authentication follows the registry's
+//! `WWW-Authenticate` challenge: `Basic` sends the credentials, `Bearer` trades them
+//! (or nothing, for anonymous access) at the token realm for a token scoped to
+//! `repository:NAME:pull,push` (the distribution token-auth spec).
+
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ureq::http::{Request, Response};
+use ureq::{Agent, Body, SendBody};
+
+use super::auth::{self, Credentials};
+use super::{Backend, StoreError, MANIFEST_MEDIA_TYPE};
+
+pub(super) struct Registry {
+    agent: Agent,
+    /// `http[s]://HOST[:PORT]`
+    base: String,
+    repo: String,
+    /// `oci://HOST[:PORT]/REPO`, for messages.
+    name: String,
+    /// The Authorization header value the challenge asked for, once settled.
+    authorization: Mutex<Option<String>>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host == "[::1]" || host.starts_with("127.")
+}
+
+impl Registry {
+    pub(super) fn open(host: &str, port: Option<u16>, repo: &str) -> Result<Registry, StoreError> {
+        let hostport = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let scheme = if is_loopback(host) { "http" } else { "https" };
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(300)))
+            .user_agent(concat!("image-builder/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let registry = Registry {
+            agent,
+            base: format!("{scheme}://{hostport}"),
+            repo: repo.to_string(),
+            name: format!("oci://{hostport}/{repo}"),
+            authorization: Mutex::new(None),
+        };
+        let creds = auth::lookup(&hostport)?;
+        let probe = registry.request("GET", "/v2/", &[], SendBody::none(), "the API probe")?;
+        match probe.status().as_u16() {
+            200 => {}
+            401 => {
+                let challenge = probe
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let header = registry.answer(&challenge, creds.as_ref())?;
+                *registry
+                    .authorization
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(header);
+                let again =
+                    registry.request("GET", "/v2/", &[], SendBody::none(), "the API probe")?;
+                if again.status().as_u16() != 200 {
+                    return Err(registry.status_error("the API probe (authenticated)", again));
+                }
+            }
+            _ => return Err(registry.status_error("the API probe", probe)),
+        }
+        Ok(registry)
+    }
+
+    /// The Authorization header answering a `WWW-Authenticate` challenge.
+    fn answer(&self, challenge: &str, creds: Option<&Credentials>) -> Result<String, StoreError> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        let no_creds = || StoreError::Protocol {
+            store: self.name.clone(),
+            what: "authentication".into(),
+            reason: format!(
+                "the registry asks for credentials; set {} and {}, or log in with an \
+                 auth file (see docs/scaling.md)",
+                auth::USER_ENV,
+                auth::PASSWORD_ENV
+            ),
+        };
+        if scheme.eq_ignore_ascii_case("basic") {
+            return creds.map(Credentials::basic).ok_or_else(no_creds);
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(StoreError::Protocol {
+                store: self.name.clone(),
+                what: "authentication".into(),
+                reason: format!("unsupported challenge scheme {scheme:?}"),
+            });
+        }
+        let param = |name: &str| challenge_param(params, name);
+        let realm = param("realm").ok_or_else(|| StoreError::Protocol {
+            store: self.name.clone(),
+            what: "authentication".into(),
+            reason: "the Bearer challenge has no realm".into(),
+        })?;
+        let mut url = format!(
+            "{realm}{}scope={}",
+            if realm.contains('?') { '&' } else { '?' },
+            encode(&format!("repository:{}:pull,push", self.repo))
+        );
+        if let Some(service) = param("service") {
+            url.push_str(&format!("&service={}", encode(&service)));
+        }
+        let mut req = Request::get(&url);
+        if let Some(c) = creds {
+            req = req.header("Authorization", c.basic());
+        }
+        let req = req
+            .body(SendBody::none())
+            .map_err(|e| self.protocol("the token request", e))?;
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| self.unreachable("the token realm", e))?;
+        if resp.status().as_u16() != 200 {
+            return Err(self.status_error("the token realm", resp));
+        }
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .map_err(|e| self.protocol("the token realm's answer", e))?;
+        let body: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| self.protocol("the token realm's answer", e))?;
+        let token = body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .ok_or_else(|| self.protocol("the token realm's answer", "no token"))?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    fn protocol(&self, what: &str, reason: impl std::fmt::Display) -> StoreError {
+        StoreError::Protocol {
+            store: self.name.clone(),
+            what: what.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn unreachable(&self, what: &str, e: ureq::Error) -> StoreError {
+        StoreError::Unreachable {
+            store: self.name.clone(),
+            reason: format!("{what}: {e}"),
+        }
+    }
+
+    fn status_error(&self, what: &str, mut resp: Response<Body>) -> StoreError {
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(4096)
+            .read_to_string()
+            .unwrap_or_default();
+        StoreError::Http {
+            store: self.name.clone(),
+            what: what.to_string(),
+            status: resp.status().as_u16(),
+            body,
+        }
+    }
+
+    /// One request; `path` is absolute (`/v2/...`) or a full URL (an upload location).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: SendBody<'_>,
+        what: &str,
+    ) -> Result<Response<Body>, StoreError> {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut req = Request::builder().method(method).uri(&url);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let authorization = self
+            .authorization
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(a) = authorization {
+            req = req.header("Authorization", a);
+        }
+        let req = req.body(body).map_err(|e| self.protocol(what, e))?;
+        tracing::trace!(method, url, "store request");
+        self.agent.run(req).map_err(|e| self.unreachable(what, e))
+    }
+}
+
+/// A parameter of a challenge: `realm="https://auth",service="registry"`.
+fn challenge_param(params: &str, name: &str) -> Option<String> {
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().trim_start_matches(',').trim();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if key.eq_ignore_ascii_case(name) {
+            return Some(value.to_string());
+        }
+        rest = next.trim_start_matches(',').trim();
+    }
+    None
+}
+
+/// Percent-encoding of a query value (RFC 3986 unreserved characters kept).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Backend for Registry {
+    fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        let path = format!("/v2/{}/blobs/{digest}", self.repo);
+        let what = format!("HEAD blob {digest}");
+        let resp = self.request("HEAD", &path, &[], SendBody::none(), &what)?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.status_error(&what, resp)),
+        }
+    }
+
+    fn put_blob(&self, digest: &str, size: u64, body: &mut dyn Read) -> Result<(), StoreError> {
+        let what = format!("upload of blob {digest}");
+        let path = format!("/v2/{}/blobs/uploads/", self.repo);
+        let start = self.request("POST", &path, &[], SendBody::none(), &what)?;
+        if start.status().as_u16() != 202 {
+            return Err(self.status_error(&what, start));
+        }
+        let location = start
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.protocol(&what, "the upload answer has no Location"))?
+            .to_string();
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let target = format!("{location}{sep}digest={}", encode(digest));
+        let headers = [
+            ("Content-Type", "application/octet-stream".to_string()),
+            ("Content-Length", size.to_string()),
+        ];
+        let done = self.request("PUT", &target, &headers, SendBody::from_reader(body), &what)?;
+        if done.status().as_u16() != 201 {
+            return Err(self.status_error(&what, done));
+        }
+        Ok(())
+    }
+
+    fn get_blob(&self, digest: &str, out: &mut dyn Write) -> Result<(), StoreError> {
+        let what = format!("GET blob {digest}");
+        let path = format!("/v2/{}/blobs/{digest}", self.repo);
+        let mut resp = self.request("GET", &path, &[], SendBody::none(), &what)?;
+        if resp.status().as_u16() != 200 {
+            return Err(self.status_error(&what, resp));
+        }
+        let mut reader = resp.body_mut().as_reader();
+        std::io::copy(&mut reader, out).map_err(|e| self.protocol(&what, e))?;
+        Ok(())
+    }
+
+    fn put_manifest(&self, tag: &str, _digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let what = format!("PUT manifest {tag}");
+        let path = format!("/v2/{}/manifests/{tag}", self.repo);
+        let headers = [("Content-Type", MANIFEST_MEDIA_TYPE.to_string())];
+        let resp = self.request(
+            "PUT",
+            &path,
+            &headers,
+            SendBody::from_reader(&mut &bytes[..]),
+            &what,
+        );
+        let resp = resp?;
+        if resp.status().as_u16() != 201 {
+            return Err(self.status_error(&what, resp));
+        }
+        Ok(())
+    }
+
+    fn get_manifest(&self, reference: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let what = format!("GET manifest {reference}");
+        let path = format!("/v2/{}/manifests/{reference}", self.repo);
+        let headers = [("Accept", MANIFEST_MEDIA_TYPE.to_string())];
+        let mut resp = self.request("GET", &path, &headers, SendBody::none(), &what)?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(self.status_error(&what, resp)),
+        }
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(4 << 20)
+            .read_to_vec()
+            .map_err(|e| self.protocol(&what, e))?;
+        Ok(Some(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_params() {
+        let p = r#"realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#;
+        assert_eq!(
+            challenge_param(p, "realm").as_deref(),
+            Some("https://auth.example/token")
+        );
+        assert_eq!(
+            challenge_param(p, "service").as_deref(),
+            Some("registry.example")
+        );
+        assert_eq!(
+            challenge_param(p, "scope").as_deref(),
+            Some("repository:a:pull")
+        );
+        assert_eq!(
+            challenge_param("realm=x, service=y", "service").as_deref(),
+            Some("y")
+        );
+        assert_eq!(challenge_param(p, "error"), None);
+    }
+
+    #[test]
+    fn query_encoding_and_loopback() {
+        assert_eq!(
+            encode("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+        assert!(is_loopback("127.0.0.1") && is_loopback("localhost"));
+        assert!(!is_loopback("registry.example"));
+    }
+}
