@@ -58,10 +58,10 @@ done
 
 echo
 echo "live loop (rebuild on the host, restart in the guest, see the change):"
-cargo test --release -q -p image-builder --test vm_qemu console_drives_a_guest_through_the_live_loop \
+cargo test --release -q -p image-builder --test integration vm_qemu::console_drives_a_guest_through_the_live_loop \
     -- --nocapture 2>&1 | grep -E 'edit-build-restart cycle|skipped' || true
 
 echo
 echo "live sysconfig loop (edit a plugin source, cargo build, run the daemon again):"
-cargo test --release -q -p image-builder --test vm_live_loop -- --nocapture 2>&1 |
+cargo test --release -q -p image-builder --test integration vm_live_loop:: -- --nocapture 2>&1 |
     grep -E 'scratch checkout|boot to prompt|first apply|incremental cargo build|edit-build-restart cycle|skipped' || true

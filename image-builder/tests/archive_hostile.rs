@@ -1,7 +1,7 @@
 //! Hostile archives, built header by header: refused with the entry named, and nothing
 //! outside the image root read or changed.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

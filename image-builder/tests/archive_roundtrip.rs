@@ -1,6 +1,6 @@
 //! Our archives against GNU tar in both directions, every format, and reproducibility.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! tool's NoCloud seed as the second. Without the guest (or QEMU) these tests say they
 //! are skipped, unless `IB_REQUIRE_GUESTS` is set: then they fail.
 
-mod guest;
+use crate::guest;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

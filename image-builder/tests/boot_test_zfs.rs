@@ -11,7 +11,7 @@
 //! skipped, unless `IB_REQUIRE_GUESTS` is set (as `scripts/test` does after setting the
 //! guests up): then a missing guest fails them.
 
-mod guest;
+use crate::guest;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

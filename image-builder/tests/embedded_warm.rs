@@ -7,7 +7,7 @@
 //! Without the zfs-vm guest (`scripts/zfs-vm setup`) or QEMU the test says it is skipped,
 //! unless `IB_REQUIRE_GUESTS` is set: then a missing guest fails it.
 
-mod guest;
+use crate::guest;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

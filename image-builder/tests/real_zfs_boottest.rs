@@ -3,7 +3,7 @@
 //! openzfs` against a real OpenZFS (inside the zfs-vm guest with `IB_ZFS_TIER=1`;
 //! elsewhere this test says it is skipped), and the report it writes.
 
-mod tier;
+use crate::tier;
 
 use std::path::Path;
 use std::process::Command;

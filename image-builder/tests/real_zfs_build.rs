@@ -5,7 +5,7 @@
 //! a template edit and after a source file edit, `-r`, `-x`, a failing step leaving the
 //! work dataset at its input snapshot, and a concurrent build refused.
 
-mod tier;
+use crate::tier;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -13,8 +13,9 @@
 //! by sfdisk, the ESP by mtools, the pool by `image-builder inspect` and by importing it
 //! read-only under a new name and mounting the boot environment.
 
+#[path = "devimage/mod.rs"]
 mod devimage;
-mod tier;
+use crate::tier;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

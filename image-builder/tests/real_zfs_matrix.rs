@@ -4,7 +4,7 @@
 //! Two templates share a first stage on one work dataset, a third lives on another: the
 //! shared stage is built once, the chains run side by side, every build has its own log.
 
-mod tier;
+use crate::tier;
 
 use std::path::Path;
 use std::process::Command;

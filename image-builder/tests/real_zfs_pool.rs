@@ -6,7 +6,7 @@
 //! environment mounted read-only, the ESP read with mtools. Interrupting the build (SIGINT)
 //! at every step must leave no pool, loop device, mount, dataset or journal entry behind.
 
-mod tier;
+use crate::tier;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;

@@ -4,7 +4,7 @@
 //! directory inside the guest (`file://`), which takes every code path of a registry
 //! store except HTTP, and keeps the guest off the network.
 
-mod tier;
+use crate::tier;
 
 use image_builder::build::stage_store::StoreOptions;
 use image_builder::build::{self, BuildOptions, Env, Event, Outcome};

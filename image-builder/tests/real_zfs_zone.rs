@@ -7,7 +7,7 @@
 //! decompressed, receives into a new dataset whose tree matches the built root; the
 //! manifest's sha256 and size match the stream file, and every output is in SHA256SUMS.
 
-mod tier;
+use crate::tier;
 
 use std::collections::BTreeMap;
 use std::io::Write;

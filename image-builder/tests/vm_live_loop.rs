@@ -17,7 +17,7 @@
 //! setup`) or QEMU the test says it is skipped, unless `IB_REQUIRE_GUESTS` is set: then it
 //! fails.
 
-mod guest;
+use crate::guest;
 
 use std::collections::BTreeSet;
 use std::fs::File;

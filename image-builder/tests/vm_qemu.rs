@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod guest;
+use crate::guest;
 
 use guest::Guest;
 use image_builder::vm::{Accel, DirectBoot, Firmware, Network, QemuVm, RunOptions, Share, VmSpec};

@@ -1,6 +1,6 @@
 //! The `p9sync` command line against a real diod.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

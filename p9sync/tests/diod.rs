@@ -1,6 +1,6 @@
 //! The client and the mirror against a real 9P2000.L server (Debian's diod).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;

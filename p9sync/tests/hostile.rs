@@ -1,7 +1,7 @@
 //! A lying server must not make the client write outside the destination, hang,
 //! panic or allocate without bound.
 
-mod fake;
+use crate::fake;
 
 use std::fs;
 use std::path::Path;

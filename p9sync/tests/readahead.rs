@@ -1,6 +1,6 @@
 //! Pipelined reads deliver the file in order whatever order replies arrive in.
 
-mod fake;
+use crate::fake;
 
 use std::time::Duration;
 

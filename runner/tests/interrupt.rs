@@ -47,7 +47,7 @@ fn spawn_child() -> Child {
     let proc = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child",
+            "interrupt::child",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

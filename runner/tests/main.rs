@@ -1,0 +1,4 @@
+//! The runner's integration tests, one module a file, linked into one test
+//! binary (one link per change instead of one per file).
+
+mod interrupt;
