@@ -402,6 +402,57 @@ fn a_template_error_exits_2_from_validate_plan_build_and_matrix() {
     }
 }
 
+/// With `--json`, the error that ends a command is one JSON object on standard output
+/// (the event `error`, a kind, the fields it names and the message), beside the usual line
+/// on standard error; the exit status is the same as without it.
+#[test]
+fn json_errors_are_objects_with_a_kind_and_fields() {
+    let dir = bad_template_tree();
+    let t = dir.path().display().to_string();
+    let o = run(&[
+        "build",
+        "--json",
+        "-d",
+        "nosuchpool/images",
+        "-T",
+        &t,
+        "-g",
+        "g",
+        "-n",
+        "bad",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["event"], "error");
+    assert_eq!(v["kind"], "invalid");
+    assert_eq!(v["fields"]["errors"], 1);
+    assert!(
+        v["message"].as_str().unwrap().contains("nothing was built"),
+        "{v}"
+    );
+
+    let o = run(&["inspect", "--json", "--no-vm", "/nonexistent/disk.raw"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(
+        (v["event"].as_str(), v["kind"].as_str()),
+        (Some("error"), Some("failed"))
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/disk.raw"),
+        "{v}"
+    );
+
+    // Without --json nothing goes to standard output.
+    let o = run(&["inspect", "--no-vm", "/nonexistent/disk.raw"]);
+    assert!(o.stdout.is_empty());
+}
+
 /// `validate --json`: one object a template on standard output, the same exit status.
 #[test]
 fn validate_json_reports_each_problem_with_its_place() {

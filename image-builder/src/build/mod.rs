@@ -7,6 +7,7 @@ pub mod convert;
 mod dataset;
 pub mod device;
 pub mod error;
+mod error_json;
 mod fs;
 pub mod gpt;
 pub mod image_store;

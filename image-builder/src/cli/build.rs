@@ -71,7 +71,7 @@ pub struct BuildArgs {
     /// Print one JSON object per event (step start and finish, cache hit or miss) on
     /// standard output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     #[command(flatten)]
     guest: GuestArgs,
     /// Build inside the build zone ZONE (illumos only): created with the root dataset
@@ -101,6 +101,9 @@ pub fn run(a: BuildArgs, ctx: &Ctx) -> Result<ExitCode> {
             "error: {}/{} has {errors} error(s); nothing was built",
             plan.group, plan.name
         );
+        if a.json {
+            println!("{}", BuildError::Invalid(errors).to_json());
+        }
         return Ok(super::exit::usage());
     }
     ctx.handle_interrupts()
@@ -146,6 +149,9 @@ pub fn run(a: BuildArgs, ctx: &Ctx) -> Result<ExitCode> {
     // Refuse a build this host cannot run before starting anything, guest included.
     if let Err(e) = build::preflight(&plan, &opts, host) {
         eprintln!("error: {e}");
+        if a.json {
+            println!("{}", e.to_json());
+        }
         return Ok(super::exit::usage());
     }
     if let Some(zone) = &a.in_zone {
@@ -205,13 +211,17 @@ fn run_build(
     };
     match build::build(plan, opts, env, &mut show) {
         Ok(Outcome::Built) | Ok(Outcome::Cached) => ExitCode::SUCCESS,
-        Err(BuildError::Interrupted) => {
-            eprintln!("error: interrupted; everything the build made was undone");
-            super::exit::interrupted()
-        }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            if json {
+                println!("{}", e.to_json());
+            }
+            if let BuildError::Interrupted = e {
+                eprintln!("error: interrupted; everything the build made was undone");
+                super::exit::interrupted()
+            } else {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ pub struct InspectArgs {
     file: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Read the pool in the embedded ZFS guest (the default on a Linux host without
     /// /dev/zfs). The guest reads the image through the host's file system, read-only.
     #[arg(long)]

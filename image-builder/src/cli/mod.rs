@@ -105,6 +105,21 @@ pub mod exit {
     #[error("{0}")]
     pub struct BadInput(pub String);
 
+    /// An error that ended a `--json` command, as the object it prints on standard output:
+    /// the event `error`, its kind (`bad_input` for exit status 2, `failed` for 1; a build
+    /// error's own kind where the build itself failed), and the message.
+    pub fn json_error(e: &anyhow::Error, bad_input: bool) -> serde_json::Value {
+        if let Some(b) = e.downcast_ref::<image_builder::build::BuildError>() {
+            return b.to_json();
+        }
+        serde_json::json!({
+            "event": "error",
+            "kind": if bad_input { "bad_input" } else { "failed" },
+            "fields": {},
+            "message": format!("{e:#}"),
+        })
+    }
+
     /// Marks `e` as bad input, keeping its whole message.
     pub fn bad_input(e: impl Into<anyhow::Error>) -> anyhow::Error {
         let e: anyhow::Error = e.into();
@@ -114,6 +129,7 @@ pub mod exit {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.command.wants_json();
     cli.output.init_logging("IMAGE_BUILDER_LOG");
     let ctx = Ctx::detect(cli.output.output());
     tracing::debug!(
@@ -126,11 +142,29 @@ pub fn run() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.is::<exit::BadInput>() {
+            let bad_input = e.is::<exit::BadInput>();
+            if json {
+                println!("{}", exit::json_error(&e, bad_input));
+            }
+            if bad_input {
                 exit::usage()
             } else {
                 exit::failed()
             }
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for `--json` output (its errors are then also one
+    /// JSON object on standard output).
+    fn wants_json(&self) -> bool {
+        match self {
+            Command::Build(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Plan(a) => a.json,
+            Command::Validate(a) => a.json,
+            _ => false,
         }
     }
 }

@@ -22,7 +22,7 @@ pub struct PlanArgs {
     template: TemplateArgs,
     /// Print the plan as JSON.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Root dataset of the builds: also say whether the stage would come from the cache
     /// and, if not, why.
     #[arg(short = 'd', long = "dataset", value_name = "DATASET")]

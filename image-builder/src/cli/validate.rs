@@ -40,7 +40,7 @@ pub struct ValidateArgs {
     /// `warnings`, `steps` and `problems`, each with `severity`, `file`, `path`, `line`,
     /// `column` and `message`) instead of the problems as text on standard error.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     #[command(flatten)]
     source: SourceArgs,
 }
