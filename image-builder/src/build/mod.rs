@@ -16,6 +16,7 @@ pub mod layout;
 pub mod lock;
 mod pool;
 pub mod record;
+pub mod select;
 mod session;
 mod work;
 mod zone;
@@ -65,6 +66,12 @@ pub struct BuildOptions {
     /// `--resume`: rebuild a dataset stage only from a matching checkpoint; refuse when
     /// none matches.
     pub resume: bool,
+    /// `--until`: run a dataset stage's steps up to this index only; the stage gets a
+    /// checkpoint after it but no output snapshot, so it is not complete.
+    pub until: Option<usize>,
+    /// `--from`: rerun a dataset stage from this step index, starting from the checkpoint
+    /// that holds the steps before it; refuse when none does.
+    pub from: Option<usize>,
 }
 
 impl BuildOptions {
@@ -88,6 +95,8 @@ impl BuildOptions {
             checkpoints: checkpoint::Policy::default(),
             keep_failed: false,
             resume: false,
+            until: None,
+            from: None,
         }
     }
 }
@@ -140,6 +149,12 @@ pub enum Event {
         snapshot: String,
         index: usize,
     },
+    /// `--until`: the stage stopped after step `index`; it has no output snapshot, so it
+    /// is not complete. `checkpoint` holds the tree (none when a step wrote outputs).
+    Stopped {
+        index: usize,
+        checkpoint: Option<String>,
+    },
     /// `--keep-failed`: the failed stage's work dataset is left in place.
     KeptFailed {
         work: String,
@@ -190,6 +205,9 @@ pub fn build(
         return Err(BuildError::Invalid(errors));
     }
     preflight(plan, opts, env.host)?;
+    if opts.until.is_some() || opts.from.is_some() {
+        select::dataset_only(plan.target.as_ref(), "--until and --from")?;
+    }
     match &plan.target {
         Some(Target::Dataset(d)) => dataset::build(plan, d, opts, env, events),
         Some(Target::Pool(p)) => work::build(plan, work::Kind::Pool(p), opts, env, events),
@@ -464,7 +482,7 @@ pub fn step_status(
     zfs: &dyn Zfs,
 ) -> Result<Option<StepStatus>, BuildError> {
     match &plan.target {
-        Some(Target::Dataset(d)) => dataset::step_status(plan, d, opts, zfs).map(Some),
+        Some(Target::Dataset(d)) => checkpoint::step_status(plan, d, opts, zfs).map(Some),
         _ => Ok(None),
     }
 }
