@@ -380,10 +380,73 @@ fn build_until_and_from_refuse_an_unknown_step_or_an_image_target_before_anythin
     );
 }
 
+#[test]
+fn shell_refuses_bad_input_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("g")).unwrap();
+    std::fs::write(
+        dir.path().join("g/s.json"),
+        r#"{ "dataset": { "name": "w" }, "steps": [
+             { "t": "ensure_dir", "dir": "/a", "owner": "root", "group": "root", "mode": "755" } ] }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("g/p.json"),
+        r#"{ "pool": { "name": "rpool", "size": 64 }, "steps": [] }"#,
+    )
+    .unwrap();
+    let t = dir.path().display().to_string();
+    let shell = |name: &str, more: &[&str]| {
+        let mut a = vec![
+            "shell",
+            "-d",
+            "nosuchpool/images",
+            "-T",
+            &t,
+            "-g",
+            "g",
+            "-n",
+            name,
+        ];
+        a.extend_from_slice(more);
+        run(&a)
+    };
+    let o = shell("s", &["--at", "1", "--", "/bin/true"]);
+    assert_no_panic(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: --at \"1\" names no step of g/s:"),
+        "{}",
+        stderr(&o)
+    );
+    let o = shell("p", &["--", "/bin/true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with(
+            "error: shell: only a dataset stage keeps its tree after the build, and a pool image"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // Without /dev/zfs the stage lives in the embedded guest, which has no terminal to
+    // give an interactive shell.
+    if !Path::new("/dev/zfs").exists() && std::env::consts::OS == "linux" {
+        let o = shell("s", &[]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            stderr(&o)
+                .starts_with("error: an interactive shell cannot run in the embedded ZFS guest"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 /// Every subcommand: `image-builder` and each subcommand's `--help` end with the exit
 /// status table.
-const SUBCOMMANDS: [&str; 10] = [
-    "build", "clean", "embedded", "inspect", "validate", "plan", "schema", "vm", "test", "matrix",
+const SUBCOMMANDS: [&str; 11] = [
+    "build", "clean", "embedded", "inspect", "validate", "plan", "schema", "shell", "vm", "test",
+    "matrix",
 ];
 
 #[test]

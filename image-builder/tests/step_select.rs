@@ -25,22 +25,31 @@ impl World {
     /// not exist; `snaps` are the work dataset's snapshots (oldest first), `props` the
     /// prefix key each checkpoint among them carries.
     fn new(snaps: &[&str], props: &[(&str, &str)]) -> World {
+        World::with(snaps, props, |_, _| {})
+    }
+
+    /// [`World::new`], with `first`'s rules before the others (rules match by prefix,
+    /// first added first, and `rpool/images/tmp/g/img` is a prefix of the shell's clone).
+    fn with(snaps: &[&str], props: &[(&str, &str)], first: impl FnOnce(&Recorder, &Path)) -> World {
         let top = tempfile::tempdir().unwrap();
-        for d in ["t/g", "output", "tmp", "work"] {
+        for d in ["t/g", "output", "tmp", "work", "clone"] {
             std::fs::create_dir_all(top.path().join(d)).unwrap();
         }
         // Commands without a rule succeed with no output, as zfs(8) create, destroy,
-        // snapshot and rollback do (they print nothing the build reads); each of them is
-        // pinned by the tests below, the queries get rules.
+        // snapshot, rollback, clone and mount do (they print nothing the build reads);
+        // each of them is pinned by the tests below, the queries get rules.
         let rec = Arc::new(Recorder::new().allow_unmatched());
+        first(&rec, top.path());
         // zfs(8) list -H -o name: one line per dataset; an absent one fails the listing.
-        rec.always(
-            &format!("/sbin/zfs list -H -p -o name -t all {WORK}@image"),
-            Output::failed(
-                1,
-                format!("cannot open '{WORK}@image': dataset does not exist\n"),
-            ),
-        );
+        if !snaps.contains(&"image") {
+            rec.always(
+                &format!("/sbin/zfs list -H -p -o name -t all {WORK}@image"),
+                Output::failed(
+                    1,
+                    format!("cannot open '{WORK}@image': dataset does not exist\n"),
+                ),
+            );
+        }
         // Rules match by prefix, first added first: the snapshots before the dataset.
         let mut names: Vec<String> = snaps.iter().map(|s| format!("{WORK}@{s}")).collect();
         names.extend([
@@ -177,6 +186,139 @@ impl World {
 
 fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+const CLONE: &str = "rpool/images/tmp/g/img-shell";
+
+/// A stage with a checkpoint after step 1, ready for `shell`: the clone's parent exists (a
+/// build made it), and the clone, once made, is listed and not yet mounted; `chroot` exits
+/// with status 3.
+fn shell_world(snaps: &[&str]) -> World {
+    World::with(snaps, &[], |rec, top| {
+        // zfs(8) list -H -o name: the clone exists once `zfs clone` made it.
+        for n in [CLONE, "rpool/images/tmp/g"] {
+            rec.always(
+                &format!("/sbin/zfs list -H -p -o name -t all {n}"),
+                Output::ok(format!("{n}\n")),
+            );
+        }
+        // zfs(8) get -H -p -o value,source: a clone inherits its parent's mountpoint
+        // (source "inherited from ..."); `mounted` is read-only (source "-").
+        rec.always(
+            &format!("/sbin/zfs get -H -p -o value,source mountpoint {CLONE}"),
+            Output::ok(format!(
+                "{}\tinherited from rpool/images/tmp\n",
+                top.join("clone").display()
+            )),
+        );
+        rec.always(
+            &format!("/sbin/zfs get -H -p -o value,source mounted {CLONE}"),
+            Output::ok("no\t-\n"),
+        );
+        // chroot(8): exits with the status of the command it ran.
+        rec.always("/usr/sbin/chroot ", Output::failed(3, ""));
+    })
+}
+
+fn run_shell(w: &World, at: &build::shell::At, argv: &[&str]) -> Result<i32, BuildError> {
+    let zfs = zfs::ZfsCli::new(&*w.rec, zfs::ZfsTools::in_dir("/sbin"));
+    let env = Env {
+        host: Host::Illumos,
+        runner: &*w.rec,
+        zfs: &zfs,
+    };
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    build::shell::shell(&w.plan(), &w.opts(), &env, at, &argv)
+}
+
+/// The recorded commands that changed something, the top directory as `W`.
+fn shell_actions(w: &World) -> Vec<String> {
+    let top = w.top.path().display().to_string();
+    w.rec
+        .lines()
+        .into_iter()
+        .filter(|l| !(l.contains(" list ") || l.contains("zfs get ")))
+        .map(|l| l.replace(&top, "W"))
+        .collect()
+}
+
+fn journals(w: &World) -> usize {
+    std::fs::read_dir(w.dir("output/.image-builder/journals"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn shell_at_a_step_runs_its_command_chrooted_in_a_clone_of_the_checkpoint_then_destroys_it() {
+    let w = shell_world(&["strap", "ib:after-001", "image"]);
+    let at = build::shell::At::Step(1);
+    assert_eq!(run_shell(&w, &at, &["/bin/cat", "/s1/marker"]).unwrap(), 3);
+    assert_eq!(
+        shell_actions(&w),
+        [
+            // zfs(8) clone: `zfs clone snapshot filesystem`, mounted (zfs(8) mount
+            // filesystem) when it is not yet.
+            format!("/sbin/zfs clone {WORK}@ib:after-001 {CLONE}"),
+            format!("/sbin/zfs mount {CLONE}"),
+            // chroot(8): `chroot newroot [command]`.
+            "/usr/sbin/chroot W/clone /bin/cat /s1/marker".to_string(),
+            // zfs(8) destroy -r: the clone and anything under it.
+            format!("/sbin/zfs destroy -r {CLONE}"),
+        ]
+    );
+    assert_eq!(journals(&w), 0);
+}
+
+#[test]
+fn shell_opens_the_output_snapshot_by_default_and_a_kept_failure_through_a_snapshot_of_its_own() {
+    let w = shell_world(&["strap", "image"]);
+    run_shell(&w, &build::shell::At::Output, &["/bin/true"]).unwrap();
+    assert_eq!(
+        shell_actions(&w)[0],
+        format!("/sbin/zfs clone {WORK}@image {CLONE}")
+    );
+
+    let w = shell_world(&["strap", "ib:shell"]);
+    run_shell(&w, &build::shell::At::Failed, &["/bin/true"]).unwrap();
+    assert_eq!(
+        shell_actions(&w),
+        [
+            // zfs(8) snapshot: the work dataset as it is now.
+            format!("/sbin/zfs snapshot {WORK}@ib:shell"),
+            format!("/sbin/zfs clone {WORK}@ib:shell {CLONE}"),
+            format!("/sbin/zfs mount {CLONE}"),
+            "/usr/sbin/chroot W/clone /bin/true".to_string(),
+            // Undone newest first: the clone, then the snapshot it came from.
+            format!("/sbin/zfs destroy -r {CLONE}"),
+            format!("/sbin/zfs destroy -r {WORK}@ib:shell"),
+        ]
+    );
+    assert_eq!(journals(&w), 0);
+}
+
+#[test]
+fn shell_without_the_state_asked_for_names_what_there_is_and_touches_nothing() {
+    let w = shell_world(&["strap", "ib:after-000", "ib:after-001"]);
+    let e = run_shell(&w, &build::shell::At::Step(2), &["/bin/true"])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "there is no checkpoint after step 2 (ensure_dir, g/img.json:steps[2]): {WORK} has \
+             checkpoints after step(s) 0, 1"
+        )
+    );
+    let e = run_shell(&w, &build::shell::At::Output, &["/bin/true"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{WORK}@image does not exist (the stage is not complete): open a checkpoint with --at STEP"
+        )),
+        "{e}"
+    );
+    assert_eq!(shell_actions(&w), Vec::<String>::new());
 }
 
 #[test]

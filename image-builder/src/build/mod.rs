@@ -18,6 +18,7 @@ mod pool;
 pub mod record;
 pub mod select;
 mod session;
+pub mod shell;
 mod work;
 mod zone;
 pub mod zone_image;

@@ -11,6 +11,7 @@ mod matrix;
 mod output;
 mod plan;
 mod schema;
+mod shell;
 mod test;
 mod validate;
 mod vm;
@@ -46,6 +47,8 @@ enum Command {
     Plan(plan::PlanArgs),
     #[command(after_help = exit::HELP)]
     Schema(schema::SchemaArgs),
+    #[command(after_help = exit::HELP)]
+    Shell(shell::ShellArgs),
     #[command(after_help = exit::HELP)]
     Vm(vm::VmArgs),
     #[command(after_help = exit::HELP)]
@@ -117,6 +120,7 @@ pub fn run() -> ExitCode {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),
+        Command::Shell(a) => shell::run(a),
         Command::Vm(a) => vm::run(a),
         Command::Test(a) => test::run(a),
         Command::Matrix(a) => matrix::run(a),
