@@ -271,6 +271,36 @@ mod tests {
     }
 
     #[test]
+    fn an_interactive_command_reads_this_process_standard_input() {
+        const OUT: &str = "RUNNER_TEST_INTERACTIVE_OUT";
+        if let Some(path) = std::env::var_os(OUT) {
+            // The test binary run again below, with a pipe as its standard input.
+            let cmd = Cmd::new("/bin/sh")
+                .args(["-c", "read x; echo \"got $x\""])
+                .interactive()
+                .stdout_to(path);
+            assert!(SystemRunner::new().output(&cmd).unwrap().success());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "system::tests::an_interactive_command_reads_this_process_standard_input",
+                "--test-threads=1",
+            ])
+            .env(OUT, &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "got hello\n");
+    }
+
+    #[test]
     fn stdout_to_writes_a_file_and_keeps_stderr() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stream");
