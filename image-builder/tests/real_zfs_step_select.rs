@@ -200,6 +200,16 @@ fn until_leaves_the_stage_incomplete_from_reruns_and_shell_sees_a_checkpoint_wit
     assert_eq!(out, format!("step {}\n", first + 3));
     let (code, _, _) = shell(&pool, &["--", "/bin/cat", "/m/none"]);
     assert_eq!(code, Some(1));
+    // --failed: the work dataset as it is, through a snapshot that goes with the clone.
+    std::fs::write(pool.mountpoint(&work).join("m/marker"), "changed\n").unwrap();
+    let (code, out, err) = shell(&pool, &["--failed", "--", "/bin/cat", "/m/marker"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "changed\n");
+    std::fs::write(
+        pool.mountpoint(&work).join("m/marker"),
+        format!("step {}\n", first + 3),
+    )
+    .unwrap();
     assert_eq!(snaps(), before);
     assert_eq!(all(&zfs), datasets);
     let journals = pool.output_dir().join(".image-builder/journals");
