@@ -16,6 +16,7 @@ pub struct Cmd {
     timeout: Option<Duration>,
     tag: Option<String>,
     passthrough: bool,
+    interactive: bool,
     stdout_file: Option<PathBuf>,
     stdin_file: Option<PathBuf>,
 }
@@ -31,6 +32,7 @@ impl Cmd {
             timeout: None,
             tag: None,
             passthrough: false,
+            interactive: false,
             stdout_file: None,
             stdin_file: None,
         }
@@ -46,6 +48,20 @@ impl Cmd {
 
     pub fn is_passthrough(&self) -> bool {
         self.passthrough
+    }
+
+    /// Run the command on this process's terminal, for a person to use (an interactive
+    /// shell): standard input, output and error are this process's, and the command stays
+    /// in this process's group, so it is the terminal's foreground job and gets the
+    /// terminal's own signals (Ctrl-C) itself. An interrupt request still stops it.
+    pub fn interactive(mut self) -> Self {
+        self.interactive = true;
+        self.passthrough = true;
+        self
+    }
+
+    pub fn is_interactive(&self) -> bool {
+        self.interactive
     }
 
     /// Send standard output to `path` (created or truncated before the command starts),

@@ -72,10 +72,14 @@ impl Runner for SystemRunner {
             .envs(cmd.get_env().iter().map(|(k, v)| (k, v)))
             .stdin(if cmd.get_stdin().is_some() {
                 Stdio::piped()
+            } else if cmd.is_interactive() {
+                Stdio::inherit()
             } else {
                 Stdio::null()
-            })
-            .process_group(0);
+            });
+        if !cmd.is_interactive() {
+            c.process_group(0);
+        }
         if cmd.is_passthrough() {
             c.stdout(Stdio::inherit()).stderr(Stdio::inherit());
         } else {
@@ -117,7 +121,7 @@ impl Runner for SystemRunner {
         let err = collect(child.stderr.take(), tag, true);
 
         let timeout = cmd.get_timeout().or(self.default_timeout);
-        let status = wait(&mut child, timeout).map_err(|e| match e {
+        let status = wait(&mut child, timeout, !cmd.is_interactive()).map_err(|e| match e {
             WaitError::Io(source) => RunError::Io {
                 cmd: line.clone(),
                 source,
@@ -188,9 +192,12 @@ enum WaitError {
     Interrupted,
 }
 
+/// Waits for `child`; `own_group` says whether it leads a process group of its own (an
+/// interactive command is in ours, and only it is stopped).
 fn wait(
     child: &mut Child,
     timeout: Option<Duration>,
+    own_group: bool,
 ) -> Result<std::process::ExitStatus, WaitError> {
     let start = Instant::now();
     let mut nap = Duration::from_millis(1);
@@ -199,12 +206,20 @@ fn wait(
             return Ok(status);
         }
         if crate::interrupt::stops_commands() {
-            kill_group(child);
+            if own_group {
+                kill_group(child);
+            } else {
+                let _ = child.kill();
+            }
             let _ = child.wait();
             return Err(WaitError::Interrupted);
         }
         if let Some(limit) = timeout.filter(|l| start.elapsed() >= *l) {
-            kill_group(child);
+            if own_group {
+                kill_group(child);
+            } else {
+                let _ = child.kill();
+            }
             let _ = child.wait();
             return Err(WaitError::Timeout(limit));
         }
@@ -238,6 +253,59 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interactive_command_stays_in_this_process_group_and_others_get_their_own() {
+        if !std::path::Path::new("/bin/ps").exists() {
+            println!("skipped: /bin/ps is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ours = rustix::process::getpgrp()
+            .as_raw_nonzero()
+            .get()
+            .to_string();
+        let pgid_of = |interactive: bool| {
+            let path = dir.path().join("pgid");
+            let cmd = Cmd::new("/bin/sh").args(["-c", "ps -o pgid= -p $$"]);
+            let cmd = if interactive { cmd.interactive() } else { cmd };
+            let out = SystemRunner::new().output(&cmd.stdout_to(&path)).unwrap();
+            assert!(out.success(), "{}", out.status_text());
+            std::fs::read_to_string(&path).unwrap().trim().to_string()
+        };
+        assert_eq!(pgid_of(true), ours);
+        assert_ne!(pgid_of(false), ours);
+    }
+
+    #[test]
+    fn an_interactive_command_reads_this_process_standard_input() {
+        const OUT: &str = "RUNNER_TEST_INTERACTIVE_OUT";
+        if let Some(path) = std::env::var_os(OUT) {
+            // The test binary run again below, with a pipe as its standard input.
+            let cmd = Cmd::new("/bin/sh")
+                .args(["-c", "read x; echo \"got $x\""])
+                .interactive()
+                .stdout_to(path);
+            assert!(SystemRunner::new().output(&cmd).unwrap().success());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "system::tests::an_interactive_command_reads_this_process_standard_input",
+                "--test-threads=1",
+            ])
+            .env(OUT, &path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "got hello\n");
+    }
 
     #[test]
     fn stdout_to_writes_a_file_and_keeps_stderr() {

@@ -8,8 +8,12 @@
 //! (they are checked as names without it), and the reference tool names its snapshots
 //! only after those, so the names never collide.
 
+use super::cache;
 use super::error::BuildError;
-use crate::template::{PlannedStep, StepKind};
+use super::layout::{self, Layout};
+use super::BuildOptions;
+use crate::template::model::Dataset;
+use crate::template::{Plan, PlannedStep, StepKind};
 
 /// The ZFS user property holding a checkpoint's prefix key.
 pub const PREFIX_PROPERTY: &str = "org.illumos.image-builder:prefix";
@@ -124,6 +128,54 @@ pub fn prune(
         gone.push(snap.clone());
     }
     Ok(gone)
+}
+
+/// Which checkpoint a build of `target` would resume from, and the first step whose
+/// prefix key differs from the last recorded build's, with why. Reads ZFS and the build
+/// record only.
+pub(super) fn step_status(
+    plan: &Plan,
+    target: &Dataset,
+    opts: &BuildOptions,
+    zfs: &dyn zfs::Zfs,
+) -> Result<super::StepStatus, BuildError> {
+    let output_name = opts
+        .output_name
+        .clone()
+        .unwrap_or_else(|| plan.name.clone());
+    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
+    let work = layout.work.clone().unwrap_or_default();
+    let snap = |s: &str| format!("{work}@{s}");
+    let mut status = super::StepStatus {
+        resume_from: None,
+        first_change: None,
+    };
+    if !zfs.exists(&layout.root)? || !zfs.exists(&work)? {
+        return Ok(status);
+    }
+    let output_dir = if zfs.exists(&layout.output)? {
+        layout::mountpoint(zfs, &layout.output)?
+    } else {
+        std::path::PathBuf::from("/nonexistent")
+    };
+    let input_guid = match &target.input_snapshot {
+        Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
+        _ => None,
+    };
+    let inputs = cache::inputs(plan, opts, &output_dir, input_guid).map_err(BuildError::Sources)?;
+    let after = target.input_snapshot.as_deref().map(snap);
+    let found = list(zfs, &work, after.as_deref())?;
+    status.resume_from = newest_match(zfs, &found, &inputs.prefix_keys())?;
+    // The last build's inputs, from its record.
+    let record = output_dir.join(format!("{}-{output_name}.build.json", plan.group));
+    let old = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value::<cache::KeyInputs>(v["inputs"].clone()).ok());
+    if let Some(old) = old {
+        status.first_change = cache::first_change(&old, &inputs);
+    }
+    Ok(status)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use super::checkpoint;
 use super::error::BuildError;
 use super::journal::{fresh_dataset, Mark, Undo};
 use super::layout::{self, Layout};
+use super::select;
 use super::stage_store::{self, StageRef};
 use super::target::{Keep, Target, TargetCx};
 use super::{BuildOptions, Event, Outcome};
@@ -36,7 +37,11 @@ impl Target for &Dataset {
 
     /// A stage that may be a cache hit lists its work dataset and snapshots with the root.
     fn listing(&self, opts: &BuildOptions) -> &'static [&'static str] {
-        let may_hit = self.output_snapshot.is_some() && !opts.reset && !opts.fullreset;
+        let may_hit = self.output_snapshot.is_some()
+            && !opts.reset
+            && !opts.fullreset
+            && opts.until.is_none()
+            && opts.from.is_none();
         if may_hit {
             &HIT_PROPS
         } else {
@@ -126,7 +131,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
                 format!("{} does not exist", snap(out))
             } else {
                 match zfs.get(&snap(out), KEY_PROPERTY)? {
-                    Some(k) if k == key && !opts.reset => {
+                    Some(k) if k == key && !opts.reset && select::partial(opts).is_none() => {
                         // Later stages' snapshots were made from this one: keep them. Only
                         // when this is the newest snapshot is the tree reset to it.
                         if zfs.snapshots(&work)?.last() == Some(&snap(out)) {
@@ -145,6 +150,8 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
                         ours = true;
                         if opts.reset {
                             "-r was given".to_string()
+                        } else if let Some(why) = select::partial(opts) {
+                            why
                         } else {
                             "the template, its files, its features or its input changed".to_string()
                         }
@@ -162,12 +169,19 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             };
             events(&Event::CacheMiss { reason });
         }
-        resumed = if opts.reset {
-            None
-        } else {
-            let after = target.input_snapshot.as_deref().map(snap);
-            let found = checkpoint::list(zfs, &work, after.as_deref())?;
-            checkpoint::newest_match(zfs, &found, &prefix)?
+        let after = target.input_snapshot.as_deref().map(snap);
+        resumed = match (opts.from, opts.until) {
+            (Some(from), _) => {
+                let found = checkpoint::list(zfs, &work, after.as_deref())?;
+                select::from_checkpoint(zfs, plan, &work, &found, &prefix, from)?
+            }
+            _ if opts.reset => None,
+            (None, until) => {
+                let mut found = checkpoint::list(zfs, &work, after.as_deref())?;
+                // A checkpoint after STEP holds more than --until STEP asks for.
+                found.retain(|(i, _)| until.is_none_or(|u| *i <= u));
+                checkpoint::newest_match(zfs, &found, &prefix)?
+            }
         };
         if let Some((index, cp)) = &resumed {
             // Later checkpoints (of steps that changed) and the old output snapshot go.
@@ -213,6 +227,9 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         if opts.resume {
             return Err(BuildError::NoWork { work });
         }
+        if opts.from.is_some_and(|f| f > 0) {
+            return Err(BuildError::NoFromWork { work });
+        }
         if let Some(s) = &target.input_snapshot {
             return Err(BuildError::NoInput { snapshot: snap(s) });
         }
@@ -223,7 +240,9 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         zfs.create(&work, &CreateOptions::new().parents())?;
     }
 
-    if let (Some(store), Some(stage), None) = (&opts.store, &stored, &resumed) {
+    // A build of part of the stage (--until, --from) takes nothing from the store.
+    let whole = opts.until.is_none() && opts.from.is_none();
+    if let (Some(store), Some(stage), None, true) = (&opts.store, &stored, &resumed, whole) {
         // A local miss: the store may have the stage.
         if stage_store::receive(store, env, stage, &tmp_dir, events)? {
             journal.done(work_mark)?;
@@ -246,6 +265,12 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     if let Some((index, _)) = &resumed {
         todo.steps.retain(|s| s.index > *index);
     }
+    if let Some(until) = opts.until {
+        todo.steps.retain(|s| s.index <= until);
+    }
+    // --until: the tree after the last step it runs is kept as a checkpoint.
+    let last = opts.until.and_then(|u| select::last_running(&todo, u));
+    let mut stopped_at: Option<String> = None;
     let events = std::cell::RefCell::new(events);
     let mut since = 0.0;
     let mut wrote_outputs = false;
@@ -261,7 +286,8 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         let Some(k) = prefix.get(pos) else {
             return Ok(());
         };
-        if wrote_outputs || !checkpoint::wanted(&opts.checkpoints, since, rest) {
+        let stop = last == Some(s.index);
+        if wrote_outputs || !(stop || checkpoint::wanted(&opts.checkpoints, since, rest)) {
             return Ok(());
         }
         let cp = checkpoint::name(&work, s.index);
@@ -272,6 +298,9 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         })?;
         journal.done(std::mem::replace(&mut work_mark, mark))?;
         since = 0.0;
+        if stop {
+            stopped_at = Some(cp.clone());
+        }
         (events.borrow_mut())(&Event::Checkpoint {
             snapshot: cp,
             index: s.index,
@@ -287,8 +316,26 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         &mut after,
     )?;
 
-    if let Some(out) = &target.output_snapshot {
-        zfs.snapshot(&snap(out), &[(KEY_PROPERTY, &key)])?;
+    match opts.until {
+        // Never complete: no output snapshot, no cache key.
+        Some(until) => {
+            let checkpoint = stopped_at.or_else(|| {
+                let cp = checkpoint::name(&work, last?);
+                resumed
+                    .as_ref()
+                    .filter(|(_, r)| *r == cp)
+                    .map(|(_, r)| r.clone())
+            });
+            (events.borrow_mut())(&Event::Stopped {
+                index: until,
+                checkpoint,
+            });
+        }
+        None => {
+            if let Some(out) = &target.output_snapshot {
+                zfs.snapshot(&snap(out), &[(KEY_PROPERTY, &key)])?;
+            }
+        }
     }
     journal.done(work_mark)?;
     let after = target.input_snapshot.as_deref().map(snap);
@@ -296,13 +343,18 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     for gone in checkpoint::prune(zfs, &made, opts.checkpoints.keep)? {
         tracing::info!("pruned checkpoint {gone}");
     }
-    rec.cache = "miss".into();
+    rec.cache = if opts.until.is_some() {
+        "partial".into()
+    } else {
+        "miss".into()
+    };
     rec.outputs = list_outputs(output_dir)
         .into_iter()
         .filter(|(n, m)| before.iter().all(|(bn, bm)| bn != n || bm != m))
         .map(|(n, _)| n)
         .collect();
-    if let (Some(store), Some(stage)) = (&opts.store, &stored) {
+    // A partial build (--until) is never pushed: it is no stage.
+    if let (Some(store), Some(stage), None) = (&opts.store, &stored, opts.until) {
         stage_store::push(store, env, stage, rec, &tmp_dir, &mut |e| {
             (events.borrow_mut())(e)
         })?;
@@ -448,52 +500,4 @@ pub fn cache_status(
         }
         None => CacheStatus::Miss(built_elsewhere(&work, &snap(out), target, &snap).to_string()),
     })
-}
-
-/// Which checkpoint a build of `target` would resume from, and the first step whose
-/// prefix key differs from the last recorded build's, with why. Reads ZFS and the build
-/// record only.
-pub fn step_status(
-    plan: &Plan,
-    target: &Dataset,
-    opts: &BuildOptions,
-    zfs: &dyn zfs::Zfs,
-) -> Result<super::StepStatus, BuildError> {
-    let output_name = opts
-        .output_name
-        .clone()
-        .unwrap_or_else(|| plan.name.clone());
-    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
-    let work = layout.work.clone().unwrap_or_default();
-    let snap = |s: &str| format!("{work}@{s}");
-    let mut status = super::StepStatus {
-        resume_from: None,
-        first_change: None,
-    };
-    if !zfs.exists(&layout.root)? || !zfs.exists(&work)? {
-        return Ok(status);
-    }
-    let output_dir = if zfs.exists(&layout.output)? {
-        layout::mountpoint(zfs, &layout.output)?
-    } else {
-        std::path::PathBuf::from("/nonexistent")
-    };
-    let input_guid = match &target.input_snapshot {
-        Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
-        _ => None,
-    };
-    let inputs = cache::inputs(plan, opts, &output_dir, input_guid).map_err(BuildError::Sources)?;
-    let after = target.input_snapshot.as_deref().map(snap);
-    let found = checkpoint::list(zfs, &work, after.as_deref())?;
-    status.resume_from = checkpoint::newest_match(zfs, &found, &inputs.prefix_keys())?;
-    // The last build's inputs, from its record.
-    let record = output_dir.join(format!("{}-{output_name}.build.json", plan.group));
-    let old = std::fs::read(&record)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| serde_json::from_value::<cache::KeyInputs>(v["inputs"].clone()).ok());
-    if let Some(old) = old {
-        status.first_change = cache::first_change(&old, &inputs);
-    }
-    Ok(status)
 }

@@ -65,6 +65,48 @@ pub enum BuildError {
     NoCheckpoint { work: String },
     #[error("--resume: {work} does not exist, so there is no checkpoint to resume from")]
     NoWork { work: String },
+    #[error("--from: {work} does not exist, so there is no checkpoint to start from")]
+    NoFromWork { work: String },
+    #[error(
+        "--from {from}: no checkpoint of {work} holds steps 0-{} as this build makes them \
+         (none was taken after them, or the steps, the files they read, the features or the \
+         input snapshot changed since); build with --until {} first, or without --from",
+        .from - 1,
+        .from - 1
+    )]
+    FromNoMatch { from: usize, work: String },
+    #[error(
+        "--from {from}: the newest matching checkpoint is {checkpoint} (after step {index}), so \
+         step(s) {} would have to run first; use --from {}, or build with --until {} first",
+        .gap.join(", "),
+        .index + 1,
+        .from - 1
+    )]
+    FromGap {
+        from: usize,
+        checkpoint: String,
+        index: usize,
+        gap: Vec<String>,
+    },
+    #[error("{what}: only a dataset stage keeps its tree after the build, and {why}")]
+    DatasetOnly { what: String, why: String },
+    #[error("{work} does not exist: build the stage first")]
+    NoStage { work: String },
+    #[error("could not clean up after an earlier shell: {}", .failed.join("; "))]
+    EarlierShell { failed: Vec<String> },
+    #[error("could not remove the shell's clone: {}", .failed.join("; "))]
+    ShellClone { failed: Vec<String> },
+    #[error(
+        "{what}: open a checkpoint with --at STEP ({checkpoints}) or the work dataset as it is \
+         with --failed"
+    )]
+    NothingToOpen { what: String, checkpoints: String },
+    #[error("there is no checkpoint after step {index}{step}: {checkpoints}")]
+    NoCheckpointAfter {
+        index: usize,
+        step: String,
+        checkpoints: String,
+    },
     #[error(
         "{work} exists but its input snapshot {snapshot} does not; rebuild the earlier stages \
          or start over with -x"

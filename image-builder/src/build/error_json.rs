@@ -27,6 +27,15 @@ impl BuildError {
             Sources(_) => "sources",
             NoCheckpoint { .. } => "no_checkpoint",
             NoWork { .. } => "no_work",
+            NoFromWork { .. } => "no_from_work",
+            FromNoMatch { .. } => "from_no_match",
+            FromGap { .. } => "from_gap",
+            DatasetOnly { .. } => "dataset_only",
+            NoStage { .. } => "no_stage",
+            EarlierShell { .. } => "earlier_shell",
+            ShellClone { .. } => "shell_clone",
+            NothingToOpen { .. } => "nothing_to_open",
+            NoCheckpointAfter { .. } => "no_checkpoint_after",
             InputGone { .. } => "input_gone",
             NotOurs { .. } => "not_ours",
             NoInput { .. } => "no_input",
@@ -69,7 +78,27 @@ impl BuildError {
                 "cause": source.to_string(),
             }),
             NoRoot { root } => json!({ "root": root }),
-            EarlierBuild { failed } | Undo { failed } => json!({ "failed": failed }),
+            EarlierBuild { failed }
+            | Undo { failed }
+            | EarlierShell { failed }
+            | ShellClone { failed } => json!({ "failed": failed }),
+            FromNoMatch { from, work } => json!({ "from": from, "work": work }),
+            FromGap {
+                from,
+                checkpoint,
+                index,
+                gap,
+            } => json!({ "from": from, "checkpoint": checkpoint, "index": index, "gap": gap }),
+            DatasetOnly { what, why } => json!({ "what": what, "why": why }),
+            NoStage { work } => json!({ "work": work }),
+            NothingToOpen { what, checkpoints } => {
+                json!({ "what": what, "checkpoints": checkpoints })
+            }
+            NoCheckpointAfter {
+                index,
+                step,
+                checkpoints,
+            } => json!({ "index": index, "step": step, "checkpoints": checkpoints }),
             NotMounted {
                 dataset,
                 mountpoint,
@@ -77,7 +106,9 @@ impl BuildError {
             OpenRoot { what, dir, source } => {
                 json!({ "what": what, "dir": dir, "cause": source.to_string() })
             }
-            NoCheckpoint { work } | NoWork { work } => json!({ "work": work }),
+            NoCheckpoint { work } | NoWork { work } | NoFromWork { work } => {
+                json!({ "work": work })
+            }
             InputGone { work, snapshot } => json!({ "work": work, "snapshot": snapshot }),
             NotOurs { work, why } => json!({ "work": work, "why": why }),
             NoInput { snapshot } => json!({ "snapshot": snapshot }),

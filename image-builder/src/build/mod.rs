@@ -18,7 +18,9 @@ pub mod layout;
 pub mod lock;
 mod pool;
 pub mod record;
+pub mod select;
 mod session;
+pub mod shell;
 pub mod stage_store;
 mod target;
 mod work;
@@ -72,6 +74,12 @@ pub struct BuildOptions {
     /// `--store`: receive dataset stages that miss locally from a shared store, push
     /// those built (docs/scaling.md).
     pub store: Option<stage_store::StoreOptions>,
+    /// `--until`: run a dataset stage's steps up to this index only; the stage gets a
+    /// checkpoint after it but no output snapshot, so it is not complete.
+    pub until: Option<usize>,
+    /// `--from`: rerun a dataset stage from this step index, starting from the checkpoint
+    /// that holds the steps before it; refuse when none does.
+    pub from: Option<usize>,
 }
 
 impl BuildOptions {
@@ -96,6 +104,8 @@ impl BuildOptions {
             keep_failed: false,
             resume: false,
             store: None,
+            until: None,
+            from: None,
         }
     }
 }
@@ -161,6 +171,12 @@ pub enum Event {
         snapshot: String,
         index: usize,
     },
+    /// `--until`: the stage stopped after step `index`; it has no output snapshot, so it
+    /// is not complete. `checkpoint` holds the tree (none when a step wrote outputs).
+    Stopped {
+        index: usize,
+        checkpoint: Option<String>,
+    },
     /// `--keep-failed`: the failed stage's work dataset is left in place.
     KeptFailed {
         work: String,
@@ -211,6 +227,9 @@ pub fn build(
         return Err(BuildError::Invalid(errors));
     }
     preflight(plan, opts, env.host)?;
+    if opts.until.is_some() || opts.from.is_some() {
+        select::dataset_only(plan.target.as_ref(), "--until and --from")?;
+    }
     if let (Some(store), Some(t)) = (&opts.store, &plan.target) {
         if !matches!(t, Target::Dataset(_)) {
             return build_and_push_image(plan, store, opts, env, events);
@@ -545,7 +564,7 @@ pub fn step_status(
     zfs: &dyn Zfs,
 ) -> Result<Option<StepStatus>, BuildError> {
     match &plan.target {
-        Some(Target::Dataset(d)) => dataset::step_status(plan, d, opts, zfs).map(Some),
+        Some(Target::Dataset(d)) => checkpoint::step_status(plan, d, opts, zfs).map(Some),
         _ => Ok(None),
     }
 }

@@ -64,6 +64,15 @@ pub struct BuildArgs {
     /// does.
     #[arg(long, conflicts_with_all = ["reset", "fullreset"])]
     resume: bool,
+    /// Run a dataset stage's steps up to STEP only (an index, or FILE:steps[N] as `plan`
+    /// prints it) and keep the tree as a checkpoint; the stage is left incomplete (no
+    /// output snapshot), so the next build runs the rest.
+    #[arg(long, value_name = "STEP")]
+    until: Option<String>,
+    /// Rerun a dataset stage from STEP (as for --until), starting from the checkpoint that
+    /// holds the steps before it; refused when none does.
+    #[arg(long, value_name = "STEP", conflicts_with_all = ["reset", "fullreset", "resume"])]
+    from: Option<String>,
     #[command(flatten)]
     first_boot: FirstBootArgs,
     #[command(flatten)]
@@ -106,6 +115,13 @@ pub fn run(a: BuildArgs, ctx: &Ctx) -> Result<ExitCode> {
         }
         return Ok(super::exit::usage());
     }
+    let (until, from) = match select_steps(&plan, &a) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(super::exit::usage());
+        }
+    };
     ctx.handle_interrupts()
         .context("cannot install signal handlers")?;
     let host = ctx.host();
@@ -141,6 +157,8 @@ pub fn run(a: BuildArgs, ctx: &Ctx) -> Result<ExitCode> {
         },
         keep_failed: a.keep_failed,
         resume: a.resume,
+        until,
+        from,
         source_date_epoch: source_date_epoch(),
         external: a.template.source.external()?,
         ..BuildOptions::new(&a.dataset, a.template.source.root()?)
@@ -226,6 +244,34 @@ fn run_build(
     }
 }
 
+/// `--until` and `--from` as step indices; an error names what is wrong with them.
+fn select_steps(
+    plan: &image_builder::template::Plan,
+    a: &BuildArgs,
+) -> Result<(Option<usize>, Option<usize>), String> {
+    use image_builder::build::select;
+    if a.until.is_none() && a.from.is_none() {
+        return Ok((None, None));
+    }
+    select::dataset_only(plan.target.as_ref(), "--until and --from").map_err(|e| e.to_string())?;
+    let pick = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| select::resolve(plan, flag, v))
+            .transpose()
+            .map_err(|e| e.to_string())
+    };
+    let until = pick("--until", &a.until)?;
+    let from = pick("--from", &a.from)?;
+    if let (Some(f), Some(u)) = (from, until) {
+        if f > u {
+            return Err(format!(
+                "--from {f} comes after --until {u}: no step would run"
+            ));
+        }
+    }
+    Ok((until, from))
+}
+
 /// `SOURCE_DATE_EPOCH` from the environment, for reproducible archives.
 pub(super) fn source_date_epoch() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH")
@@ -266,6 +312,16 @@ fn describe(e: &Event) -> String {
         Event::Checkpoint { snapshot, index } => {
             format!("checkpoint after step {index}: {snapshot}")
         }
+        Event::Stopped { index, checkpoint } => match checkpoint {
+            Some(cp) => format!(
+                "stopped after step {index} (--until): the tree is in {cp}; the stage is not \
+                 complete, the next build runs the rest"
+            ),
+            None => format!(
+                "stopped after step {index} (--until); the stage is not complete, the next \
+                 build runs the rest"
+            ),
+        },
         Event::KeptFailed { work, dir, dataset } => format!(
             "kept the failed work dataset {work} (mounted at {dir}); \
              discard it with `image-builder clean -d {dataset}`"

@@ -13,6 +13,7 @@ mod output;
 mod plan;
 mod pull;
 mod schema;
+mod shell;
 mod store;
 mod test;
 mod validate;
@@ -52,6 +53,8 @@ enum Command {
     Plan(plan::PlanArgs),
     #[command(after_help = exit::HELP)]
     Schema(schema::SchemaArgs),
+    #[command(after_help = exit::HELP)]
+    Shell(shell::ShellArgs),
     #[command(after_help = exit::HELP)]
     Vm(vm::VmArgs),
     #[command(after_help = exit::HELP)]
@@ -180,6 +183,7 @@ fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Command::Validate(a) => validate::run(a, ctx),
         Command::Plan(a) => plan::run(a, ctx),
         Command::Schema(a) => schema::run(a, ctx),
+        Command::Shell(a) => shell::run(a, ctx),
         Command::Vm(a) => vm::run(a, ctx),
         Command::Test(a) => test::run(a, ctx),
         Command::Matrix(a) => matrix::run(a, ctx),

@@ -53,6 +53,8 @@ pub enum Tool {
     Zonecfg,
     Zoneadm,
     Zlogin,
+    /// `shell`: a command inside a stage's tree.
+    Chroot,
 }
 
 impl Host {
@@ -101,6 +103,8 @@ impl Host {
             (_, Tool::Zonecfg) => "/usr/sbin/zonecfg",
             (_, Tool::Zoneadm) => "/usr/sbin/zoneadm",
             (_, Tool::Zlogin) => "/usr/sbin/zlogin",
+            // chroot(8) on illumos (usr/src/cmd/chroot); coreutils' chroot(8) on Linux.
+            (_, Tool::Chroot) => "/usr/sbin/chroot",
         }
     }
 
