@@ -10,7 +10,7 @@
 
 use super::cache;
 use super::error::BuildError;
-use super::layout::{self, Layout};
+use super::layout;
 use super::BuildOptions;
 use crate::template::model::Dataset;
 use crate::template::{Plan, PlannedStep, StepKind};
@@ -139,32 +139,24 @@ pub(super) fn step_status(
     opts: &BuildOptions,
     zfs: &dyn zfs::Zfs,
 ) -> Result<super::StepStatus, BuildError> {
-    let output_name = opts
-        .output_name
-        .clone()
-        .unwrap_or_else(|| plan.name.clone());
-    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
-    let work = layout.work.clone().unwrap_or_default();
-    let snap = |s: &str| format!("{work}@{s}");
+    let stage = layout::Stage::new(plan, target, opts);
+    let (work, output_name) = (&stage.work, &stage.output_name);
+    let snap = |s: &str| stage.snap(s);
     let mut status = super::StepStatus {
         resume_from: None,
         first_change: None,
     };
-    if !zfs.exists(&layout.root)? || !zfs.exists(&work)? {
+    if !zfs.exists(&stage.layout.root)? || !zfs.exists(work)? {
         return Ok(status);
     }
-    let output_dir = if zfs.exists(&layout.output)? {
-        layout::mountpoint(zfs, &layout.output)?
-    } else {
-        std::path::PathBuf::from("/nonexistent")
-    };
+    let output_dir = stage.output_dir(zfs)?;
     let input_guid = match &target.input_snapshot {
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,
     };
     let inputs = cache::inputs(plan, opts, &output_dir, input_guid).map_err(BuildError::Sources)?;
     let after = target.input_snapshot.as_deref().map(snap);
-    let found = list(zfs, &work, after.as_deref())?;
+    let found = list(zfs, work, after.as_deref())?;
     status.resume_from = newest_match(zfs, &found, &inputs.prefix_keys())?;
     // The last build's inputs, from its record.
     let record = output_dir.join(format!("{}-{output_name}.build.json", plan.group));

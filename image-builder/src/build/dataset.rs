@@ -18,7 +18,7 @@ use super::cache::{self, KEY_PROPERTY};
 use super::checkpoint;
 use super::error::BuildError;
 use super::journal::{fresh_dataset, Mark, Undo};
-use super::layout::{self, Layout};
+use super::layout;
 use super::select;
 use super::stage_store::{self, StageRef};
 use super::target::{Keep, Target, TargetCx};
@@ -463,13 +463,9 @@ pub fn cache_status(
     zfs: &dyn zfs::Zfs,
 ) -> Result<super::CacheStatus, BuildError> {
     use super::CacheStatus;
-    let output_name = opts
-        .output_name
-        .clone()
-        .unwrap_or_else(|| plan.name.clone());
-    let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
-    let work = layout.work.clone().unwrap_or_default();
-    let snap = |s: &str| format!("{work}@{s}");
+    let stage = layout::Stage::new(plan, target, opts);
+    let (layout, work) = (&stage.layout, stage.work.clone());
+    let snap = |s: &str| stage.snap(s);
     let Some(out) = &target.output_snapshot else {
         return Ok(CacheStatus::Miss(
             "the stage has no output snapshot, so it always runs".into(),
@@ -481,11 +477,7 @@ pub fn cache_status(
     if !zfs.exists(&snap(out))? {
         return Ok(CacheStatus::Miss(format!("{} does not exist", snap(out))));
     }
-    let output_dir = if zfs.exists(&layout.output)? {
-        layout::mountpoint(zfs, &layout.output)?
-    } else {
-        std::path::PathBuf::from("/nonexistent")
-    };
+    let output_dir = stage.output_dir(zfs)?;
     let input_guid = match &target.input_snapshot {
         Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
         _ => None,

@@ -76,6 +76,50 @@ impl Layout {
     }
 }
 
+/// A dataset stage as a build with `opts` would lay it out, for the questions asked
+/// without building (`plan -d`, the store): its layout, its work dataset and its output
+/// name (`-N`, or the template's name).
+pub(crate) struct Stage {
+    pub layout: Layout,
+    pub work: String,
+    pub output_name: String,
+}
+
+impl Stage {
+    pub(crate) fn new(
+        plan: &crate::template::Plan,
+        target: &crate::template::model::Dataset,
+        opts: &super::BuildOptions,
+    ) -> Stage {
+        let output_name = opts
+            .output_name
+            .clone()
+            .unwrap_or_else(|| plan.name.clone());
+        let layout = Layout::new(&opts.dataset, &plan.group, &output_name, Some(&target.name));
+        let work = layout.work.clone().unwrap_or_default();
+        Stage {
+            layout,
+            work,
+            output_name,
+        }
+    }
+
+    /// `WORK@NAME`.
+    pub(crate) fn snap(&self, name: &str) -> String {
+        format!("{}@{name}", self.work)
+    }
+
+    /// Where the output dataset is mounted, or a path that holds nothing when it does not
+    /// exist yet (files a step reads from there are then missing, as they would be).
+    pub(crate) fn output_dir(&self, zfs: &dyn Zfs) -> Result<PathBuf, BuildError> {
+        if zfs.exists(&self.layout.output)? {
+            mountpoint(zfs, &self.layout.output)
+        } else {
+            Ok(PathBuf::from("/nonexistent"))
+        }
+    }
+}
+
 /// The directory a mounted dataset lives at.
 pub fn mountpoint(zfs: &dyn Zfs, dataset: &str) -> Result<PathBuf, BuildError> {
     let mp = zfs.get(dataset, "mountpoint")?.unwrap_or_default();

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::cache::{self, KEY_PROPERTY};
 use super::error::BuildError;
-use super::layout::{self, Layout};
+use super::layout;
 use super::record::Record;
 use super::{BuildOptions, Env, Event};
 use crate::store::{media, ArtifactFile, Store, StoreError, StoreUrl};
@@ -235,14 +235,12 @@ pub fn status(
     if target.output_snapshot.is_none() {
         return Ok(None);
     }
-    let output_name = opts.output_name.as_deref().unwrap_or(&plan.name);
-    let layout = Layout::new(&opts.dataset, &plan.group, output_name, Some(&target.name));
-    let work = layout.work.clone().unwrap_or_default();
+    let stage = layout::Stage::new(plan, target, opts);
     let input_guid = match &target.input_snapshot {
         None => None,
         Some(s) => {
-            let snap = format!("{work}@{s}");
-            if !zfs.exists(&layout.root)? || !zfs.exists(&snap)? {
+            let snap = stage.snap(s);
+            if !zfs.exists(&stage.layout.root)? || !zfs.exists(&snap)? {
                 return Ok(Some(StoreStatus::Unknown(format!(
                     "{snap} is not here yet, and the key depends on its GUID"
                 ))));
@@ -250,8 +248,8 @@ pub fn status(
             zfs.get(&snap, "guid")?
         }
     };
-    let output_dir = if zfs.exists(&layout.root)? && zfs.exists(&layout.output)? {
-        layout::mountpoint(zfs, &layout.output)?
+    let output_dir = if zfs.exists(&stage.layout.root)? {
+        stage.output_dir(zfs)?
     } else {
         std::path::PathBuf::from("/nonexistent")
     };
