@@ -13,6 +13,7 @@ mod boot_test_zfs;
 mod build_zone;
 mod cache_hits;
 mod cli;
+mod cli_steps;
 mod corpus;
 mod docs;
 mod embedded_warm;
