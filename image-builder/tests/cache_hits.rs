@@ -1,7 +1,8 @@
 //! Cached dataset stages: the exact ZFS commands of an unchanged three-stage chain, pinned
 //! with the recording runner (illumos paths, replies in the shape `zfs list -H -p` prints).
 //! Each cached stage issues one listing, and a rollback only when the tree was written to
-//! after its newest snapshot.
+//! after its newest snapshot; a rebuild after an edit takes what it needs to resume from a
+//! checkpoint from the same listing.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ const WORK: &str = "rpool/images/work/g/w";
 /// with its snapshots, in creation order (zfs(8) list: `-d 1` shows a data set, its direct
 /// children and its snapshots; `-s createtxg` sorts by creation).
 const LISTING: &str = "/usr/sbin/zfs list -H -p \
-    -o name,type,mountpoint,mounted,guid,written,org.illumos.image-builder:key \
+    -o name,type,mountpoint,mounted,guid,written,org.illumos.image-builder:key,org.illumos.image-builder:prefix \
     -t filesystem,snapshot -s createtxg -d 1 rpool/images rpool/images/work/g/w";
 
 /// GUIDs of the stage snapshots (zfs(8) list -p prints the guid property as a decimal
@@ -102,7 +103,7 @@ impl Chain {
         // (a snapshot's mountpoint and mounted).
         let fs = |name: &str, dir: &str, guid: &str, written: &str| {
             format!(
-                "{name}\tfilesystem\t{}\tyes\t{guid}\t{written}\t-\n",
+                "{name}\tfilesystem\t{}\tyes\t{guid}\t{written}\t-\t-\n",
                 self.dir(dir).display()
             )
         };
@@ -113,7 +114,7 @@ impl Chain {
         text += &fs(WORK, "work", "2287619264393416338", written);
         for (i, snap) in ["one", "two", "three"].into_iter().enumerate() {
             text += &format!(
-                "{WORK}@{snap}\tsnapshot\t-\t-\t{}\t{}\t{}\n",
+                "{WORK}@{snap}\tsnapshot\t-\t-\t{}\t{}\t{}\t-\n",
                 GUIDS[i],
                 20480 * (i + 1),
                 keys[i]
@@ -184,4 +185,78 @@ fn a_listing_whose_input_snapshot_has_another_guid_is_no_cache_hit() {
     assert!(!hit, "{r:?}");
     assert_ne!(r, Ok(Outcome::Cached));
     assert!(rec.lines().len() > 1, "{:?}", rec.lines());
+}
+
+#[test]
+fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_five_commands() {
+    let c = Chain::new();
+    std::fs::write(
+        c.dir("t/g/r.json"),
+        r#"{ "dataset": { "name": "w", "output_snapshot": "done" }, "steps": [
+             { "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "root", "mode": "755" },
+             { "t": "ensure_file", "file": "/etc/a", "contents": "a\n",
+               "owner": "root", "group": "root", "mode": "644" },
+             { "t": "ensure_file", "file": "/etc/b", "contents": "edited\n",
+               "owner": "root", "group": "root", "mode": "644" } ] }"#,
+    )
+    .unwrap();
+    // Steps 0 and 1 are as they were: the checkpoint after step 1 carries their prefix
+    // key; the output snapshot carries the key of the stage before the edit.
+    let prefix = cache::inputs(&c.plan("r"), &c.opts(), &c.dir("output"), None)
+        .unwrap()
+        .prefix_keys();
+    let fs = |name: &str, dir: &str| {
+        format!(
+            "{name}\tfilesystem\t{}\tyes\t1\t0\t-\t-\n",
+            c.dir(dir).display()
+        )
+    };
+    let mut text = fs("rpool/images", "") + &fs("rpool/images/output", "output");
+    text += &fs("rpool/images/work", "");
+    text += &fs(WORK, "work");
+    text += &format!(
+        "{WORK}@ib:after-001\tsnapshot\t-\t-\t2\t8192\t-\t{}\n",
+        prefix[1]
+    );
+    text += &format!("{WORK}@ib:after-002\tsnapshot\t-\t-\t3\t8192\t-\tother\n");
+    text += &format!("{WORK}@done\tsnapshot\t-\t-\t4\t0\tbefore-the-edit\t-\n");
+    // The tree as the rollback to the checkpoint leaves it (step 0's /etc; step 1's
+    // /etc/a left out, to show that step 1 does not run again).
+    std::fs::create_dir_all(c.dir("work/etc")).unwrap();
+    let rec = Recorder::new();
+    rec.on(LISTING, Output::ok(text));
+    // zfs(8) create, rollback, snapshot and destroy print nothing when they succeed.
+    let tmp = "rpool/images/tmp/g/r";
+    let create = format!("/usr/sbin/zfs create -p -o sync=disabled {tmp}");
+    rec.on(&create, Output::ok(""));
+    let where_tmp =
+        format!("/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 0 {tmp}");
+    std::fs::create_dir_all(c.dir("tmp")).unwrap();
+    rec.on(
+        &where_tmp,
+        Output::ok(format!("{tmp}\t{}\tyes\n", c.dir("tmp").display())),
+    );
+    let back = format!("/usr/sbin/zfs rollback -r {WORK}@ib:after-001");
+    rec.on(&back, Output::ok(""));
+    let snap = "/usr/sbin/zfs snapshot -o org.illumos.image-builder:key=";
+    rec.on(snap, Output::ok(""));
+    let destroy = format!("/usr/sbin/zfs destroy -r {tmp}");
+    rec.on(&destroy, Output::ok(""));
+
+    assert_eq!(c.build(&rec, "r"), (Ok(Outcome::Built), false));
+    let lines = rec.lines();
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(lines[..4], [LISTING, &create, &where_tmp, &back]);
+    assert!(
+        lines[4].starts_with(snap) && lines[4].ends_with(&format!(" {WORK}@done")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[5], destroy);
+    rec.assert_all_rules_used();
+    // Only the step after the checkpoint ran.
+    assert_eq!(
+        std::fs::read_to_string(c.dir("work/etc/b")).unwrap(),
+        "edited\n"
+    );
+    assert!(!c.dir("work/etc/a").exists());
 }

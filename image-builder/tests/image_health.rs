@@ -69,7 +69,6 @@ fn a_suspended_pool_stops_the_build_with_its_state() {
     }
     for (ds, dir) in [
         ("rpool/images/output", "output"),
-        ("rpool/images/tmp/g/img", "tmp"),
         ("rpool/images/work/g/img", "work"),
     ] {
         rec.always(

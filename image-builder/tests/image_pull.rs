@@ -181,7 +181,6 @@ fn a_pcfs_build_with_a_store_pushes_its_image() {
     }
     for (ds, d) in [
         ("rpool/images/output", "output"),
-        ("rpool/images/tmp/g/img", "tmp"),
         ("rpool/images/work/g/img", "work"),
     ] {
         rec.always(

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::digests::Digests;
 use super::BuildOptions;
 use crate::steps::files::EnsureFile;
 use crate::template::{Plan, StepKind};
@@ -131,6 +132,7 @@ pub fn inputs(
     let mut files = Vec::new();
     let mut step_files = Vec::new();
     let mut steps = Vec::new();
+    let mut digests = Digests::load(&super::layout::state_dir(output_dir));
     for s in &plan.steps {
         step_files.push(Vec::new());
         let mut step = json!({ "t": s.t, "args": s.args, "skip": s.skip.is_some() });
@@ -153,8 +155,7 @@ pub fn inputs(
             &plan.group,
             &opts.external,
         ) {
-            let bytes = std::fs::read(&path)?;
-            let entry = (path, hex(&Sha256::digest(&bytes)));
+            let entry = (path.clone(), digests.sha256(&path)?);
             step_files
                 .last_mut()
                 .into_iter()
@@ -179,6 +180,12 @@ pub fn inputs(
             files.push((path, print));
         }
     }
+    tracing::debug!(
+        hashed = digests.hashed,
+        remembered = digests.remembered,
+        "source file digests"
+    );
+    digests.save();
     Ok(KeyInputs {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         target: serde_json::to_value(&plan.target).unwrap_or_default(),

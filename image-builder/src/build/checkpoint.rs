@@ -88,15 +88,19 @@ pub fn list(
     work: &str,
     after: Option<&str>,
 ) -> Result<Vec<(usize, String)>, BuildError> {
-    let snaps = zfs.snapshots(work)?;
+    Ok(list_in(&zfs.snapshots(work)?, work, after))
+}
+
+/// [`list`] among `snaps`, the work dataset's snapshots oldest first.
+pub fn list_in(snaps: &[String], work: &str, after: Option<&str>) -> Vec<(usize, String)> {
     let start = match after {
         Some(a) => snaps.iter().position(|s| s == a).map_or(0, |p| p + 1),
         None => 0,
     };
-    Ok(snaps[start..]
+    snaps[start..]
         .iter()
         .filter_map(|s| index_of(work, s).map(|i| (i, s.clone())))
-        .collect())
+        .collect()
 }
 
 /// The newest checkpoint among `checkpoints` whose prefix key matches `keys` (indexed by
@@ -106,9 +110,20 @@ pub fn newest_match(
     checkpoints: &[(usize, String)],
     keys: &[String],
 ) -> Result<Option<(usize, String)>, BuildError> {
+    newest_match_by(checkpoints, keys, &|snap| {
+        Ok(zfs.get(snap, PREFIX_PROPERTY)?)
+    })
+}
+
+/// [`newest_match`], with each checkpoint's prefix key from `prefix_of`.
+pub fn newest_match_by(
+    checkpoints: &[(usize, String)],
+    keys: &[String],
+    prefix_of: &dyn Fn(&str) -> Result<Option<String>, BuildError>,
+) -> Result<Option<(usize, String)>, BuildError> {
     for (i, snap) in checkpoints.iter().rev() {
         let Some(want) = keys.get(*i) else { continue };
-        if zfs.get(snap, PREFIX_PROPERTY)?.as_deref() == Some(want.as_str()) {
+        if prefix_of(snap)?.as_deref() == Some(want.as_str()) {
             return Ok(Some((*i, snap.clone())));
         }
     }

@@ -17,11 +17,12 @@ use zfs::CreateOptions;
 use super::cache::{self, KEY_PROPERTY};
 use super::checkpoint;
 use super::error::BuildError;
-use super::journal::{fresh_dataset, Mark, Undo};
+use super::journal::{scratch_dataset, Mark, Undo};
 use super::layout;
 use super::select;
 use super::stage_store::{self, StageRef};
 use super::target::{Keep, Target, TargetCx};
+use super::work_view::{self, Prop, WorkView};
 use super::{BuildOptions, Event, Outcome};
 use crate::template::model::Dataset;
 use crate::template::{Plan, PlannedStep};
@@ -43,7 +44,7 @@ impl Target for &Dataset {
             && opts.until.is_none()
             && opts.from.is_none();
         if may_hit {
-            &HIT_PROPS
+            &work_view::PROPS
         } else {
             &[]
         }
@@ -84,22 +85,24 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     let snap = |s: &str| format!("{work}@{s}");
 
     // Scratch space for this build only: recreated every time, never worth syncing.
-    let tmp_mark = fresh_dataset(
+    let tmp_mark = scratch_dataset(
         zfs,
         journal,
         &layout.tmp,
-        zfs.exists(&layout.tmp)?,
         &CreateOptions::new().parents().prop("sync", "disabled"),
     )?;
     let tmp_dir = layout::mountpoint(zfs, &layout.tmp)?;
 
+    // The session's listing answers until the work dataset changes (-x has no listing).
+    let mut view = WorkView::new(zfs, &work, cx.work_rows);
     if opts.fullreset && zfs.exists(&work)? {
         tracing::info!("-x: destroying work dataset {work}");
         zfs.destroy(&work, true)?;
+        view.forget();
     }
 
     let input_guid = match &target.input_snapshot {
-        Some(s) if zfs.exists(&snap(s))? => zfs.get(&snap(s), "guid")?,
+        Some(s) if view.exists(&snap(s))? => view.get(&snap(s), Prop::Guid)?,
         _ => None,
     };
     let inputs = cache::inputs(plan, opts, output_dir, input_guid).map_err(BuildError::Sources)?;
@@ -122,19 +125,21 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
 
     let mut work_mark: Mark;
     let mut resumed: Option<(usize, String)> = None;
-    if zfs.exists(&work)? {
+    // The checkpoints left after the rollback below, oldest first (for pruning).
+    let mut kept: Vec<(usize, String)> = Vec::new();
+    if view.exists(&work)? {
         // Whether the work dataset holds this tool's own output for this stage: only then
         // may a first stage (no input snapshot to roll back to) destroy it without -x.
         let mut ours = false;
         if let Some(out) = &target.output_snapshot {
-            let reason = if !zfs.exists(&snap(out))? {
+            let reason = if !view.exists(&snap(out))? {
                 format!("{} does not exist", snap(out))
             } else {
-                match zfs.get(&snap(out), KEY_PROPERTY)? {
+                match view.get(&snap(out), Prop::Key)? {
                     Some(k) if k == key && !opts.reset && select::partial(opts).is_none() => {
                         // Later stages' snapshots were made from this one: keep them. Only
                         // when this is the newest snapshot is the tree reset to it.
-                        if zfs.snapshots(&work)?.last() == Some(&snap(out)) {
+                        if view.snapshots()?.last() == Some(&snap(out)) {
                             zfs.rollback(&snap(out))?;
                         }
                         events(&Event::CacheHit {
@@ -170,22 +175,23 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             events(&Event::CacheMiss { reason });
         }
         let after = target.input_snapshot.as_deref().map(snap);
+        let found = checkpoint::list_in(&view.snapshots()?, &work, after.as_deref());
         resumed = match (opts.from, opts.until) {
-            (Some(from), _) => {
-                let found = checkpoint::list(zfs, &work, after.as_deref())?;
-                select::from_checkpoint(zfs, plan, &work, &found, &prefix, from)?
-            }
+            (Some(from), _) => select::from_checkpoint(zfs, plan, &work, &found, &prefix, from)?,
             _ if opts.reset => None,
             (None, until) => {
-                let mut found = checkpoint::list(zfs, &work, after.as_deref())?;
+                let mut found = found.clone();
                 // A checkpoint after STEP holds more than --until STEP asks for.
                 found.retain(|(i, _)| until.is_none_or(|u| *i <= u));
-                checkpoint::newest_match(zfs, &found, &prefix)?
+                let prefix_of = |s: &str| view.get(s, Prop::Prefix);
+                checkpoint::newest_match_by(&found, &prefix, &prefix_of)?
             }
         };
         if let Some((index, cp)) = &resumed {
             // Later checkpoints (of steps that changed) and the old output snapshot go.
             zfs.rollback(cp)?;
+            let at = found.iter().position(|(_, s)| s == cp).map_or(0, |p| p + 1);
+            kept = found[..at].to_vec();
             work_mark = journal.push(Undo::Rollback {
                 snapshot: cp.clone(),
             })?;
@@ -197,7 +203,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             return Err(BuildError::NoCheckpoint { work });
         } else {
             match &target.input_snapshot {
-                Some(s) if zfs.exists(&snap(s))? => {
+                Some(s) if view.exists(&snap(s))? => {
                     zfs.rollback(&snap(s))?;
                     work_mark = journal.push(Undo::Rollback { snapshot: snap(s) })?;
                 }
@@ -220,6 +226,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
                     zfs.destroy(&work, true)?;
                     work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
                     zfs.create(&work, &CreateOptions::new().parents())?;
+                    view.forget();
                 }
             }
         }
@@ -238,6 +245,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         });
         work_mark = journal.push(Undo::DestroyDataset { name: work.clone() })?;
         zfs.create(&work, &CreateOptions::new().parents())?;
+        view.forget();
     }
 
     // A build of part of the stage (--until, --from) takes nothing from the store.
@@ -252,7 +260,8 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             return Ok(Outcome::Cached);
         }
     }
-    let root_dir = layout::mountpoint(zfs, &work)?;
+    // A rollback keeps the work dataset where it was mounted.
+    let root_dir = view.mount_dir()?;
     let before = list_outputs(output_dir);
     let root = super::open_root(&root_dir, "image")?;
     let place = super::StepPlace {
@@ -274,6 +283,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     let events = std::cell::RefCell::new(events);
     let mut since = 0.0;
     let mut wrote_outputs = false;
+    let mut taken: Vec<(usize, String)> = Vec::new();
     let mut after = |s: &PlannedStep, seconds: f64| -> Result<(), BuildError> {
         since += seconds;
         wrote_outputs |= checkpoint::writes_outputs(s.kind.as_ref());
@@ -297,6 +307,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             snapshot: cp.clone(),
         })?;
         journal.done(std::mem::replace(&mut work_mark, mark))?;
+        taken.push((s.index, cp.clone()));
         since = 0.0;
         if stop {
             stopped_at = Some(cp.clone());
@@ -338,8 +349,10 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         }
     }
     journal.done(work_mark)?;
-    let after = target.input_snapshot.as_deref().map(snap);
-    let made = checkpoint::list(zfs, &work, after.as_deref())?;
+    // The checkpoints now after the input snapshot: those the rollback kept and those
+    // this build took (nothing else snapshots the work dataset while its lock is held).
+    let mut made = kept;
+    made.extend(taken);
     for gone in checkpoint::prune(zfs, &made, opts.checkpoints.keep)? {
         tracing::info!("pruned checkpoint {gone}");
     }
@@ -364,11 +377,8 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     Ok(Outcome::Built)
 }
 
-/// The properties of the work dataset and its snapshots a cache hit is decided from.
-const HIT_PROPS: [&str; 3] = ["guid", "written", KEY_PROPERTY];
-
 /// The cache-hit path, decided from one listing of the work dataset and its snapshots
-/// (`rows`, with [`HIT_PROPS`]): true (the record filled in) when the output snapshot
+/// (`rows`, with [`work_view::PROPS`]): true (the record filled in) when the output snapshot
 /// carries this build's key.
 /// The tree is then reset to it only when it is the newest snapshot and the work dataset
 /// was written to since (`written` is not 0). False leaves everything to the full path,
@@ -380,18 +390,18 @@ fn cached(cx: &mut TargetCx, target: &Dataset, rows: &[zfs::Listed]) -> Result<b
     };
     let work = cx.work;
     let snap = |s: &str| format!("{work}@{s}");
-    let value = |name: &str, i: usize| {
+    let value = |name: &str, p: Prop| {
         rows.iter()
             .find(|r| r.name == name)
-            .and_then(|r| r.values.get(i).cloned().flatten())
+            .and_then(|r| r.values.get(p.index()).cloned().flatten())
     };
-    let Some(found) = value(&snap(out), 2) else {
+    let Some(found) = value(&snap(out), Prop::Key) else {
         return Ok(false);
     };
     let input_guid = target
         .input_snapshot
         .as_ref()
-        .and_then(|s| value(&snap(s), 0));
+        .and_then(|s| value(&snap(s), Prop::Guid));
     let inputs = cache::inputs(plan, opts, output_dir, input_guid).map_err(BuildError::Sources)?;
     let key = inputs.key();
     if found != key {
@@ -399,7 +409,9 @@ fn cached(cx: &mut TargetCx, target: &Dataset, rows: &[zfs::Listed]) -> Result<b
     }
     // Later stages' snapshots were made from this one: keep them.
     let newest = rows.iter().rfind(|r| r.is_snapshot_of(work));
-    if newest.is_some_and(|r| r.name == snap(out)) && value(work, 1).as_deref() != Some("0") {
+    if newest.is_some_and(|r| r.name == snap(out))
+        && value(work, Prop::Written).as_deref() != Some("0")
+    {
         env.zfs.rollback(&snap(out))?;
     }
     (cx.events)(&Event::CacheHit {

@@ -108,6 +108,29 @@ pub fn fresh_dataset(
     Ok(mark)
 }
 
+/// A scratch dataset made for this build alone: journalled first, then created; one an
+/// earlier build left behind (it crashed before its journal could undo it) is destroyed
+/// and made again. Costs one `zfs create` when nothing was left, where asking first
+/// would cost another command.
+pub fn scratch_dataset(
+    zfs: &dyn zfs::Zfs,
+    journal: &mut Journal,
+    name: &str,
+    create: &zfs::CreateOptions,
+) -> Result<Mark, BuildError> {
+    let mark = journal.push(Undo::DestroyDataset {
+        name: name.to_string(),
+    })?;
+    match zfs.create(name, create) {
+        Err(zfs::ZfsError::AlreadyExists { .. }) => {
+            zfs.destroy(name, true)?;
+            zfs.create(name, create)?;
+        }
+        other => other?,
+    }
+    Ok(mark)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

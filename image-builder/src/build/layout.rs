@@ -122,6 +122,14 @@ impl Stage {
 
 /// The directory a mounted dataset lives at.
 pub fn mountpoint(zfs: &dyn Zfs, dataset: &str) -> Result<PathBuf, BuildError> {
+    // One listing answers both (each `zfs` process counts when the builder runs
+    // emulated); a dataset it cannot list is asked about property by property, for the
+    // error that says why.
+    if let Ok(listed) = zfs.filesystems(&[dataset], 0) {
+        if let Some(fs) = listed.iter().find(|f| f.name == dataset) {
+            return mount_dir(zfs, fs);
+        }
+    }
     let mp = zfs.get(dataset, "mountpoint")?.unwrap_or_default();
     if !mp.starts_with('/') {
         return Err(BuildError::NotMounted {

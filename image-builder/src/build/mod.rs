@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod convert;
 mod dataset;
 pub mod device;
+pub mod digests;
 pub mod error;
 mod error_json;
 mod fs;
@@ -24,6 +25,7 @@ pub mod shell;
 pub mod stage_store;
 mod target;
 mod work;
+mod work_view;
 mod zone;
 pub mod zone_image;
 

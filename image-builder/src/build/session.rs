@@ -16,12 +16,9 @@ use super::{Env, Event};
 
 pub(crate) struct Session {
     pub output_dir: PathBuf,
-    /// The root dataset's file systems and their direct children, as listed when the
-    /// session opened (`None` when that listing failed and each was asked for instead).
-    pub top: Option<Vec<zfs::Filesystem>>,
-    /// The work dataset and its snapshots with the properties [`Session::open`]
-    /// was asked for, from the same listing (`None` when it failed, or when an earlier
-    /// build's journal was undone since).
+    /// The work dataset and its snapshots with their mountpoint, mounted and the
+    /// properties [`Session::open`] was asked for, in that order, from the listing of the
+    /// root (`None` when it failed, or when an earlier build's journal was undone since).
     pub work_rows: Option<Vec<zfs::Listed>>,
     pub state: PathBuf,
     pub journal: Journal,
@@ -90,7 +87,6 @@ impl Session {
         }
         Ok(Session {
             output_dir,
-            top,
             work_rows,
             state,
             journal,
@@ -172,7 +168,8 @@ fn list_with_work(zfs: &dyn zfs::Zfs, root: &str, work: &str, props: &[&str]) ->
         .into_iter()
         .filter(|r| r.name == work || r.is_snapshot_of(work))
         .map(|r| zfs::Listed {
-            values: r.values[3..].to_vec(),
+            // mountpoint, mounted, then the properties asked for.
+            values: r.values[1..].to_vec(),
             name: r.name,
         })
         .collect();

@@ -28,9 +28,9 @@ pub(crate) struct TargetCx<'a> {
     pub output_name: &'a str,
     /// Where the output dataset is mounted.
     pub output_dir: &'a Path,
-    /// The root dataset's file systems and their direct children, as listed when the
-    /// session opened (`None` when that listing failed).
-    pub top: Option<&'a [zfs::Filesystem]>,
+    /// The work dataset and its snapshots as that listing saw them, with mountpoint,
+    /// mounted and the target's [`Target::listing`] properties (`None`: not listed).
+    pub work_rows: Option<&'a [zfs::Listed]>,
     pub journal: &'a mut Journal,
     pub events: &'a mut dyn FnMut(&Event),
     /// The build record: group, names, host and start filled in; the target adds the
@@ -105,7 +105,6 @@ pub(crate) fn drive(
     });
     let mut session = Session::open(env, &layout, &work, target.listing(opts), events)?;
     let output_dir = session.output_dir.clone();
-    let top = session.top.take();
     let rows = session.work_rows.take();
     let result = {
         let mut cx = TargetCx {
@@ -116,12 +115,12 @@ pub(crate) fn drive(
             work: &work,
             output_name: &output_name,
             output_dir: &output_dir,
-            top: top.as_deref(),
+            work_rows: rows.as_deref(),
             journal: &mut session.journal,
             events: &mut *events,
             rec: new_record(plan, &output_name, env),
         };
-        let hit = match &rows {
+        let hit = match rows.as_deref() {
             Some(rows) => target.cached(&mut cx, rows),
             None => Ok(false),
         };
@@ -345,14 +344,11 @@ mod tests {
         let rec = Recorder::new();
         listing(&rec, out.path());
         destroyable(&rec, TMP);
-        // zfs(8) get -H -p -o value,source: VALUE<TAB>SOURCE.
+        // Where the kept dataset is: zfs(8) list -H -p -o name,mountpoint,mounted, one
+        // tab-separated row (illumos-gate zfs_main.c, print_dataset).
         rec.on(
-            &format!("/sbin/zfs get -H -p -o value,source mountpoint {WORK}"),
-            Output::ok("/rpool/ib/work/g/n\tdefault\n"),
-        );
-        rec.on(
-            &format!("/sbin/zfs get -H -p -o value,source mounted {WORK}"),
-            Output::ok("yes\t-\n"),
+            &format!("/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 0 {WORK}"),
+            Output::ok(format!("{WORK}\t/rpool/ib/work/g/n\tyes\n")),
         );
         let mut t = Failing {
             refuse: false,

@@ -14,7 +14,7 @@ use zfs::CreateOptions;
 
 use super::convert;
 use super::error::BuildError;
-use super::journal::{fresh_dataset, Journal};
+use super::journal::{scratch_dataset, Journal};
 use super::layout;
 use super::record::StepTiming;
 use super::target::{Target, TargetCx};
@@ -150,12 +150,11 @@ impl Target for Kind<'_> {
 }
 
 fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
-    let (plan, opts, env, layout, top, output_dir, output_name) = (
+    let (plan, opts, env, layout, output_dir, output_name) = (
         cx.plan,
         cx.opts,
         cx.env,
         cx.layout,
-        cx.top,
         cx.output_dir,
         cx.output_name,
     );
@@ -163,45 +162,23 @@ fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
     let events = &mut *cx.events;
     let zfs = env.zfs;
     let work = layout.work.clone().unwrap_or_default();
-    let tmp_top = format!("{}/tmp", layout.root);
-    let work_top = format!("{}/work", layout.root);
-    // Whether the scratch and work datasets are left over, from as few listings as
-    // possible: none when the root's listing shows their top datasets are missing, one
-    // for both otherwise.
-    let left: Option<Vec<String>> = top.and_then(|top| {
-        let present: Vec<&str> = [tmp_top.as_str(), work_top.as_str()]
-            .into_iter()
-            .filter(|t| top.iter().any(|f| f.name == *t))
-            .collect();
-        let listed = zfs.filesystems(&present, 2).ok()?;
-        Some(listed.into_iter().map(|f| f.name).collect())
-    });
-    let exists = |ds: &str| -> Result<bool, BuildError> {
-        match &left {
-            Some(names) => Ok(names.iter().any(|n| n == ds)),
-            None => Ok(zfs.exists(ds)?),
-        }
-    };
     let scratch = CreateOptions::new().parents().prop("sync", "disabled");
-    let tmp_mark = fresh_dataset(zfs, journal, &layout.tmp, exists(&layout.tmp)?, &scratch)?;
-    // An image build never reuses its work dataset; a crash can only leave garbage in it.
-    let work_mark = fresh_dataset(zfs, journal, &work, exists(&work)?, &scratch)?;
-    // Both mountpoints in one listing.
-    let made = zfs.filesystems(&[&work, &layout.tmp], 0)?;
-    let dir_of = |ds: &str| -> Result<PathBuf, BuildError> {
-        match made.iter().find(|f| f.name == ds) {
-            Some(fs) => layout::mount_dir(zfs, fs),
-            None => layout::mountpoint(zfs, ds),
-        }
-    };
+    // An image build never reuses its work dataset; a crash can only leave garbage in it,
+    // and one left over is destroyed and made again.
+    let work_mark = scratch_dataset(zfs, journal, &work, &scratch)?;
+    let work_dir = layout::mountpoint(zfs, &work)?;
+    // Scratch space inside the work dataset, destroyed with it: the reference makes a
+    // dataset DATASET/tmp/GROUP/OUTPUT for it too, two zfs commands more per build.
+    let tmp_dir = work_dir.join("scratch");
+    std::fs::create_dir_all(&tmp_dir).map_err(|e| BuildError::io(&tmp_dir, e))?;
     let mut w = Work {
         plan,
         opts,
         env,
         journal,
         events,
-        work_dir: dir_of(&work)?,
-        tmp_dir: dir_of(&layout.tmp)?,
+        work_dir,
+        tmp_dir,
         output_dir: output_dir.to_path_buf(),
         output_name: output_name.to_string(),
         timings: Vec::new(),
@@ -241,8 +218,6 @@ fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
     let journal = w.journal;
     zfs.destroy(&work, true)?;
     journal.done(work_mark)?;
-    zfs.destroy(&layout.tmp, true)?;
-    journal.done(tmp_mark)?;
     cx.rec.cache = "none".into();
     cx.rec.steps = timings;
     cx.rec.outputs = outputs;
