@@ -34,11 +34,21 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 fn build(pool: &ScratchPool, name: &str, store: &StoreUrl) -> (Outcome, Vec<Event>) {
+    let (outcome, events) = try_build(pool, name, store, true);
+    (outcome.unwrap_or_else(|e| panic!("{name}: {e}")), events)
+}
+
+fn try_build(
+    pool: &ScratchPool,
+    name: &str,
+    store: &StoreUrl,
+    required: bool,
+) -> (Result<Outcome, build::BuildError>, Vec<Event>) {
     let p = pool.plan("g", name, &Features::default());
     let opts = BuildOptions {
         store: Some(StoreOptions {
             url: store.clone(),
-            required: true,
+            required,
         }),
         ..pool.opts()
     };
@@ -52,8 +62,7 @@ fn build(pool: &ScratchPool, name: &str, store: &StoreUrl) -> (Outcome, Vec<Even
     let outcome = build::build(&p, &opts, &env, &mut |e| {
         eprintln!("{}", serde_json::to_string(e).unwrap());
         events.push(e.clone());
-    })
-    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    });
     (outcome, events)
 }
 
@@ -120,6 +129,59 @@ fn a_second_machine_receives_a_three_stage_chain_without_running_a_step() {
     assert_eq!(outcome, Outcome::Cached);
     assert!(
         events.iter().any(|e| matches!(e, Event::CacheHit { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
+fn a_corrupted_stream_in_the_store_is_refused_and_nothing_is_received() {
+    let Some(zfs) = tier() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("store");
+    let store = StoreUrl::parse(&format!("file://{}", layout.display())).unwrap();
+    let a = ScratchPool::new(&zfs, "iba", 256 << 20);
+    a.write_templates(TEMPLATES);
+    let (outcome, _) = build(&a, "c1", &store);
+    assert_eq!(outcome, Outcome::Built);
+
+    // One byte of the stored stream changed (the build record is the small blob).
+    let blobs = layout.join("blobs/sha256");
+    let stream = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&stream).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&stream, &bytes).unwrap();
+
+    // --store-required: refused before zfs receive, nothing built, no snapshot.
+    let b = ScratchPool::new(&zfs, "ibb", 256 << 20);
+    b.write_templates(TEMPLATES);
+    let work = format!("{}/work/g/c", b.dataset());
+    let (outcome, events) = try_build(&b, "c1", &store, true);
+    let e = outcome.unwrap_err().to_string();
+    assert!(e.contains("refused"), "{e}");
+    assert_eq!(
+        count(&events, |e| matches!(e, Event::StepStart { .. })),
+        0,
+        "{events:?}"
+    );
+    assert!(!zfs.exists(&format!("{work}@one")).unwrap());
+
+    // Without it the stage builds locally: its snapshot is B's own, not A's.
+    let (outcome, events) = try_build(&b, "c1", &store, false);
+    assert_eq!(outcome.unwrap(), Outcome::Built, "{events:?}");
+    let wa = format!("{}/work/g/c@one", a.dataset());
+    assert_ne!(
+        zfs.get(&wa, "guid").unwrap(),
+        zfs.get(&format!("{work}@one"), "guid").unwrap()
+    );
+    assert_eq!(
+        count(&events, |e| matches!(e, Event::StoreHit { .. })),
+        0,
         "{events:?}"
     );
 }

@@ -247,10 +247,23 @@ fn a_built_first_stage_is_pushed_as_its_full_send_stream() {
         .into_iter()
         .find(|c| c.display().contains(" send "))
         .unwrap();
+    // zfs send writes straight into a temporary file beside the store's blobs, which is
+    // renamed to its digest once complete and hashed.
+    let sent_to = send.get_stdout_file().unwrap();
     assert_eq!(
-        send.get_stdout_file(),
-        Some(w.dir("tmp/stage.zfs").as_path())
+        sent_to.parent(),
+        Some(w.dir("store/blobs/sha256").as_path())
     );
+    assert!(
+        sent_to
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".partial-"),
+        "{}",
+        sent_to.display()
+    );
+    assert!(!sent_to.exists());
     assert!(
         events
             .iter()
@@ -337,11 +350,22 @@ fn a_stage_missing_locally_is_received_from_the_store_without_running_a_step() {
         .into_iter()
         .find(|c| c.display().contains(" receive "))
         .unwrap();
+    // zfs receive read the verified stream from the store's blob itself: a layout
+    // directory's blob is checked in place, not copied.
+    let (m, _) = Store::open(&StoreUrl::parse(&w.store_url()).unwrap())
+        .unwrap()
+        .manifest(&stage_store::tag(&key))
+        .unwrap()
+        .unwrap();
     assert_eq!(
         recv.get_stdin_file(),
-        Some(w.dir("tmp/stage.zfs").as_path())
+        Some(
+            w.dir("store/blobs/sha256")
+                .join(&m.layers[0].digest[7..])
+                .as_path()
+        )
     );
-    // zfs receive read the verified stream.
+    assert_eq!(std::fs::read_dir(w.dir("tmp")).unwrap().count(), 0);
     assert_eq!(
         *w.received.lock().unwrap(),
         [b"STREAM FROM ELSEWHERE".to_vec()]

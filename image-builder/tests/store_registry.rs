@@ -265,6 +265,48 @@ fn a_corrupted_blob_in_the_registry_is_refused() {
 }
 
 #[test]
+fn a_written_stream_is_uploaded_once_complete_and_read_back_from_a_checked_download() {
+    if no_registry() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(tmp.path());
+    let store = Store::open(&reg.url("ib/stages")).unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    // For a registry the file to write is a temporary one in the scratch directory.
+    let desc = store
+        .push_written(&scratch, media::ZFS_SEND, "stage.zfs", |path| {
+            assert_eq!(path.parent(), Some(scratch.as_path()));
+            std::fs::write(path, &bytes)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(desc.digest, image_builder::store::digest_of(&bytes));
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    store
+        .push_manifest("w", media::STAGE, vec![desc.clone()], BTreeMap::new())
+        .unwrap();
+    let (m, _) = store.manifest("w").unwrap().unwrap();
+    let blob = store.open_verified(&m.layers[0], &scratch).unwrap();
+    assert_eq!(blob.path().parent(), Some(scratch.as_path()));
+    assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
+    drop(blob);
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
+    // Corrupted in the registry's storage: refused, and no download left behind.
+    let data = reg.blob_data(&desc.digest);
+    let mut w = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+    w.seek(SeekFrom::Start(1000)).unwrap();
+    w.write_all(&[0xff]).unwrap();
+    drop(w);
+    let err = store.open_verified(&m.layers[0], &scratch).unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+}
+
+#[test]
 fn a_registry_killed_during_a_push_leaves_no_tag() {
     if no_registry() {
         return;

@@ -75,8 +75,9 @@ pub(super) fn tolerate<T>(
     }
 }
 
-/// Looks the stage up in the store and receives it on a hit: the stream is fetched into
-/// `tmp_dir` and verified against its digest before `zfs receive` reads it, the
+/// Looks the stage up in the store and receives it on a hit: the stream is verified
+/// against its digest (in place in a layout directory, fetched into `tmp_dir` from a
+/// registry) before `zfs receive` reads it, the
 /// received output snapshot is given the key. The work dataset must be at the input
 /// snapshot (or, for a first stage, exist empty): `zfs receive -F` rolls it back to its
 /// newest snapshot, which an incremental stream's source must be. `Ok(false)` is a miss.
@@ -122,15 +123,16 @@ pub(super) fn receive(
         tolerate::<()>(opts, "the stored stage", Err(e))?;
         return Ok(false);
     };
-    let stream = tmp_dir.join(STREAM);
-    let fetched = store.fetch(layer, &stream);
-    if tolerate(opts, &format!("fetching {tag}"), fetched)?.is_none() {
+    // A layout directory's blob is checked in place and received from where it is; a
+    // registry's is fetched into tmp_dir and checked on the way.
+    let blob = store.open_verified(layer, tmp_dir);
+    let Some(blob) = tolerate(opts, &format!("fetching {tag}"), blob)? else {
         return Ok(false);
-    }
+    };
     // zfs-receive(8): -F rolls back to the newest snapshot first (the input snapshot, or
     // for a first stage the empty file system the stream replaces).
-    let received = env.zfs.receive(stage.output, &stream, true);
-    let _ = std::fs::remove_file(&stream);
+    let received = env.zfs.receive(stage.output, blob.path(), true);
+    drop(blob);
     if let Err(e) = received {
         if opts.required {
             return Err(e.into());
@@ -148,7 +150,8 @@ pub(super) fn receive(
     Ok(true)
 }
 
-/// Pushes a stage just built: its `zfs send` stream (written to `tmp_dir`) and build
+/// Pushes a stage just built: its `zfs send` stream (written into the store's own
+/// temporary file, or for a registry into `tmp_dir` and uploaded) and build
 /// record, with the key, the template, the tool version, the input GUID and the record in
 /// the manifest's annotations.
 pub(super) fn push(
@@ -160,11 +163,19 @@ pub(super) fn push(
     events: &mut dyn FnMut(&Event),
 ) -> Result<(), BuildError> {
     let tag = tag(stage.key);
-    let stream = tmp_dir.join(STREAM);
-    match stage.input {
-        Some(input) => env.zfs.send_incremental(input, stage.output, &stream)?,
-        None => env.zfs.send(stage.output, &stream)?,
-    }
+    let what = format!("pushing {tag} to {}", opts.url);
+    let Some(store) = tolerate(opts, &what, Store::open(&opts.url))? else {
+        return Ok(());
+    };
+    // The stream goes once from `zfs send` into the store's file (see
+    // `Store::push_written`), hashed as it is written.
+    let sent = store.push_written(tmp_dir, media::ZFS_SEND, STREAM, |path| match stage.input {
+        Some(input) => env.zfs.send_incremental(input, stage.output, path),
+        None => env.zfs.send(stage.output, path),
+    })?;
+    let Some(stream) = tolerate(opts, &what, sent)? else {
+        return Ok(());
+    };
     let record = serde_json::to_string(rec).unwrap_or_default();
     let record_path = tmp_dir.join(RECORD);
     std::fs::write(&record_path, &record).map_err(|e| BuildError::io(&record_path, e))?;
@@ -183,23 +194,17 @@ pub(super) fn push(
     if let Some(guid) = stage.input_guid {
         annotations.insert(INPUT_GUID_ANNOTATION.to_string(), guid.to_string());
     }
-    let files = [
-        ArtifactFile {
-            path: stream.clone(),
-            media_type: media::ZFS_SEND.into(),
-            name: STREAM.into(),
-        },
-        ArtifactFile {
-            path: record_path.clone(),
-            media_type: media::RECORD.into(),
-            name: RECORD.into(),
-        },
-    ];
-    let pushed = Store::open(&opts.url)
-        .and_then(|s| s.push_artifact(&tag, media::STAGE, &files, annotations));
-    let _ = std::fs::remove_file(&stream);
+    let record_file = ArtifactFile {
+        path: record_path.clone(),
+        media_type: media::RECORD.into(),
+        name: RECORD.into(),
+    };
+    // Both blobs are in the store before the manifest that names them.
+    let pushed = store
+        .push_file(&record_file)
+        .and_then(|r| store.push_manifest(&tag, media::STAGE, vec![stream, r], annotations));
     let _ = std::fs::remove_file(&record_path);
-    if let Some(digest) = tolerate(opts, &format!("pushing {tag} to {}", opts.url), pushed)? {
+    if let Some(digest) = tolerate(opts, &what, pushed)? {
         events(&Event::StorePush {
             store: opts.url.to_string(),
             tag,

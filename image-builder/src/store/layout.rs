@@ -3,7 +3,8 @@
 //! annotations of `index.json`'s manifests, as ORAS and skopeo write them.
 //!
 //! Blobs are written to a temporary file in `blobs/sha256/` and renamed into place, so a
-//! blob name never holds partial bytes. `index.json` is rewritten the same way while an
+//! blob name never holds partial bytes; a blob written by a command (`Backend::stage`) is
+//! written into such a temporary file too and renamed once complete and hashed. `index.json` is rewritten the same way while an
 //! exclusive `flock(2)` is held on `oci-layout` (a file that never changes), so two
 //! pushes at once each add their tag and neither loses the other's.
 
@@ -108,6 +109,43 @@ impl Backend for Layout {
         let path = self.blob_path(digest)?;
         let dir = path.parent().unwrap_or(&self.dir).to_path_buf();
         self.write_atomic(&dir, &digest[7..], body)
+    }
+
+    /// A temporary file beside the blobs, on the same file system, so that
+    /// [`Backend::commit`] is a rename.
+    fn stage(&self, _tmp_dir: &Path) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.dir.join("blobs").join("sha256");
+        tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempfile_in(&dir)
+            .map_err(|e| StoreError::io(&dir, e))
+    }
+
+    /// The staged file, flushed to stable storage, renamed to its digest (rename(2) is
+    /// atomic: the name holds the old bytes or all the new ones); dropped when the blob is
+    /// there already.
+    fn commit(
+        &self,
+        staged: tempfile::NamedTempFile,
+        digest: &str,
+        _size: u64,
+    ) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest)?;
+        if dest.is_file() {
+            return Ok(());
+        }
+        staged
+            .as_file()
+            .sync_all()
+            .map_err(|e| StoreError::io(staged.path(), e))?;
+        staged
+            .persist(&dest)
+            .map_err(|e| StoreError::io(&dest, e.error))?;
+        Ok(())
+    }
+
+    fn blob_file(&self, digest: &str) -> Result<Option<PathBuf>, StoreError> {
+        self.blob_path(digest).map(Some)
     }
 
     fn get_blob(&self, digest: &str, out: &mut dyn Write) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@
 mod auth;
 mod layout;
 mod registry;
+mod stream;
 pub mod url;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use stream::{hash_while_written, VerifiedBlob};
 pub use url::{ArtifactRef, StoreUrl};
 
 /// The OCI image manifest media type, which artifacts use too (image-spec 1.1).
@@ -178,6 +180,36 @@ trait Backend: Send + Sync {
     fn has_blob(&self, digest: &str) -> Result<bool, StoreError>;
     /// Store `size` bytes read from `body` under `digest` (already computed).
     fn put_blob(&self, digest: &str, size: u64, body: &mut dyn Read) -> Result<(), StoreError>;
+    /// A new empty file to write a blob into, which [`Backend::commit`] then stores: by
+    /// default a temporary file in `tmp_dir`.
+    fn stage(&self, tmp_dir: &Path) -> Result<tempfile::NamedTempFile, StoreError> {
+        tempfile::Builder::new()
+            .prefix(".stage-")
+            .tempfile_in(tmp_dir)
+            .map_err(|e| StoreError::io(tmp_dir, e))
+    }
+    /// Store a staged file, complete, under its `digest` (already computed): by default
+    /// upload it with [`Backend::put_blob`], unless the store has the blob. The staged file
+    /// is gone afterwards, stored or not.
+    fn commit(
+        &self,
+        staged: tempfile::NamedTempFile,
+        digest: &str,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        if self.has_blob(digest)? {
+            return Ok(());
+        }
+        let mut f = staged
+            .reopen()
+            .map_err(|e| StoreError::io(staged.path(), e))?;
+        self.put_blob(digest, size, &mut f)
+    }
+    /// The blob as a file on this machine (unverified), for a store that keeps its blobs
+    /// as files: by default `None`.
+    fn blob_file(&self, _digest: &str) -> Result<Option<PathBuf>, StoreError> {
+        Ok(None)
+    }
     /// Copy the blob's bytes, as stored, into `out` (unverified: `Store` checks them).
     fn get_blob(&self, digest: &str, out: &mut dyn Write) -> Result<(), StoreError>;
     fn put_manifest(&self, tag: &str, digest: &str, bytes: &[u8]) -> Result<(), StoreError>;
@@ -203,9 +235,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The digest and size of a file's bytes.
 pub fn digest_file(path: &Path) -> Result<(String, u64), StoreError> {
     let mut f = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let mut w = HashingWriter::new(io::sink());
-    io::copy(&mut f, &mut w).map_err(|e| StoreError::io(path, e))?;
-    Ok(w.finish())
+    stream::hash_reader(&mut f).map_err(|e| StoreError::io(path, e))
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -309,11 +339,30 @@ impl Store {
                 why: format!("{tag:?} is not a tag"),
             });
         }
-        let config = self.push_bytes(EMPTY_CONFIG, EMPTY_MEDIA_TYPE)?;
         let layers = files
             .iter()
             .map(|f| self.push_file(f))
             .collect::<Result<Vec<_>, _>>()?;
+        self.push_manifest(tag, artifact_type, layers, annotations)
+    }
+
+    /// Push the empty config and the manifest of an artifact whose layers are pushed
+    /// already ([`Store::push_file`], [`Store::push_written`]) under `tag`. Returns the
+    /// manifest's digest.
+    pub fn push_manifest(
+        &self,
+        tag: &str,
+        artifact_type: &str,
+        layers: Vec<Descriptor>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<String, StoreError> {
+        if !url::valid_tag(tag) {
+            return Err(StoreError::BadUrl {
+                url: format!("{}:{tag}", self.url),
+                why: format!("{tag:?} is not a tag"),
+            });
+        }
+        let config = self.push_bytes(EMPTY_CONFIG, EMPTY_MEDIA_TYPE)?;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(MANIFEST_MEDIA_TYPE.to_string()),
@@ -357,9 +406,8 @@ impl Store {
         Ok(Some((manifest, digest)))
     }
 
-    /// Copy a blob into `dest`, checking its size and digest; on a mismatch `dest` is
-    /// removed and the blob refused.
-    pub fn fetch(&self, desc: &Descriptor, dest: &Path) -> Result<(), StoreError> {
+    /// How messages name a blob; refuses a descriptor whose digest is no sha256 one.
+    fn blob_what(&self, desc: &Descriptor) -> Result<String, StoreError> {
         let what = match desc.annotations.get(TITLE_ANNOTATION) {
             Some(name) => format!("blob {} ({name})", desc.digest),
             None => format!("blob {}", desc.digest),
@@ -371,9 +419,43 @@ impl Store {
                 reason: "not a sha256 digest".into(),
             });
         }
+        Ok(what)
+    }
+
+    /// Whether a blob's size and (when known) digest are the descriptor's.
+    fn check(
+        &self,
+        desc: &Descriptor,
+        what: &str,
+        digest: Option<String>,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        if size != desc.size {
+            return Err(StoreError::SizeMismatch {
+                store: self.url.to_string(),
+                what: what.to_string(),
+                expected: desc.size,
+                actual: size,
+            });
+        }
+        match digest {
+            Some(actual) if actual != desc.digest => Err(StoreError::DigestMismatch {
+                store: self.url.to_string(),
+                what: what.to_string(),
+                expected: desc.digest.clone(),
+                actual,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Copy a blob into `dest`, checking its size and digest; on a mismatch `dest` is
+    /// removed and the blob refused.
+    pub fn fetch(&self, desc: &Descriptor, dest: &Path) -> Result<(), StoreError> {
+        let what = self.blob_what(desc)?;
         let file = File::create(dest).map_err(|e| StoreError::io(dest, e))?;
         let mut w = HashingWriter::new(LimitWriter {
-            inner: io::BufWriter::new(file),
+            inner: io::BufWriter::with_capacity(1 << 20, file),
             left: desc.size,
         });
         let result = self
@@ -383,26 +465,9 @@ impl Store {
         let over = w.inner.left == u64::MAX;
         let (digest, size) = w.finish();
         let checked = match result {
-            Err(_) if over => Err(StoreError::SizeMismatch {
-                store: self.url.to_string(),
-                what,
-                expected: desc.size,
-                actual: desc.size + 1,
-            }),
+            Err(_) if over => self.check(desc, &what, None, desc.size + 1),
             Err(e) => Err(e),
-            Ok(()) if size != desc.size => Err(StoreError::SizeMismatch {
-                store: self.url.to_string(),
-                what,
-                expected: desc.size,
-                actual: size,
-            }),
-            Ok(()) if digest != desc.digest => Err(StoreError::DigestMismatch {
-                store: self.url.to_string(),
-                what,
-                expected: desc.digest.clone(),
-                actual: digest,
-            }),
-            Ok(()) => Ok(()),
+            Ok(()) => self.check(desc, &what, Some(digest), size),
         };
         if checked.is_err() {
             let _ = std::fs::remove_file(dest);

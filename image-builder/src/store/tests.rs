@@ -162,3 +162,137 @@ fn unsafe_layer_names_are_refused() {
     assert!(err.to_string().contains("title"), "{err}");
     assert!(!tmp.path().join("escape").exists());
 }
+
+/// The `.partial-*` files in a layout's blob directory.
+fn partials(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".partial-"))
+        .collect()
+}
+
+#[test]
+fn a_written_blob_is_hashed_as_it_is_written_and_named_only_once_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&StoreUrl::Layout { dir: dir.clone() }).unwrap();
+    let pieces: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 300_000]).collect();
+    let whole = pieces.concat();
+    let digest = digest_of(&whole);
+    let final_path = dir.join("blobs/sha256").join(&digest[7..]);
+    let desc = store
+        .push_written(tmp.path(), media::ZFS_SEND, "stage.zfs", |path| {
+            // The store's file is a temporary one beside the blobs (so that the last step
+            // is a rename), and the digest's name does not exist until it is complete.
+            assert_eq!(path.parent(), Some(dir.join("blobs/sha256").as_path()));
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            for p in &pieces {
+                assert!(
+                    !final_path.exists(),
+                    "the blob was named before it was whole"
+                );
+                assert_eq!(partials(&dir).len(), 1);
+                f.write_all(p)?;
+                f.flush()?;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert!(!final_path.exists());
+            Ok::<(), io::Error>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(desc.digest, digest);
+    assert_eq!(desc.size, whole.len() as u64);
+    assert_eq!(desc.annotations[TITLE_ANNOTATION], "stage.zfs");
+    assert_eq!(std::fs::read(&final_path).unwrap(), whole);
+    assert!(partials(&dir).is_empty());
+
+    // The same blob again: the new file is dropped, the stored one stays.
+    let again = store
+        .push_written(tmp.path(), media::ZFS_SEND, "stage.zfs", |path| {
+            std::fs::write(path, &whole)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, desc);
+    assert!(partials(&dir).is_empty());
+
+    // A write that fails leaves no blob and no temporary file; its error is the caller's.
+    let err = store
+        .push_written(tmp.path(), media::ZFS_SEND, "x", |path| {
+            std::fs::write(path, b"half a stream")?;
+            Err::<(), io::Error>(io::Error::other("zfs send failed"))
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "zfs send failed");
+    assert!(!dir
+        .join("blobs/sha256")
+        .join(&digest_of(b"half a stream")[7..])
+        .exists());
+    assert!(partials(&dir).is_empty());
+
+    // The manifest goes after, and the stream reads back verified in place.
+    store
+        .push_manifest("t", media::STAGE, vec![desc.clone()], BTreeMap::new())
+        .unwrap();
+    let (m, _) = store.manifest("t").unwrap().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let blob = store.open_verified(&m.layers[0], &out).unwrap();
+    assert_eq!(blob.path(), final_path, "a layout blob is read where it is");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "it was copied");
+}
+
+#[test]
+fn hashing_a_file_a_child_process_writes_slowly_matches_sha256sum() {
+    use runner::{Cmd, Runner, SystemRunner};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("stream");
+    std::fs::File::create(&path).unwrap();
+    // Pieces of odd sizes with naps between them, so the hashing thread reaches the end of
+    // the file many times before the writer is done.
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10; do \
+                  head -c $((i * 77777)) /dev/urandom; sleep 0.03; done";
+    let r = SystemRunner::new();
+    let (digest, size) = hash_while_written(&path, || {
+        r.run(&Cmd::new("/bin/sh").args(["-c", script]).stdout_to(&path))
+            .map(|_| ())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(size, 77777 * 55);
+    let sum = r.run(&Cmd::new("sha256sum").arg(&path)).unwrap();
+    let hex = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(digest, format!("sha256:{hex}"));
+}
+
+#[test]
+fn a_corrupted_layout_blob_is_refused_in_place_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&StoreUrl::Layout { dir: dir.clone() }).unwrap();
+    let desc = store
+        .push_written(tmp.path(), media::ZFS_SEND, "s", |p| {
+            std::fs::write(p, b"the original bytes")
+        })
+        .unwrap()
+        .unwrap();
+    let blob = dir.join("blobs/sha256").join(&desc.digest[7..]);
+    std::fs::write(&blob, b"the original bytez").unwrap();
+    let err = store.open_verified(&desc, tmp.path()).unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    std::fs::write(&blob, b"the original bytes and more").unwrap();
+    let err = store.open_verified(&desc, tmp.path()).unwrap_err();
+    assert!(matches!(err, StoreError::SizeMismatch { .. }), "{err}");
+    // A descriptor whose digest is not a sha256 one names no file.
+    let mut bad = desc.clone();
+    bad.digest = "sha256:../../x".into();
+    assert!(store.open_verified(&bad, tmp.path()).is_err());
+}

@@ -1,0 +1,189 @@
+//! Large blobs without extra passes over their bytes: a blob written by a command (a `zfs
+//! send` stream on its standard output) straight into a file the store provides, hashed
+//! while it is written; and a blob read as a file, which for a layout directory is the
+//! store's own blob file, checked in place.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{hex, Descriptor, Store, StoreError, TITLE_ANNOTATION};
+
+/// The read size of a hashing pass: large, so that the pass costs few system calls.
+const CHUNK: usize = 1 << 20;
+
+/// How long the hashing thread waits at the end of a file that is still being written.
+const NAP: Duration = Duration::from_millis(2);
+
+/// The digest and size of everything `r` gives.
+pub(super) fn hash_reader(r: &mut dyn Read) -> io::Result<(String, u64)> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut hash = Sha256::new();
+    let mut len = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hash.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((format!("sha256:{}", hex(&hash.finalize())), len))
+}
+
+/// Sets the flag when dropped, so the hashing thread stops even if `write` panics.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Runs `write`, which writes the file at `path` from its start (a command with its
+/// standard output sent there), and meanwhile hashes the file as it grows, in a thread
+/// that reads up to its end, naps when it gets there, and stops at the end once `write`
+/// has returned. The file must exist (empty) before; when it cannot be opened `write` is
+/// not run. `Err` is `write`'s failure; `Ok(Err)` a failure to read the file.
+///
+/// Each read sees a prefix of what was written: reads and writes of a regular file are
+/// atomic with respect to each other (POSIX.1-2017 XSH 2.9.7, "Thread Interactions with
+/// Regular File Operations"), and a read at the end of the file returns 0 bytes rather than
+/// waiting. The end is final only once `write` has returned, that is once the command has
+/// exited, so the flag is read before the read that finds the end.
+pub fn hash_while_written<E>(
+    path: &Path,
+    write: impl FnOnce() -> Result<(), E>,
+) -> Result<io::Result<(String, u64)>, E> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(e)),
+    };
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let hasher = s.spawn(|| follow(&mut file, &done));
+        let written = {
+            let _stop = SetOnDrop(&done);
+            write()
+        };
+        let hashed = hasher
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the hashing thread panicked")));
+        written.map(|()| hashed)
+    })
+}
+
+fn follow(file: &mut File, done: &AtomicBool) -> io::Result<(String, u64)> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut hash = Sha256::new();
+    let mut len = 0u64;
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        match file.read(&mut buf) {
+            Ok(0) if finished => break,
+            Ok(0) => std::thread::sleep(NAP),
+            Ok(n) => {
+                hash.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((format!("sha256:{}", hex(&hash.finalize())), len))
+}
+
+/// A blob whose bytes matched its descriptor, as a file to read: a layout directory's own
+/// blob file, or a registry's blob fetched into a temporary file (removed on drop).
+#[derive(Debug)]
+pub struct VerifiedBlob {
+    path: PathBuf,
+    _fetched: Option<tempfile::TempPath>,
+}
+
+impl VerifiedBlob {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Store {
+    /// Pushes a blob that `write` writes into the file it is given (a command's standard
+    /// output), hashing it while it is written, and describes it. The file is the
+    /// backend's: in a layout directory a temporary file beside the blobs, renamed to its
+    /// digest once complete; for a registry a temporary file in `tmp_dir`, uploaded once
+    /// complete. `Err` is `write`'s failure; `Ok(Err)` the store's, and then (like when
+    /// the store cannot give a file) nothing is stored.
+    pub fn push_written<E>(
+        &self,
+        tmp_dir: &Path,
+        media_type: &str,
+        name: &str,
+        write: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<Result<Descriptor, StoreError>, E> {
+        let staged = match self.backend.stage(tmp_dir) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let path = staged.path().to_path_buf();
+        let (digest, size) = match hash_while_written(&path, || write(&path))? {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(StoreError::io(&path, e))),
+        };
+        if let Err(e) = self.backend.commit(staged, &digest, size) {
+            return Ok(Err(e));
+        }
+        Ok(Ok(Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            annotations: [(TITLE_ANNOTATION.to_string(), name.to_string())].into(),
+            artifact_type: None,
+        }))
+    }
+
+    /// A blob as a file whose size and digest have been checked against `desc`: in a layout
+    /// directory the blob file itself, read once to check it and not copied; from a
+    /// registry the blob fetched into a temporary file in `tmp_dir` ([`Store::fetch`]).
+    ///
+    /// A layout's blob file is checked in place: blobs are only ever renamed into place
+    /// whole under the digest of what they hold, so what is checked is what a later reader
+    /// of the same name reads, as long as nothing edits the store's files in place.
+    pub fn open_verified(
+        &self,
+        desc: &Descriptor,
+        tmp_dir: &Path,
+    ) -> Result<VerifiedBlob, StoreError> {
+        let what = self.blob_what(desc)?;
+        if let Some(path) = self.backend.blob_file(&desc.digest)? {
+            let mut f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+            let len = f.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+            self.check(desc, &what, None, len)?;
+            // One byte more than the descriptor says, to see a file that grew meanwhile.
+            let (digest, size) = hash_reader(&mut (&mut f).take(desc.size.saturating_add(1)))
+                .map_err(|e| StoreError::io(&path, e))?;
+            self.check(desc, &what, Some(digest), size)?;
+            return Ok(VerifiedBlob {
+                path,
+                _fetched: None,
+            });
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".fetch-")
+            .tempfile_in(tmp_dir)
+            .map_err(|e| StoreError::io(tmp_dir, e))?
+            .into_temp_path();
+        self.fetch(desc, &tmp)?;
+        Ok(VerifiedBlob {
+            path: tmp.to_path_buf(),
+            _fetched: Some(tmp),
+        })
+    }
+}
