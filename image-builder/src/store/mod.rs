@@ -333,17 +333,22 @@ impl Store {
         files: &[ArtifactFile],
         annotations: BTreeMap<String, String>,
     ) -> Result<String, StoreError> {
-        if !url::valid_tag(tag) {
-            return Err(StoreError::BadUrl {
-                url: format!("{}:{tag}", self.url),
-                why: format!("{tag:?} is not a tag"),
-            });
-        }
+        self.check_tag(tag)?;
         let layers = files
             .iter()
             .map(|f| self.push_file(f))
             .collect::<Result<Vec<_>, _>>()?;
         self.push_manifest(tag, artifact_type, layers, annotations)
+    }
+
+    fn check_tag(&self, tag: &str) -> Result<(), StoreError> {
+        if url::valid_tag(tag) {
+            return Ok(());
+        }
+        Err(StoreError::BadUrl {
+            url: format!("{}:{tag}", self.url),
+            why: format!("{tag:?} is not a tag"),
+        })
     }
 
     /// Push the empty config and the manifest of an artifact whose layers are pushed
@@ -356,12 +361,7 @@ impl Store {
         layers: Vec<Descriptor>,
         annotations: BTreeMap<String, String>,
     ) -> Result<String, StoreError> {
-        if !url::valid_tag(tag) {
-            return Err(StoreError::BadUrl {
-                url: format!("{}:{tag}", self.url),
-                why: format!("{tag:?} is not a tag"),
-            });
-        }
+        self.check_tag(tag)?;
         let config = self.push_bytes(EMPTY_CONFIG, EMPTY_MEDIA_TYPE)?;
         let manifest = Manifest {
             schema_version: 2,

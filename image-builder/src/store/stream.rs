@@ -21,21 +21,7 @@ const NAP: Duration = Duration::from_millis(2);
 
 /// The digest and size of everything `r` gives.
 pub(super) fn hash_reader(r: &mut dyn Read) -> io::Result<(String, u64)> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut hash = Sha256::new();
-    let mut len = 0u64;
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hash.update(&buf[..n]);
-                len += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((format!("sha256:{}", hex(&hash.finalize())), len))
+    follow(r, &AtomicBool::new(true))
 }
 
 /// Sets the flag when dropped, so the hashing thread stops even if `write` panics.
@@ -80,13 +66,14 @@ pub fn hash_while_written<E>(
     })
 }
 
-fn follow(file: &mut File, done: &AtomicBool) -> io::Result<(String, u64)> {
+/// Hashes what `r` gives up to its end; until `done` is set, an end is waited past.
+fn follow(r: &mut dyn Read, done: &AtomicBool) -> io::Result<(String, u64)> {
     let mut buf = vec![0u8; CHUNK];
     let mut hash = Sha256::new();
     let mut len = 0u64;
     loop {
         let finished = done.load(Ordering::Acquire);
-        match file.read(&mut buf) {
+        match r.read(&mut buf) {
             Ok(0) if finished => break,
             Ok(0) => std::thread::sleep(NAP),
             Ok(n) => {
