@@ -246,7 +246,8 @@ fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_five_commands() {
     assert_eq!(c.build(&rec, "r"), (Ok(Outcome::Built), false));
     let lines = rec.lines();
     assert_eq!(lines.len(), 6, "{lines:?}");
-    assert_eq!(lines[..4], [LISTING, &create, &where_tmp, &back]);
+    // The scratch dataset is made once the steps need it.
+    assert_eq!(lines[..4], [LISTING, &back, &create, &where_tmp]);
     assert!(
         lines[4].starts_with(snap) && lines[4].ends_with(&format!(" {WORK}@done")),
         "{lines:?}"
@@ -259,4 +260,71 @@ fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_five_commands() {
         "edited\n"
     );
     assert!(!c.dir("work/etc/a").exists());
+}
+
+#[test]
+fn a_first_build_of_a_missing_work_dataset_asks_the_listing_once_more_and_nothing_else() {
+    let c = Chain::new();
+    std::fs::create_dir_all(c.dir("work/etc")).unwrap();
+    std::fs::create_dir_all(c.dir("tmp")).unwrap();
+    let rec = Recorder::new();
+    // zfs_for_each (zfs_iter.c) opens each root with zfs_open (libzfs_dataset.c), whose
+    // failure libzfs prints as "ACTION: DESCRIPTION" (libzfs_util.c, zfs_verror): "cannot
+    // open 'NAME'", and EZFS_NOENT's "dataset does not exist"; the exit status is 1.
+    rec.on(
+        LISTING,
+        Output::failed(1, format!("cannot open '{WORK}': dataset does not exist\n")),
+    );
+    // The root alone, with its children (zfs(8) list -d 1).
+    let root =
+        "/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 1 rpool/images";
+    rec.on(
+        root,
+        Output::ok(format!(
+            "rpool/images\t{}\tyes\nrpool/images/output\t{}\tyes\n",
+            c.dir("").display(),
+            c.dir("output").display()
+        )),
+    );
+    // zfs(8) create, snapshot and destroy print nothing when they succeed; -p makes the
+    // missing parents, so nothing asks whether they exist first.
+    let create = format!("/usr/sbin/zfs create -p {WORK}");
+    rec.on(&create, Output::ok(""));
+    let where_ = |ds: &str, dir: &str| {
+        (
+            format!("/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 0 {ds}"),
+            Output::ok(format!("{ds}\t{}\tyes\n", c.dir(dir).display())),
+        )
+    };
+    let (where_work, reply) = where_(WORK, "work");
+    rec.on(&where_work, reply);
+    let tmp = "rpool/images/tmp/g/s1";
+    let create_tmp = format!("/usr/sbin/zfs create -p -o sync=disabled {tmp}");
+    rec.on(&create_tmp, Output::ok(""));
+    let (where_tmp, reply) = where_(tmp, "tmp");
+    rec.on(&where_tmp, reply);
+    let snap = format!(
+        "/usr/sbin/zfs snapshot -o org.illumos.image-builder:key={} {WORK}@one",
+        c.key("s1", None)
+    );
+    rec.on(&snap, Output::ok(""));
+    let destroy = format!("/usr/sbin/zfs destroy -r {tmp}");
+    rec.on(&destroy, Output::ok(""));
+
+    assert_eq!(c.build(&rec, "s1"), (Ok(Outcome::Built), false));
+    assert_eq!(
+        rec.lines(),
+        [
+            LISTING,
+            root,
+            &create,
+            &where_work,
+            &create_tmp,
+            &where_tmp,
+            &snap,
+            &destroy
+        ]
+    );
+    rec.assert_all_rules_used();
+    assert_eq!(std::fs::read_to_string(c.dir("work/etc/a")).unwrap(), "x\n");
 }
