@@ -246,7 +246,8 @@ fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_five_commands() {
     assert_eq!(c.build(&rec, "r"), (Ok(Outcome::Built), false));
     let lines = rec.lines();
     assert_eq!(lines.len(), 6, "{lines:?}");
-    assert_eq!(lines[..4], [LISTING, &create, &where_tmp, &back]);
+    // The scratch dataset is made once the steps need it.
+    assert_eq!(lines[..4], [LISTING, &back, &create, &where_tmp]);
     assert!(
         lines[4].starts_with(snap) && lines[4].ends_with(&format!(" {WORK}@done")),
         "{lines:?}"
@@ -259,4 +260,104 @@ fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_five_commands() {
         "edited\n"
     );
     assert!(!c.dir("work/etc/a").exists());
+}
+
+/// The rules for building stage s1 into a work dataset that is not there: made with its
+/// parents (zfs(8) create -p, so nothing asks whether they exist first), listed for its
+/// mountpoint, the scratch dataset likewise, the output snapshot, the scratch dataset
+/// destroyed. zfs(8) create, snapshot and destroy print nothing when they succeed. Returns
+/// the command lines in the order they run.
+fn first_build(c: &Chain, rec: &Recorder) -> Vec<String> {
+    std::fs::create_dir_all(c.dir("work/etc")).unwrap();
+    std::fs::create_dir_all(c.dir("tmp")).unwrap();
+    let create = format!("/usr/sbin/zfs create -p {WORK}");
+    rec.on(&create, Output::ok(""));
+    let where_ = |ds: &str, dir: &str| {
+        let line =
+            format!("/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 0 {ds}");
+        rec.on(
+            &line,
+            Output::ok(format!("{ds}\t{}\tyes\n", c.dir(dir).display())),
+        );
+        line
+    };
+    let where_work = where_(WORK, "work");
+    let tmp = "rpool/images/tmp/g/s1";
+    let create_tmp = format!("/usr/sbin/zfs create -p -o sync=disabled {tmp}");
+    rec.on(&create_tmp, Output::ok(""));
+    let where_tmp = where_(tmp, "tmp");
+    let snap = format!(
+        "/usr/sbin/zfs snapshot -o org.illumos.image-builder:key={} {WORK}@one",
+        c.key("s1", None)
+    );
+    rec.on(&snap, Output::ok(""));
+    let destroy = format!("/usr/sbin/zfs destroy -r {tmp}");
+    rec.on(&destroy, Output::ok(""));
+    vec![create, where_work, create_tmp, where_tmp, snap, destroy]
+}
+
+/// The root listed alone, with its children (zfs(8) list -d 1).
+const ROOT: &str =
+    "/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 1 rpool/images";
+
+fn root_reply(c: &Chain) -> Output {
+    Output::ok(format!(
+        "rpool/images\t{}\tyes\nrpool/images/output\t{}\tyes\n",
+        c.dir("").display(),
+        c.dir("output").display()
+    ))
+}
+
+/// A failed command's error for a data set that is not there: zfs_open (libzfs_dataset.c)
+/// fails, and libzfs prints "ACTION: DESCRIPTION" (libzfs_util.c, zfs_verror), the
+/// action "cannot open 'NAME'" and EZFS_NOENT's "dataset does not exist"; exit status 1.
+fn missing(name: &str) -> Output {
+    Output::failed(1, format!("cannot open '{name}': dataset does not exist\n"))
+}
+
+#[test]
+fn a_first_build_of_a_missing_work_dataset_asks_the_listing_once_more_and_nothing_else() {
+    let c = Chain::new();
+    let rec = Recorder::new();
+    // zfs_for_each (zfs_iter.c) opens each root and reports the one it cannot open.
+    rec.on(LISTING, missing(WORK));
+    rec.on(ROOT, root_reply(&c));
+    let then = first_build(&c, &rec);
+    assert_eq!(c.build(&rec, "s1"), (Ok(Outcome::Built), false));
+    let mut want = vec![LISTING.to_string(), ROOT.to_string()];
+    want.extend(then);
+    assert_eq!(rec.lines(), want);
+    rec.assert_all_rules_used();
+    assert_eq!(std::fs::read_to_string(c.dir("work/etc/a")).unwrap(), "x\n");
+}
+
+#[test]
+fn x_destroys_the_work_dataset_in_one_command_and_asks_nothing_about_it() {
+    let c = Chain::new();
+    // -x lists nothing of the work dataset with the root.
+    let fullreset = || BuildOptions {
+        fullreset: true,
+        ..c.opts()
+    };
+    let destroy = format!("/usr/sbin/zfs destroy -r {WORK}");
+    for gone in [false, true] {
+        let rec = Recorder::new();
+        rec.on(ROOT, root_reply(&c));
+        // Not there: zfs destroy's own error says so, and it is no error for -x.
+        let reply = if gone { missing(WORK) } else { Output::ok("") };
+        rec.on(&destroy, reply);
+        let then = first_build(&c, &rec);
+        let zfs = zfs::ZfsCli::new(&rec, zfs::ZfsTools::in_dir("/usr/sbin"));
+        let env = Env {
+            host: Host::Illumos,
+            runner: &rec,
+            zfs: &zfs,
+        };
+        let r = build::build(&c.plan("s1"), &fullreset(), &env, &mut |_| {});
+        assert_eq!(r.map_err(|e| e.to_string()), Ok(Outcome::Built), "{gone}");
+        let mut want = vec![ROOT.to_string(), destroy.clone()];
+        want.extend(then);
+        assert_eq!(rec.lines(), want, "{gone}");
+        rec.assert_all_rules_used();
+    }
 }

@@ -16,15 +16,15 @@ use image_builder::store::{media, Store, StoreUrl};
 use image_builder::template::{plan, Features, Plan, PlanOptions};
 use runner::{Cmd, Output, Recorder, RunError, Runner};
 
-const WORK: &str = "rpool/images/work/g/w";
+pub(crate) const WORK: &str = "rpool/images/work/g/w";
 /// The input snapshot's GUID (zfs(8) get -p prints it as a decimal 64-bit number).
-const GUID_ONE: &str = "8815304164313270471";
+pub(crate) const GUID_ONE: &str = "8815304164313270471";
 
-struct World {
+pub(crate) struct World {
     top: tempfile::TempDir,
-    rec: Recorder,
+    pub(crate) rec: Recorder,
     /// The bytes `zfs receive` read on standard input, per call.
-    received: Mutex<Vec<Vec<u8>>>,
+    pub(crate) received: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Runner for World {
@@ -41,7 +41,7 @@ impl Runner for World {
 
 impl World {
     /// A world whose work dataset holds `snaps` (none: it does not exist).
-    fn new(snaps: &[&str]) -> World {
+    pub(crate) fn new(snaps: &[&str]) -> World {
         let top = tempfile::tempdir().unwrap();
         for d in ["t/g", "output", "tmp", "work/etc", "store"] {
             std::fs::create_dir_all(top.path().join(d)).unwrap();
@@ -110,7 +110,7 @@ impl World {
         w
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         self.top.path().join(name)
     }
 
@@ -126,7 +126,7 @@ impl World {
         p
     }
 
-    fn opts(&self, store: &str, required: bool) -> BuildOptions {
+    pub(crate) fn opts(&self, store: &str, required: bool) -> BuildOptions {
         BuildOptions {
             assume_tools: true,
             store: Some(StoreOptions {
@@ -141,7 +141,7 @@ impl World {
         format!("file://{}", self.dir("store").display())
     }
 
-    fn key(&self, name: &str, input_guid: Option<&str>) -> String {
+    pub(crate) fn key(&self, name: &str, input_guid: Option<&str>) -> String {
         cache::inputs(
             &self.plan(name),
             &self.opts(&self.store_url(), false),
@@ -152,7 +152,11 @@ impl World {
         .key()
     }
 
-    fn build(&self, name: &str, opts: &BuildOptions) -> (Result<Outcome, BuildError>, Vec<Event>) {
+    pub(crate) fn build(
+        &self,
+        name: &str,
+        opts: &BuildOptions,
+    ) -> (Result<Outcome, BuildError>, Vec<Event>) {
         let zfs = zfs::ZfsCli::new(self, zfs::ZfsTools::in_dir("/sbin"));
         let env = Env {
             host: Host::Illumos,
@@ -167,7 +171,7 @@ impl World {
     }
 
     /// The recorded commands that change something, the temporary directory as `W`.
-    fn actions(&self) -> Vec<String> {
+    pub(crate) fn actions(&self) -> Vec<String> {
         let w = self.top.path().display().to_string();
         self.rec
             .lines()
@@ -178,7 +182,7 @@ impl World {
     }
 }
 
-fn steps_run(events: &[Event]) -> usize {
+pub(crate) fn steps_run(events: &[Event]) -> usize {
     events
         .iter()
         .filter(|e| matches!(e, Event::StepStart { .. }))
@@ -186,7 +190,7 @@ fn steps_run(events: &[Event]) -> usize {
 }
 
 /// Pushes a stage-two artifact for `key` into the layout store, as a build elsewhere would.
-fn seed_store(w: &World, key: &str, stream: &[u8]) -> Store {
+pub(crate) fn seed_store(w: &World, key: &str, stream: &[u8]) -> Store {
     seed(w, key, Some(GUID_ONE), stream)
 }
 
@@ -335,13 +339,12 @@ fn a_stage_missing_locally_is_received_from_the_store_without_running_a_step() {
     assert_eq!(
         w.actions(),
         [
-            "/sbin/zfs create -p -o sync=disabled rpool/images/tmp/g/s2".to_string(),
             // The miss: back to the input snapshot, which the stream starts from.
             format!("/sbin/zfs rollback -r {WORK}@one"),
             format!("/sbin/zfs receive -F {WORK}@two"),
-            // The key goes on only once the stream is in.
+            // The key goes on only once the stream is in. A layout directory's blob is
+            // received from where it is: no scratch dataset.
             format!("/sbin/zfs set org.illumos.image-builder:key={key} {WORK}@two"),
-            "/sbin/zfs destroy -r rpool/images/tmp/g/s2".to_string(),
         ]
     );
     let recv = w
@@ -386,12 +389,10 @@ fn a_first_stage_missing_locally_is_received_as_a_full_stream_over_the_new_datas
     assert_eq!(
         w.actions(),
         [
-            "/sbin/zfs create -p -o sync=disabled rpool/images/tmp/g/s1".to_string(),
             format!("/sbin/zfs create -p {WORK}"),
             // zfs-receive(8) -F: a full stream replaces the empty file system just made.
             format!("/sbin/zfs receive -F {WORK}@one"),
             format!("/sbin/zfs set org.illumos.image-builder:key={key} {WORK}@one"),
-            "/sbin/zfs destroy -r rpool/images/tmp/g/s1".to_string(),
         ]
     );
     assert_eq!(

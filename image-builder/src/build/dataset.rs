@@ -17,8 +17,9 @@ use zfs::CreateOptions;
 use super::cache::{self, KEY_PROPERTY};
 use super::checkpoint;
 use super::error::BuildError;
-use super::journal::{scratch_dataset, Mark, Undo};
+use super::journal::{Mark, Undo};
 use super::layout;
+use super::scratch::Scratch;
 use super::select;
 use super::stage_store::{self, StageRef};
 use super::target::{Keep, Target, TargetCx};
@@ -84,21 +85,19 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     let work = cx.work.to_string();
     let snap = |s: &str| format!("{work}@{s}");
 
-    // Scratch space for this build only: recreated every time, never worth syncing.
-    let tmp_mark = scratch_dataset(
-        zfs,
-        journal,
-        &layout.tmp,
-        &CreateOptions::new().parents().prop("sync", "disabled"),
-    )?;
-    let tmp_dir = layout::mountpoint(zfs, &layout.tmp)?;
+    // Scratch space for this build only, made when first needed.
+    let mut scratch = Scratch::new(zfs, &layout.tmp);
 
     // The session's listing answers until the work dataset changes (-x has no listing).
     let mut view = WorkView::new(zfs, &work, cx.work_rows);
-    if opts.fullreset && zfs.exists(&work)? {
-        tracing::info!("-x: destroying work dataset {work}");
-        zfs.destroy(&work, true)?;
-        view.forget();
+    if opts.fullreset {
+        // One command: a work dataset that is not there is no error, and gone either way.
+        match zfs.destroy(&work, true) {
+            Ok(()) => tracing::info!("-x: destroyed work dataset {work}"),
+            Err(zfs::ZfsError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        view.gone();
     }
 
     let input_guid = match &target.input_snapshot {
@@ -146,8 +145,6 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
                             snapshot: snap(out),
                             key: key.clone(),
                         });
-                        zfs.destroy(&layout.tmp, true)?;
-                        journal.done(tmp_mark)?;
                         rec.cache = "hit".into();
                         return Ok(Outcome::Cached);
                     }
@@ -252,16 +249,17 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     let whole = opts.until.is_none() && opts.from.is_none();
     if let (Some(store), Some(stage), None, true) = (&opts.store, &stored, &resumed, whole) {
         // A local miss: the store may have the stage.
-        if stage_store::receive(store, env, stage, &tmp_dir, events)? {
+        let tmp_dir = &mut || scratch.dir(journal);
+        if stage_store::receive(store, env, stage, tmp_dir, events)? {
             journal.done(work_mark)?;
-            zfs.destroy(&layout.tmp, true)?;
-            journal.done(tmp_mark)?;
+            scratch.remove(journal)?;
             rec.cache = "store".into();
             return Ok(Outcome::Cached);
         }
     }
     // A rollback keeps the work dataset where it was mounted.
     let root_dir = view.mount_dir()?;
+    let tmp_dir = scratch.dir(journal)?;
     let before = list_outputs(output_dir);
     let root = super::open_root(&root_dir, "image")?;
     let place = super::StepPlace {
@@ -372,8 +370,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             (events.borrow_mut())(e)
         })?;
     }
-    zfs.destroy(&layout.tmp, true)?;
-    journal.done(tmp_mark)?;
+    scratch.remove(journal)?;
     Ok(Outcome::Built)
 }
 

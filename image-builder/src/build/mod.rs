@@ -19,6 +19,7 @@ pub mod layout;
 pub mod lock;
 mod pool;
 pub mod record;
+mod scratch;
 pub mod select;
 mod session;
 pub mod shell;

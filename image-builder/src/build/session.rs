@@ -18,7 +18,9 @@ pub(crate) struct Session {
     pub output_dir: PathBuf,
     /// The work dataset and its snapshots with their mountpoint, mounted and the
     /// properties [`Session::open`] was asked for, in that order, from the listing of the
-    /// root (`None` when it failed, or when an earlier build's journal was undone since).
+    /// root: no rows when the listing said the work dataset does not exist; `None` when
+    /// there is no such answer (not asked for, the listing failed otherwise, or an earlier
+    /// build's journal was undone since).
     pub work_rows: Option<Vec<zfs::Listed>>,
     pub state: PathBuf,
     pub journal: Journal,
@@ -41,8 +43,8 @@ impl Session {
         // One listing answers for the root, the output dataset and where it is mounted
         // (each `zfs` process counts when the builder runs emulated), and when asked for
         // the work dataset and its snapshots too; a work dataset that is not there fails
-        // it, and the root is listed alone. A root that cannot be listed is asked about on
-        // its own, for the right error.
+        // it, saying so, and the root is listed alone. A root that cannot be listed is
+        // asked about on its own, for the right error.
         let (mut top, mut work_rows) = match work_props {
             [] => (None, None),
             props => list_with_work(zfs, &layout.root, work, props),
@@ -62,7 +64,8 @@ impl Session {
         let output_dir = match listed_output {
             Some(fs) => layout::mount_dir(zfs, fs)?,
             None => {
-                if !zfs.exists(&layout.output)? {
+                // The root's listing shows its children: one it lacks is not there.
+                if top.is_some() || !zfs.exists(&layout.output)? {
                     zfs.create(&layout.output, &CreateOptions::new())?;
                 }
                 layout::mountpoint(zfs, &layout.output)?
@@ -141,14 +144,20 @@ impl Session {
 }
 
 /// The root's file systems and direct children, and `work` with its snapshots and their
-/// `props`, from one `zfs list` of both; `(None, None)` when it fails.
+/// `props`, from one `zfs list` of both. When that fails because `work` is not there, no
+/// rows for `work` (and the root is for the caller to list alone); `(None, None)` when it
+/// fails otherwise (or lacks `work`'s own row).
 type Listing = (Option<Vec<zfs::Filesystem>>, Option<Vec<zfs::Listed>>);
 
 fn list_with_work(zfs: &dyn zfs::Zfs, root: &str, work: &str, props: &[&str]) -> Listing {
     let mut asked = vec!["type", "mountpoint", "mounted"];
     asked.extend_from_slice(props);
-    let Ok(rows) = zfs.list(&[root, work], 1, &asked) else {
-        return (None, None);
+    let rows = match zfs.list(&[root, work], 1, &asked) {
+        Ok(rows) if rows.iter().any(|r| r.name == work) => rows,
+        Err(zfs::ZfsError::NotFound { name }) if name == work => {
+            return (None, Some(Vec::new()));
+        }
+        _ => return (None, None),
     };
     let value = |r: &zfs::Listed, i: usize| r.values.get(i).cloned().flatten().unwrap_or_default();
     let top = rows

@@ -12,7 +12,7 @@
 //! builds locally; with `--store-required` it is an error.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::cache::{self, KEY_PROPERTY};
 use super::error::BuildError;
@@ -76,8 +76,8 @@ pub(super) fn tolerate<T>(
 }
 
 /// Looks the stage up in the store and receives it on a hit: the stream is verified
-/// against its digest (in place in a layout directory, fetched into `tmp_dir` from a
-/// registry) before `zfs receive` reads it, the
+/// against its digest (in place in a layout directory, fetched from a registry into the
+/// directory `tmp_dir` gives, asked for only then) before `zfs receive` reads it, the
 /// received output snapshot is given the key. The work dataset must be at the input
 /// snapshot (or, for a first stage, exist empty): `zfs receive -F` rolls it back to its
 /// newest snapshot, which an incremental stream's source must be. `Ok(false)` is a miss.
@@ -85,7 +85,7 @@ pub(super) fn receive(
     opts: &StoreOptions,
     env: &Env,
     stage: &StageRef,
-    tmp_dir: &Path,
+    tmp_dir: &mut dyn FnMut() -> Result<PathBuf, BuildError>,
     events: &mut dyn FnMut(&Event),
 ) -> Result<bool, BuildError> {
     let tag = tag(stage.key);
@@ -125,7 +125,11 @@ pub(super) fn receive(
     };
     // A layout directory's blob is checked in place and received from where it is; a
     // registry's is fetched into tmp_dir and checked on the way.
-    let blob = store.open_verified(layer, tmp_dir);
+    let blob = match store.verified_in_place(layer) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => store.fetch_verified(layer, &tmp_dir()?),
+        Err(e) => Err(e),
+    };
     let Some(blob) = tolerate(opts, &format!("fetching {tag}"), blob)? else {
         return Ok(false);
     };

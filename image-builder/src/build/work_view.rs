@@ -47,13 +47,17 @@ pub(super) struct WorkView<'a> {
 }
 
 impl<'a> WorkView<'a> {
-    /// `rows`: the session's listing of `work` and its snapshots, listed with [`PROPS`]
-    /// (`None` when there is none, and every answer comes from `zfs`).
+    /// `rows`: the session's listing of `work` and its snapshots, listed with [`PROPS`],
+    /// none when the listing said `work` does not exist (`None` when there is no listing,
+    /// and every answer comes from `zfs`).
     pub fn new(zfs: &'a dyn zfs::Zfs, work: &'a str, rows: Option<&'a [zfs::Listed]>) -> Self {
         // `zfs list` of a missing data set fails, so a listing that succeeded has the work
-        // dataset's own row; one without it (or without the columns) answers nothing.
+        // dataset's own row; one with rows but without it (or without the columns)
+        // answers nothing.
         let rows = rows.filter(|r| {
-            r.iter().all(|r| r.values.len() >= 2 + PROPS.len()) && r.iter().any(|r| r.name == work)
+            r.is_empty()
+                || (r.iter().all(|r| r.values.len() >= 2 + PROPS.len())
+                    && r.iter().any(|r| r.name == work))
         });
         WorkView { zfs, work, rows }
     }
@@ -61,6 +65,11 @@ impl<'a> WorkView<'a> {
     /// From here on every answer comes from `zfs` (the work dataset was changed).
     pub fn forget(&mut self) {
         self.rows = None;
+    }
+
+    /// From here on the work dataset is known not to exist (it was destroyed).
+    pub fn gone(&mut self) {
+        self.rows = Some(&[]);
     }
 
     /// The rows, when `name` is the work dataset or one of its snapshots and there is
@@ -104,7 +113,7 @@ impl<'a> WorkView<'a> {
         }
     }
 
-    /// Where the work dataset is mounted (mounting it when it is not).
+    /// Where the work dataset is mounted (mounting it when it is not); it must exist.
     pub fn mount_dir(&self) -> Result<PathBuf, BuildError> {
         let row = self
             .rows

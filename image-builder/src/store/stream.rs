@@ -137,31 +137,51 @@ impl Store {
     }
 
     /// A blob as a file whose size and digest have been checked against `desc`: in a layout
-    /// directory the blob file itself, read once to check it and not copied; from a
-    /// registry the blob fetched into a temporary file in `tmp_dir` ([`Store::fetch`]).
-    ///
-    /// A layout's blob file is checked in place: blobs are only ever renamed into place
-    /// whole under the digest of what they hold, so what is checked is what a later reader
-    /// of the same name reads, as long as nothing edits the store's files in place.
+    /// directory the blob file itself ([`Store::verified_in_place`]); from a registry the
+    /// blob fetched into a temporary file in `tmp_dir` ([`Store::fetch_verified`]).
     pub fn open_verified(
         &self,
         desc: &Descriptor,
         tmp_dir: &Path,
     ) -> Result<VerifiedBlob, StoreError> {
-        let what = self.blob_what(desc)?;
-        if let Some(path) = self.backend.blob_file(&desc.digest)? {
-            let mut f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-            let len = f.metadata().map_err(|e| StoreError::io(&path, e))?.len();
-            self.check(desc, &what, None, len)?;
-            // One byte more than the descriptor says, to see a file that grew meanwhile.
-            let (digest, size) = hash_reader(&mut (&mut f).take(desc.size.saturating_add(1)))
-                .map_err(|e| StoreError::io(&path, e))?;
-            self.check(desc, &what, Some(digest), size)?;
-            return Ok(VerifiedBlob {
-                path,
-                _fetched: None,
-            });
+        match self.verified_in_place(desc)? {
+            Some(blob) => Ok(blob),
+            None => self.fetch_verified(desc, tmp_dir),
         }
+    }
+
+    /// The blob file itself, read once to check it and not copied, for a store that keeps
+    /// its blobs as files on this machine (a layout directory); `None` for one that does
+    /// not.
+    ///
+    /// A layout's blob file is checked in place: blobs are only ever renamed into place
+    /// whole under the digest of what they hold, so what is checked is what a later reader
+    /// of the same name reads, as long as nothing edits the store's files in place.
+    pub fn verified_in_place(&self, desc: &Descriptor) -> Result<Option<VerifiedBlob>, StoreError> {
+        let what = self.blob_what(desc)?;
+        let Some(path) = self.backend.blob_file(&desc.digest)? else {
+            return Ok(None);
+        };
+        let mut f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let len = f.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+        self.check(desc, &what, None, len)?;
+        // One byte more than the descriptor says, to see a file that grew meanwhile.
+        let (digest, size) = hash_reader(&mut (&mut f).take(desc.size.saturating_add(1)))
+            .map_err(|e| StoreError::io(&path, e))?;
+        self.check(desc, &what, Some(digest), size)?;
+        Ok(Some(VerifiedBlob {
+            path,
+            _fetched: None,
+        }))
+    }
+
+    /// The blob fetched into a temporary file in `tmp_dir` and checked on the way
+    /// ([`Store::fetch`]).
+    pub fn fetch_verified(
+        &self,
+        desc: &Descriptor,
+        tmp_dir: &Path,
+    ) -> Result<VerifiedBlob, StoreError> {
         let tmp = tempfile::Builder::new()
             .prefix(".fetch-")
             .tempfile_in(tmp_dir)

@@ -134,7 +134,8 @@ pub(super) fn clone_snapshot<R: Runner>(
     Ok(())
 }
 
-/// Lists `name` itself; if that fails, asks its parent (or the pool list) whether it is
+/// Lists `name` itself; if that fails with any other message than libzfs's for a missing
+/// data set ([`super::says_missing`]), asks its parent (or the pool list) whether it is
 /// there, so "missing" is a listing's answer and anything else stays an error.
 pub(super) fn exists<R: Runner>(z: &ZfsCli<R>, target: &str) -> Result<bool> {
     name::any(target)?;
@@ -144,6 +145,9 @@ pub(super) fn exists<R: Runner>(z: &ZfsCli<R>, target: &str) -> Result<bool> {
     let out = z.output(&cmd)?;
     if out.success() {
         return Ok(split_lines(&out).iter().any(|l| l == target));
+    }
+    if super::says_missing(&out.stderr_tail(8), target) {
+        return Ok(false);
     }
     let direct = failed(&cmd, &out);
     match name::parent(target) {
@@ -311,8 +315,16 @@ pub(super) fn list<R: Runner>(
             &depth,
         ])
         .args(roots);
+    // A root that is not there is named by the listing's own error (zfs_for_each in
+    // zfs_iter.c opens each root with zfs_open, which reports it, and goes on with the
+    // rest); otherwise each root is asked about.
     let lines = z.lines(&cmd).map_err(|e| {
-        match roots.iter().find(|r| matches!(z.exists(r), Ok(false))) {
+        let stderr = match &e {
+            RunError::Failed { stderr_tail, .. } => stderr_tail.as_str(),
+            _ => "",
+        };
+        let named = roots.iter().find(|r| super::says_missing(stderr, r));
+        match named.or_else(|| roots.iter().find(|r| matches!(z.exists(r), Ok(false)))) {
             Some(r) => ZfsError::NotFound {
                 name: r.to_string(),
             },

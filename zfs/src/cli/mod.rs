@@ -120,9 +120,17 @@ impl<R: Runner> ZfsCli<R> {
         Ok(split_lines(&self.run(cmd)?))
     }
 
-    /// Turns a failure of a command acting on `name` into [`ZfsError::NotFound`] when a
-    /// query shows `name` does not exist; otherwise keeps the command's own error.
+    /// Turns a failure of a command acting on `name` into [`ZfsError::NotFound`] when its
+    /// error message or a query shows `name` does not exist; otherwise keeps the
+    /// command's own error.
     fn missing_or(&self, name: &str, err: RunError) -> ZfsError {
+        if let RunError::Failed { stderr_tail, .. } = &err {
+            if says_missing(stderr_tail, name) {
+                return ZfsError::NotFound {
+                    name: name.to_string(),
+                };
+            }
+        }
         match (&err, self.exists(name)) {
             (RunError::Failed { .. }, Ok(false)) => ZfsError::NotFound {
                 name: name.to_string(),
@@ -142,6 +150,17 @@ impl<R: Runner> ZfsCli<R> {
             _ => ZfsError::Run(err),
         }
     }
+}
+
+/// Whether a failed `zfs` command's standard error says `name` does not exist. libzfs
+/// prints "ACTION: DESCRIPTION" (illumos-gate usr/src/lib/libzfs/common/libzfs_util.c,
+/// zfs_verror); `zfs_open` (libzfs_dataset.c), which every command naming a data set or
+/// snapshot goes through, sets the action "cannot open 'NAME'", and an ENOENT from the
+/// kernel is EZFS_NOENT, described as "dataset does not exist" (libzfs_util.c,
+/// zfs_standard_error_fmt and libzfs_error_description). The runner runs commands in the
+/// C locale, so the text is not translated; any other text is no answer.
+fn says_missing(stderr: &str, name: &str) -> bool {
+    stderr.contains(&format!("cannot open '{name}': dataset does not exist"))
 }
 
 fn split_lines(out: &Output) -> Vec<String> {

@@ -534,16 +534,29 @@ fn a_work_dataset_its_snapshots_and_their_properties_come_from_one_listing() {
     ));
     assert!(z.list(&["bad name"], 1, &[]).is_err());
     assert!(z.list(&["rpool/w"], 1, &["a=b"]).is_err());
-    // A root that is not there: the failed listing, then the existence check of `exists`
-    // (the root itself, then its parent, zfs(8) list -d 1).
+    // A root that is not there, named by the listing's own error (libzfs_util.c,
+    // zfs_verror: "cannot open 'NAME': dataset does not exist"; zfs_for_each lists the
+    // other roots meanwhile): no other command.
     rec.clear();
     rec.on(
         "/usr/sbin/zfs list -H -p -o name,guid",
-        Output::failed(1, "cannot open 'rpool/x': dataset does not exist"),
+        Output::failed(1, "cannot open 'rpool/x': dataset does not exist\n"),
+    );
+    assert!(matches!(
+        z.list(&["rpool/w", "rpool/x"], 1, &["guid"]),
+        Err(ZfsError::NotFound { name }) if name == "rpool/x"
+    ));
+    assert_eq!(rec.lines().len(), 1);
+    // Any other failure: each root is asked about (the root itself, then its parent,
+    // zfs(8) list -d 1).
+    rec.clear();
+    rec.on(
+        "/usr/sbin/zfs list -H -p -o name,guid",
+        Output::failed(1, "some other failure"),
     );
     rec.on(
         "/usr/sbin/zfs list -H -p -o name -t all rpool/x",
-        Output::failed(1, "cannot open 'rpool/x': dataset does not exist"),
+        Output::failed(1, "I/O error"),
     );
     rec.on(
         "/usr/sbin/zfs list -H -p -o name -t all -d 1 rpool",
@@ -554,6 +567,44 @@ fn a_work_dataset_its_snapshots_and_their_properties_come_from_one_listing() {
         Err(ZfsError::NotFound { name }) if name == "rpool/x"
     ));
     assert_eq!(rec.lines().len(), 3);
+    rec.assert_all_rules_used();
+}
+
+#[test]
+fn exists_false_from_the_listings_own_error() {
+    let rec = Recorder::new();
+    // libzfs_util.c, zfs_verror: "ACTION: DESCRIPTION"; zfs_open's action "cannot open
+    // 'NAME'", EZFS_NOENT's description "dataset does not exist".
+    rec.on(
+        "/usr/sbin/zfs list",
+        Output::failed(1, "cannot open 'rpool/a/b': dataset does not exist\n"),
+    );
+    assert!(!cli(&rec).exists("rpool/a/b").unwrap());
+    assert_eq!(
+        rec.lines(),
+        ["/usr/sbin/zfs list -H -p -o name -t all rpool/a/b"]
+    );
+    // The message names another data set: no answer, the parent is asked.
+    let rec = Recorder::new();
+    rec.on(
+        "/usr/sbin/zfs list",
+        Output::failed(1, "cannot open 'rpool/a/bc': dataset does not exist\n"),
+    )
+    .on("/usr/sbin/zfs list", Output::ok("rpool/a\n"));
+    assert!(!cli(&rec).exists("rpool/a/b").unwrap());
+    assert_eq!(rec.lines().len(), 2);
+}
+
+#[test]
+fn a_command_on_a_missing_dataset_is_not_found_from_its_own_error() {
+    let rec = Recorder::new();
+    rec.on(
+        "/usr/sbin/zfs destroy",
+        Output::failed(1, "cannot open 'rpool/gone': dataset does not exist\n"),
+    );
+    let err = cli(&rec).destroy("rpool/gone", true).unwrap_err();
+    assert!(matches!(err, ZfsError::NotFound { name } if name == "rpool/gone"));
+    assert_eq!(rec.lines(), ["/usr/sbin/zfs destroy -r rpool/gone"]);
 }
 
 /// The handle's time limit reaches every command, the existence probes included (a
@@ -561,11 +612,10 @@ fn a_work_dataset_its_snapshots_and_their_properties_come_from_one_listing() {
 #[test]
 fn the_time_limit_reaches_every_command() {
     let rec = Recorder::new();
-    // zfs list of a missing dataset: exit 1 and "dataset does not exist" (zfs_main.c,
-    // zfs_do_list via zfs_open's error); the parent listing then answers.
+    // A listing that fails without saying why; the parent listing then answers.
     rec.on(
         "/usr/sbin/zfs list -H -p -o name -t all rpool/a",
-        Output::failed(1, "cannot open 'rpool/a': dataset does not exist\n"),
+        Output::failed(1, "\n"),
     );
     rec.on(
         "/usr/sbin/zfs list -H -p -o name -t all -d 1 rpool",
