@@ -187,17 +187,20 @@ fn a_listing_whose_input_snapshot_has_another_guid_is_no_cache_hit() {
     assert!(rec.lines().len() > 1, "{:?}", rec.lines());
 }
 
-#[test]
-fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_five_commands() {
-    let c = Chain::new();
+/// A three-step stage whose last step (`last`, a step's JSON) was edited since the build
+/// that left a checkpoint after step 1 and one after step 2 (whose prefix key no longer
+/// matches): the rebuild rolls back to the first and runs step 2 alone. With `scratch`,
+/// that step uses the scratch dataset. Returns the commands run.
+fn resume_after_edit(c: &Chain, last: &str, scratch: bool) -> Vec<String> {
     std::fs::write(
         c.dir("t/g/r.json"),
-        r#"{ "dataset": { "name": "w", "output_snapshot": "done" }, "steps": [
-             { "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "root", "mode": "755" },
-             { "t": "ensure_file", "file": "/etc/a", "contents": "a\n",
-               "owner": "root", "group": "root", "mode": "644" },
-             { "t": "ensure_file", "file": "/etc/b", "contents": "edited\n",
-               "owner": "root", "group": "root", "mode": "644" } ] }"#,
+        format!(
+            r#"{{ "dataset": {{ "name": "w", "output_snapshot": "done" }}, "steps": [
+             {{ "t": "ensure_dir", "dir": "/etc", "owner": "root", "group": "root", "mode": "755" }},
+             {{ "t": "ensure_file", "file": "/etc/a", "contents": "a\n",
+               "owner": "root", "group": "root", "mode": "644" }},
+             {last} ] }}"#
+        ),
     )
     .unwrap();
     // Steps 0 and 1 are as they were: the checkpoint after step 1 carries their prefix
@@ -226,50 +229,84 @@ fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_five_commands() {
     let rec = Recorder::new();
     rec.on(LISTING, Output::ok(text));
     // zfs(8) create, rollback, snapshot and destroy print nothing when they succeed.
-    let tmp = "rpool/images/tmp/g/r";
-    let create = format!("/usr/sbin/zfs create -p -o sync=disabled {tmp}");
-    rec.on(&create, Output::ok(""));
-    let where_tmp =
-        format!("/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 0 {tmp}");
-    std::fs::create_dir_all(c.dir("tmp")).unwrap();
-    rec.on(
-        &where_tmp,
-        Output::ok(format!("{tmp}\t{}\tyes\n", c.dir("tmp").display())),
-    );
     let back = format!("/usr/sbin/zfs rollback -r {WORK}@ib:after-001");
     rec.on(&back, Output::ok(""));
+    let tmp = "rpool/images/tmp/g/r";
+    let create = format!("/usr/sbin/zfs create -p -o sync=disabled {tmp}");
+    let where_tmp =
+        format!("/usr/sbin/zfs list -H -p -o name,mountpoint,mounted -t filesystem -d 0 {tmp}");
+    let destroy = format!("/usr/sbin/zfs destroy -r {tmp}");
+    if scratch {
+        rec.on(&create, Output::ok(""));
+        rec.on(
+            &where_tmp,
+            Output::ok(format!("{tmp}\t{}\tyes\n", c.dir("tmp").display())),
+        );
+        rec.on(&destroy, Output::ok(""));
+    }
     let snap = "/usr/sbin/zfs snapshot -o org.illumos.image-builder:key=";
     rec.on(snap, Output::ok(""));
-    let destroy = format!("/usr/sbin/zfs destroy -r {tmp}");
-    rec.on(&destroy, Output::ok(""));
 
     assert_eq!(c.build(&rec, "r"), (Ok(Outcome::Built), false));
-    let lines = rec.lines();
-    assert_eq!(lines.len(), 6, "{lines:?}");
-    // The scratch dataset is made once the steps need it.
-    assert_eq!(lines[..4], [LISTING, &back, &create, &where_tmp]);
-    assert!(
-        lines[4].starts_with(snap) && lines[4].ends_with(&format!(" {WORK}@done")),
-        "{lines:?}"
-    );
-    assert_eq!(lines[5], destroy);
     rec.assert_all_rules_used();
+    let lines = rec.lines();
+    let out = lines.iter().position(|l| l.starts_with(snap)).unwrap();
+    assert!(lines[out].ends_with(&format!(" {WORK}@done")), "{lines:?}");
     // Only the step after the checkpoint ran.
+    assert!(c.dir("work/etc/b").is_file());
+    assert!(!c.dir("work/etc/a").exists());
+    let mut want = vec![LISTING.to_string(), back];
+    if scratch {
+        want.extend([create, where_tmp, lines[out].clone(), destroy]);
+    } else {
+        want.push(lines[out].clone());
+    }
+    assert_eq!(lines, want);
+    lines
+}
+
+#[test]
+fn an_edited_last_step_resumes_from_the_listed_checkpoint_in_three_commands() {
+    let c = Chain::new();
+    let lines = resume_after_edit(
+        &c,
+        r#"{ "t": "ensure_file", "file": "/etc/b", "contents": "edited\n",
+             "owner": "root", "group": "root", "mode": "644" }"#,
+        false,
+    );
+    assert_eq!(lines.len(), 3);
     assert_eq!(
         std::fs::read_to_string(c.dir("work/etc/b")).unwrap(),
         "edited\n"
     );
-    assert!(!c.dir("work/etc/a").exists());
+}
+
+#[test]
+fn a_rerun_step_that_uses_the_scratch_dataset_makes_it_and_destroys_it() {
+    let c = Chain::new();
+    // `tarsrc` reads the scratch tree an `unpack_tar` with `into_tmp` leaves.
+    std::fs::create_dir_all(c.dir("tmp/unpack_tar")).unwrap();
+    std::fs::write(c.dir("tmp/unpack_tar/b"), "from the archive\n").unwrap();
+    let lines = resume_after_edit(
+        &c,
+        r#"{ "t": "ensure_file", "file": "/etc/b", "tarsrc": "/b",
+             "owner": "root", "group": "root", "mode": "644" }"#,
+        true,
+    );
+    assert_eq!(lines.len(), 6);
+    assert_eq!(
+        std::fs::read_to_string(c.dir("work/etc/b")).unwrap(),
+        "from the archive\n"
+    );
 }
 
 /// The rules for building stage s1 into a work dataset that is not there: made with its
 /// parents (zfs(8) create -p, so nothing asks whether they exist first), listed for its
-/// mountpoint, the scratch dataset likewise, the output snapshot, the scratch dataset
-/// destroyed. zfs(8) create, snapshot and destroy print nothing when they succeed. Returns
-/// the command lines in the order they run.
+/// mountpoint, the output snapshot (its one step uses no scratch dataset). zfs(8) create
+/// and snapshot print nothing when they succeed. Returns the command lines in the order
+/// they run.
 fn first_build(c: &Chain, rec: &Recorder) -> Vec<String> {
     std::fs::create_dir_all(c.dir("work/etc")).unwrap();
-    std::fs::create_dir_all(c.dir("tmp")).unwrap();
     let create = format!("/usr/sbin/zfs create -p {WORK}");
     rec.on(&create, Output::ok(""));
     let where_ = |ds: &str, dir: &str| {
@@ -282,18 +319,12 @@ fn first_build(c: &Chain, rec: &Recorder) -> Vec<String> {
         line
     };
     let where_work = where_(WORK, "work");
-    let tmp = "rpool/images/tmp/g/s1";
-    let create_tmp = format!("/usr/sbin/zfs create -p -o sync=disabled {tmp}");
-    rec.on(&create_tmp, Output::ok(""));
-    let where_tmp = where_(tmp, "tmp");
     let snap = format!(
         "/usr/sbin/zfs snapshot -o org.illumos.image-builder:key={} {WORK}@one",
         c.key("s1", None)
     );
     rec.on(&snap, Output::ok(""));
-    let destroy = format!("/usr/sbin/zfs destroy -r {tmp}");
-    rec.on(&destroy, Output::ok(""));
-    vec![create, where_work, create_tmp, where_tmp, snap, destroy]
+    vec![create, where_work, snap]
 }
 
 /// The root listed alone, with its children (zfs(8) list -d 1).

@@ -62,13 +62,16 @@ pub fn is_expensive(kind: Option<&StepKind>) -> bool {
     )
 }
 
-/// Steps that write into the output directory: the tree after them does not hold all
-/// their effects, so no checkpoint is taken after one (a resume would skip it).
+/// Steps that write into the output directory, or into the scratch tree a later
+/// `ensure_file` with `tarsrc` reads (`unpack_tar` with `into_tmp`): the tree after them
+/// does not hold all their effects, so no checkpoint is taken after one (a resume would
+/// skip it, and the scratch dataset is made afresh for every build).
 pub fn writes_outputs(kind: Option<&StepKind>) -> bool {
-    matches!(
-        kind,
-        Some(StepKind::PackTar(_) | StepKind::Gzip(_) | StepKind::Digest(_))
-    )
+    match kind {
+        Some(StepKind::PackTar(_) | StepKind::Gzip(_) | StepKind::Digest(_)) => true,
+        Some(StepKind::UnpackTar(u)) => u.into_tmp == Some(true),
+        _ => false,
+    }
 }
 
 /// Whether to take a checkpoint after a step, given the seconds the steps since the last
@@ -206,6 +209,36 @@ mod tests {
         ] {
             assert_eq!(index_of("p/work/g/w", other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn no_checkpoint_follows_a_step_whose_effects_are_outside_the_tree() {
+        use crate::template::{plan, Features, PlanOptions};
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("g")).unwrap();
+        std::fs::write(
+            t.path().join("g/s.json"),
+            r#"{ "dataset": { "name": "w", "output_snapshot": "out" }, "steps": [
+                 { "t": "unpack_tar", "name": "a.tar" },
+                 { "t": "unpack_tar", "name": "a.tar", "into_tmp": true },
+                 { "t": "pack_tar", "name": "b.tar" } ] }"#,
+        )
+        .unwrap();
+        let p = plan(
+            t.path(),
+            "g",
+            "s",
+            &Features::default(),
+            &PlanOptions::default(),
+        );
+        assert!(p.is_valid(), "{:?}", p.problems);
+        let outside: Vec<bool> = p
+            .steps
+            .iter()
+            .map(|s| writes_outputs(s.kind.as_ref()))
+            .collect();
+        // The scratch tree of `into_tmp` is made afresh each build; an archive is an output.
+        assert_eq!(outside, [false, true, true]);
     }
 
     #[test]

@@ -257,9 +257,28 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             return Ok(Outcome::Cached);
         }
     }
+    let mut todo = plan.clone();
+    if let Some((index, _)) = &resumed {
+        todo.steps.retain(|s| s.index > *index);
+    }
+    if let Some(until) = opts.until {
+        todo.steps.retain(|s| s.index <= until);
+    }
     // A rollback keeps the work dataset where it was mounted.
     let root_dir = view.mount_dir()?;
-    let tmp_dir = scratch.dir(journal)?;
+    // The scratch dataset only when a step that runs, or a push to the store, uses it.
+    // Otherwise no step looks at `tmp_dir` (Execute::uses_scratch); the path given then
+    // does not exist, so that one that did would fail rather than write elsewhere.
+    let needs_scratch = opts.store.is_some()
+        || todo
+            .steps
+            .iter()
+            .any(|s| s.skip.is_none() && s.kind.as_ref().is_some_and(|k| k.uses_scratch()));
+    let tmp_dir = if needs_scratch {
+        scratch.dir(journal)?
+    } else {
+        std::path::PathBuf::from("/nonexistent/image-builder-scratch")
+    };
     let before = list_outputs(output_dir);
     let root = super::open_root(&root_dir, "image")?;
     let place = super::StepPlace {
@@ -268,13 +287,6 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         tmp_dir: &tmp_dir,
         pool: None,
     };
-    let mut todo = plan.clone();
-    if let Some((index, _)) = &resumed {
-        todo.steps.retain(|s| s.index > *index);
-    }
-    if let Some(until) = opts.until {
-        todo.steps.retain(|s| s.index <= until);
-    }
     // --until: the tree after the last step it runs is kept as a checkpoint.
     let last = opts.until.and_then(|u| select::last_running(&todo, u));
     let mut stopped_at: Option<String> = None;

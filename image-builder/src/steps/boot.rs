@@ -168,6 +168,11 @@ impl Execute for CreateDataset {
 }
 
 impl Execute for MakeBootable {
+    /// The EFI loaders are staged in the scratch directory for mcopy.
+    fn uses_scratch(&self) -> bool {
+        true
+    }
+
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
         let p = pool(cx, "make_bootable")?;
         let be = format!("{}/ROOT/{}", p.temp_name, p.bename);

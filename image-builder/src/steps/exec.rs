@@ -187,6 +187,14 @@ pub trait Execute {
         &[]
     }
 
+    /// Whether the step may read or write the build's scratch directory
+    /// ([`StepCx::tmp_dir`]). A dataset stage makes its scratch dataset (two `zfs`
+    /// commands, and one to destroy it) only when a step that runs says so; any step
+    /// that touches `tmp_dir` must say so here.
+    fn uses_scratch(&self) -> bool {
+        false
+    }
+
     /// Does the step's work. Running a step twice changes nothing the second time.
     fn execute(&self, cx: &StepCx) -> Result<(), StepError>;
 }

@@ -316,6 +316,11 @@ pub fn parent_dir_mode(mode: u32) -> u32 {
 }
 
 impl Execute for EnsureFile {
+    /// `tarsrc` reads the scratch tree of an earlier `unpack_tar` with `into_tmp`.
+    fn uses_scratch(&self) -> bool {
+        self.tarsrc.is_some()
+    }
+
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
         let perms = Perms::resolve(cx, &self.owner, &self.group, Some(&self.mode))?;
         let contents = self.contents(cx)?;

@@ -109,6 +109,11 @@ impl Execute for SeedSmf {
         &[Tool::Svccfg]
     }
 
+    /// The repository is built in the scratch directory (without sync) and copied in.
+    fn uses_scratch(&self) -> bool {
+        true
+    }
+
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
         const INSTALLED: &str = "/etc/svc/repository.db";
         if cx.smf == SmfSeeding::AtFirstBoot {

@@ -85,6 +85,11 @@ use super::exec::{Execute, StepCx, StepError};
 use crate::archive::{self, PackOptions, UnpackOptions};
 
 impl Execute for UnpackTar {
+    /// `into_tmp` unpacks into the scratch directory.
+    fn uses_scratch(&self) -> bool {
+        self.into_tmp == Some(true)
+    }
+
     fn execute(&self, cx: &StepCx) -> Result<(), StepError> {
         let archive = cx.output_file(&self.name);
         if !archive.is_file() {

@@ -242,6 +242,11 @@ macro_rules! step_kinds {
                 match self { $( StepKind::$variant(s) => crate::steps::Execute::needs(s), )* }
             }
 
+            /// Whether the step may use the build's scratch directory.
+            pub fn uses_scratch(&self) -> bool {
+                match self { $( StepKind::$variant(s) => crate::steps::Execute::uses_scratch(s), )* }
+            }
+
             /// Runs the step.
             pub fn execute(&self, cx: &crate::steps::StepCx) -> Result<(), crate::steps::StepError> {
                 match self { $( StepKind::$variant(s) => crate::steps::Execute::execute(s, cx), )* }
