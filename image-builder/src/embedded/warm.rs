@@ -1235,9 +1235,14 @@ mod tests {
     #[test]
     fn a_forwarded_signal_reaches_the_command_and_its_cleanup_runs() {
         let (mut c, h) = pair(opts());
+        // Short sleeps in a loop, not one long one: a signal that lands between a child's
+        // fork and its exec runs the shell's handler in the child and is lost there, and
+        // the shell (which got it too, from the group) runs its trap only once the
+        // foreground child has ended.
         c.send(&Request::Run(req(
             5,
-            "trap 'echo cleaned up; exit 130' INT; echo started; sleep 20",
+            "trap 'echo cleaned up; exit 130' INT; echo started; \
+             while :; do sleep 0.1; done",
         )))
         .unwrap();
         // Wait until the trap is set, then interrupt.
@@ -1269,7 +1274,8 @@ mod tests {
         c.send(&Request::Run(req(
             6,
             &format!(
-                "trap 'touch {}; exit 130' INT; echo started; sleep 20",
+                // As above: no long foreground child for the signal to get lost in.
+                "trap 'touch {}; exit 130' INT; echo started; while :; do sleep 0.1; done",
                 mark.display()
             ),
         )))
