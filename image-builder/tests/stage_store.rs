@@ -40,6 +40,15 @@ impl Runner for World {
 }
 
 impl World {
+    /// The first recorded command whose line contains `part`.
+    pub(crate) fn call(&self, part: &str) -> runner::Cmd {
+        self.rec
+            .calls()
+            .into_iter()
+            .find(|c| c.display().contains(part))
+            .unwrap_or_else(|| panic!("no command with {part:?}: {:#?}", self.rec.lines()))
+    }
+
     /// A world whose work dataset holds `snaps` (none: it does not exist).
     pub(crate) fn new(snaps: &[&str]) -> World {
         let top = tempfile::tempdir().unwrap();
@@ -245,12 +254,7 @@ fn a_built_first_stage_is_pushed_as_its_full_send_stream() {
         })
         .unwrap_or_else(|| panic!("{actions:#?}"));
     assert_eq!(actions[at + 1], format!("/sbin/zfs send {WORK}@one"));
-    let send = w
-        .rec
-        .calls()
-        .into_iter()
-        .find(|c| c.display().contains(" send "))
-        .unwrap();
+    let send = w.call(" send ");
     // zfs send writes straight into a temporary file beside the store's blobs, which is
     // renamed to its digest once complete and hashed.
     let sent_to = send.get_stdout_file().unwrap();
@@ -347,12 +351,7 @@ fn a_stage_missing_locally_is_received_from_the_store_without_running_a_step() {
             format!("/sbin/zfs set org.illumos.image-builder:key={key} {WORK}@two"),
         ]
     );
-    let recv = w
-        .rec
-        .calls()
-        .into_iter()
-        .find(|c| c.display().contains(" receive "))
-        .unwrap();
+    let recv = w.call(" receive ");
     // zfs receive read the verified stream from the store's blob itself: a layout
     // directory's blob is checked in place, not copied.
     let (m, _) = Store::open(&StoreUrl::parse(&w.store_url()).unwrap())

@@ -83,12 +83,7 @@ fn a_stage_fetched_from_a_registry_goes_through_a_scratch_dataset_made_for_it() 
     );
     // zfs receive read the fetched, verified copy in the scratch dataset (World mounts it
     // at W/tmp), which is gone once received.
-    let recv = w
-        .rec
-        .calls()
-        .into_iter()
-        .find(|c| c.display().contains(" receive "))
-        .unwrap();
+    let recv = w.call(" receive ");
     let from = recv.get_stdin_file().unwrap();
     assert_eq!(from.parent(), Some(w.dir("tmp").as_path()), "{from:?}");
     assert_eq!(std::fs::read_dir(w.dir("tmp")).unwrap().count(), 0);

@@ -211,25 +211,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn no_checkpoint_follows_a_step_whose_effects_are_outside_the_tree() {
+    /// The plan of template `g/s.json` holding `json`.
+    fn plan_of(json: &str) -> Plan {
         use crate::template::{plan, Features, PlanOptions};
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("g")).unwrap();
-        std::fs::write(
-            t.path().join("g/s.json"),
-            r#"{ "dataset": { "name": "w", "output_snapshot": "out" }, "steps": [
-                 { "t": "unpack_tar", "name": "a.tar" },
-                 { "t": "unpack_tar", "name": "a.tar", "into_tmp": true },
-                 { "t": "pack_tar", "name": "b.tar" } ] }"#,
-        )
-        .unwrap();
-        let p = plan(
+        std::fs::write(t.path().join("g/s.json"), json).unwrap();
+        plan(
             t.path(),
             "g",
             "s",
             &Features::default(),
             &PlanOptions::default(),
+        )
+    }
+
+    #[test]
+    fn no_checkpoint_follows_a_step_whose_effects_are_outside_the_tree() {
+        let p = plan_of(
+            r#"{ "dataset": { "name": "w", "output_snapshot": "out" }, "steps": [
+                 { "t": "unpack_tar", "name": "a.tar" },
+                 { "t": "unpack_tar", "name": "a.tar", "into_tmp": true },
+                 { "t": "pack_tar", "name": "b.tar" } ] }"#,
         );
         assert!(p.is_valid(), "{:?}", p.problems);
         let outside: Vec<bool> = p
@@ -243,20 +246,8 @@ mod tests {
 
     #[test]
     fn a_template_snapshot_name_in_the_checkpoint_namespace_is_refused() {
-        use crate::template::{plan, Features, PlanOptions};
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("g")).unwrap();
-        std::fs::write(
-            t.path().join("g/s.json"),
+        let p = plan_of(
             r#"{ "dataset": { "name": "w", "output_snapshot": "ib:after-003" }, "steps": [] }"#,
-        )
-        .unwrap();
-        let p = plan(
-            t.path(),
-            "g",
-            "s",
-            &Features::default(),
-            &PlanOptions::default(),
         );
         let errors: Vec<String> = p.errors().map(|e| e.to_string()).collect();
         assert!(
