@@ -32,7 +32,7 @@ impl World {
     /// prefix, first added first).
     fn with(host: Host, first: impl FnOnce(&Recorder, &Path)) -> World {
         let top = tempfile::tempdir().unwrap();
-        for d in ["t/g", "t/files", "output", "tmp", "work"] {
+        for d in ["t/g", "t/files", "output", "work"] {
             std::fs::create_dir_all(top.path().join(d)).unwrap();
         }
         let zfs_dir = match host {
@@ -52,9 +52,10 @@ impl World {
                 Output::ok(format!("{ds}\n")),
             );
         }
+        // The work dataset of the dataset-stage cases; image builds work in a directory
+        // of the output dataset (`WORK_DIR`).
         for (ds, dir) in [
             ("rpool/images/output", "output"),
-            ("rpool/images/tmp/g/img", "tmp"),
             ("rpool/images/work/g/img", "work"),
         ] {
             w.rec.always(
@@ -75,6 +76,11 @@ impl World {
 
     fn dir(&self, name: &str) -> PathBuf {
         self.top.path().join(name)
+    }
+
+    /// A path in an image build's work directory, which the build removes when it ends.
+    fn work(&self, name: &str) -> PathBuf {
+        self.dir(WORK_DIR).join(name)
     }
 
     fn template(&self, json: &str) {
@@ -138,6 +144,39 @@ impl World {
     }
 }
 
+/// An image build's work directory `g-img`, relative to the world's top ("W" in the
+/// recorded lines).
+const WORK_DIR: &str = "output/.image-builder/work/g-img";
+
+/// The recorder, with `at` called on every command before it answers: for a test that looks
+/// at the work directory while the build runs (it is gone when the build ends), or makes
+/// the file a recorded command would have written.
+struct Hook<'a> {
+    rec: &'a Recorder,
+    at: Box<dyn Fn(&Cmd) + Send + Sync + 'a>,
+}
+
+impl Runner for Hook<'_> {
+    fn output(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        (self.at)(cmd);
+        self.rec.output(cmd)
+    }
+}
+
+/// What a recorded mkisofs would have written: `contents` at the path after its `-o`.
+fn mkisofs_writes(cmd: &Cmd, contents: &[u8]) {
+    let args: Vec<String> = cmd
+        .get_args()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if cmd.program().to_string_lossy().ends_with("/mkisofs") {
+        if let Some(i) = args.iter().position(|a| a == "-o") {
+            std::fs::write(&args[i + 1], contents).unwrap();
+        }
+    }
+}
+
 #[test]
 fn illumos_pool_build_command_lines() {
     let w = World::new(Host::Illumos);
@@ -155,18 +194,26 @@ fn illumos_pool_build_command_lines() {
     // (usr/src/cmd/lofiadm/main.c, add_mapping() printing make_blkdevname()).
     w.rec
         .on("/usr/sbin/lofiadm -l -a", Output::ok("/dev/dsk/c9t1d0p0\n"));
-    let outcome = w
-        .build(Host::Illumos, &*w.rec, vec![Format::Qcow2])
-        .unwrap();
+    // The image root as the pool is exported (the recorder mounts nothing: the steps wrote
+    // into the directory itself).
+    let motd = std::sync::Mutex::new(None);
+    let hook = Hook {
+        rec: &w.rec,
+        at: Box::new(|c: &Cmd| {
+            if c.display().starts_with("/sbin/zpool export") {
+                *motd.lock().unwrap() = std::fs::read(w.work("a/etc/motd")).ok();
+            }
+        }),
+    };
+    let outcome = w.build(Host::Illumos, &hook, vec![Format::Qcow2]).unwrap();
     assert_eq!(outcome, Outcome::Built);
     let t = "TEMPORARY-g-img";
     assert_eq!(
         w.actions(),
         [
-            "/sbin/zfs create -p -o sync=disabled rpool/images/work/g/img".to_string(),
-            "/usr/sbin/lofiadm -l -a W/work/lofi.raw".into(),
+            "/usr/sbin/lofiadm -l -a W/output/.image-builder/work/g-img/lofi.raw".to_string(),
             format!(
-                "/sbin/zpool create -d -B -t {t} -R W/work/altroot -o ashift=9 -o autoexpand=on \
+                "/sbin/zpool create -d -B -t {t} -R W/output/.image-builder/work/g-img/altroot -o ashift=9 -o autoexpand=on \
                  -o listsnapshots=on -O compression=on -O atime=off rpool /dev/dsk/c9t1d0"
             ),
             format!("/sbin/zfs create -o canmount=off -o mountpoint=legacy {t}/ROOT"),
@@ -175,26 +222,26 @@ fn illumos_pool_build_command_lines() {
                  -o org.opensolaris.libbe:uuid={} -o org.opensolaris.libbe:policy=static {t}/ROOT/oi",
                 uuid_of(&w)
             ),
-            format!("/sbin/mount -F zfs {t}/ROOT/oi W/work/a"),
+            format!("/sbin/mount -F zfs {t}/ROOT/oi W/output/.image-builder/work/g-img/a"),
             format!("/sbin/zfs create -o mountpoint=/export/home {t}/export/home"),
             format!("/sbin/zpool set bootfs={t}/ROOT/oi {t}"),
             "/sbin/beadm activate oi".into(),
-            format!("/sbin/bootadm install-bootloader -M -f -P {t} -R W/work/a"),
-            "/sbin/bootadm update-archive -f -R W/work/a".into(),
+            format!("/sbin/bootadm install-bootloader -M -f -P {t} -R W/output/.image-builder/work/g-img/a"),
+            "/sbin/bootadm update-archive -f -R W/output/.image-builder/work/g-img/a".into(),
             format!("/sbin/zpool trim {t}"),
             format!("/sbin/zpool sync {t}"),
             format!("/sbin/zpool export {t}"),
-            "/usr/sbin/lofiadm -d W/work/lofi.raw".into(),
+            "/usr/sbin/lofiadm -d W/output/.image-builder/work/g-img/lofi.raw".into(),
             "/usr/bin/qemu-img convert -f raw -O qcow2 W/output/g-img.raw W/output/g-img.qcow2.partial"
                 .into(),
-            "/sbin/zfs destroy -r rpool/images/work/g/img".into(),
         ]
     );
     assert_eq!(
-        std::fs::read(w.dir("work/a/etc/motd")).unwrap(),
-        b"hi\n",
+        motd.lock().unwrap().as_deref(),
+        Some(&b"hi\n"[..]),
         "steps wrote into the image root"
     );
+    assert!(!w.dir(WORK_DIR).exists(), "the work directory is removed");
     let out = w.dir("output/g-img.raw");
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 300 << 20);
     let sums = std::fs::read_to_string(w.dir("output/SHA256SUMS")).unwrap();
@@ -221,14 +268,8 @@ fn uuid_of(w: &World) -> String {
 }
 
 #[test]
-fn illumos_pool_failure_unwinds_pool_device_and_datasets() {
-    let w = World::with(Host::Illumos, |rec, _| {
-        // The work dataset exists when the cleanup asks (zfs(8) list -H -o name: the
-        // name alone).
-        let ds = "rpool/images/work/g/img";
-        let list = format!("/sbin/zfs list -H -p -o name -t all {ds}");
-        rec.always(&list, Output::ok(format!("{ds}\n")));
-    });
+fn illumos_pool_failure_unwinds_pool_device_and_work_directory() {
+    let w = World::new(Host::Illumos);
     w.template(
         r#"{ "pool": { "name": "rpool", "size": 64, "bename": "oi" },
              "steps": [ { "t": "create_be" }, { "t": "make_bootable" } ] }"#,
@@ -261,12 +302,12 @@ fn illumos_pool_failure_unwinds_pool_device_and_datasets() {
         &actions[after + 1..],
         [
             "/sbin/zpool export -f TEMPORARY-g-img",
-            "/usr/sbin/lofiadm W/work/lofi.raw",
-            "/usr/sbin/lofiadm -d W/work/lofi.raw",
-            "/sbin/zfs destroy -r rpool/images/work/g/img",
+            "/usr/sbin/lofiadm W/output/.image-builder/work/g-img/lofi.raw",
+            "/usr/sbin/lofiadm -d W/output/.image-builder/work/g-img/lofi.raw",
         ]
     );
     assert!(!w.dir("output/g-img.raw").exists());
+    assert!(!w.dir(WORK_DIR).exists(), "the work directory is removed");
     assert!(!w
         .dir("output/.image-builder/journals/rpool%images%work%g%img.journal.json")
         .exists());
@@ -325,7 +366,7 @@ fn illumos_pcfs_and_ufs_command_lines() {
         r#"{ "pcfs": { "label": "ESP", "size": 33 },
              "steps": [ { "t": "ensure_dir", "dir": "/EFI", "owner": "root", "group": "root", "mode": "755" } ] }"#,
     );
-    let image = w.dir("work/lofi.pcfs");
+    let image = w.work("lofi.pcfs");
     w.rec.on(
         &format!("/usr/sbin/lofiadm {}", image.display()),
         Output::failed(1, "none"),
@@ -335,24 +376,24 @@ fn illumos_pcfs_and_ufs_command_lines() {
         .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/3\n"));
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
     assert_eq!(
-        w.actions()[1..],
+        w.actions(),
         [
-            "/usr/sbin/lofiadm W/work/lofi.pcfs",
-            "/usr/sbin/lofiadm -a W/work/lofi.pcfs",
+            "/usr/sbin/lofiadm W/output/.image-builder/work/g-img/lofi.pcfs",
+            "/usr/sbin/lofiadm -a W/output/.image-builder/work/g-img/lofi.pcfs",
             "/usr/sbin/mkfs -F pcfs -o b=ESP,nofdisk,size=67584 /dev/rlofi/3",
-            "/sbin/mount -F pcfs -o noatime /dev/lofi/3 W/work/a",
-            "/usr/bin/df -h W/work/a",
-            "/sbin/umount W/work/a",
-            "/usr/sbin/lofiadm W/work/lofi.pcfs",
-            "/usr/sbin/lofiadm -d W/work/lofi.pcfs",
-            "/sbin/zfs destroy -r rpool/images/work/g/img",
+            "/sbin/mount -F pcfs -o noatime /dev/lofi/3 W/output/.image-builder/work/g-img/a",
+            "/usr/bin/df -h W/output/.image-builder/work/g-img/a",
+            "/sbin/umount W/output/.image-builder/work/g-img/a",
+            "/usr/sbin/lofiadm W/output/.image-builder/work/g-img/lofi.pcfs",
+            "/usr/sbin/lofiadm -d W/output/.image-builder/work/g-img/lofi.pcfs",
         ]
     );
     assert!(w.dir("output/g-img.pcfs").exists());
+    assert!(!w.dir(WORK_DIR).exists(), "the work directory is removed");
 
     let w = World::new(Host::Illumos);
     w.template(r#"{ "ufs": { "size": 16, "inode_density": 4096 }, "steps": [] }"#);
-    let image = w.dir("work/lofi.ufs");
+    let image = w.work("lofi.ufs");
     w.rec.on(
         &format!("/usr/sbin/lofiadm {}", image.display()),
         Output::failed(1, "none"),
@@ -363,12 +404,12 @@ fn illumos_pcfs_and_ufs_command_lines() {
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
     let a = w.actions();
     assert_eq!(
-        a[2..6],
+        a[1..5],
         [
-            "/usr/sbin/lofiadm -a W/work/lofi.ufs",
+            "/usr/sbin/lofiadm -a W/output/.image-builder/work/g-img/lofi.ufs",
             "/usr/sbin/newfs -o space -m 0 -i 4096 -b 4096 /dev/lofi/4",
-            "/sbin/mount -F ufs -o nologging,noatime /dev/lofi/4 W/work/a",
-            "/usr/bin/df -o i W/work/a",
+            "/sbin/mount -F ufs -o nologging,noatime /dev/lofi/4 W/output/.image-builder/work/g-img/a",
+            "/usr/bin/df -o i W/output/.image-builder/work/g-img/a",
         ]
     );
     let newfs = w
@@ -419,37 +460,46 @@ fn illumos_hybrid_iso_command_lines() {
              et_platform=efi;et_system=i386;et_lba=36;et_sectors=8192\n",
         ),
     );
-    // mkisofs is recorded, not run: give the build an image file to copy out.
-    let mkisofs_output = w.dir("work/output.iso");
-    std::fs::write(&mkisofs_output, b"iso").unwrap();
-    w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
+    // mkisofs is recorded, not run: it "writes" the image file to move out. The boot blocks
+    // installboot gets are read as it runs (the work directory is gone afterwards).
+    let stages = std::sync::Mutex::new(None);
+    let hook = Hook {
+        rec: &w.rec,
+        at: Box::new(|c: &Cmd| {
+            mkisofs_writes(c, b"iso");
+            if c.display().starts_with("/usr/sbin/installboot") {
+                let read = |n| std::fs::read(w.work(n)).unwrap();
+                *stages.lock().unwrap() = Some((
+                    read("scratch/installboot.stage1"),
+                    read("scratch/installboot.stage2"),
+                ));
+            }
+        }),
+    };
+    w.build(Host::Illumos, &hook, vec![]).unwrap();
     assert_eq!(
-        w.actions()[1..8],
+        w.actions()[..7],
         [
             "/usr/bin/mkisofs -N -l -R -U -d -D -c .catalog -allow-multidot -no-iso-translate \
              -cache-inodes -V OI -eltorito-boot boot/cdboot -no-emul-boot -boot-info-table \
              -eltorito-alt-boot -eltorito-platform efi -eltorito-boot boot/efiboot.img \
-             -no-emul-boot -o W/work/output.iso W/work/scratch/proto",
-            "/usr/sbin/lofiadm -l -a W/work/output.iso",
+             -no-emul-boot -o W/output/.image-builder/work/g-img/output.iso W/output/.image-builder/work/g-img/scratch/proto",
+            "/usr/sbin/lofiadm -l -a W/output/.image-builder/work/g-img/output.iso",
             "/usr/sbin/fdisk -A 190:0:0:0:0:0:0:0:3:60 /dev/rdsk/c9t2d0p0",
-            "/usr/bin/etdump --format shell W/work/output.iso",
+            "/usr/bin/etdump --format shell W/output/.image-builder/work/g-img/output.iso",
             "/usr/sbin/fdisk -A 239:0:0:0:0:0:0:0:144:8192 /dev/rdsk/c9t2d0p0",
-            "/usr/sbin/installboot -fm W/work/scratch/installboot.stage1 W/work/scratch/installboot.stage2 \
+            "/usr/sbin/installboot -fm W/output/.image-builder/work/g-img/scratch/installboot.stage1 W/output/.image-builder/work/g-img/scratch/installboot.stage2 \
              /dev/rdsk/c9t2d0p2",
-            "/usr/sbin/lofiadm W/work/output.iso",
+            "/usr/sbin/lofiadm W/output/.image-builder/work/g-img/output.iso",
         ]
     );
     // The boot blocks installboot got are the image's, the absolute stage1 path and the
     // absolute symlink of stage2 both resolved inside the image tree.
-    assert_eq!(
-        std::fs::read(w.dir("work/scratch/installboot.stage1")).unwrap(),
-        b"image pmbr"
-    );
-    assert_eq!(
-        std::fs::read(w.dir("work/scratch/installboot.stage2")).unwrap(),
-        b"image isoboot"
-    );
+    let (stage1, stage2) = stages.lock().unwrap().take().unwrap();
+    assert_eq!(stage1, b"image pmbr");
+    assert_eq!(stage2, b"image isoboot");
     assert_eq!(std::fs::read(w.dir("output/g-img.iso")).unwrap(), b"iso");
+    assert!(!w.dir(WORK_DIR).exists(), "the work directory is removed");
 }
 
 #[test]
@@ -469,9 +519,12 @@ fn a_hybrid_iso_boot_block_missing_from_the_image_is_an_error_naming_the_field()
         "/usr/bin/etdump",
         Output::ok("et_platform=efi;et_system=i386;et_lba=36;et_sectors=8192\n"),
     );
-    std::fs::write(w.dir("work/output.iso"), b"iso").unwrap();
+    let hook = Hook {
+        rec: &w.rec,
+        at: Box::new(|c: &Cmd| mkisofs_writes(c, b"iso")),
+    };
     let e = w
-        .build(Host::Illumos, &*w.rec, vec![])
+        .build(Host::Illumos, &hook, vec![])
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("iso hybrid stage1 \"/boot/pmbr\": "), "{e}");
@@ -483,7 +536,7 @@ fn a_hybrid_iso_boot_block_missing_from_the_image_is_an_error_naming_the_field()
     assert!(
         actions
             .iter()
-            .any(|l| l == "/usr/sbin/lofiadm -d W/work/output.iso"),
+            .any(|l| l == "/usr/sbin/lofiadm -d W/output/.image-builder/work/g-img/output.iso"),
         "the device is detached: {actions:?}"
     );
 }

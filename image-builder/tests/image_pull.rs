@@ -162,7 +162,7 @@ fn a_pcfs_build_with_a_store_pushes_its_image() {
 
     let top = tempfile::tempdir().unwrap();
     let dir = |n: &str| top.path().join(n);
-    for d in ["t/g", "output", "tmp", "work"] {
+    for d in ["t/g", "output"] {
         std::fs::create_dir_all(dir(d)).unwrap();
     }
     std::fs::write(
@@ -179,21 +179,18 @@ fn a_pcfs_build_with_a_store_pushes_its_image() {
             Output::ok(format!("{ds}\n")),
         );
     }
-    for (ds, d) in [
-        ("rpool/images/output", "output"),
-        ("rpool/images/work/g/img", "work"),
-    ] {
-        rec.always(
-            &format!("/sbin/zfs get -H -p -o value,source mountpoint {ds}"),
-            Output::ok(format!("{}\tlocal\n", dir(d).display())),
-        );
-        rec.always(
-            &format!("/sbin/zfs get -H -p -o value,source mounted {ds}"),
-            Output::ok("yes\t-\n"),
-        );
-    }
-    // lofiadm(8): a file with no device fails the query; `-a` prints /dev/lofi/N.
-    let image = dir("work/lofi.pcfs");
+    let ds = "rpool/images/output";
+    rec.always(
+        &format!("/sbin/zfs get -H -p -o value,source mountpoint {ds}"),
+        Output::ok(format!("{}\tlocal\n", dir("output").display())),
+    );
+    rec.always(
+        &format!("/sbin/zfs get -H -p -o value,source mounted {ds}"),
+        Output::ok("yes\t-\n"),
+    );
+    // lofiadm(8): a file with no device fails the query; `-a` prints /dev/lofi/N. The
+    // image file is made in the build's work directory in the output dataset.
+    let image = dir("output/.image-builder/work/g-img/lofi.pcfs");
     rec.on(
         &format!("/usr/sbin/lofiadm {}", image.display()),
         Output::failed(1, "none"),

@@ -68,7 +68,8 @@ impl<'a> World<'a> {
     }
 
     /// Nothing of a build is left: no temporary pool, no loop device on a work image, no
-    /// mount under the work area, no work or scratch dataset, an empty journal.
+    /// mount under the work area, no work directory, dataset or scratch dataset, an empty
+    /// journal.
     fn assert_clean(&self) {
         let pools = self.zfs.pools().unwrap();
         assert!(
@@ -84,9 +85,9 @@ impl<'a> World<'a> {
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
         let work = format!("{}/work/g/img", self.pool.dataset());
         assert!(
-            !mounts
-                .lines()
-                .any(|l| l.contains("TEMPORARY-") || l.contains(&work)),
+            !mounts.lines().any(|l| l.contains("TEMPORARY-")
+                || l.contains(&work)
+                || l.contains("/work/g-img")),
             "mounts left: {mounts}"
         );
         assert!(!self.zfs.exists(&work).unwrap());
@@ -94,6 +95,8 @@ impl<'a> World<'a> {
             .zfs
             .exists(&format!("{}/tmp/g/img", self.pool.dataset()))
             .unwrap());
+        let work_dir = self.output_dir().join(".image-builder/work/g-img");
+        assert!(!work_dir.exists(), "{} left", work_dir.display());
         let journals = self.output_dir().join(".image-builder/journals");
         let left: Vec<_> = std::fs::read_dir(&journals)
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())

@@ -111,6 +111,54 @@ pub fn copy_range_sparse_hashed(
     copy_range(src, offset, len, dst, true).map(|h| h.unwrap_or_default())
 }
 
+/// Moves the finished image `src` to `dst` in the same file system (a rename: the work
+/// directory is in the output dataset) with mode 0644 as the reference's outputs, and
+/// returns its SHA-256 (hex). Across file systems it is a sparse copy instead.
+pub fn move_hashed(src: &Path, dst: &Path) -> Result<String, BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = File::open(src).map_err(|e| BuildError::io(src, e))?;
+    f.sync_all().map_err(|e| BuildError::io(src, e))?;
+    std::fs::set_permissions(src, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| BuildError::io(src, e))?;
+    match std::fs::rename(src, dst) {
+        Ok(()) => sha256_sparse(dst),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            copy_sparse_hashed(src, dst)
+        }
+        Err(e) => Err(BuildError::io(dst, e)),
+    }
+}
+
+/// The SHA-256 (hex) of the file at `path`, reading only the data regions the file system
+/// reports; its holes are hashed as the zeros they read as, on the hashing thread.
+pub fn sha256_sparse(path: &Path) -> Result<String, BuildError> {
+    let (tx, hashing) = hasher();
+    let gone = || std::io::Error::other("the checksum thread stopped");
+    let read = |tx: std::sync::mpsc::SyncSender<Chunk>| -> std::io::Result<()> {
+        let mut f = File::open(path)?;
+        let len = f.metadata()?.len();
+        let send = |c: Chunk| tx.send(c).map_err(|_| gone());
+        let mut at = 0;
+        for (start, end) in data_regions(&f, 0, len) {
+            send(Chunk::Zeros(start - at))?;
+            f.seek(SeekFrom::Start(start))?;
+            let mut left = end - start;
+            while left > 0 {
+                let n = (1u64 << 20).min(left) as usize;
+                let mut buf = vec![0u8; n];
+                f.read_exact(&mut buf)?;
+                send(Chunk::Data(buf))?;
+                left -= n as u64;
+            }
+            at = end;
+        }
+        send(Chunk::Zeros(len - at))
+    };
+    let read = read(tx);
+    let sum = hashing.join().map_err(|_| gone());
+    read.and(sum).map_err(|e| BuildError::io(path, e))
+}
+
 /// What the copy hands the hashing thread: bytes read, or a run of zeros (a hole).
 enum Chunk {
     Data(Vec<u8>),
@@ -286,6 +334,41 @@ mod tests {
         // A file that is not there: an error, nothing left behind.
         assert!(copy_sparse_hashed(&dir.path().join("none"), &dst).is_err());
         assert!(!crate::build::device::with_suffix(&dst, ".partial").exists());
+    }
+
+    #[test]
+    fn a_moved_image_keeps_its_bytes_and_its_sum_is_that_of_the_bytes_holes_included() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("lofi.raw");
+        let mut f = File::create(&src).unwrap();
+        // A hole, data, a hole, data ending one byte short of the end.
+        f.set_len((5 << 20) + 1).unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(&vec![3u8; 100_000]).unwrap();
+        f.seek(SeekFrom::Start(4 << 20)).unwrap();
+        f.write_all(&vec![9u8; 1 << 20]).unwrap();
+        drop(f);
+        let bytes = std::fs::read(&src).unwrap();
+        let dst = dir.path().join("g-img.raw");
+        std::fs::write(&dst, b"an older image").unwrap();
+        let sum = move_hashed(&src, &dst).unwrap();
+        use sha2::Digest;
+        assert_eq!(sum, crate::build::cache::hex(&sha2::Sha256::digest(&bytes)));
+        assert_eq!(std::fs::read(&dst).unwrap(), bytes);
+        assert!(!src.exists());
+        let mode = std::fs::metadata(&dst).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // An empty file: the sum of nothing.
+        let empty = dir.path().join("empty");
+        File::create(&empty).unwrap();
+        assert_eq!(
+            sha256_sparse(&empty).unwrap(),
+            crate::build::cache::hex(&sha2::Sha256::digest(b""))
+        );
+        // A source that is not there: an error naming it.
+        let err = move_hashed(&src, &dst).unwrap_err().to_string();
+        assert!(err.contains("lofi.raw"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,6 @@
 //! writer declares the usual 128 (the same 16 KiB array), which every reader accepts.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use gptman::{GPTPartitionEntry, GPT};
@@ -124,6 +123,13 @@ impl Label {
     }
 
     /// Writes a protective MBR, the primary and the backup GPT into `file`.
+    ///
+    /// gptman encodes field by field, several hundred small writes; they are gathered in
+    /// memory and written as a few runs (each write is a system call, and a slow one on
+    /// ZFS under emulation: a second in all). Not synced to disk: the loop or lofi device
+    /// made next reads the file through the page cache (Linux loop's buffered I/O, illumos
+    /// lofi's VOP_READ), so it sees these writes, and the finished image is synced once
+    /// when it is moved to the output.
     pub fn write(&self, file: &Path) -> Result<(), GptError> {
         let mut f = File::options().read(true).write(true).open(file)?;
         let mut gpt = GPT::new_from(&mut f, SECTOR, random_guid())?;
@@ -137,12 +143,60 @@ impl Label {
                 partition_name: s.name.into(),
             };
         }
-        GPT::write_protective_mbr_into(&mut f, SECTOR)?;
-        gpt.write_into(&mut f)?;
-        f.seek(SeekFrom::Start(0))?;
-        f.flush()?;
-        f.sync_all()?;
+        let mut gathered = Gathered::new(f.metadata()?.len());
+        GPT::write_protective_mbr_into(&mut gathered, SECTOR)?;
+        gpt.write_into(&mut gathered)?;
+        use std::os::unix::fs::FileExt;
+        for (at, bytes) in &gathered.runs {
+            f.write_all_at(bytes, *at)?;
+        }
         Ok(())
+    }
+}
+
+/// Writes into a file of `len` bytes kept in memory as runs (offset, bytes), a write that
+/// continues the last run extending it.
+struct Gathered {
+    len: u64,
+    pos: u64,
+    runs: Vec<(u64, Vec<u8>)>,
+}
+
+impl Gathered {
+    fn new(len: u64) -> Gathered {
+        Gathered {
+            len,
+            pos: 0,
+            runs: Vec::new(),
+        }
+    }
+}
+
+impl std::io::Write for Gathered {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self.runs.last_mut() {
+            Some((at, run)) if *at + run.len() as u64 == self.pos => run.extend_from_slice(b),
+            _ => self.runs.push((self.pos, b.to_vec())),
+        }
+        self.pos += b.len() as u64;
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Seek for Gathered {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        let pos = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| std::io::Error::other("seek before the start"))?;
+        Ok(self.pos)
     }
 }
 

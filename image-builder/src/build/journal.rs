@@ -3,7 +3,7 @@
 //! written down when a build fails, is interrupted or crashes is undone, in reverse order:
 //! at once, or at the next start, or by `image-builder clean`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,9 @@ pub enum Undo {
     DetachDevice { file: PathBuf },
     /// Unmount whatever is mounted at a directory.
     Unmount { path: PathBuf },
+    /// Remove a directory tree the build made (an image build's work directory), never
+    /// crossing into a file system mounted below it.
+    RemoveTree { path: PathBuf },
 }
 
 /// What an undo does, in the words a user reads (`cleaning up: destroy dataset ...`).
@@ -36,6 +39,7 @@ impl std::fmt::Display for Undo {
             Undo::ExportPool { pool } => write!(f, "export pool {pool}"),
             Undo::DetachDevice { file } => write!(f, "detach the devices of {}", file.display()),
             Undo::Unmount { path } => write!(f, "unmount {}", path.display()),
+            Undo::RemoveTree { path } => write!(f, "remove {}", path.display()),
         }
     }
 }
@@ -84,8 +88,46 @@ fn undo(sys: &System, u: &Undo) -> Result<(), String> {
         },
         Undo::DetachDevice { file } => device::detach(sys, file).map_err(|e| e.to_string()),
         Undo::Unmount { path } => device::unmount(sys, path).map_err(|e| e.to_string()),
+        Undo::RemoveTree { path } => remove_tree(path).map_err(|e| e.to_string()),
     };
     r
+}
+
+/// Removes the directory tree at `path` (nothing when it is gone), staying on its file
+/// system: a directory on another one (a pool or image root still mounted there) is an
+/// error, and nothing beneath it is touched. `std::fs::remove_dir_all` would descend into
+/// the mount and delete what it holds.
+pub fn remove_tree(path: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(p: &Path, dev: u64) -> Result<(), BuildError> {
+        let meta = std::fs::symlink_metadata(p).map_err(|e| BuildError::io(p, e))?;
+        if !meta.is_dir() {
+            return std::fs::remove_file(p).map_err(|e| BuildError::io(p, e));
+        }
+        if meta.dev() != dev {
+            return Err(BuildError::io(
+                p,
+                std::io::Error::other("another file system is mounted there; not removed"),
+            ));
+        }
+        for e in std::fs::read_dir(p).map_err(|e| BuildError::io(p, e))? {
+            walk(&e.map_err(|e| BuildError::io(p, e))?.path(), dev)?;
+        }
+        std::fs::remove_dir(p).map_err(|e| BuildError::io(p, e))
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BuildError::io(path, e)),
+        // The tree's own file system is its parent's: the directory itself may not be a
+        // mount point either.
+        Ok(_) => {
+            let dev = std::fs::metadata(parent)
+                .map_err(|e| BuildError::io(parent, e))?
+                .dev();
+            walk(path, dev)
+        }
+    }
 }
 
 /// Makes the dataset `name` anew for this build: destroys what an earlier run left
@@ -300,6 +342,68 @@ mod tests {
         );
         assert!(j.is_empty());
     }
+
+    #[test]
+    fn remove_tree_removes_the_tree_but_not_what_a_symlink_in_it_points_at() {
+        let top = tempfile::tempdir().unwrap();
+        let outside = top.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"k").unwrap();
+        let work = top.path().join("work/g-img");
+        std::fs::create_dir_all(work.join("a/etc")).unwrap();
+        std::fs::write(work.join("a/etc/motd"), b"hi").unwrap();
+        std::fs::write(work.join("lofi.raw"), b"").unwrap();
+        std::os::unix::fs::symlink(&outside, work.join("a/link")).unwrap();
+        remove_tree(&work).unwrap();
+        assert!(!work.exists());
+        assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"k");
+        // Gone already: nothing to do.
+        remove_tree(&work).unwrap();
+        // Unwinding the journal entry does the same.
+        std::fs::create_dir_all(work.join("scratch")).unwrap();
+        let rec = Recorder::new();
+        let mut j = Journal::open(&top.path().join("j"), "x").unwrap();
+        j.push(Undo::RemoveTree { path: work.clone() }).unwrap();
+        assert_eq!(unwind(&mut j, &rec), Vec::<String>::new());
+        assert!(!work.exists());
+        assert!(rec.lines().is_empty());
+    }
+
+    #[test]
+    fn remove_tree_stops_at_a_file_system_mounted_below_it() {
+        let top = tempfile::tempdir().unwrap();
+        let work = top.path().join("work");
+        let a = work.join("a");
+        std::fs::create_dir_all(&a).unwrap();
+        // A tmpfs stands for the pool or image root still mounted there (needs root; this
+        // project's tests run as root, in CI too).
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "ib-test", a.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            return;
+        }
+        std::fs::write(a.join("inside"), b"image data").unwrap();
+        let err = remove_tree(&work);
+        let inside = std::fs::read(a.join("inside"));
+        let _ = std::process::Command::new("umount").arg(&a).status();
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.contains("another file system is mounted there"),
+            "{err}"
+        );
+        assert!(err.contains("/work/a"), "{err}");
+        assert_eq!(
+            inside.unwrap(),
+            b"image data",
+            "nothing beneath the mount was touched"
+        );
+        // Unmounted, it goes.
+        remove_tree(&work).unwrap();
+        assert!(!work.exists());
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +449,13 @@ mod display_tests {
                 },
                 "unmount /a/b",
                 serde_json::json!({"undo": "unmount", "path": "/a/b"}),
+            ),
+            (
+                Undo::RemoveTree {
+                    path: PathBuf::from("/o/.image-builder/work/g-n"),
+                },
+                "remove /o/.image-builder/work/g-n",
+                serde_json::json!({"undo": "remove_tree", "path": "/o/.image-builder/work/g-n"}),
             ),
         ];
         for (u, text, json) in cases {

@@ -4,9 +4,10 @@
 //! |---|---|
 //! | `DATASET/work/GROUP/NAME` | the image tree of a dataset build, kept between stages |
 //! | `DATASET/output` | archives and images, `SHA256SUMS`, build records |
-//! | `DATASET/tmp/GROUP/OUTPUT` | scratch for one build, `sync=disabled`, destroyed after |
+//! | `DATASET/tmp/GROUP/OUTPUT` | scratch for one dataset or zone build, `sync=disabled`, destroyed after |
 //!
-//! Locks and the cleanup journal live in `DATASET/output/.image-builder/`.
+//! Locks and the cleanup journal live in `DATASET/output/.image-builder/`, and so does an
+//! image build's work directory (`work/GROUP-OUTPUT`, see [`super::work`]).
 
 use std::path::{Path, PathBuf};
 

@@ -46,7 +46,8 @@ pub(crate) trait Target {
     /// Its name in events: `dataset`, `zone`, `pool` ...
     fn key(&self) -> &'static str;
 
-    /// The name of its work dataset under `DATASET/work/GROUP`.
+    /// The name of its work area under `DATASET/work/GROUP`, which names its lock and
+    /// journal: the work dataset of dataset and zone targets.
     fn work_name<'a>(&'a self, output_name: &'a str) -> &'a str;
 
     /// Refuses what this host cannot build, before anything is touched or reported.

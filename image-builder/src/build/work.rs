@@ -1,20 +1,21 @@
-//! Builds whose product is an image file (`pool`, `pcfs`, `ufs`, `iso`), following the
-//! reference layout: a work dataset `DATASET/work/GROUP/OUTPUT` (`sync=disabled`) holds the
-//! image file, the pool's altroot and the mounted image root `a`; the finished image is
-//! copied sparsely to `DATASET/output/GROUP-OUTPUT.EXT`, and the work dataset is destroyed.
+//! Builds whose product is an image file (`pool`, `pcfs`, `ufs`, `iso`). A work directory
+//! `DATASET/output/.image-builder/work/GROUP-OUTPUT` holds the image file, the pool's
+//! altroot and the mounted image root `a`; the finished image is renamed to
+//! `DATASET/output/GROUP-OUTPUT.EXT` (the same file system: no copy) and the directory
+//! removed. The reference makes a work dataset for this (`sync=disabled`); the directory
+//! saves creating, finding and destroying it, three `zfs` processes per image.
 //!
-//! Everything temporary (datasets, the pool, the device, mounts) is written in the cleanup
-//! journal before it exists, so a failure, SIGINT/SIGTERM or a crash leaves nothing behind
-//! once the journal is unwound (at once, at the next start, or by `image-builder clean`).
+//! Everything temporary (the directory, the pool, the device, mounts) is written in the
+//! cleanup journal before it exists, so a failure, SIGINT/SIGTERM or a crash leaves
+//! nothing behind once the journal is unwound (at once, at the next start, or by
+//! `image-builder clean`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use zfs::CreateOptions;
-
 use super::convert;
 use super::error::BuildError;
-use super::journal::{scratch_dataset, Journal};
+use super::journal::{remove_tree, Journal, Undo};
 use super::layout;
 use super::record::StepTiming;
 use super::target::{Target, TargetCx};
@@ -113,7 +114,8 @@ impl Target for Kind<'_> {
         Kind::key(self)
     }
 
-    /// The work dataset is named after the output.
+    /// The work area (its lock and journal; a directory, not a dataset) is named after the
+    /// output.
     fn work_name<'a>(&'a self, output_name: &'a str) -> &'a str {
         output_name
     }
@@ -150,25 +152,20 @@ impl Target for Kind<'_> {
 }
 
 fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
-    let (plan, opts, env, layout, output_dir, output_name) = (
-        cx.plan,
-        cx.opts,
-        cx.env,
-        cx.layout,
-        cx.output_dir,
-        cx.output_name,
-    );
+    let (plan, opts, env, output_dir, output_name) =
+        (cx.plan, cx.opts, cx.env, cx.output_dir, cx.output_name);
     let journal = &mut *cx.journal;
     let events = &mut *cx.events;
-    let zfs = env.zfs;
-    let work = layout.work.clone().unwrap_or_default();
-    let scratch = CreateOptions::new().parents().prop("sync", "disabled");
-    // An image build never reuses its work dataset; a crash can only leave garbage in it,
-    // and one left over is destroyed and made again.
-    let work_mark = scratch_dataset(zfs, journal, &work, &scratch)?;
-    let work_dir = layout::mountpoint(zfs, &work)?;
-    // Scratch space inside the work dataset, destroyed with it: the reference makes a
-    // dataset DATASET/tmp/GROUP/OUTPUT for it too, two zfs commands more per build.
+    let stem = format!("{}-{output_name}", plan.group);
+    let work_dir = layout::state_dir(output_dir).join("work").join(&stem);
+    // An image build never reuses its work directory; a crash can only leave garbage in
+    // it, and one left over is removed first.
+    let work_mark = journal.push(Undo::RemoveTree {
+        path: work_dir.clone(),
+    })?;
+    remove_tree(&work_dir)?;
+    // Scratch space inside it, removed with it: the reference makes a dataset
+    // DATASET/tmp/GROUP/OUTPUT for it too, two zfs commands more per build.
     let tmp_dir = work_dir.join("scratch");
     std::fs::create_dir_all(&tmp_dir).map_err(|e| BuildError::io(&tmp_dir, e))?;
     let mut w = Work {
@@ -196,12 +193,12 @@ fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
             return Err(BuildError::Interrupted);
         }
         let dst = output_dir.join(name);
-        tracing::info!("copying {} to {}", src.display(), dst.display());
+        tracing::info!("moving {} to {}", src.display(), dst.display());
         let t = Instant::now();
-        // The checksum for SHA256SUMS in the same pass.
-        sums.push((name.clone(), convert::copy_sparse_hashed(src, &dst)?));
+        // With the checksum for SHA256SUMS.
+        sums.push((name.clone(), convert::move_hashed(src, &dst)?));
         tracing::debug!(
-            "copied and hashed {name} in {:.3} s",
+            "moved and hashed {name} in {:.3} s",
             t.elapsed().as_secs_f64()
         );
         outputs.push(name.clone());
@@ -215,8 +212,8 @@ fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
     }
     super::record::remember_sums(output_dir, &layout::state_dir(output_dir), &sums)?;
     let timings = std::mem::take(&mut w.timings);
-    let journal = w.journal;
-    zfs.destroy(&work, true)?;
+    let (journal, work_dir) = (w.journal, w.work_dir);
+    remove_tree(&work_dir)?;
     journal.done(work_mark)?;
     cx.rec.cache = "none".into();
     cx.rec.steps = timings;
