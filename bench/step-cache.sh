@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Step checkpoints on a 50-step dataset stage (each step installs a file of SIZE MB from
-# the template tree): the time of a full build without checkpoints, of a full build that
+# the template tree, the same file each time): the time of a full build without checkpoints, of a full build that
 # takes them (the overhead, target < 3 %), and of the rebuild after an edit of step 40
 # (target < 25 % of a full build).
 #
@@ -58,13 +58,15 @@ template() { # $1: the text of step 40's file
 			if [ "$i" = 40 ]; then
 				printf ',\n  { "t": "ensure_file", "file": "/f/edit", "contents": "%s", "owner": "root", "group": "root", "mode": "644" }' "$1"
 			else
-				printf ',\n  { "t": "ensure_file", "file": "/f/%s", "src": "blob%s", "owner": "root", "group": "root", "mode": "644" }' "$i" "$i"
+				printf ',\n  { "t": "ensure_file", "file": "/f/%s", "src": "blob", "owner": "root", "group": "root", "mode": "644" }' "$i"
 			fi
 		done
 		printf '\n] }\n'
 	} >"$t/g/s.json"
 }
-for i in $(seq 1 49); do head -c "${mb}M" /dev/urandom >"$t/files/blob$i"; done
+# One file that every step installs (the steps write SIZE MB each; the template tree stays
+# small enough for the pool at sizes that make a step cost what a package install does).
+head -c "${mb}M" /dev/urandom >"$t/files/blob"
 
 now() { date +%s.%N; }
 run() { # options...; prints the seconds the build took

@@ -115,6 +115,18 @@ impl<U: Undoable> Journal<U> {
         Ok(Mark(id))
     }
 
+    /// [`Journal::push`] of `undo` and [`Journal::done`] of `old` in one write: the undo of
+    /// a thing that changed (a dataset's rollback target moved to a newer snapshot). The
+    /// new entry is the newest, as a push would make it.
+    pub fn replace(&mut self, old: Mark, undo: U) -> Result<Mark, JournalError> {
+        let id = self.next;
+        self.next += 1;
+        self.entries.retain(|e| e.id != old.0);
+        self.entries.push(Entry { id, undo });
+        self.save()?;
+        Ok(Mark(id))
+    }
+
     /// Crosses an entry off: the thing is kept, or was undone.
     pub fn done(&mut self, mark: Mark) -> Result<(), JournalError> {
         self.entries.retain(|e| e.id != mark.0);
@@ -334,5 +346,24 @@ mod tests {
         j.unwind_with(&|_| false, |_| Ok(()));
         assert!(j.is_empty());
         assert!(!dir.path().join("e.test.json").exists());
+    }
+
+    #[test]
+    fn a_replaced_entry_is_the_newest_and_the_old_one_is_gone_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::<Step>::open(dir.path(), "r").unwrap();
+        let first = j.push(remove("input")).unwrap();
+        j.push(remove("scratch")).unwrap();
+        let now = j.replace(first, remove("checkpoint")).unwrap();
+        // Read back as a crash would leave it.
+        let again = Journal::<Step>::open(dir.path(), "r").unwrap();
+        assert_eq!(again.pending(), [remove("scratch"), remove("checkpoint")]);
+        let mut undone = Vec::new();
+        j.unwind_with(&|_| false, |u| {
+            undone.push(u.clone());
+            Ok(())
+        });
+        assert_eq!(undone, [remove("checkpoint"), remove("scratch")]);
+        assert_ne!(now, first);
     }
 }

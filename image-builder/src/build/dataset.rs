@@ -313,10 +313,12 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         let cp = checkpoint::name(&work, s.index);
         zfs.snapshot(&cp, &[(checkpoint::PREFIX_PROPERTY, k)])?;
         // A failure from here on goes back to this checkpoint, not to the stage's start.
-        let mark = journal.push(Undo::Rollback {
-            snapshot: cp.clone(),
-        })?;
-        journal.done(std::mem::replace(&mut work_mark, mark))?;
+        work_mark = journal.replace(
+            work_mark,
+            Undo::Rollback {
+                snapshot: cp.clone(),
+            },
+        )?;
         taken.push((s.index, cp.clone()));
         since = 0.0;
         if stop {
