@@ -97,9 +97,9 @@ rerun=$(grep -c 'step [0-9]*: .* done in' "$work/ib.log" || true)
 full=$(echo "($none + $none2) / 2" | bc -l)
 withc=$(echo "($with + $with2) / 2" | bc -l)
 printf 'steps: 50, file per step: %s MB, checkpoint after: %s s (%s checkpoints)\n' "$mb" "$after" "$cps"
-printf 'full build, no checkpoints:   %.2f s\n' "$full"
-printf 'full build with checkpoints:  %.2f s (overhead %.1f %%, target < 3 %%)\n' \
-	"$withc" "$(echo "($withc / $full - 1) * 100" | bc -l)"
+printf 'full build, no checkpoints:   %.2f s (%.2f, %.2f)\n' "$full" "$none" "$none2"
+printf 'full build with checkpoints:  %.2f s (%.2f, %.2f; overhead %.1f %%, target < 3 %%)\n' \
+	"$withc" "$with" "$with2" "$(echo "($withc / $full - 1) * 100" | bc -l)"
 printf 'rebuild after editing step 40: %.2f s (%.1f %% of a full build, target < 25 %%)\n' \
 	"$edit" "$(echo "$edit / $full * 100" | bc -l)"
 printf '  it ran %s steps and %s zfs/zpool commands\n' "$rerun" "$cmds"

@@ -7,7 +7,7 @@
 //! | `DATASET/tmp/GROUP/OUTPUT` | scratch for one dataset or zone build, `sync=disabled`, destroyed after |
 //!
 //! Locks and the cleanup journal live in `DATASET/output/.image-builder/`, and so does an
-//! image build's work directory (`work/GROUP-OUTPUT`, see [`super::work`]).
+//! image build's work directory (`work/GROUP-OUTPUT`, see `build/work.rs`).
 
 use std::path::{Path, PathBuf};
 
