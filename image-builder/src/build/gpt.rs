@@ -126,10 +126,12 @@ impl Label {
     ///
     /// gptman encodes field by field, several hundred small writes; they are gathered in
     /// memory and written as a few runs (each write is a system call, and a slow one on
-    /// ZFS under emulation: a second in all). Not synced to disk: the loop or lofi device
-    /// made next reads the file through the page cache (Linux loop's buffered I/O, illumos
-    /// lofi's VOP_READ), so it sees these writes, and the finished image is synced once
-    /// when it is moved to the output.
+    /// ZFS under emulation: a second in all). Not synced to disk: the device made next
+    /// reads the file through its file system, so it sees these writes (Linux
+    /// drivers/block/loop.c reads with the backing file's `read_iter`, buffered unless the
+    /// device was set up for direct I/O; illumos usr/src/uts/common/io/lofi.c reads with
+    /// `vn_rdwr` or, in `lofi_mapped_rdwr`, through segmap on the backing vnode), and the
+    /// finished image is synced once when it is moved to the output.
     pub fn write(&self, file: &Path) -> Result<(), GptError> {
         let mut f = File::options().read(true).write(true).open(file)?;
         let mut gpt = GPT::new_from(&mut f, SECTOR, random_guid())?;
