@@ -85,6 +85,21 @@ impl World {
         self.top.path().join(name)
     }
 
+    /// The replies of lofiadm(8) for the work directory's `file` that has no device yet: the
+    /// query fails, and `-a` attaches it unlabelled as `/dev/lofi/N` (lofiadm(8) EXAMPLES:
+    /// an unlabelled device prints /dev/lofi/N).
+    fn unlabelled_lofi(&self, file: &str, n: u32) {
+        let image = self.work(file);
+        self.rec.on(
+            &format!("/usr/sbin/lofiadm {}", image.display()),
+            Output::failed(1, "none"),
+        );
+        self.rec.on(
+            "/usr/sbin/lofiadm -a",
+            Output::ok(format!("/dev/lofi/{n}\n")),
+        );
+    }
+
     /// A path in an image build's work directory, which the build removes when it ends.
     fn work(&self, name: &str) -> PathBuf {
         self.dir(WORK_DIR).join(name)
@@ -373,14 +388,7 @@ fn illumos_pcfs_and_ufs_command_lines() {
         r#"{ "pcfs": { "label": "ESP", "size": 33 },
              "steps": [ { "t": "ensure_dir", "dir": "/EFI", "owner": "root", "group": "root", "mode": "755" } ] }"#,
     );
-    let image = w.work("lofi.pcfs");
-    w.rec.on(
-        &format!("/usr/sbin/lofiadm {}", image.display()),
-        Output::failed(1, "none"),
-    );
-    // lofiadm(8) EXAMPLES: an unlabelled device prints /dev/lofi/N.
-    w.rec
-        .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/3\n"));
+    w.unlabelled_lofi("lofi.pcfs", 3);
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
     assert_eq!(
         w.actions(),
@@ -400,14 +408,7 @@ fn illumos_pcfs_and_ufs_command_lines() {
 
     let w = World::new(Host::Illumos);
     w.template(r#"{ "ufs": { "size": 16, "inode_density": 4096 }, "steps": [] }"#);
-    let image = w.work("lofi.ufs");
-    w.rec.on(
-        &format!("/usr/sbin/lofiadm {}", image.display()),
-        Output::failed(1, "none"),
-    );
-    // lofiadm(8) EXAMPLES: an unlabelled device prints /dev/lofi/N.
-    w.rec
-        .on("/usr/sbin/lofiadm -a", Output::ok("/dev/lofi/4\n"));
+    w.unlabelled_lofi("lofi.ufs", 4);
     w.build(Host::Illumos, &*w.rec, vec![]).unwrap();
     let a = w.actions();
     assert_eq!(
