@@ -13,6 +13,8 @@ mod boot_test_zfs;
 mod build_zone;
 mod cache_hits;
 mod cli;
+mod cli_corpus;
+mod cli_errors;
 mod cli_steps;
 mod corpus;
 mod docs;
