@@ -7,6 +7,7 @@ mod guest;
 mod tier;
 
 mod archive_hostile;
+mod archive_interop;
 mod archive_roundtrip;
 mod boot_test;
 mod boot_test_zfs;
