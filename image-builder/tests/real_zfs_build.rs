@@ -3,7 +3,8 @@
 //!
 //! Three chained dataset stages on a pool backed by a sparse file: cache hits, misses after
 //! a template edit and after a source file edit, `-r`, `-x`, a failing step leaving the
-//! work dataset at its input snapshot, and a concurrent build refused.
+//! work dataset at its input snapshot, and a concurrent build refused. Step checkpoints on
+//! the same world are in `real_zfs_checkpoints`.
 
 use crate::tier;
 
@@ -16,51 +17,51 @@ use tier::{tier, Cli, ScratchPool};
 use zfs::Zfs;
 
 /// A scratch pool with the stage templates below.
-struct World<'a> {
+pub(crate) struct World<'a> {
     pool: ScratchPool<'a>,
 }
 
 impl<'a> World<'a> {
-    fn new(zfs: &'a Cli) -> World<'a> {
+    pub(crate) fn new(zfs: &'a Cli) -> World<'a> {
         let pool = ScratchPool::new(zfs, "ibb", 256 << 20);
         pool.write_templates(TEMPLATES);
         World { pool }
     }
 
-    fn zfs(&self) -> &Cli {
+    pub(crate) fn zfs(&self) -> &Cli {
         self.pool.zfs
     }
 
-    fn templates(&self) -> PathBuf {
+    pub(crate) fn templates(&self) -> PathBuf {
         self.pool.templates()
     }
 
-    fn dataset(&self) -> String {
+    pub(crate) fn dataset(&self) -> String {
         self.pool.dataset()
     }
 
-    fn work(&self) -> String {
+    pub(crate) fn work(&self) -> String {
         format!("{}/work/g/w", self.dataset())
     }
 
-    fn output_dir(&self) -> PathBuf {
+    pub(crate) fn output_dir(&self) -> PathBuf {
         self.pool.output_dir()
     }
 
-    fn work_dir(&self) -> PathBuf {
+    pub(crate) fn work_dir(&self) -> PathBuf {
         self.pool.mountpoint(&self.work())
     }
 
-    fn opts(&self) -> BuildOptions {
+    pub(crate) fn opts(&self) -> BuildOptions {
         self.pool.opts()
     }
 
-    fn build_with(&self, name: &str, opts: BuildOptions) -> Result<Outcome, BuildError> {
+    pub(crate) fn build_with(&self, name: &str, opts: BuildOptions) -> Result<Outcome, BuildError> {
         let p = self.pool.plan("g", name, &Features::default());
         self.pool.build_plan(&p, &opts)
     }
 
-    fn status(&self, name: &str) -> build::CacheStatus {
+    pub(crate) fn status(&self, name: &str) -> build::CacheStatus {
         let p = image_builder::template::plan(
             &self.templates(),
             "g",
@@ -71,15 +72,15 @@ impl<'a> World<'a> {
         build::cache_status(&p, &self.opts(), self.zfs()).unwrap()
     }
 
-    fn build(&self, name: &str) -> Outcome {
+    pub(crate) fn build(&self, name: &str) -> Outcome {
         self.build_with(name, self.opts()).unwrap()
     }
 
-    fn write(&self, path: &str, text: &str) {
+    pub(crate) fn write(&self, path: &str, text: &str) {
         std::fs::write(self.templates().join(path), text).unwrap();
     }
 
-    fn snapshots(&self) -> Vec<String> {
+    pub(crate) fn snapshots(&self) -> Vec<String> {
         self.zfs().snapshots(&self.work()).unwrap()
     }
 }
@@ -348,62 +349,6 @@ fn a_stage_snapshot_made_without_a_cache_key_is_kept_until_x_or_r() {
     assert_eq!(w.build("s1"), Outcome::Cached);
 }
 
-/// A 12-step first stage: step `i` writes the marker `/m/i`; step 2 installs the template
-/// file `three`; `fail_at` replaces that step by one that fails; step 11 packs the tree.
-fn twelve_steps(edit: &str, fail_at: Option<usize>) -> String {
-    let mut steps = vec![
-        r#"{ "t": "ensure_dir", "dir": "/m", "owner": "root", "group": "root", "mode": "755" }"#
-            .to_string(),
-    ];
-    for i in 1..11 {
-        let step = if Some(i) == fail_at {
-            r#"{ "t": "ensure_perms", "path": "/does/not/exist", "owner": "root", "group": "root", "mode": "644" }"#.to_string()
-        } else if i == 2 {
-            r#"{ "t": "ensure_file", "file": "/m/2", "src": "three", "owner": "root", "group": "root", "mode": "644" }"#.to_string()
-        } else {
-            let text = if i == 8 { edit } else { "marker" };
-            format!(
-                r#"{{ "t": "ensure_file", "file": "/m/{i}", "contents": "{text} {i}\n", "owner": "root", "group": "root", "mode": "644" }}"#
-            )
-        };
-        steps.push(step);
-    }
-    steps.push(r#"{ "t": "pack_tar", "name": "twelve.tar.gz" }"#.to_string());
-    format!(
-        r#"{{ "dataset": {{ "name": "w", "output_snapshot": "done" }}, "steps": [ {} ] }}"#,
-        steps.join(",\n")
-    )
-}
-
-/// The step indices the last build of `g/twelve` ran, from its build record.
-fn ran(w: &World) -> Vec<u64> {
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(w.output_dir().join("g-twelve.build.json")).unwrap())
-            .unwrap();
-    rec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["index"].as_u64().unwrap())
-        .collect()
-}
-
-/// Each marker's modification time: a step that ran again rewrote its marker, one that
-/// came from a checkpoint did not.
-fn marker_times(w: &World) -> Vec<std::time::SystemTime> {
-    (1..11)
-        .map(|i| {
-            std::fs::metadata(w.work_dir().join(format!("m/{i}")))
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH)
-        })
-        .collect()
-}
-
-fn rerun_from(before: &[std::time::SystemTime], after: &[std::time::SystemTime]) -> Vec<usize> {
-    (1..11).filter(|i| before[i - 1] != after[i - 1]).collect()
-}
-
 /// A runner that runs commands for real and keeps their lines.
 #[derive(Default)]
 struct Counting {
@@ -416,177 +361,6 @@ impl runner::Runner for Counting {
         self.lines.lock().unwrap().push(cmd.display());
         self.inner.output(cmd)
     }
-}
-
-#[test]
-#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
-fn step_checkpoints_rerun_only_the_steps_after_an_edit_and_resume_after_a_failure() {
-    let Some(zfs) = tier() else { return };
-    let w = World::new(&zfs);
-    w.write("files/three", "three\n");
-    w.write("g/twelve.json", &twelve_steps("marker", None));
-    let every = BuildOptions {
-        checkpoints: build::checkpoint::Policy {
-            after_seconds: 0.0,
-            keep: 20,
-        },
-        ..w.opts()
-    };
-    let tar = || std::fs::read(w.output_dir().join("twelve.tar.gz")).unwrap();
-    assert_eq!(
-        w.build_with("twelve", every.clone()).unwrap(),
-        Outcome::Built
-    );
-    assert_eq!(ran(&w), (0..12).collect::<Vec<u64>>());
-    // A checkpoint after every step but the last (the output snapshot follows it), each
-    // with its prefix key.
-    let cps: Vec<String> = (0..11)
-        .map(|i| format!("{}@ib:after-{i:03}", w.work()))
-        .collect();
-    let mut want = cps.clone();
-    want.push(format!("{}@done", w.work()));
-    assert_eq!(w.snapshots(), want);
-    for c in &cps {
-        let k = zfs.get(c, "org.illumos.image-builder:prefix").unwrap();
-        assert_eq!(k.map(|k| k.len()), Some(64), "{c}");
-    }
-
-    // Edit step 8: steps 8-11 run again.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let t0 = marker_times(&w);
-    w.write("g/twelve.json", &twelve_steps("edited", None));
-    w.build_with("twelve", every.clone()).unwrap();
-    assert_eq!(ran(&w), [8, 9, 10, 11]);
-    assert_eq!(rerun_from(&t0, &marker_times(&w)), [8, 9, 10]);
-    assert_eq!(
-        std::fs::read_to_string(w.work_dir().join("m/8")).unwrap(),
-        "edited 8\n"
-    );
-    let incremental = tar();
-
-    // Edit the file step 2 reads: steps 2-11 run again.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let t0 = marker_times(&w);
-    w.write("files/three", "three, edited\n");
-    w.build_with("twelve", every.clone()).unwrap();
-    assert_eq!(ran(&w), (2..12).collect::<Vec<u64>>());
-    assert_eq!(
-        rerun_from(&t0, &marker_times(&w)),
-        (2..11).collect::<Vec<_>>()
-    );
-    w.write("files/three", "three\n");
-    w.build_with("twelve", every.clone()).unwrap();
-    assert_eq!(ran(&w), (2..12).collect::<Vec<u64>>());
-
-    // Step 6 fails: the work dataset goes back to the checkpoint after step 5.
-    w.write("g/twelve.json", &twelve_steps("edited", Some(6)));
-    let e = w
-        .build_with("twelve", every.clone())
-        .unwrap_err()
-        .to_string();
-    assert!(e.starts_with("step 6 (ensure_perms, "), "{e}");
-    assert_eq!(w.snapshots().last(), Some(&cps[5]));
-    assert!(!w.work_dir().join("m/6").exists());
-    // Fixed, --resume runs steps 6-11 only.
-    w.write("g/twelve.json", &twelve_steps("edited", None));
-    w.build_with(
-        "twelve",
-        BuildOptions {
-            resume: true,
-            ..every.clone()
-        },
-    )
-    .unwrap();
-    assert_eq!(ran(&w), (6..12).collect::<Vec<u64>>());
-    // Every partial path made what a clean full build makes, byte for byte.
-    assert_eq!(tar(), incremental);
-    w.build_with(
-        "twelve",
-        BuildOptions {
-            fullreset: true,
-            ..every.clone()
-        },
-    )
-    .unwrap();
-    assert_eq!(ran(&w), (0..12).collect::<Vec<u64>>());
-    assert_eq!(
-        tar(),
-        incremental,
-        "a clean build differs from the incremental ones"
-    );
-
-    // A finished stage keeps only the configured number of checkpoints, the newest.
-    w.write("g/twelve.json", &twelve_steps("again", None));
-    w.build_with(
-        "twelve",
-        BuildOptions {
-            checkpoints: build::checkpoint::Policy {
-                after_seconds: 0.0,
-                keep: 3,
-            },
-            ..w.opts()
-        },
-    )
-    .unwrap();
-    assert_eq!(ran(&w), [8, 9, 10, 11]);
-    assert_eq!(
-        w.snapshots(),
-        [
-            cps[8].clone(),
-            cps[9].clone(),
-            cps[10].clone(),
-            format!("{}@done", w.work())
-        ]
-    );
-}
-
-#[test]
-#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
-fn keep_failed_leaves_the_failed_tree_until_clean_discards_it() {
-    let Some(zfs) = tier() else { return };
-    let w = World::new(&zfs);
-    w.write("files/three", "three\n");
-    w.write("g/twelve.json", &twelve_steps("marker", Some(6)));
-    let e = w
-        .build_with(
-            "twelve",
-            BuildOptions {
-                keep_failed: true,
-                ..w.opts()
-            },
-        )
-        .unwrap_err();
-    assert!(e.to_string().starts_with("step 6 (ensure_perms, "), "{e}");
-    // The tree as the failure left it: steps 0-5 ran, nothing rolled back.
-    assert_eq!(
-        std::fs::read_to_string(w.work_dir().join("m/5")).unwrap(),
-        "marker 5\n"
-    );
-    assert!(
-        !zfs.exists(&format!("{}/tmp/g/twelve", w.dataset()))
-            .unwrap(),
-        "scratch dataset left behind"
-    );
-    let journals = w.output_dir().join(".image-builder/journals");
-    assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 1);
-
-    let runner = runner::SystemRunner::new();
-    let sys = build::device::System {
-        host: image_builder::host::Host::Linux,
-        runner: &runner,
-        zfs: &zfs,
-    };
-    let done = build::clean(&w.dataset(), &sys).unwrap();
-    assert_eq!(done.len(), 1, "{done:?}");
-    assert!(
-        !zfs.exists(&w.work()).unwrap(),
-        "the kept work dataset is still there"
-    );
-    assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 0);
-    assert_eq!(
-        build::clean(&w.dataset(), &sys).unwrap(),
-        Vec::<String>::new()
-    );
 }
 
 #[test]
