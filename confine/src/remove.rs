@@ -27,11 +27,35 @@ impl Root {
                 ))
             }
         };
-        remove_entry(&dir, &name).map_err(|e| self.err(op, path, e))
+        remove_entry(&dir, &name, None).map_err(|e| self.err(op, path, e))
+    }
+
+    /// [`Root::remove_dir_all`], staying on the file system of `path`'s parent: a directory
+    /// below that is on another one (a file system still mounted there) is an error
+    /// (`EXDEV`), and nothing beneath it is touched. Entries removed before it was met stay
+    /// removed.
+    pub fn remove_dir_all_one_fs(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let op = "remove tree";
+        let (dir, name) = match self.parent(path).map_err(|e| self.err(op, path, e))? {
+            (dir, Some(name)) => (dir, name),
+            (_, None) => {
+                return Err(self.invalid(
+                    op,
+                    path,
+                    "refusing to remove the image root or a `..` path",
+                ))
+            }
+        };
+        let dev = rustix::fs::fstat(&dir)
+            .map_err(|e| self.err(op, path, io::Error::from(e)))?
+            .st_dev;
+        remove_entry(&dir, &name, Some(dev)).map_err(|e| self.err(op, path, e))
     }
 }
 
-fn remove_entry(parent: &OwnedFd, name: &OsString) -> io::Result<()> {
+/// Removes `name` in `parent`; with `dev`, refuses to enter a directory on another device.
+fn remove_entry(parent: &OwnedFd, name: &OsString, dev: Option<rustix::fs::Dev>) -> io::Result<()> {
     match rustix::fs::unlinkat(parent, name.as_os_str(), AtFlags::empty()) {
         Ok(()) => return Ok(()),
         // Linux says EISDIR, POSIX allows EPERM for unlinking a directory.
@@ -44,12 +68,23 @@ fn remove_entry(parent: &OwnedFd, name: &OsString) -> io::Result<()> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    empty_dir(&dir)?;
+    if let Some(dev) = dev {
+        if rustix::fs::fstat(&dir)?.st_dev != dev {
+            return Err(io::Error::new(
+                io::ErrorKind::CrossesDevices,
+                format!(
+                    "{} is on another file system (mounted there); not removed",
+                    name.to_string_lossy()
+                ),
+            ));
+        }
+    }
+    empty_dir(&dir, dev)?;
     rustix::fs::unlinkat(parent, name.as_os_str(), AtFlags::REMOVEDIR)?;
     Ok(())
 }
 
-fn empty_dir(dir: &OwnedFd) -> io::Result<()> {
+fn empty_dir(dir: &OwnedFd, dev: Option<rustix::fs::Dev>) -> io::Result<()> {
     let mut names: Vec<OsString> = Vec::new();
     for ent in rustix::fs::Dir::read_from(dir)? {
         let ent = ent?;
@@ -61,7 +96,7 @@ fn empty_dir(dir: &OwnedFd) -> io::Result<()> {
         names.push(OsString::from_vec(raw.to_bytes().to_vec()));
     }
     for name in names {
-        remove_entry(dir, &name)?;
+        remove_entry(dir, &name, dev)?;
     }
     Ok(())
 }

@@ -55,6 +55,9 @@ pub enum BuildError {
         #[source]
         source: Box<confine::Error>,
     },
+    /// A work directory that could not be removed (confine's error names it and why).
+    #[error("{0}")]
+    RemoveTree(#[source] Box<confine::Error>),
     #[error("cannot read the build's source files: {0}")]
     Sources(#[source] std::io::Error),
     #[error(

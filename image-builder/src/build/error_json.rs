@@ -24,6 +24,7 @@ impl BuildError {
             Undo { .. } => "undo",
             NotMounted { .. } => "not_mounted",
             OpenRoot { .. } => "open_root",
+            RemoveTree(_) => "remove_tree",
             Sources(_) => "sources",
             NoCheckpoint { .. } => "no_checkpoint",
             NoWork { .. } => "no_work",
@@ -105,6 +106,9 @@ impl BuildError {
             } => json!({ "dataset": dataset, "mountpoint": mountpoint }),
             OpenRoot { what, dir, source } => {
                 json!({ "what": what, "dir": dir, "cause": source.to_string() })
+            }
+            RemoveTree(source) => {
+                json!({ "path": source.image_path(), "cause": source.to_string() })
             }
             NoCheckpoint { work } | NoWork { work } | NoFromWork { work } => {
                 json!({ "work": work })

@@ -93,41 +93,26 @@ fn undo(sys: &System, u: &Undo) -> Result<(), String> {
     r
 }
 
-/// Removes the directory tree at `path` (nothing when it is gone), staying on its file
-/// system: a directory on another one (a pool or image root still mounted there) is an
-/// error, and nothing beneath it is touched. `std::fs::remove_dir_all` would descend into
-/// the mount and delete what it holds.
+/// Removes the directory tree at `path` (nothing when it is gone) with
+/// [`confine::Root::remove_dir_all_one_fs`]: symlinks are not followed, and a directory on
+/// another file system (a pool or image root still mounted there) is an error, with
+/// nothing beneath it touched. `std::fs::remove_dir_all` would descend into the mount and
+/// delete what it holds.
 pub fn remove_tree(path: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::MetadataExt;
-    fn walk(p: &Path, dev: u64) -> Result<(), BuildError> {
-        let meta = std::fs::symlink_metadata(p).map_err(|e| BuildError::io(p, e))?;
-        if !meta.is_dir() {
-            return std::fs::remove_file(p).map_err(|e| BuildError::io(p, e));
-        }
-        if meta.dev() != dev {
-            return Err(BuildError::io(
-                p,
-                std::io::Error::other("another file system is mounted there; not removed"),
-            ));
-        }
-        for e in std::fs::read_dir(p).map_err(|e| BuildError::io(p, e))? {
-            walk(&e.map_err(|e| BuildError::io(p, e))?.path(), dev)?;
-        }
-        std::fs::remove_dir(p).map_err(|e| BuildError::io(p, e))
-    }
-    let parent = path.parent().unwrap_or(Path::new("/"));
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(BuildError::io(path, e)),
-        // The tree's own file system is its parent's: the directory itself may not be a
-        // mount point either.
-        Ok(_) => {
-            let dev = std::fs::metadata(parent)
-                .map_err(|e| BuildError::io(parent, e))?
-                .dev();
-            walk(path, dev)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BuildError::io(path, e)),
+        Ok(_) => {}
     }
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(BuildError::io(
+            path,
+            std::io::Error::other("not a directory to remove"),
+        ));
+    };
+    super::open_root(parent, "work")?
+        .remove_dir_all_one_fs(name)
+        .map_err(|e| BuildError::RemoveTree(Box::new(e)))
 }
 
 /// Makes the dataset `name` anew for this build: destroys what an earlier run left
@@ -390,11 +375,11 @@ mod tests {
         let inside = std::fs::read(a.join("inside"));
         let _ = std::process::Command::new("umount").arg(&a).status();
         let err = err.unwrap_err().to_string();
+        assert!(err.contains("cannot remove tree work in image "), "{err}");
         assert!(
-            err.contains("another file system is mounted there"),
+            err.contains("a is on another file system (mounted there); not removed"),
             "{err}"
         );
-        assert!(err.contains("/work/a"), "{err}");
         assert_eq!(
             inside.unwrap(),
             b"image data",
