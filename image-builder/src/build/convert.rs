@@ -2,7 +2,7 @@
 //! conversions of raw disk images with `qemu-img convert`.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
@@ -137,22 +137,7 @@ pub fn sha256_sparse(path: &Path) -> Result<String, BuildError> {
     let read = |tx: std::sync::mpsc::SyncSender<Chunk>| -> std::io::Result<()> {
         let mut f = File::open(path)?;
         let len = f.metadata()?.len();
-        let send = |c: Chunk| tx.send(c).map_err(|_| gone());
-        let mut at = 0;
-        for (start, end) in data_regions(&f, 0, len) {
-            send(Chunk::Zeros(start - at))?;
-            f.seek(SeekFrom::Start(start))?;
-            let mut left = end - start;
-            while left > 0 {
-                let n = (1u64 << 20).min(left) as usize;
-                let mut buf = vec![0u8; n];
-                f.read_exact(&mut buf)?;
-                send(Chunk::Data(buf))?;
-                left -= n as u64;
-            }
-            at = end;
-        }
-        send(Chunk::Zeros(len - at))
+        read_sparse(&mut f, 0, len, &mut |_, c| tx.send(c).map_err(|_| gone()))
     };
     let read = read(tx);
     let sum = hashing.join().map_err(|_| gone());
@@ -208,33 +193,21 @@ fn copy_range(
     let gone = || std::io::Error::other("the checksum thread stopped");
     let copy = |tx: Option<std::sync::mpsc::SyncSender<Chunk>>| -> std::io::Result<()> {
         let mut from = File::open(src)?;
-        let mut to = File::create(&partial)?;
+        let to = File::create(&partial)?;
         let send = |c: Chunk| match &tx {
             Some(tx) => tx.send(c).map_err(|_| gone()),
             None => Ok(()),
         };
-        let mut at = offset;
-        for (start, end) in data_regions(&from, offset, offset + len) {
-            send(Chunk::Zeros(start - at))?;
-            from.seek(SeekFrom::Start(start))?;
-            to.seek(SeekFrom::Start(start - offset))?;
-            let mut left = end - start;
-            while left > 0 {
-                let n = (1u64 << 20).min(left) as usize;
-                let mut buf = vec![0u8; n];
-                from.read_exact(&mut buf)?;
-                if is_zero(&buf) {
-                    to.seek(SeekFrom::Current(n as i64))?;
-                    send(Chunk::Zeros(n as u64))?;
-                } else {
-                    to.write_all(&buf)?;
-                    send(Chunk::Data(buf))?;
-                }
-                left -= n as u64;
+        use std::os::unix::fs::FileExt;
+        // Holes and zero blocks are not written: set_len below leaves them holes.
+        read_sparse(&mut from, offset, len, &mut |at, c| match c {
+            Chunk::Data(buf) if !is_zero(&buf) => {
+                to.write_all_at(&buf, at)?;
+                send(Chunk::Data(buf))
             }
-            at = end;
-        }
-        send(Chunk::Zeros(offset + len - at))?;
+            Chunk::Data(buf) => send(Chunk::Zeros(buf.len() as u64)),
+            zeros => send(zeros),
+        })?;
         to.set_len(len)?;
         to.sync_all()?;
         use std::os::unix::fs::PermissionsExt;
@@ -249,6 +222,32 @@ fn copy_range(
         let _ = std::fs::remove_file(&partial);
         BuildError::io(dst, e)
     })
+}
+
+/// Reads `len` bytes of `from` from `offset` as the file system stores them: each data
+/// region in chunks of at most 1 MiB, each hole as one run of zeros, handed to `each` in
+/// order with the chunk's position relative to `offset`.
+fn read_sparse(
+    from: &mut File,
+    offset: u64,
+    len: u64,
+    each: &mut dyn FnMut(u64, Chunk) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut at = offset;
+    for (start, end) in data_regions(from, offset, offset + len) {
+        each(at - offset, Chunk::Zeros(start - at))?;
+        from.seek(SeekFrom::Start(start))?;
+        let mut pos = start;
+        while pos < end {
+            let n = (1u64 << 20).min(end - pos) as usize;
+            let mut buf = vec![0u8; n];
+            from.read_exact(&mut buf)?;
+            each(pos - offset, Chunk::Data(buf))?;
+            pos += n as u64;
+        }
+        at = end;
+    }
+    each(at - offset, Chunk::Zeros(offset + len - at))
 }
 
 /// The data regions of `f` between `from` and `to`; the whole range when the file system
@@ -284,6 +283,7 @@ fn is_zero(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::MetadataExt;
 
     #[test]
