@@ -129,6 +129,26 @@ pub fn rw_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// The zfs-vm harness at `harness`, with the environment it finds its cache and guest
+/// settings through (the runner passes nothing else through), and the variables `more`.
+pub(crate) fn harness_cmd(harness: &Path, more: &[&str]) -> Cmd {
+    let mut cmd = Cmd::new(harness);
+    let vars = [
+        "HOME",
+        "XDG_CACHE_HOME",
+        "ZFS_VM_CACHE",
+        "ZFS_VM_ACCEL",
+        "ZFS_VM_MEM",
+        "ZFS_VM_SMP",
+    ];
+    for var in vars.iter().chain(more) {
+        if let Some(v) = std::env::var_os(var) {
+            cmd = cmd.env(var, v);
+        }
+    }
+    cmd
+}
+
 /// The command that runs `args` (the build's own command line) inside the guest, with the
 /// pool's `disk` attached (none for a command that only reads the host's files, such as
 /// `inspect`) and the `rw` directories shared read-write (see [`rw_dirs`]).
@@ -139,20 +159,7 @@ pub fn guest_command(
     exe: &Path,
     args: &[String],
 ) -> Cmd {
-    let mut cmd = Cmd::new(harness);
-    // The harness finds its cache through these; the runner passes nothing else through.
-    for var in [
-        "HOME",
-        "XDG_CACHE_HOME",
-        "ZFS_VM_CACHE",
-        "ZFS_VM_ACCEL",
-        "ZFS_VM_MEM",
-        "ZFS_VM_SMP",
-    ] {
-        if let Some(v) = std::env::var_os(var) {
-            cmd = cmd.env(var, v);
-        }
-    }
+    let mut cmd = harness_cmd(harness, &[]);
     cmd = cmd
         .args(["run", "--timeout"])
         .arg(std::env::var("IMAGE_BUILDER_VM_TIMEOUT").unwrap_or_else(|_| "86400".into()));

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use runner::{Cmd, Sink, SystemRunner};
+use runner::{Sink, SystemRunner};
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 use serde::{Deserialize, Serialize};
 
@@ -274,21 +274,7 @@ impl GuestDir {
             self.pool,
             spec.idle.as_secs()
         );
-        let mut cmd = Cmd::new(&spec.harness);
-        for var in [
-            "HOME",
-            "XDG_CACHE_HOME",
-            "ZFS_VM_CACHE",
-            "ZFS_VM_ACCEL",
-            "ZFS_VM_MEM",
-            "ZFS_VM_SMP",
-            "ZFS_VM_DEBUG",
-        ] {
-            if let Some(v) = std::env::var_os(var) {
-                cmd = cmd.env(var, v);
-            }
-        }
-        cmd = cmd
+        let cmd = crate::embedded::harness_cmd(&spec.harness, &["ZFS_VM_DEBUG"])
             .env("ZFS_VM_QUIET", "1")
             .args(["run", "--timeout"])
             .arg(spec.lifetime_secs.to_string())
