@@ -416,6 +416,20 @@ mod tests {
         Ctx::new(crate::rootfs::Root::new("/"), true, rec)
     }
 
+    /// Scripts the system's links, IP interfaces and address objects as the live plan asks
+    /// for them: dladm(8) show-link and ipadm(8) show-if / show-addr with `-p -o FIELD`
+    /// print one value a line.
+    pub(super) fn live_state<'r>(
+        rec: &'r Recorder,
+        links: &str,
+        ifs: &str,
+        addrs: &str,
+    ) -> &'r Recorder {
+        rec.on("/usr/sbin/dladm show-link -p -o LINK", Output::ok(links))
+            .on("/usr/sbin/ipadm show-if -p -o IFNAME", Output::ok(ifs))
+            .on("/usr/sbin/ipadm show-addr -p -o ADDROBJ", Output::ok(addrs))
+    }
+
     pub(super) fn run_all(ctx: &Ctx, d: &Value) -> Vec<Planned<Op>> {
         let d = testing::input(&Network, d.clone());
         let changes = Network.plan(ctx, &d).unwrap();
@@ -431,21 +445,13 @@ mod tests {
         rec.on(
             "/usr/sbin/dladm show-phys -m -p -o LINK,SLOT,ADDRESS",
             Output::ok(PHYS),
-        )
-        .on(
-            "/usr/sbin/dladm show-link -p -o LINK",
-            Output::ok("vioif0\nvioif1\nvioif2\n"),
-        )
-        .on("/usr/sbin/ipadm show-if -p -o IFNAME", Output::ok("lo0\n"))
-        .on(
-            "/usr/sbin/ipadm show-addr -p -o ADDROBJ",
-            Output::ok("lo0/v4\n"),
-        )
-        // dladm(8) show-linkprop -c -o VALUE: the bare value.
-        .on(
-            "/usr/sbin/dladm show-linkprop -c -o VALUE -p mtu vioif2",
-            Output::ok("1500\n"),
         );
+        live_state(&rec, "vioif0\nvioif1\nvioif2\n", "lo0\n", "lo0/v4\n")
+            // dladm(8) show-linkprop -c -o VALUE: the bare value.
+            .on(
+                "/usr/sbin/dladm show-linkprop -c -o VALUE -p mtu vioif2",
+                Output::ok("1500\n"),
+            );
         let ctx = live_ctx(&rec);
         let d = json!({"network": {"interfaces": [
             {"id": "bond0", "kind": "bond", "members": ["eth0", "eth1"], "lacp": "active", "policy": "L3,L4",

@@ -112,7 +112,7 @@ pub fn create_addr(kind: AddressKind, address: Option<&str>, obj: &str) -> Cmd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{live_ctx, run_all, PHYS};
+    use super::super::tests::{live_ctx, live_state, run_all, PHYS};
     use runner::{Output, Recorder};
     use serde_json::json;
 
@@ -122,20 +122,12 @@ mod tests {
         rec.on(
             "/usr/sbin/dladm show-phys -m -p -o LINK,SLOT,ADDRESS",
             Output::ok(PHYS),
-        )
-        // dladm(8) show-link -p -o LINK: one link name a line.
-        .on(
-            "/usr/sbin/dladm show-link -p -o LINK",
-            Output::ok("vioif0\nvioif1\nvioif2\n"),
-        )
-        // ipadm(8) show-if / show-addr -p -o: one value a line.
-        .on(
-            "/usr/sbin/ipadm show-if -p -o IFNAME",
-            Output::ok("lo0\nvioif0\n"),
-        )
-        .on(
-            "/usr/sbin/ipadm show-addr -p -o ADDROBJ",
-            Output::ok("lo0/v4\nlo0/v6\nvioif0/dhcp\n"),
+        );
+        live_state(
+            &rec,
+            "vioif0\nvioif1\nvioif2\n",
+            "lo0\nvioif0\n",
+            "lo0/v4\nlo0/v6\nvioif0/dhcp\n",
         );
         let ctx = live_ctx(&rec);
         let d = json!({"network": {"interfaces": [

@@ -163,7 +163,7 @@ pub fn create_vlan(link: &str, over: &str, vid: u16) -> Cmd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{live_ctx, run_all, PHYS};
+    use super::super::tests::{live_ctx, live_state, run_all, PHYS};
     use super::*;
     use crate::plugins::{testing, Plugin};
     use runner::{Output, Recorder};
@@ -181,17 +181,7 @@ mod tests {
     #[test]
     fn a_linux_name_without_mac_is_skipped_with_a_warning_never_plumbed() {
         let rec = Recorder::new();
-        // dladm(8) show-link -p -o LINK: one link name a line.
-        rec.on(
-            "/usr/sbin/dladm show-link -p -o LINK",
-            Output::ok("vioif0\n"),
-        )
-        // ipadm(8) show-if and show-addr with -p -o FIELD: one value a line.
-        .on("/usr/sbin/ipadm show-if -p -o IFNAME", Output::ok("lo0\n"))
-        .on(
-            "/usr/sbin/ipadm show-addr -p -o ADDROBJ",
-            Output::ok("lo0/v4\nlo0/v6\n"),
-        );
+        live_state(&rec, "vioif0\n", "lo0\n", "lo0/v4\nlo0/v6\n");
         let ctx = live_ctx(&rec);
         let d = json!({"network": {"interfaces": [
             {"id": "eth0", "addresses": [{"kind": "dhcp"}]},
@@ -219,18 +209,8 @@ mod tests {
         rec.on(
             "/usr/sbin/dladm show-phys",
             Output::ok("vioif0:primary:52\\:54\\:0\\:0\\:0\\:1\n"),
-        )
-        // dladm(8) show-link -p -o LINK: one link name a line.
-        .on(
-            "/usr/sbin/dladm show-link -p -o LINK",
-            Output::ok("vioif0\n"),
-        )
-        // ipadm(8) show-if and show-addr with -p -o FIELD: one value a line.
-        .on("/usr/sbin/ipadm show-if -p -o IFNAME", Output::ok("lo0\n"))
-        .on(
-            "/usr/sbin/ipadm show-addr -p -o ADDROBJ",
-            Output::ok("lo0/v4\nlo0/v6\n"),
         );
+        live_state(&rec, "vioif0\n", "lo0\n", "lo0/v4\nlo0/v6\n");
         let ctx = live_ctx(&rec);
         let d = json!({"network": {"interfaces": [{"id": "eth0", "mac": "52:54:00:00:00:09", "addresses": [{"kind": "dhcp"}]}, {"name": "vioif0", "addresses": [{"kind": "dhcp"}]}]}});
         let d = testing::input(&Network, d);
