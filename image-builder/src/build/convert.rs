@@ -355,6 +355,13 @@ mod tests {
         let sum = move_hashed(&src, &dst).unwrap();
         use sha2::Digest;
         assert_eq!(sum, crate::build::cache::hex(&sha2::Sha256::digest(&bytes)));
+        // And what coreutils says of the file, holes and all.
+        let coreutils = std::process::Command::new("sha256sum")
+            .arg(&dst)
+            .output()
+            .unwrap();
+        let coreutils = String::from_utf8(coreutils.stdout).unwrap();
+        assert_eq!(coreutils.split_whitespace().next(), Some(sum.as_str()));
         assert_eq!(std::fs::read(&dst).unwrap(), bytes);
         assert!(!src.exists());
         let mode = std::fs::metadata(&dst).unwrap().permissions().mode();
