@@ -80,7 +80,7 @@ impl Work<'_, '_> {
 
     /// `GROUP-OUTPUT`, the stem of every output file.
     pub fn stem(&self) -> String {
-        format!("{}-{}", self.plan.group, self.output_name)
+        stem(self.plan, &self.output_name)
     }
 
     /// Runs the template's steps against the tree at `root_dir`. The root is opened again
@@ -151,13 +151,19 @@ impl Target for Kind<'_> {
     }
 }
 
+/// `GROUP-OUTPUT`: the stem of an image build's output files and its work directory.
+fn stem(plan: &Plan, output_name: &str) -> String {
+    format!("{}-{output_name}", plan.group)
+}
+
 fn run(cx: &mut TargetCx, kind: Kind) -> Result<(), BuildError> {
     let (plan, opts, env, output_dir, output_name) =
         (cx.plan, cx.opts, cx.env, cx.output_dir, cx.output_name);
     let journal = &mut *cx.journal;
     let events = &mut *cx.events;
-    let stem = format!("{}-{output_name}", plan.group);
-    let work_dir = layout::state_dir(output_dir).join("work").join(&stem);
+    let work_dir = layout::state_dir(output_dir)
+        .join("work")
+        .join(stem(plan, output_name));
     // An image build never reuses its work directory; a crash can only leave garbage in
     // it, and one left over is removed first.
     let work_mark = journal.push(Undo::RemoveTree {
