@@ -8,8 +8,18 @@ use std::path::{Path, PathBuf};
 use super::error::BuildError;
 
 pub struct Lock {
-    _file: File,
+    file: File,
     pub path: PathBuf,
+}
+
+/// Unlocks explicitly rather than by closing: a child forked by another thread holds a
+/// copy of the descriptor until its exec closes it (close-on-exec), and a `flock` lives as
+/// long as any descriptor of its open file description does. `LOCK_UN` releases it for
+/// all of them at once (flock(2)).
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
+    }
 }
 
 /// A file name for a dataset name (`rpool/images/work/g/n` -> `rpool%images%work%g%n`).
@@ -43,7 +53,7 @@ impl Lock {
         }
         file.set_len(0).map_err(|e| BuildError::io(&path, e))?;
         write!(file, "{}", std::process::id()).map_err(|e| BuildError::io(&path, e))?;
-        Ok(Lock { _file: file, path })
+        Ok(Lock { file, path })
     }
 }
 
@@ -68,5 +78,17 @@ mod tests {
         );
         drop(first);
         Lock::acquire(dir.path(), "rpool/images/work/g/n").unwrap();
+    }
+
+    #[test]
+    fn a_dropped_lock_is_free_though_a_copy_of_its_descriptor_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Lock::acquire(dir.path(), "rpool/images/work/g/c").unwrap();
+        // What a child forked meanwhile holds until its exec: the same open file
+        // description.
+        let copy = first.file.try_clone().unwrap();
+        drop(first);
+        Lock::acquire(dir.path(), "rpool/images/work/g/c").unwrap();
+        drop(copy);
     }
 }
