@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 use super::error::BuildError;
 
 pub struct Lock {
-    file: File,
+    _held: Held,
     pub path: PathBuf,
 }
 
-/// Unlocks explicitly rather than by closing: a child forked by another thread holds a
-/// copy of the descriptor until its exec closes it (close-on-exec), and a `flock` lives as
-/// long as any descriptor of its open file description does. `LOCK_UN` releases it for
-/// all of them at once (flock(2)).
-impl Drop for Lock {
+/// A file whose `flock` this process holds, unlocked when dropped. Unlocked explicitly
+/// rather than by closing: a child forked by another thread holds a copy of the
+/// descriptor until its exec closes it (close-on-exec), and a `flock` lives as long as any
+/// descriptor of its open file description does. `LOCK_UN` releases it for all of them at
+/// once (flock(2)).
+pub(crate) struct Held(pub(crate) File);
+
+impl Drop for Held {
     fn drop(&mut self) {
-        let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
+        let _ = rustix::fs::flock(&self.0, rustix::fs::FlockOperation::Unlock);
     }
 }
 
@@ -53,7 +56,10 @@ impl Lock {
         }
         file.set_len(0).map_err(|e| BuildError::io(&path, e))?;
         write!(file, "{}", std::process::id()).map_err(|e| BuildError::io(&path, e))?;
-        Ok(Lock { file, path })
+        Ok(Lock {
+            _held: Held(file),
+            path,
+        })
     }
 }
 
@@ -86,7 +92,7 @@ mod tests {
         let first = Lock::acquire(dir.path(), "rpool/images/work/g/c").unwrap();
         // What a child forked meanwhile holds until its exec: the same open file
         // description.
-        let copy = first.file.try_clone().unwrap();
+        let copy = first._held.0.try_clone().unwrap();
         drop(first);
         Lock::acquire(dir.path(), "rpool/images/work/g/c").unwrap();
         drop(copy);

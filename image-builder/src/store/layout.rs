@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::{Backend, StoreError, MANIFEST_MEDIA_TYPE, REF_NAME_ANNOTATION};
+use crate::build::lock::Held;
 
 pub(super) struct Layout {
     dir: PathBuf,
@@ -72,13 +73,13 @@ impl Layout {
         format!("file://{}", self.dir.display())
     }
 
-    /// An exclusive lock on `oci-layout`, released when the file closes.
-    fn lock(&self) -> Result<File, StoreError> {
+    /// An exclusive lock on `oci-layout`, released when dropped.
+    fn lock(&self) -> Result<Held, StoreError> {
         let path = self.dir.join("oci-layout");
         let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
         rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| StoreError::io(&path, e.into()))?;
-        Ok(f)
+        Ok(Held(f))
     }
 
     fn read_index(&self) -> Result<Value, StoreError> {

@@ -9,6 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runner::{Sink, SystemRunner};
+
+use crate::build::lock::Held;
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +71,7 @@ const SILENCE: Duration = Duration::from_secs(90);
 
 /// The lock that makes commands take turns at one guest; released on drop.
 pub struct Turn {
-    _file: File,
+    _held: Held,
 }
 
 impl GuestDir {
@@ -149,7 +151,7 @@ impl GuestDir {
         let mut said = false;
         loop {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(Turn { _file: file }),
+                Ok(()) => return Ok(Turn { _held: Held(file) }),
                 Err(e) if e == rustix::io::Errno::WOULDBLOCK => {}
                 Err(e) => return Err(io(&path, e.into())),
             }
