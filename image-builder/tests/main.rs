@@ -1,6 +1,10 @@
 //! Image-builder's integration tests, one module a file, linked into one test
 //! binary (one link per change instead of one per file). Modules named `real_zfs*` hold the
 //! ZFS tier: ignored here, run by `scripts/zfs-tier` in the real-OpenZFS guest.
+//!
+//! A test that sets the process-wide interrupt (`runner::interrupt`) cannot live here: it
+//! would stop the commands of the tests running beside it. `image_health.rs` is its own
+//! binary for that reason.
 
 mod common;
 mod guest;
@@ -23,7 +27,6 @@ mod docs;
 mod embedded_warm;
 mod fuzz;
 mod image_builds;
-mod image_health;
 mod image_pull;
 mod language;
 mod matrix_emit;
