@@ -31,6 +31,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         r#"{ "dataset": { "name": "c", "input_snapshot": "two", "output_snapshot": "three" }, "steps": [
             { "t": "ensure_file", "file": "/c", "contents": "c\n", "owner": "root", "group": "root", "mode": "644" } ] }"#,
     ),
+    // An archive stage: no output snapshot, it packs the tree.
+    (
+        "g/c4.json",
+        r#"{ "dataset": { "name": "c", "input_snapshot": "three" }, "steps": [
+            { "t": "pack_tar", "name": "c.tar" } ] }"#,
+    ),
+    // In another group, a first stage on a dataset of its own that unpacks that archive.
+    (
+        "h/r.json",
+        r#"{ "dataset": { "name": "r", "output_snapshot": "done" }, "steps": [
+            { "t": "unpack_tar", "name": "c.tar" } ] }"#,
+    ),
 ];
 
 fn build(pool: &ScratchPool, name: &str, store: &StoreUrl) -> (Outcome, Vec<Event>) {
@@ -44,7 +56,8 @@ fn try_build(
     store: &StoreUrl,
     required: bool,
 ) -> (Result<Outcome, build::BuildError>, Vec<Event>) {
-    let p = pool.plan("g", name, &Features::default());
+    let (group, name) = name.split_once('/').unwrap_or(("g", name));
+    let p = pool.plan(group, name, &Features::default());
     let opts = BuildOptions {
         store: Some(StoreOptions {
             url: store.clone(),
@@ -184,4 +197,83 @@ fn a_corrupted_stream_in_the_store_is_refused_and_nothing_is_received() {
         0,
         "{events:?}"
     );
+}
+
+#[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
+fn a_machine_with_nothing_takes_what_a_build_starts_from_from_the_store() {
+    let Some(zfs) = tier() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreUrl::parse(&format!("file://{}/store", dir.path().display())).unwrap();
+
+    // Machine A builds the chain and its archive stage, and pushes each.
+    let a = ScratchPool::new(&zfs, "iba", 256 << 20);
+    a.write_templates(TEMPLATES);
+    for name in ["c1", "c2", "c3", "c4"] {
+        let (outcome, events) = build(&a, name, &store);
+        assert_eq!(outcome, Outcome::Built, "{name}");
+        assert_eq!(
+            count(&events, |e| matches!(e, Event::StorePush { .. })),
+            1,
+            "{name}: {events:?}"
+        );
+    }
+
+    // Machine C has nothing, and builds h/r, which unpacks g/c4's archive: it receives
+    // c1-c3 (c4's input), fetches c4's archive, and runs only h/r's own step.
+    let c = ScratchPool::new(&zfs, "ibc", 256 << 20);
+    c.write_templates(TEMPLATES);
+    let (outcome, events) = build(&c, "h/r", &store);
+    assert_eq!(outcome, Outcome::Built, "{events:?}");
+    let received: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StoreHit { snapshot, .. } => snapshot.rsplit_once('@').map(|(_, s)| s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received, ["one", "two", "three"], "{events:?}");
+    let fetched: Vec<&Vec<String>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StoreFiles { files, .. } => Some(files),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fetched, [&vec!["c.tar".to_string()]], "{events:?}");
+    let steps: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStart { t, .. } => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, ["unpack_tar"], "{events:?}");
+    assert_eq!(
+        std::fs::read(c.output_dir().join("c.tar")).unwrap(),
+        std::fs::read(a.output_dir().join("c.tar")).unwrap()
+    );
+    let root = c.mountpoint(&format!("{}/work/h/r", c.dataset()));
+    for (f, text) in [("a", "a\n"), ("b", "b\n"), ("c", "c\n")] {
+        assert_eq!(std::fs::read_to_string(root.join(f)).unwrap(), text);
+    }
+
+    // Machine D, with a store that lacks them: the error names the stage to build first,
+    // and the fetch leaves no work dataset behind.
+    let empty = tempfile::tempdir().unwrap();
+    let nothing = StoreUrl::parse(&format!("file://{}/store", empty.path().display())).unwrap();
+    let d = ScratchPool::new(&zfs, "ibd", 256 << 20);
+    d.write_templates(TEMPLATES);
+    let (outcome, events) = try_build(&d, "c3", &nothing, false);
+    let e = outcome.unwrap_err().to_string();
+    assert!(
+        e.contains("g/c3 needs") && e.contains("g/c1 is neither here nor in"),
+        "{e}"
+    );
+    assert_eq!(
+        count(&events, |e| matches!(e, Event::StepStart { .. })),
+        0,
+        "{events:?}"
+    );
+    assert!(!zfs.exists(&format!("{}/work/g/c", d.dataset())).unwrap());
 }

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use zfs::CreateOptions;
 
+use super::archive_store::{self, ArchiveRef};
 use super::cache::{self, KEY_PROPERTY};
 use super::checkpoint;
 use super::error::BuildError;
@@ -21,7 +22,7 @@ use super::journal::{Mark, Undo};
 use super::layout;
 use super::scratch::Scratch;
 use super::select;
-use super::stage_store::{self, StageRef};
+use super::stage_store::{self, StageRef, StoreOptions};
 use super::target::{Keep, Target, TargetCx};
 use super::work_view::{self, Prop, WorkView};
 use super::{BuildOptions, Event, Outcome};
@@ -121,6 +122,23 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         output,
         key: &key,
     });
+    // A build of part of the stage (--until, --from) takes nothing from the store.
+    let whole = opts.until.is_none() && opts.from.is_none();
+    let archive = ArchiveRef {
+        key: &key,
+        input_guid: guid.as_deref(),
+    };
+    if let (Some(store), None, true, false) = (&opts.store, &out_snap, whole, opts.resume) {
+        // A stage without an output snapshot: the store may have the files it makes.
+        if let Some(files) = archive_store::fetch(store, &archive, output_dir, events)? {
+            rec.cache = "store".into();
+            rec.outputs = files;
+            return Ok(Outcome::Cached);
+        }
+        if opts.fetch_only {
+            return Err(not_in_store(plan, store, &key));
+        }
+    }
 
     let mut work_mark: Mark;
     let mut resumed: Option<(usize, String)> = None;
@@ -245,8 +263,6 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         view.forget();
     }
 
-    // A build of part of the stage (--until, --from) takes nothing from the store.
-    let whole = opts.until.is_none() && opts.from.is_none();
     if let (Some(store), Some(stage), None, true) = (&opts.store, &stored, &resumed, whole) {
         // A local miss: the store may have the stage.
         let tmp_dir = &mut || scratch.dir(journal);
@@ -255,6 +271,9 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             scratch.remove(journal)?;
             rec.cache = "store".into();
             return Ok(Outcome::Cached);
+        }
+        if opts.fetch_only {
+            return Err(not_in_store(plan, store, &key));
         }
     }
     let mut todo = plan.clone();
@@ -379,10 +398,12 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
         .map(|(n, _)| n)
         .collect();
     // A partial build (--until) is never pushed: it is no stage.
-    if let (Some(store), Some(stage), None) = (&opts.store, &stored, opts.until) {
-        stage_store::push(store, env, stage, rec, &tmp_dir, &mut |e| {
-            (events.borrow_mut())(e)
-        })?;
+    if let (Some(store), None) = (&opts.store, opts.until) {
+        let events = &mut |e: &Event| (events.borrow_mut())(e);
+        match &stored {
+            Some(stage) => stage_store::push(store, env, stage, rec, &tmp_dir, events)?,
+            None => archive_store::push(store, &archive, rec, output_dir, &rec.outputs, events)?,
+        }
     }
     scratch.remove(journal)?;
     Ok(Outcome::Built)
@@ -433,6 +454,16 @@ fn cached(cx: &mut TargetCx, target: &Dataset, rows: &[zfs::Listed]) -> Result<b
     cx.rec.key = Some(key);
     cx.rec.inputs = Some(inputs);
     Ok(true)
+}
+
+/// The refusal of a fetch-only build (`prereq`) that neither the cache nor the store
+/// could answer.
+fn not_in_store(plan: &crate::template::Plan, store: &StoreOptions, key: &str) -> BuildError {
+    BuildError::NotInStore {
+        template: format!("{}/{}", plan.group, plan.name),
+        store: store.url.to_string(),
+        tag: stage_store::tag(key),
+    }
 }
 
 /// The refusal for an output snapshot without this tool's cache key: made by the reference

@@ -190,6 +190,35 @@ pub enum BuildError {
         #[source]
         source: crate::store::StoreError,
     },
+    #[error(
+        "{template} is neither here nor in {store} (no {tag}), and only a build of it \
+         makes it: build {template} first, with --store to share it"
+    )]
+    NotInStore {
+        template: String,
+        store: String,
+        tag: String,
+    },
+    #[error("{needed_by} needs {what}, which {template} makes: {source}")]
+    Input {
+        needed_by: String,
+        what: String,
+        template: String,
+        #[source]
+        source: Box<BuildError>,
+    },
+    #[error(
+        "{needed_by} needs {what}, which {} templates make ({}): build the one meant first",
+        .candidates.len(),
+        .candidates.join(", ")
+    )]
+    Producers {
+        needed_by: String,
+        what: String,
+        candidates: Vec<String>,
+    },
+    #[error("the stages that make each other's inputs go round in a circle: {}", .chain.join(" -> "))]
+    InputCycle { chain: Vec<String> },
     #[error("the build was interrupted")]
     Interrupted,
 }

@@ -56,6 +56,10 @@ impl BuildError {
             Convert { .. } => "convert",
             Store(_) => "store",
             StoreRequired { .. } => "store_required",
+            NotInStore { .. } => "not_in_store",
+            Input { .. } => "input",
+            Producers { .. } => "producers",
+            InputCycle { .. } => "input_cycle",
             Interrupted => "interrupted",
         }
     }
@@ -127,6 +131,28 @@ impl BuildError {
             BootBlock { field, path, why } => json!({ "field": field, "path": path, "why": why }),
             Convert { format, source } => json!({ "format": format, "cause": source.to_string() }),
             StoreRequired { what, source } => json!({ "what": what, "cause": source.to_string() }),
+            NotInStore {
+                template,
+                store,
+                tag,
+            } => json!({ "template": template, "store": store, "tag": tag }),
+            Input {
+                needed_by,
+                what,
+                template,
+                source,
+            } => json!({
+                "needed_by": needed_by,
+                "what": what,
+                "template": template,
+                "cause": source.to_string(),
+            }),
+            Producers {
+                needed_by,
+                what,
+                candidates,
+            } => json!({ "needed_by": needed_by, "what": what, "candidates": candidates }),
+            InputCycle { chain } => json!({ "chain": chain }),
             Preflight(_) | Zfs(_) | Device(_) | Journal(_) | Run(_) | Sources(_) | Uuid(_)
             | ChecksumThread | HybridWithoutUefi | NoEfiEntry | Store(_) | Interrupted => {
                 json!({})

@@ -1,5 +1,6 @@
 //! Running a validated plan: the build targets, the stage cache, locking and cleanup.
 
+mod archive_store;
 pub mod bootblock;
 pub mod cache;
 pub mod checkpoint;
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 mod pool;
+mod prereq;
 pub mod record;
 mod scratch;
 pub mod select;
@@ -83,6 +85,9 @@ pub struct BuildOptions {
     /// `--from`: rerun a dataset stage from this step index, starting from the checkpoint
     /// that holds the steps before it; refuse when none does.
     pub from: Option<usize>,
+    /// Take the stage from the cache or the store only, never running a step: how a
+    /// `--store` build gets the stages that make its inputs (`prereq`).
+    pub fetch_only: bool,
 }
 
 impl BuildOptions {
@@ -109,6 +114,7 @@ impl BuildOptions {
             store: None,
             until: None,
             from: None,
+            fetch_only: false,
         }
     }
 }
@@ -143,6 +149,14 @@ pub enum Event {
         tag: String,
         digest: String,
         snapshot: String,
+    },
+    /// `--store`: a stage without an output snapshot missed locally, and the files it
+    /// makes were fetched from the store into the output directory.
+    StoreFiles {
+        store: String,
+        tag: String,
+        digest: String,
+        files: Vec<String>,
     },
     /// `--store`: the stage just built was pushed.
     StorePush {
@@ -225,6 +239,18 @@ pub fn build(
     env: &Env,
     events: &mut dyn FnMut(&Event),
 ) -> Result<Outcome, BuildError> {
+    build_in(plan, opts, env, events, &mut Vec::new())
+}
+
+/// [`build`], as one of the builds that take another's inputs (`prereq`) when `chain` is
+/// not empty.
+fn build_in(
+    plan: &Plan,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+    chain: &mut Vec<String>,
+) -> Result<Outcome, BuildError> {
     let errors = plan.errors().count();
     if errors > 0 {
         return Err(BuildError::Invalid(errors));
@@ -233,6 +259,8 @@ pub fn build(
     if opts.until.is_some() || opts.from.is_some() {
         select::dataset_only(plan.target.as_ref(), "--until and --from")?;
     }
+    // With --store, what it starts from and this machine lacks comes from the store.
+    prereq::fetch(plan, opts, env, events, chain)?;
     if let (Some(store), Some(t)) = (&opts.store, &plan.target) {
         if !matches!(t, Target::Dataset(_)) {
             return build_and_push_image(plan, store, opts, env, events);

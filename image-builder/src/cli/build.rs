@@ -300,6 +300,9 @@ fn describe(e: &Event) -> String {
         Event::StoreHit {
             store, snapshot, ..
         } => format!("received {snapshot} from {store} (store hit)"),
+        Event::StoreFiles { store, files, .. } => {
+            format!("fetched {} from {store} (store hit)", files.join(", "))
+        }
         Event::StorePush { store, tag, .. } => format!("pushed {tag} to {store}"),
         Event::StepStart { index, t, location } => format!("step {index}: {t} ({location})"),
         Event::StepFinish { index, t, seconds } => {

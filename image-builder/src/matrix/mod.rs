@@ -17,7 +17,7 @@ use zfs::{CreateOptions, Zfs};
 use crate::build::layout::ImageFile;
 use crate::build::{self, BuildOptions, Env, Event, Outcome};
 use crate::host::Host;
-use crate::template::{Plan, StepKind, Target};
+use crate::template::{Plan, Target};
 
 pub mod emit;
 mod schedule;
@@ -122,18 +122,9 @@ impl Job {
         }
     }
 
-    /// Files of the output directory this build reads: archives it unpacks, `ensure_file`
-    /// `outputsrc`, `gzip` and `digest` sources.
+    /// Files of the output directory this build reads ([`Plan::reads`]).
     pub fn reads(&self) -> Vec<String> {
-        self.steps()
-            .filter_map(|k| match k {
-                StepKind::UnpackTar(u) => Some(u.name.clone()),
-                StepKind::EnsureFile(f) => f.outputsrc.clone(),
-                StepKind::Gzip(g) => Some(g.src.clone()),
-                StepKind::Digest(d) => Some(d.src.clone()),
-                _ => None,
-            })
-            .collect()
+        self.plan.reads()
     }
 
     /// Files this build writes to the output directory that others may read: the
@@ -150,22 +141,7 @@ impl Job {
             .iter()
             .flat_map(ImageFile::of)
             .map(|f| f.name(&stem));
-        self.steps()
-            .filter_map(|k| match k {
-                StepKind::PackTar(p) => Some(p.name.clone()),
-                _ => None,
-            })
-            .chain(images)
-            .collect()
-    }
-
-    /// The steps that run.
-    fn steps(&self) -> impl Iterator<Item = &StepKind> {
-        self.plan
-            .steps
-            .iter()
-            .filter(|s| s.skip.is_none())
-            .filter_map(|s| s.kind.as_ref())
+        self.plan.packs().into_iter().chain(images).collect()
     }
 
     /// The work dataset (relative to the root), or a key of its own for other targets.

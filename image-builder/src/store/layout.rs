@@ -112,6 +112,10 @@ impl Backend for Layout {
         self.write_atomic(&dir, &digest[7..], body)
     }
 
+    fn stages_in_place(&self) -> bool {
+        true
+    }
+
     /// A temporary file beside the blobs, on the same file system, so that
     /// [`Backend::commit`] is a rename.
     fn stage(&self, _tmp_dir: &Path) -> Result<tempfile::NamedTempFile, StoreError> {

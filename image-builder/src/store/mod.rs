@@ -38,6 +38,9 @@ pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 pub mod media {
     /// A dataset stage: its `zfs send` stream and build record.
     pub const STAGE: &str = "application/vnd.illumos.image-builder.stage.v1";
+    /// A stage without an output snapshot, stored as the files it wrote to the output
+    /// directory (the archives it packs) and its build record.
+    pub const ARCHIVE_STAGE: &str = "application/vnd.illumos.image-builder.archive-stage.v1";
     /// A `zfs send` stream (incremental from the stage's input snapshot, or full).
     pub const ZFS_SEND: &str = "application/vnd.illumos.image-builder.zfs-send.v1";
     /// A build record (`build::record`), JSON.
@@ -180,6 +183,11 @@ trait Backend: Send + Sync {
     fn has_blob(&self, digest: &str) -> Result<bool, StoreError>;
     /// Store `size` bytes read from `body` under `digest` (already computed).
     fn put_blob(&self, digest: &str, size: u64, body: &mut dyn Read) -> Result<(), StoreError>;
+    /// Whether [`Backend::stage`] gives a file of the store itself, which
+    /// [`Backend::commit`] renames into place (rather than one it then copies).
+    fn stages_in_place(&self) -> bool {
+        false
+    }
     /// A new empty file to write a blob into, which [`Backend::commit`] then stores: by
     /// default a temporary file in `tmp_dir`.
     fn stage(&self, tmp_dir: &Path) -> Result<tempfile::NamedTempFile, StoreError> {
@@ -290,13 +298,29 @@ impl Store {
         &self.url
     }
 
-    /// Push a file as a blob (skipped when the store has it) and describe it.
+    /// Push a file as a blob (skipped when the store has it) and describe it. Into a store
+    /// whose staged files are its own (a layout directory) the file is copied once, hashed
+    /// on the way, and the copy renamed to its digest; for another (a registry) it is
+    /// hashed first, since the upload names its digest, and uploaded only when missing.
     pub fn push_file(&self, file: &ArtifactFile) -> Result<Descriptor, StoreError> {
-        let (digest, size) = digest_file(&file.path)?;
-        if !self.backend.has_blob(&digest)? {
-            let mut f = File::open(&file.path).map_err(|e| StoreError::io(&file.path, e))?;
-            self.backend.put_blob(&digest, size, &mut f)?;
-        }
+        let (digest, size) = if self.backend.stages_in_place() {
+            let mut src = File::open(&file.path).map_err(|e| StoreError::io(&file.path, e))?;
+            let staged = self.backend.stage(Path::new("."))?;
+            let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, staged.as_file()));
+            io::copy(&mut src, &mut w)
+                .and_then(|_| w.flush())
+                .map_err(|e| StoreError::io(staged.path(), e))?;
+            let (digest, size) = w.finish();
+            self.backend.commit(staged, &digest, size)?;
+            (digest, size)
+        } else {
+            let (digest, size) = digest_file(&file.path)?;
+            if !self.backend.has_blob(&digest)? {
+                let mut f = File::open(&file.path).map_err(|e| StoreError::io(&file.path, e))?;
+                self.backend.put_blob(&digest, size, &mut f)?;
+            }
+            (digest, size)
+        };
         let mut annotations = BTreeMap::new();
         annotations.insert(TITLE_ANNOTATION.to_string(), file.name.clone());
         Ok(Descriptor {
@@ -504,7 +528,7 @@ impl Store {
 }
 
 /// A plain file name: not empty, no `/`, not `.` or `..`.
-fn safe_name(name: &str) -> bool {
+pub(crate) fn safe_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('/') && name != "." && name != ".." && !name.contains('\0')
 }
 

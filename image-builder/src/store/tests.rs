@@ -296,3 +296,33 @@ fn a_corrupted_layout_blob_is_refused_in_place_and_left_alone() {
     bad.digest = "sha256:../../x".into();
     assert!(store.open_verified(&bad, tmp.path()).is_err());
 }
+
+#[test]
+fn a_file_pushed_into_a_layout_is_stored_under_sha256sums_digest_and_twice_leaves_one_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = StoreUrl::Layout {
+        dir: tmp.path().join("store"),
+    };
+    let store = Store::open(&url).unwrap();
+    // Over one copy buffer, and not a multiple of it.
+    let bytes: Vec<u8> = (0..3_000_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    let f = file(tmp.path(), "image.raw", &bytes);
+    let first = store.push_file(&f).unwrap();
+    let second = store.push_file(&f).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(first.size, bytes.len() as u64);
+    // coreutils' sha256sum is the oracle for the digest.
+    let out = std::process::Command::new("sha256sum")
+        .arg(&f.path)
+        .output()
+        .unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(first.digest, format!("sha256:{}", &hex[..64]));
+    let blobs = tmp.path().join("store/blobs/sha256");
+    let names: Vec<String> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [hex[..64].to_string()]);
+    assert_eq!(std::fs::read(blobs.join(&hex[..64])).unwrap(), bytes);
+}

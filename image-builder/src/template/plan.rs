@@ -76,6 +76,38 @@ impl Plan {
     pub fn is_valid(&self) -> bool {
         self.errors().next().is_none()
     }
+
+    /// The steps that run (not skipped by a feature).
+    fn running(&self) -> impl Iterator<Item = &StepKind> {
+        self.steps
+            .iter()
+            .filter(|s| s.skip.is_none())
+            .filter_map(|s| s.kind.as_ref())
+    }
+
+    /// Files of the output directory this template reads: archives it unpacks,
+    /// `ensure_file` `outputsrc`, `gzip` and `digest` sources.
+    pub fn reads(&self) -> Vec<String> {
+        self.running()
+            .filter_map(|k| match k {
+                StepKind::UnpackTar(u) => Some(u.name.clone()),
+                StepKind::EnsureFile(f) => f.outputsrc.clone(),
+                StepKind::Gzip(g) => Some(g.src.clone()),
+                StepKind::Digest(d) => Some(d.src.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The archives this template packs into the output directory (`pack_tar`).
+    pub fn packs(&self) -> Vec<String> {
+        self.running()
+            .filter_map(|k| match k {
+                StepKind::PackTar(p) => Some(p.name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Loads, expands and validates `{root}/{group}/{name}.json` in one pass.

@@ -1,0 +1,314 @@
+//! Stages without an output snapshot in the store (`--store`, docs/scaling.md). Such a
+//! stage (an archive stage: it packs the tree into the output directory) leaves nothing in
+//! its work dataset worth sending; what later builds use is the files it wrote. So it is
+//! stored as those files and its build record, under the same `stage-KEY` tag as a stage
+//! with a snapshot (its key hashes its input snapshot's GUID just the same), with the
+//! artifact type [`media::ARCHIVE_STAGE`]. A local miss whose key the store has fetches the
+//! files, each checked against its digest, instead of running the steps.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::error::BuildError;
+use super::image_store::media_type;
+use super::record::Record;
+use super::stage_store::{
+    tag, tolerate, StoreOptions, INPUT_GUID_ANNOTATION, KEY_ANNOTATION, RECORD_ANNOTATION,
+    TEMPLATE_ANNOTATION, VERSION_ANNOTATION,
+};
+use super::Event;
+use crate::store::{media, safe_name, ArtifactFile, Store, StoreError, TITLE_ANNOTATION};
+
+/// The build record's name in the artifact; the other layers are the stage's files.
+const RECORD: &str = "build.json";
+
+/// A stage's identity in the store.
+pub(super) struct ArchiveRef<'a> {
+    pub key: &'a str,
+    pub input_guid: Option<&'a str>,
+}
+
+/// Looks the stage up and, on a hit, fetches its files into `output_dir`: each into a
+/// temporary directory there, checked against its digest, then renamed into place, so a
+/// failed fetch leaves no file half written. Returns the files' names, or `None` on a miss
+/// (or, without `--store-required`, when the store fails).
+pub(super) fn fetch(
+    opts: &StoreOptions,
+    stage: &ArchiveRef,
+    output_dir: &Path,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Option<Vec<String>>, BuildError> {
+    let tag = tag(stage.key);
+    let Some(store) = tolerate(opts, "the store", Store::open(&opts.url))? else {
+        return Ok(None);
+    };
+    let what = format!("looking up {tag} in {}", opts.url);
+    let Some(found) = tolerate(opts, &what, store.manifest(&tag))? else {
+        return Ok(None);
+    };
+    let Some((manifest, digest)) = found else {
+        tracing::info!("{} has no stage with key {}", opts.url, stage.key);
+        return Ok(None);
+    };
+    let title = |l: &crate::store::Descriptor| l.annotations.get(TITLE_ANNOTATION).cloned();
+    let files: Vec<_> = manifest
+        .layers
+        .iter()
+        .filter(|l| title(l).as_deref() != Some(RECORD))
+        .collect();
+    let agrees = manifest.artifact_type.as_deref() == Some(media::ARCHIVE_STAGE)
+        && manifest.annotations.get(KEY_ANNOTATION).map(String::as_str) == Some(stage.key)
+        && manifest
+            .annotations
+            .get(INPUT_GUID_ANNOTATION)
+            .map(String::as_str)
+            == stage.input_guid
+        && !files.is_empty()
+        && files
+            .iter()
+            .all(|l| title(l).is_some_and(|n| safe_name(&n)));
+    if !agrees {
+        let e = StoreError::Protocol {
+            store: opts.url.to_string(),
+            what: format!("manifest {tag} ({digest})"),
+            reason: "not an archive stage with this key and input (artifact type, key, input \
+                     GUID, or files with plain names)"
+                .into(),
+        };
+        tolerate::<()>(opts, "the stored stage", Err(e))?;
+        return Ok(None);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".store-")
+        .tempdir_in(output_dir)
+        .map_err(|e| BuildError::io(output_dir, e))?;
+    let mut names = Vec::new();
+    for layer in files {
+        let name = title(layer).unwrap_or_default();
+        let fetched = store.fetch(layer, &tmp.path().join(&name));
+        if tolerate(opts, &format!("fetching {name} of {tag}"), fetched)?.is_none() {
+            return Ok(None);
+        }
+        names.push(name);
+    }
+    for name in &names {
+        let (from, to) = (tmp.path().join(name), output_dir.join(name));
+        std::fs::rename(&from, &to).map_err(|e| BuildError::io(&to, e))?;
+    }
+    events(&Event::StoreFiles {
+        store: opts.url.to_string(),
+        tag,
+        digest,
+        files: names.clone(),
+    });
+    Ok(Some(names))
+}
+
+/// Pushes the files a stage without an output snapshot wrote (`outputs`, names in
+/// `output_dir`) and its build record, with the key, the template, the tool version, the
+/// input GUID and the record in the manifest's annotations.
+pub(super) fn push(
+    opts: &StoreOptions,
+    stage: &ArchiveRef,
+    rec: &Record,
+    output_dir: &Path,
+    outputs: &[String],
+    events: &mut dyn FnMut(&Event),
+) -> Result<(), BuildError> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let tag = tag(stage.key);
+    let what = format!("pushing {tag} to {}", opts.url);
+    let Some(store) = tolerate(opts, &what, Store::open(&opts.url))? else {
+        return Ok(());
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".store-")
+        .tempdir_in(output_dir)
+        .map_err(|e| BuildError::io(output_dir, e))?;
+    let record = serde_json::to_string(rec).unwrap_or_default();
+    let record_path = tmp.path().join(RECORD);
+    std::fs::write(&record_path, &record).map_err(|e| BuildError::io(&record_path, e))?;
+    let mut files: Vec<ArtifactFile> = outputs
+        .iter()
+        .map(|n| ArtifactFile {
+            path: output_dir.join(n),
+            media_type: media_type(n).into(),
+            name: n.clone(),
+        })
+        .collect();
+    files.push(ArtifactFile {
+        path: record_path,
+        media_type: media::RECORD.into(),
+        name: RECORD.into(),
+    });
+    let mut annotations = BTreeMap::from([
+        (KEY_ANNOTATION.to_string(), stage.key.to_string()),
+        (
+            TEMPLATE_ANNOTATION.to_string(),
+            format!("{}/{}", rec.group, rec.name),
+        ),
+        (
+            VERSION_ANNOTATION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        (RECORD_ANNOTATION.to_string(), record),
+    ]);
+    if let Some(guid) = stage.input_guid {
+        annotations.insert(INPUT_GUID_ANNOTATION.to_string(), guid.to_string());
+    }
+    let pushed = store.push_artifact(&tag, media::ARCHIVE_STAGE, &files, annotations);
+    if let Some(digest) = tolerate(opts, &what, pushed)? {
+        events(&Event::StorePush {
+            store: opts.url.to_string(),
+            tag,
+            digest,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreUrl;
+
+    fn record() -> Record {
+        Record {
+            group: "g".into(),
+            name: "c4".into(),
+            output_name: "c4".into(),
+            host: "illumos".into(),
+            started: 0,
+            seconds: 1.0,
+            cache: "miss".into(),
+            key: Some("k".into()),
+            inputs: None,
+            steps: Vec::new(),
+            outputs: vec!["c.tar".into(), "c.tar.gz".into()],
+        }
+    }
+
+    /// A layout-directory store, a machine's output directory with the two archives, and
+    /// the stage pushed from it.
+    fn pushed(required: bool) -> (tempfile::TempDir, StoreOptions, Vec<Event>) {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("c.tar"), vec![7u8; 100_000]).unwrap();
+        std::fs::write(out.join("c.tar.gz"), b"gz").unwrap();
+        let url = format!("file://{}/store", dir.path().display());
+        let opts = StoreOptions {
+            url: StoreUrl::parse(&url).unwrap(),
+            required,
+        };
+        let stage = ArchiveRef {
+            key: "k",
+            input_guid: Some("123"),
+        };
+        let mut events = Vec::new();
+        let names = ["c.tar".to_string(), "c.tar.gz".to_string()];
+        push(&opts, &stage, &record(), &out, &names, &mut |e| {
+            events.push(e.clone())
+        })
+        .unwrap();
+        (dir, opts, events)
+    }
+
+    fn fetch_into(
+        opts: &StoreOptions,
+        key: &str,
+        guid: Option<&str>,
+        out: &Path,
+    ) -> (Result<Option<Vec<String>>, BuildError>, Vec<Event>) {
+        std::fs::create_dir_all(out).unwrap();
+        let mut events = Vec::new();
+        let stage = ArchiveRef {
+            key,
+            input_guid: guid,
+        };
+        let r = fetch(opts, &stage, out, &mut |e| events.push(e.clone()));
+        (r, events)
+    }
+
+    /// The names in a directory, hidden ones too.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_pushed_archive_stage_is_fetched_on_another_machine_byte_for_byte() {
+        let (dir, opts, events) = pushed(true);
+        assert!(
+            matches!(&events[..], [Event::StorePush { tag, .. }] if tag == "stage-k"),
+            "{events:?}"
+        );
+        let b = dir.path().join("b");
+        let (r, events) = fetch_into(&opts, "k", Some("123"), &b);
+        assert_eq!(r.unwrap().unwrap(), ["c.tar", "c.tar.gz"]);
+        assert!(
+            matches!(&events[..], [Event::StoreFiles { files, .. }] if files.len() == 2),
+            "{events:?}"
+        );
+        for n in ["c.tar", "c.tar.gz"] {
+            assert_eq!(
+                std::fs::read(b.join(n)).unwrap(),
+                std::fs::read(dir.path().join("a").join(n)).unwrap()
+            );
+        }
+        // Only the files: no record, no temporary directory.
+        assert_eq!(listing(&b), ["c.tar", "c.tar.gz"]);
+    }
+
+    #[test]
+    fn another_key_or_input_is_a_miss_or_a_refusal() {
+        let (dir, opts, _) = pushed(true);
+        let b = dir.path().join("b");
+        // Another key: no such tag.
+        let (r, events) = fetch_into(&opts, "other", Some("123"), &b);
+        assert_eq!(r.unwrap(), None);
+        assert!(events.is_empty());
+        // The key with another input GUID: the manifest does not agree.
+        let (r, _) = fetch_into(&opts, "k", Some("456"), &b);
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("not an archive stage with this key and input"),
+            "{e}"
+        );
+        assert_eq!(listing(&b), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_corrupted_file_is_refused_and_nothing_is_left_in_the_output_directory() {
+        let (dir, opts, _) = pushed(true);
+        let blobs = dir.path().join("store/blobs/sha256");
+        let big = std::fs::read_dir(&blobs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .unwrap();
+        let mut bytes = std::fs::read(&big).unwrap();
+        bytes[50_000] ^= 1;
+        std::fs::write(&big, bytes).unwrap();
+        let b = dir.path().join("b");
+        let (r, events) = fetch_into(&opts, "k", Some("123"), &b);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("--store-required") && e.contains("c.tar"), "{e}");
+        assert!(events.is_empty());
+        assert_eq!(listing(&b), Vec::<String>::new());
+        // Without --store-required it is a miss: the stage builds here.
+        let opts = StoreOptions {
+            required: false,
+            ..opts
+        };
+        let (r, _) = fetch_into(&opts, "k", Some("123"), &b);
+        assert_eq!(r.unwrap(), None);
+        assert_eq!(listing(&b), Vec::<String>::new());
+    }
+}
