@@ -46,6 +46,7 @@ mod step_select;
 mod steps_illumos;
 mod steps_native;
 mod store_registry;
+mod store_registry_tls;
 mod vm_live_loop;
 mod vm_print;
 mod vm_qemu;

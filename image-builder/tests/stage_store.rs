@@ -545,7 +545,8 @@ fn a_bad_store_url_and_store_required_alone_are_usage_errors() {
     );
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(
-            "--store: store http://registry.example/ib: a store is oci://HOST[:PORT]/REPO or file:///DIR"
+            "--store: store http://registry.example/ib: a store is oci://HOST[:PORT]/REPO, \
+             oci+https://HOST[:PORT]/REPO or file:///DIR"
         ),
         "{}",
         String::from_utf8_lossy(&o.stderr)

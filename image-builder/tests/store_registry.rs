@@ -5,28 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use image_builder::store::{media, ArtifactFile, Store, StoreError, StoreUrl};
 
-const REGISTRY: &str = "/usr/bin/docker-registry";
+use crate::common::registry::{no_registry, skip, write_file, Registry};
+
 const PYTHON: &str = "/usr/bin/python3";
-
-fn skip(why: &str) -> bool {
-    eprintln!("skipped: {why}");
-    assert!(std::env::var_os("CI").is_none_or(|v| v.is_empty()), "{why}");
-    true
-}
-
-fn no_registry() -> bool {
-    !Path::new(REGISTRY).exists()
-        && skip(&format!(
-            "{REGISTRY} is missing (Debian package docker-registry)"
-        ))
-}
 
 fn no_oras() -> bool {
     let ok = Command::new(PYTHON)
@@ -35,95 +23,6 @@ fn no_oras() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     !ok && skip("the ORAS Python SDK is missing (pip install oras)")
-}
-
-/// A registry on 127.0.0.1 with its storage under `root`; killed when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-    root: PathBuf,
-}
-
-impl Registry {
-    fn start(root: &Path) -> Registry {
-        Registry::start_with(root, "")
-    }
-
-    /// With `auth`, a YAML `auth:` section (indented two spaces) for the config.
-    fn start_with(root: &Path, auth: &str) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let storage = root.join("storage");
-        std::fs::create_dir_all(&storage).unwrap();
-        let config = root.join(format!("config-{port}.yml"));
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    \
-                 rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(root.join(format!("registry-{port}.log"))).unwrap();
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the registry did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry {
-            child,
-            port,
-            root: root.to_path_buf(),
-        }
-    }
-
-    fn url(&self, repo: &str) -> StoreUrl {
-        StoreUrl::parse(&format!("oci://127.0.0.1:{}/{repo}", self.port)).unwrap()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The file holding a blob in the registry's filesystem storage driver.
-    fn blob_data(&self, digest: &str) -> PathBuf {
-        let hex = &digest[7..];
-        self.root.join(format!(
-            "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
-            &hex[..2]
-        ))
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn write_file(dir: &Path, name: &str, bytes: &[u8], media_type: &str) -> ArtifactFile {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    ArtifactFile {
-        path,
-        media_type: media_type.into(),
-        name: name.into(),
-    }
 }
 
 fn key_annotations(key: &str) -> BTreeMap<String, String> {

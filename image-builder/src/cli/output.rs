@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Args, ValueEnum};
 use image_builder::context::Output;
 
+/// A filter directive keeping the HTTP client's byte dump out of the log.
+const WIRE_DUMP_OFF: &str = "ureq_proto=debug";
+
 /// The flags every subcommand takes.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct OutputArgs {
@@ -64,12 +67,22 @@ impl OutputArgs {
 
     /// Installs the log subscriber: -q/-v when given, else the filter in `env_var`
     /// (tracing-subscriber directives such as `image_builder=debug`), else info.
+    /// The HTTP client's wire dump (`ureq_proto` traces every byte sent, Authorization
+    /// headers included) stays off unless the filter names it.
     pub fn init_logging(&self, env_var: &str) {
-        let filter = match self.level() {
-            Some(l) => tracing_subscriber::EnvFilter::new(l),
-            None => tracing_subscriber::EnvFilter::try_from_env(env_var)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        let directives = match self.level() {
+            Some(l) => l.to_string(),
+            None => std::env::var(env_var)
+                .ok()
+                .filter(|d| !d.trim().is_empty())
+                .unwrap_or_else(|| "info".into()),
         };
+        let filter = if directives.contains("ureq_proto") {
+            tracing_subscriber::EnvFilter::try_new(&directives)
+        } else {
+            tracing_subscriber::EnvFilter::try_new(format!("{directives},{WIRE_DUMP_OFF}"))
+        }
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{WIRE_DUMP_OFF}")));
         let ansi = self.ansi(
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR").as_deref(),

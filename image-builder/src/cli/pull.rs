@@ -13,10 +13,11 @@ use super::exit::BadInput;
 
 /// Fetch an image (or a stage) from a store into DIR: every file is checked against its
 /// sha256 digest in the manifest as it arrives, and, when the artifact has a SHA256SUMS,
-/// against that too. Credentials as for --store (docs/scaling.md).
+/// against that too. Credentials and SSL_CERT_FILE as for --store (docs/scaling.md).
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// oci://HOST[:PORT]/REPO:TAG, oci://HOST[:PORT]/REPO@sha256:HEX, or file:///DIR:TAG.
+    /// oci://HOST[:PORT]/REPO:TAG, oci://HOST[:PORT]/REPO@sha256:HEX, or file:///DIR:TAG;
+    /// oci+https:// for HTTPS to a loopback host.
     #[arg(value_name = "REF")]
     reference: String,
     /// Directory for the files (created when missing).

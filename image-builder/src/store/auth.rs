@@ -61,11 +61,8 @@ fn auth_files(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
     files
 }
 
-/// Credentials for `host` (`HOST[:PORT]`), or `None` for anonymous access.
-pub(super) fn lookup(host: &str) -> Result<Option<Credentials>, StoreError> {
-    lookup_with(host, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-}
-
+/// Credentials for `host` (`HOST[:PORT]`), or `None` for anonymous access, with the
+/// environment read through `env`.
 pub(super) fn lookup_with(
     host: &str,
     env: &dyn Fn(&str) -> Option<String>,

@@ -11,6 +11,7 @@ mod auth;
 mod layout;
 mod registry;
 mod stream;
+mod tls;
 pub mod url;
 
 use std::collections::BTreeMap;
@@ -106,6 +107,12 @@ pub enum StoreError {
     },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("{var} {}: {reason}", file.display())]
+    Certificates {
+        var: &'static str,
+        file: PathBuf,
+        reason: String,
+    },
     #[error("credentials for {host} in {}: {reason}", file.display())]
     Credentials {
         host: String,
@@ -282,11 +289,18 @@ impl Store {
     /// Open a store: a layout directory is created when missing; a registry is asked
     /// for its API version (`GET /v2/`), which also settles authentication.
     pub fn open(url: &StoreUrl) -> Result<Store, StoreError> {
+        Store::open_with_env(url, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// [`Store::open`] with the environment (credentials, `SSL_CERT_FILE`, `SSL_CERT_DIR`)
+    /// read through `env` instead of from the process's.
+    pub fn open_with_env(
+        url: &StoreUrl,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Store, StoreError> {
         let backend: Box<dyn Backend> = match url {
             StoreUrl::Layout { dir } => Box::new(layout::Layout::open(dir)?),
-            StoreUrl::Registry { host, port, repo } => {
-                Box::new(registry::Registry::open(host, *port, repo)?)
-            }
+            StoreUrl::Registry { .. } => Box::new(registry::Registry::open(url, env)?),
         };
         Ok(Store {
             url: url.clone(),

@@ -4,8 +4,9 @@
 //! `PUT LOCATION?digest=DIGEST` with the bytes), and `GET`/`PUT
 //! /v2/NAME/manifests/REFERENCE`.
 //!
-//! Loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to over plain HTTP,
-//! every other host over HTTPS. Authentication follows the registry's
+//! Loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to over plain HTTP
+//! unless the address is `oci+https://`, every other host over HTTPS, checked against the
+//! roots `tls` chooses (`SSL_CERT_FILE`, `SSL_CERT_DIR`). Authentication follows the registry's
 //! `WWW-Authenticate` challenge: `Basic` sends the credentials, `Bearer` trades them
 //! (or nothing, for anonymous access) at the token realm for a token scoped to
 //! `repository:NAME:pull,push` (the distribution token-auth spec).
@@ -15,17 +16,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ureq::http::{Request, Response};
+use ureq::tls::TlsConfig;
 use ureq::{Agent, Body, SendBody};
 
 use super::auth::{self, Credentials};
-use super::{Backend, StoreError, MANIFEST_MEDIA_TYPE};
+use super::{tls, Backend, StoreError, StoreUrl, MANIFEST_MEDIA_TYPE};
 
 pub(super) struct Registry {
     agent: Agent,
     /// `http[s]://HOST[:PORT]`
     base: String,
     repo: String,
-    /// `oci://HOST[:PORT]/REPO`, for messages.
+    /// `oci[+https]://HOST[:PORT]/REPO`, for messages.
     name: String,
     /// The Authorization header value the challenge asked for, once settled.
     authorization: Mutex<Option<String>>,
@@ -36,13 +38,36 @@ fn is_loopback(host: &str) -> bool {
 }
 
 impl Registry {
-    pub(super) fn open(host: &str, port: Option<u16>, repo: &str) -> Result<Registry, StoreError> {
+    pub(super) fn open(
+        url: &StoreUrl,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Registry, StoreError> {
+        let StoreUrl::Registry {
+            host,
+            port,
+            repo,
+            https,
+        } = url
+        else {
+            return Err(StoreError::BadUrl {
+                url: url.to_string(),
+                why: "not a registry".into(),
+            });
+        };
         let hostport = match port {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
         };
-        let scheme = if is_loopback(host) { "http" } else { "https" };
-        let agent: Agent = Agent::config_builder()
+        let tls = *https || !is_loopback(host);
+        let mut config = Agent::config_builder();
+        if tls {
+            config = config.tls_config(
+                TlsConfig::builder()
+                    .root_certs(tls::root_certs(env)?)
+                    .build(),
+            );
+        }
+        let agent: Agent = config
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(300)))
@@ -51,12 +76,12 @@ impl Registry {
             .into();
         let registry = Registry {
             agent,
-            base: format!("{scheme}://{hostport}"),
+            base: format!("{}://{hostport}", if tls { "https" } else { "http" }),
             repo: repo.to_string(),
-            name: format!("oci://{hostport}/{repo}"),
+            name: url.to_string(),
             authorization: Mutex::new(None),
         };
-        let creds = auth::lookup(&hostport)?;
+        let creds = auth::lookup_with(&hostport, env)?;
         let probe = registry.request("GET", "/v2/", &[], SendBody::none(), "the API probe")?;
         match probe.status().as_u16() {
             200 => {}
@@ -158,9 +183,25 @@ impl Registry {
     }
 
     fn unreachable(&self, what: &str, e: ureq::Error) -> StoreError {
+        // A TLS failure comes as itself or, from the handshake, inside an I/O error.
+        let tls_error = match &e {
+            ureq::Error::Rustls(t) => Some(t),
+            ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+            _ => None,
+        };
+        let reason = match tls_error {
+            Some(t @ rustls::Error::InvalidCertificate(_)) => format!(
+                "{what}: the registry's TLS certificate is refused: {t} (for a registry \
+                 whose certificate a private CA signed, set {} to a PEM file that holds \
+                 the CA; see docs/scaling.md)",
+                tls::CERT_FILE_ENV
+            ),
+            Some(t) => format!("{what}: TLS: {t}"),
+            None => format!("{what}: {e}"),
+        };
         StoreError::Unreachable {
             store: self.name.clone(),
-            reason: format!("{what}: {e}"),
+            reason,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Store addresses: `oci://HOST[:PORT]/REPO` (a registry speaking the OCI distribution
-//! API) and `file:///DIR` (an OCI image layout directory), and artifact references
-//! (a store address with `:TAG` or `@sha256:HEX`).
+//! API; `oci+https://` to speak HTTPS to a loopback host too) and `file:///DIR` (an OCI
+//! image layout directory), and artifact references (a store address with `:TAG` or
+//! `@sha256:HEX`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,11 +11,13 @@ use super::StoreError;
 /// Where a store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
-    /// A registry: `host` with an optional port, and a repository path.
+    /// A registry: `host` with an optional port, and a repository path. `https` is set
+    /// by `oci+https://`, which asks for HTTPS even for a loopback host.
     Registry {
         host: String,
         port: Option<u16>,
         repo: String,
+        https: bool,
     },
     /// An OCI image layout directory.
     Layout { dir: PathBuf },
@@ -37,8 +40,14 @@ impl StoreUrl {
                 dir: PathBuf::from(path),
             });
         }
-        let Some(rest) = text.strip_prefix("oci://") else {
-            return Err(bad("a store is oci://HOST[:PORT]/REPO or file:///DIR"));
+        let (rest, https) = if let Some(rest) = text.strip_prefix("oci://") {
+            (rest, false)
+        } else if let Some(rest) = text.strip_prefix("oci+https://") {
+            (rest, true)
+        } else {
+            return Err(bad(
+                "a store is oci://HOST[:PORT]/REPO, oci+https://HOST[:PORT]/REPO or file:///DIR",
+            ));
         };
         let Some((hostport, repo)) = rest.split_once('/') else {
             return Err(bad("no repository after the host (oci://HOST[:PORT]/REPO)"));
@@ -71,6 +80,7 @@ impl StoreUrl {
             host,
             port,
             repo: repo.to_string(),
+            https,
         })
     }
 }
@@ -78,10 +88,18 @@ impl StoreUrl {
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreUrl::Registry { host, port, repo } => match port {
-                Some(p) => write!(f, "oci://{host}:{p}/{repo}"),
-                None => write!(f, "oci://{host}/{repo}"),
-            },
+            StoreUrl::Registry {
+                host,
+                port,
+                repo,
+                https,
+            } => {
+                let scheme = if *https { "oci+https" } else { "oci" };
+                match port {
+                    Some(p) => write!(f, "{scheme}://{host}:{p}/{repo}"),
+                    None => write!(f, "{scheme}://{host}/{repo}"),
+                }
+            }
             StoreUrl::Layout { dir } => write!(f, "file://{}", dir.display()),
         }
     }
@@ -214,7 +232,8 @@ mod tests {
             StoreUrl::Registry {
                 host: "127.0.0.1".into(),
                 port: Some(5000),
-                repo: "ib/stages".into()
+                repo: "ib/stages".into(),
+                https: false,
             }
         );
         assert_eq!(
@@ -222,7 +241,8 @@ mod tests {
             StoreUrl::Registry {
                 host: "registry.example.org".into(),
                 port: None,
-                repo: "a-b/c__d".into()
+                repo: "a-b/c__d".into(),
+                https: false,
             }
         );
         for bad in [
@@ -254,6 +274,12 @@ mod tests {
         assert_eq!(u.to_string(), "file:///var/tmp/store");
         let r = StoreUrl::parse("oci://h:1/r").unwrap();
         assert_eq!(r.to_string(), "oci://h:1/r");
+        let t = StoreUrl::parse("oci+https://127.0.0.1:5000/r").unwrap();
+        assert!(matches!(t, StoreUrl::Registry { https: true, .. }));
+        assert_eq!(t.to_string(), "oci+https://127.0.0.1:5000/r");
+        let a = ArtifactRef::parse("oci+https://127.0.0.1:5000/r:v1").unwrap();
+        assert_eq!((a.store, a.reference.as_str()), (t, "v1"));
+        assert!(StoreUrl::parse("oci+http://127.0.0.1/r").is_err());
     }
 
     #[test]
@@ -269,7 +295,8 @@ mod tests {
             StoreUrl::Registry {
                 host: "h".into(),
                 port: Some(5000),
-                repo: "r/s".into()
+                repo: "r/s".into(),
+                https: false,
             }
         );
         let f = ArtifactRef::parse("file:///srv/store:image").unwrap();

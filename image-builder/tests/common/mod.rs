@@ -7,6 +7,7 @@ use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub mod illumos_tar;
+pub mod registry;
 
 use runner::{Cmd, Runner, SystemRunner};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
