@@ -33,8 +33,14 @@ pub(super) struct Registry {
     authorization: Mutex<Option<String>>,
 }
 
+/// `localhost`, `[::1]`, or an IPv4 address in 127.0.0.0/8 (a host name that merely
+/// starts with `127.` is not one).
 fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host == "[::1]" || host.starts_with("127.")
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 impl Registry {
@@ -376,6 +382,22 @@ impl Backend for Registry {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_loopback_addresses_are_loopback() {
+        for host in ["localhost", "[::1]", "127.0.0.1", "127.1.2.3"] {
+            assert!(super::is_loopback(host), "{host}");
+        }
+        for host in [
+            "127.evil.example",
+            "127.0.0.1.example",
+            "128.0.0.1",
+            "::1",
+            "10.0.0.1",
+        ] {
+            assert!(!super::is_loopback(host), "{host}");
+        }
+    }
+
     use super::*;
 
     #[test]
