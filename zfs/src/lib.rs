@@ -50,6 +50,15 @@ pub trait Zfs {
     /// snapshots.
     fn destroy(&self, name: &str, recursive: bool) -> Result<()>;
 
+    /// Destroys the snapshots `names` (the part after `@`) of `dataset` together. The
+    /// default destroys them one by one.
+    fn destroy_snapshots(&self, dataset: &str, names: &[&str]) -> Result<()> {
+        for n in names {
+            self.destroy(&format!("{dataset}@{n}"), false)?;
+        }
+        Ok(())
+    }
+
     /// Creates `dataset@name`, with properties set atomically at creation.
     fn snapshot(&self, snapshot: &str, props: &[(&str, &str)]) -> Result<()>;
 

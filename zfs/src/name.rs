@@ -61,6 +61,16 @@ pub fn snapshot(name: &str) -> Result<()> {
     }
 }
 
+/// A snapshot that goes into a list of them (`zfs destroy DATASET@A,B`): a snapshot
+/// whose name has no `,` (which separates the list) or `%` (which makes a range).
+pub fn listed_snapshot(name: &str) -> Result<()> {
+    snapshot(name)?;
+    if name.contains([',', '%']) {
+        return Err(invalid("snapshot", name, "contains ',' or '%'"));
+    }
+    Ok(())
+}
+
 /// Any dataset-like name: file system, volume or snapshot.
 pub fn any(name: &str) -> Result<()> {
     if name.contains('@') {

@@ -209,6 +209,17 @@ fn datasets_snapshots_rollback_destroy() {
     zfs.destroy(&clone, false).unwrap();
     assert!(!zfs.exists(&clone).unwrap());
 
+    // Several snapshots of one dataset in one command (zfs-destroy(8)'s comma list).
+    for s in ["c1", "c2", "c3"] {
+        zfs.snapshot(&format!("{work}@{s}"), &[]).unwrap();
+    }
+    zfs.destroy_snapshots(&work, &["c1", "c3"]).unwrap();
+    assert_eq!(
+        zfs.snapshots(&work).unwrap(),
+        [strap.clone(), format!("{work}@c2")]
+    );
+    zfs.destroy(&format!("{work}@c2"), false).unwrap();
+
     zfs.destroy(&strap, false).unwrap();
     assert!(!zfs.exists(&strap).unwrap());
     assert!(zfs.exists(&work).unwrap());

@@ -140,10 +140,20 @@ pub fn prune(
     keep: usize,
 ) -> Result<Vec<String>, BuildError> {
     let n = checkpoints.len().saturating_sub(keep);
-    let mut gone = Vec::new();
-    for (_, snap) in &checkpoints[..n] {
-        zfs.destroy(snap, false)?;
-        gone.push(snap.clone());
+    let gone: Vec<String> = checkpoints[..n].iter().map(|(_, s)| s.clone()).collect();
+    // All of one work dataset, in one command.
+    let mut by_dataset: Vec<(&str, Vec<&str>)> = Vec::new();
+    for snap in &gone {
+        let Some((dataset, name)) = snap.split_once('@') else {
+            continue;
+        };
+        match by_dataset.iter_mut().find(|(d, _)| *d == dataset) {
+            Some((_, names)) => names.push(name),
+            None => by_dataset.push((dataset, vec![name])),
+        }
+    }
+    for (dataset, names) in by_dataset {
+        zfs.destroy_snapshots(dataset, &names)?;
     }
     Ok(gone)
 }
@@ -191,6 +201,26 @@ pub(super) fn step_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruning_destroys_the_older_checkpoints_in_one_command() {
+        // zfs destroy prints nothing on success (zfs_main.c's zfs_do_destroy, without -v).
+        let rec = runner::Recorder::new().allow_unmatched();
+        let zfs = zfs::ZfsCli::new(&rec, zfs::ZfsTools::new("/sbin/zfs", "/sbin/zpool"));
+        let made: Vec<(usize, String)> = [1, 4, 9, 12]
+            .into_iter()
+            .map(|i| (i, name("p/work/g/w", i)))
+            .collect();
+        let gone = prune(&zfs, &made, 1).unwrap();
+        assert_eq!(gone.len(), 3);
+        assert_eq!(
+            rec.lines(),
+            ["/sbin/zfs destroy p/work/g/w@ib:after-001,ib:after-004,ib:after-009"]
+        );
+        // Nothing to prune: no command.
+        prune(&zfs, &made[..1], 2).unwrap();
+        assert_eq!(rec.lines().len(), 1);
+    }
 
     #[test]
     fn checkpoint_names_round_trip_and_other_snapshots_are_not_checkpoints() {

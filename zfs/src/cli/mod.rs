@@ -206,6 +206,10 @@ impl<R: Runner> Zfs for ZfsCli<R> {
         dataset::destroy(self, name, recursive)
     }
 
+    fn destroy_snapshots(&self, dataset: &str, names: &[&str]) -> Result<()> {
+        dataset::destroy_snapshots(self, dataset, names)
+    }
+
     fn snapshot(&self, snapshot: &str, props: &[(&str, &str)]) -> Result<()> {
         dataset::snapshot(self, snapshot, props)
     }

@@ -519,3 +519,24 @@ fn the_time_limit_reaches_every_command() {
         assert_eq!(c.get_timeout(), Some(limit), "{}", c.display());
     }
 }
+
+#[test]
+fn snapshots_of_one_dataset_are_destroyed_in_one_command() {
+    let rec = quiet_success();
+    let z = cli(&rec);
+    z.destroy_snapshots("rpool/w", &["ib:after-001", "ib:after-004"])
+        .unwrap();
+    z.destroy_snapshots("rpool/w", &[]).unwrap();
+    assert_eq!(
+        rec.lines(),
+        ["/usr/sbin/zfs destroy rpool/w@ib:after-001,ib:after-004"]
+    );
+    // A comma would split the list and a % make a range: refused before any command.
+    for bad in ["a,b", "a%b"] {
+        assert!(matches!(
+            z.destroy_snapshots("rpool/w", &["ok", bad]),
+            Err(ZfsError::InvalidName { .. })
+        ));
+    }
+    assert_eq!(rec.lines().len(), 1);
+}
