@@ -258,6 +258,31 @@ fn a_machine_with_nothing_takes_what_a_build_starts_from_from_the_store() {
         assert_eq!(std::fs::read_to_string(root.join(f)).unwrap(), text);
     }
 
+    // An edit of c2 on C rebuilds c2 and c3 there, and leaves c1 as received from A.
+    c.write_templates(&[(
+        "g/c2.json",
+        r#"{ "dataset": { "name": "c", "input_snapshot": "one", "output_snapshot": "two" }, "steps": [
+            { "t": "ensure_file", "file": "/b", "contents": "B\n", "owner": "root", "group": "root", "mode": "644" } ] }"#,
+    )]);
+    let one = |p: &ScratchPool| zfs.get(&format!("{}/work/g/c@one", p.dataset()), "guid");
+    for name in ["c2", "c3"] {
+        let (outcome, events) = build(&c, name, &store);
+        assert_eq!(outcome, Outcome::Built, "{name}: {events:?}");
+        assert_eq!(
+            count(&events, |e| matches!(e, Event::StepStart { .. })),
+            1,
+            "{name}: {events:?}"
+        );
+        assert_eq!(
+            count(&events, |e| matches!(e, Event::StoreHit { .. })),
+            0,
+            "{name}: {events:?}"
+        );
+    }
+    assert_eq!(one(&c).unwrap(), one(&a).unwrap());
+    let tree = c.mountpoint(&format!("{}/work/g/c", c.dataset()));
+    assert_eq!(std::fs::read_to_string(tree.join("b")).unwrap(), "B\n");
+
     // Machine D, with a store that lacks them: the error names the stage to build first,
     // and the fetch leaves no work dataset behind.
     let empty = tempfile::tempdir().unwrap();

@@ -6,16 +6,12 @@
 //! artifact type [`media::ARCHIVE_STAGE`]. A local miss whose key the store has fetches the
 //! files, each checked against its digest, instead of running the steps.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::BuildError;
-use super::image_store::media_type;
+use super::image_store::output_files;
 use super::record::Record;
-use super::stage_store::{
-    tag, tolerate, StoreOptions, INPUT_GUID_ANNOTATION, KEY_ANNOTATION, RECORD_ANNOTATION,
-    TEMPLATE_ANNOTATION, VERSION_ANNOTATION,
-};
+use super::stage_store::{agrees, annotations, lookup, tag, tolerate, Found, StoreOptions};
 use super::Event;
 use crate::store::{media, safe_name, ArtifactFile, Store, StoreError, TITLE_ANNOTATION};
 
@@ -38,16 +34,13 @@ pub(super) fn fetch(
     output_dir: &Path,
     events: &mut dyn FnMut(&Event),
 ) -> Result<Option<Vec<String>>, BuildError> {
-    let tag = tag(stage.key);
-    let Some(store) = tolerate(opts, "the store", Store::open(&opts.url))? else {
-        return Ok(None);
-    };
-    let what = format!("looking up {tag} in {}", opts.url);
-    let Some(found) = tolerate(opts, &what, store.manifest(&tag))? else {
-        return Ok(None);
-    };
-    let Some((manifest, digest)) = found else {
-        tracing::info!("{} has no stage with key {}", opts.url, stage.key);
+    let Some(Found {
+        store,
+        tag,
+        manifest,
+        digest,
+    }) = lookup(opts, stage.key)?
+    else {
         return Ok(None);
     };
     let title = |l: &crate::store::Descriptor| l.annotations.get(TITLE_ANNOTATION).cloned();
@@ -56,13 +49,7 @@ pub(super) fn fetch(
         .iter()
         .filter(|l| title(l).as_deref() != Some(RECORD))
         .collect();
-    let agrees = manifest.artifact_type.as_deref() == Some(media::ARCHIVE_STAGE)
-        && manifest.annotations.get(KEY_ANNOTATION).map(String::as_str) == Some(stage.key)
-        && manifest
-            .annotations
-            .get(INPUT_GUID_ANNOTATION)
-            .map(String::as_str)
-            == stage.input_guid
+    let agrees = agrees(&manifest, media::ARCHIVE_STAGE, stage.key, stage.input_guid)
         && !files.is_empty()
         && files
             .iter()
@@ -130,34 +117,13 @@ pub(super) fn push(
     let record = serde_json::to_string(rec).unwrap_or_default();
     let record_path = tmp.path().join(RECORD);
     std::fs::write(&record_path, &record).map_err(|e| BuildError::io(&record_path, e))?;
-    let mut files: Vec<ArtifactFile> = outputs
-        .iter()
-        .map(|n| ArtifactFile {
-            path: output_dir.join(n),
-            media_type: media_type(n).into(),
-            name: n.clone(),
-        })
-        .collect();
+    let mut files = output_files(output_dir, outputs);
     files.push(ArtifactFile {
         path: record_path,
         media_type: media::RECORD.into(),
         name: RECORD.into(),
     });
-    let mut annotations = BTreeMap::from([
-        (KEY_ANNOTATION.to_string(), stage.key.to_string()),
-        (
-            TEMPLATE_ANNOTATION.to_string(),
-            format!("{}/{}", rec.group, rec.name),
-        ),
-        (
-            VERSION_ANNOTATION.to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-        (RECORD_ANNOTATION.to_string(), record),
-    ]);
-    if let Some(guid) = stage.input_guid {
-        annotations.insert(INPUT_GUID_ANNOTATION.to_string(), guid.to_string());
-    }
+    let annotations = annotations(stage.key, stage.input_guid, rec, record);
     let pushed = store.push_artifact(&tag, media::ARCHIVE_STAGE, &files, annotations);
     if let Some(digest) = tolerate(opts, &what, pushed)? {
         events(&Event::StorePush {

@@ -58,6 +58,18 @@ pub fn media_type(name: &str) -> &'static str {
     }
 }
 
+/// The files `outputs` (names in `output_dir`) as artifact layers, by their media type.
+pub(super) fn output_files(output_dir: &Path, outputs: &[String]) -> Vec<ArtifactFile> {
+    outputs
+        .iter()
+        .map(|n| ArtifactFile {
+            path: output_dir.join(n),
+            media_type: media_type(n).into(),
+            name: n.clone(),
+        })
+        .collect()
+}
+
 /// Pushes `outputs` (names in `output_dir`) with their `SHA256SUMS` lines and the build
 /// record at `record`. A store failure is a warning, or with `--store-required` an error.
 pub fn push(
@@ -93,14 +105,7 @@ pub fn push(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "build.json".into());
-    let mut files: Vec<ArtifactFile> = outputs
-        .iter()
-        .map(|n| ArtifactFile {
-            path: output_dir.join(n),
-            media_type: media_type(n).into(),
-            name: n.clone(),
-        })
-        .collect();
+    let mut files = output_files(output_dir, outputs);
     files.push(ArtifactFile {
         path: ours_path,
         media_type: media::SHA256SUMS.into(),

@@ -75,6 +75,76 @@ pub(super) fn tolerate<T>(
     }
 }
 
+/// A stage's manifest found in the store under its key's tag.
+pub(super) struct Found {
+    pub store: Store,
+    pub tag: String,
+    pub manifest: crate::store::Manifest,
+    pub digest: String,
+}
+
+/// Looks the stage with `key` up: `None` on a miss, or (without `--store-required`) when
+/// the store cannot be asked.
+pub(super) fn lookup(opts: &StoreOptions, key: &str) -> Result<Option<Found>, BuildError> {
+    let tag = tag(key);
+    let Some(store) = tolerate(opts, "the store", Store::open(&opts.url))? else {
+        return Ok(None);
+    };
+    let what = format!("looking up {tag} in {}", opts.url);
+    let Some(found) = tolerate(opts, &what, store.manifest(&tag))? else {
+        return Ok(None);
+    };
+    let Some((manifest, digest)) = found else {
+        tracing::info!("{} has no stage with key {key}", opts.url);
+        return Ok(None);
+    };
+    Ok(Some(Found {
+        store,
+        tag,
+        manifest,
+        digest,
+    }))
+}
+
+/// Whether a stored stage's manifest is of this kind, key and input.
+pub(super) fn agrees(
+    manifest: &crate::store::Manifest,
+    artifact_type: &str,
+    key: &str,
+    input_guid: Option<&str>,
+) -> bool {
+    let said = |a: &str| manifest.annotations.get(a).map(String::as_str);
+    manifest.artifact_type.as_deref() == Some(artifact_type)
+        && said(KEY_ANNOTATION) == Some(key)
+        && said(INPUT_GUID_ANNOTATION) == input_guid
+}
+
+/// The annotations of a stored stage: its key, template, the tool's version, the build
+/// record (`record`, its JSON) and the input snapshot's GUID when it has one.
+pub(super) fn annotations(
+    key: &str,
+    input_guid: Option<&str>,
+    rec: &Record,
+    record: String,
+) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        (KEY_ANNOTATION.to_string(), key.to_string()),
+        (
+            TEMPLATE_ANNOTATION.to_string(),
+            format!("{}/{}", rec.group, rec.name),
+        ),
+        (
+            VERSION_ANNOTATION.to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        (RECORD_ANNOTATION.to_string(), record),
+    ]);
+    if let Some(guid) = input_guid {
+        annotations.insert(INPUT_GUID_ANNOTATION.to_string(), guid.to_string());
+    }
+    annotations
+}
+
 /// Looks the stage up in the store and receives it on a hit: the stream is verified
 /// against its digest (in place in a layout directory, fetched from a registry into the
 /// directory `tmp_dir` gives, asked for only then) before `zfs receive` reads it, the
@@ -88,27 +158,18 @@ pub(super) fn receive(
     tmp_dir: &mut dyn FnMut() -> Result<PathBuf, BuildError>,
     events: &mut dyn FnMut(&Event),
 ) -> Result<bool, BuildError> {
-    let tag = tag(stage.key);
-    let Some(store) = tolerate(opts, "the store", Store::open(&opts.url))? else {
-        return Ok(false);
-    };
-    let what = format!("looking up {tag} in {}", opts.url);
-    let Some(found) = tolerate(opts, &what, store.manifest(&tag))? else {
-        return Ok(false);
-    };
-    let Some((manifest, digest)) = found else {
-        tracing::info!("{} has no stage with key {}", opts.url, stage.key);
+    let Some(Found {
+        store,
+        tag,
+        manifest,
+        digest,
+    }) = lookup(opts, stage.key)?
+    else {
         return Ok(false);
     };
     // The tag is the key, but what the manifest says must agree before anything is
     // received.
-    let agrees = manifest.artifact_type.as_deref() == Some(media::STAGE)
-        && manifest.annotations.get(KEY_ANNOTATION).map(String::as_str) == Some(stage.key)
-        && manifest
-            .annotations
-            .get(INPUT_GUID_ANNOTATION)
-            .map(String::as_str)
-            == stage.input_guid;
+    let agrees = agrees(&manifest, media::STAGE, stage.key, stage.input_guid);
     let layer = manifest
         .layer(STREAM)
         .filter(|l| l.media_type == media::ZFS_SEND);
@@ -183,21 +244,7 @@ pub(super) fn push(
     let record = serde_json::to_string(rec).unwrap_or_default();
     let record_path = tmp_dir.join(RECORD);
     std::fs::write(&record_path, &record).map_err(|e| BuildError::io(&record_path, e))?;
-    let mut annotations = BTreeMap::from([
-        (KEY_ANNOTATION.to_string(), stage.key.to_string()),
-        (
-            TEMPLATE_ANNOTATION.to_string(),
-            format!("{}/{}", rec.group, rec.name),
-        ),
-        (
-            VERSION_ANNOTATION.to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-        (RECORD_ANNOTATION.to_string(), record),
-    ]);
-    if let Some(guid) = stage.input_guid {
-        annotations.insert(INPUT_GUID_ANNOTATION.to_string(), guid.to_string());
-    }
+    let annotations = annotations(stage.key, stage.input_guid, rec, record);
     let record_file = ArtifactFile {
         path: record_path.clone(),
         media_type: media::RECORD.into(),
