@@ -6,7 +6,8 @@
 
 use crate::tier;
 
-use image_builder::build::stage_store::StoreOptions;
+use image_builder::build::cache::KEY_PROPERTY as KEY;
+use image_builder::build::stage_store::{self, StoreOptions, StoreStatus};
 use image_builder::build::{self, BuildOptions, Env, Event, Outcome};
 use image_builder::host::Host;
 use image_builder::store::StoreUrl;
@@ -77,6 +78,16 @@ fn try_build(
         events.push(e.clone());
     });
     (outcome, events)
+}
+
+/// What `plan -d DATASET --store URL` says of `g/NAME` on `pool`.
+fn status_on(pool: &ScratchPool, name: &str, store: &StoreUrl) -> Option<StoreStatus> {
+    let p = pool.plan("g", name, &Features::default());
+    let opts = StoreOptions {
+        url: store.clone(),
+        required: true,
+    };
+    stage_store::status(&p, &opts, &pool.opts(), pool.zfs).unwrap()
 }
 
 fn count(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
@@ -223,6 +234,15 @@ fn a_machine_with_nothing_takes_what_a_build_starts_from_from_the_store() {
     // c1-c3 (c4's input), fetches c4's archive, and runs only h/r's own step.
     let c = ScratchPool::new(&zfs, "ibc", 256 << 20);
     c.write_templates(TEMPLATES);
+    // plan -d --store follows the chain through the store: C would receive A's c3.
+    let a_key = zfs
+        .get(&format!("{}/work/g/c@three", a.dataset()), KEY)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status_on(&c, "c3", &store),
+        Some(StoreStatus::Hit(format!("stage-{a_key}")))
+    );
     let (outcome, events) = build(&c, "h/r", &store);
     assert_eq!(outcome, Outcome::Built, "{events:?}");
     let received: Vec<&str> = events
@@ -289,6 +309,13 @@ fn a_machine_with_nothing_takes_what_a_build_starts_from_from_the_store() {
     let nothing = StoreUrl::parse(&format!("file://{}/store", empty.path().display())).unwrap();
     let d = ScratchPool::new(&zfs, "ibd", 256 << 20);
     d.write_templates(TEMPLATES);
+    match status_on(&d, "c3", &nothing) {
+        Some(StoreStatus::Unknown(why)) => assert!(
+            why.contains("@one is not here") && why.contains("the store does not have g/c1"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
     let (outcome, events) = try_build(&d, "c3", &nothing, false);
     let e = outcome.unwrap_err().to_string();
     assert!(

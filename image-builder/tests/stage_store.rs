@@ -240,6 +240,12 @@ fn a_built_first_stage_is_pushed_as_its_full_send_stream() {
         &format!("/sbin/zfs send {WORK}@one"),
         Output::ok("FULL STREAM"),
     );
+    // zfs-get(8) -H -p -o value,source: the value and its source ("-" for guid), tab
+    // separated.
+    w.rec.on(
+        &format!("/sbin/zfs get -H -p -o value,source guid {WORK}@one"),
+        Output::ok("1234567\t-\n"),
+    );
     let (r, events) = w.build("s1", &w.opts(&w.store_url(), false));
     assert_eq!(r.unwrap(), Outcome::Built);
     assert_eq!(steps_run(&events), 1);
@@ -292,6 +298,10 @@ fn a_built_first_stage_is_pushed_as_its_full_send_stream() {
     );
     assert_eq!(m.annotations[stage_store::KEY_ANNOTATION], key);
     assert_eq!(m.annotations[stage_store::TEMPLATE_ANNOTATION], "g/s1");
+    assert_eq!(
+        m.annotations[stage_store::OUTPUT_GUID_ANNOTATION],
+        "1234567"
+    );
     assert_eq!(
         m.annotations[stage_store::VERSION_ANNOTATION],
         env!("CARGO_PKG_VERSION")
@@ -493,18 +503,43 @@ fn plan_asks_the_store_for_the_key_a_build_would_have() {
         status("s1"),
         Some(StoreStatus::Miss(stage_store::tag(&w.key("s1", None))))
     );
-    // A machine without stage 1 cannot know stage 2's key yet.
+    // A machine without stage 1 follows the chain through the store: while the store
+    // lacks stage 1 it cannot know stage 2's key.
     let empty = World::new(&[]);
     let zfs = zfs::ZfsCli::new(&empty, zfs::ZfsTools::in_dir("/sbin"));
+    let got = stage_store::status(&empty.plan("s2"), &store, &opts, &zfs).unwrap();
+    let s1_tag = stage_store::tag(&empty.key("s1", None));
+    assert_eq!(
+        got,
+        Some(StoreStatus::Unknown(format!(
+            "{WORK}@one is not here, and the key depends on its GUID; the store does not \
+             have g/s1 ({s1_tag})"
+        )))
+    );
+    // Stage 1 stored without its output GUID (as an older version pushed it): still not.
+    let seeded = seed(&w, &empty.key("s1", None), None, b"S1");
     let got = stage_store::status(&empty.plan("s2"), &store, &opts, &zfs).unwrap();
     assert_eq!(
         got,
         Some(StoreStatus::Unknown(format!(
-            "{WORK}@one is not here yet, and the key depends on its GUID"
+            "{WORK}@one is not here, and the key depends on its GUID; the store's g/s1 does \
+             not say its output GUID"
         )))
     );
+    // With it, stage 2's key is the one a build would have after receiving stage 1.
+    let (mut m, _) = seeded.manifest(&s1_tag).unwrap().unwrap();
+    m.annotations.insert(
+        stage_store::OUTPUT_GUID_ANNOTATION.to_string(),
+        GUID_ONE.to_string(),
+    );
+    seeded
+        .push_manifest(&s1_tag, media::STAGE, m.layers, m.annotations)
+        .unwrap();
+    let got = stage_store::status(&empty.plan("s2"), &store, &opts, &zfs).unwrap();
+    assert_eq!(got, Some(StoreStatus::Hit(stage_store::tag(&key))));
     // Nothing here changed ZFS.
     assert!(w.actions().is_empty(), "{:?}", w.actions());
+    assert!(empty.actions().is_empty(), "{:?}", empty.actions());
 }
 
 fn run(args: &[&str]) -> std::process::Output {

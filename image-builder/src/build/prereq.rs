@@ -48,37 +48,21 @@ fn fetch_for(
     events: &mut dyn FnMut(&Event),
     chain: &mut Vec<String>,
 ) -> Result<(), BuildError> {
-    let features = Features::from_directives(&plan.features).unwrap_or_default();
-    let planned = |group: &str, name: &str| {
-        template::plan(
-            &opts.template_root,
-            group,
-            name,
-            &features,
-            &PlanOptions {
-                external: &opts.external,
-                ..PlanOptions::default()
-            },
-        )
-    };
     // The input snapshot, from the stage of this group that makes it.
     if let Some(Target::Dataset(t)) = &plan.target {
         if let Some(input) = &t.input_snapshot {
             let stage = layout::Stage::new(plan, t, opts);
             let snapshot = stage.snap(input);
             if !env.zfs.exists(&snapshot)? {
-                let makers: Vec<Plan> = templates_in(&opts.template_root, &plan.group)
-                    .into_iter()
-                    .filter(|n| *n != plan.name)
-                    .map(|n| planned(&plan.group, &n))
-                    .filter(|p| match &p.target {
-                        Some(Target::Dataset(d)) => {
-                            d.name == t.name && d.output_snapshot.as_deref() == Some(input)
-                        }
-                        _ => false,
-                    })
-                    .collect();
-                take(me, &snapshot, makers, opts, env, events, chain)?;
+                take(
+                    me,
+                    &snapshot,
+                    snapshot_makers(plan, opts),
+                    opts,
+                    env,
+                    events,
+                    chain,
+                )?;
             }
         }
     }
@@ -115,7 +99,7 @@ fn fetch_for(
                         .map(move |n| (g.clone(), n))
                 })
                 .filter(|(g, n)| *g != plan.group || *n != plan.name)
-                .map(|(g, n)| planned(&g, &n))
+                .map(|(g, n)| planned(plan, opts, &g, &n))
                 .collect()
         });
         let makers: Vec<Plan> = all
@@ -130,6 +114,43 @@ fn fetch_for(
         take(me, &file, makers, opts, env, events, chain)?;
     }
     Ok(())
+}
+
+/// `GROUP/NAME` planned as `plan` was: its features, and the build's `-E` directories.
+fn planned(plan: &Plan, opts: &BuildOptions, group: &str, name: &str) -> Plan {
+    let features = Features::from_directives(&plan.features).unwrap_or_default();
+    template::plan(
+        &opts.template_root,
+        group,
+        name,
+        &features,
+        &PlanOptions {
+            external: &opts.external,
+            ..PlanOptions::default()
+        },
+    )
+}
+
+/// The templates of `plan`'s group that make its input snapshot: dataset stages on the
+/// same work dataset whose output snapshot it is.
+pub(super) fn snapshot_makers(plan: &Plan, opts: &BuildOptions) -> Vec<Plan> {
+    let Some(Target::Dataset(t)) = &plan.target else {
+        return Vec::new();
+    };
+    let Some(input) = &t.input_snapshot else {
+        return Vec::new();
+    };
+    templates_in(&opts.template_root, &plan.group)
+        .into_iter()
+        .filter(|n| *n != plan.name)
+        .map(|n| planned(plan, opts, &plan.group, &n))
+        .filter(|p| match &p.target {
+            Some(Target::Dataset(d)) => {
+                d.name == t.name && d.output_snapshot.as_deref() == Some(input)
+            }
+            _ => false,
+        })
+        .collect()
 }
 
 /// Takes `what` from its one maker, as a cache hit only.

@@ -35,6 +35,10 @@ pub const KEY_ANNOTATION: &str = "org.illumos.image-builder.key";
 pub const TEMPLATE_ANNOTATION: &str = "org.illumos.image-builder.template";
 pub const VERSION_ANNOTATION: &str = "org.illumos.image-builder.version";
 pub const INPUT_GUID_ANNOTATION: &str = "org.illumos.image-builder.input-guid";
+/// The GUID of the stage's output snapshot, which a receiver's snapshot gets too: what
+/// the next stage's key hashes, so `plan -d --store` can tell a stage deep in a chain this
+/// machine does not have.
+pub const OUTPUT_GUID_ANNOTATION: &str = "org.illumos.image-builder.output-guid";
 pub const RECORD_ANNOTATION: &str = "org.illumos.image-builder.record";
 
 /// The stream's and the record's names in a stage artifact.
@@ -244,7 +248,15 @@ pub(super) fn push(
     let record = serde_json::to_string(rec).unwrap_or_default();
     let record_path = tmp_dir.join(RECORD);
     std::fs::write(&record_path, &record).map_err(|e| BuildError::io(&record_path, e))?;
-    let annotations = annotations(stage.key, stage.input_guid, rec, record);
+    let mut annotations = annotations(stage.key, stage.input_guid, rec, record);
+    // Only `plan` reads it: a stage pushed without it is still a stage.
+    match env.zfs.get(stage.output, "guid") {
+        Ok(Some(guid)) => {
+            annotations.insert(OUTPUT_GUID_ANNOTATION.to_string(), guid);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("pushing {tag} without its output GUID: {e}"),
+    }
     let record_file = ArtifactFile {
         path: record_path.clone(),
         media_type: media::RECORD.into(),
@@ -292,31 +304,94 @@ pub fn status(
         return Ok(None);
     }
     let stage = layout::Stage::new(plan, target, opts);
-    let input_guid = match &target.input_snapshot {
-        None => None,
-        Some(s) => {
-            let snap = stage.snap(s);
-            if !zfs.exists(&stage.layout.root)? || !zfs.exists(&snap)? {
-                return Ok(Some(StoreStatus::Unknown(format!(
-                    "{snap} is not here yet, and the key depends on its GUID"
-                ))));
-            }
-            zfs.get(&snap, "guid")?
-        }
-    };
     let output_dir = if zfs.exists(&stage.layout.root)? {
         stage.output_dir(zfs)?
     } else {
         std::path::PathBuf::from("/nonexistent")
     };
+    let opened = match Store::open(&store.url) {
+        Ok(s) => s,
+        Err(e) => return Ok(Some(StoreStatus::Unknown(e.to_string()))),
+    };
+    let chain = Chain {
+        opts,
+        zfs,
+        store: &opened,
+        output_dir: &output_dir,
+    };
+    let input_guid = match chain.input_guid(plan, 0)? {
+        Ok(g) => g,
+        Err(why) => return Ok(Some(StoreStatus::Unknown(why))),
+    };
     let key = cache::inputs(plan, opts, &output_dir, input_guid)
         .map_err(BuildError::Sources)?
         .key();
     let tag = tag(&key);
-    let found = Store::open(&store.url).and_then(|s| s.manifest(&tag));
-    Ok(Some(match found {
+    Ok(Some(match opened.manifest(&tag) {
         Ok(Some(_)) => StoreStatus::Hit(tag),
         Ok(None) => StoreStatus::Miss(tag),
         Err(e) => StoreStatus::Unknown(e.to_string()),
     }))
+}
+
+/// What `status` asks to follow a chain of stages back through the store.
+struct Chain<'a> {
+    opts: &'a BuildOptions,
+    zfs: &'a dyn zfs::Zfs,
+    store: &'a Store,
+    output_dir: &'a Path,
+}
+
+/// How deep `status` follows a chain before it gives up (a circle of stages).
+const DEEPEST: usize = 64;
+
+impl Chain<'_> {
+    /// The GUID of `plan`'s input snapshot: here, or, when this machine lacks it, the one
+    /// the store says the stage making it has (a build would receive that stage, and its
+    /// snapshot keeps that GUID). `Ok(Err(why))` when it cannot be told.
+    fn input_guid(
+        &self,
+        plan: &Plan,
+        depth: usize,
+    ) -> Result<Result<Option<String>, String>, BuildError> {
+        let Some(Target::Dataset(target)) = &plan.target else {
+            return Ok(Ok(None));
+        };
+        let Some(input) = &target.input_snapshot else {
+            return Ok(Ok(None));
+        };
+        let snap = layout::Stage::new(plan, target, self.opts).snap(input);
+        if self.zfs.exists(&snap)? {
+            return Ok(Ok(self.zfs.get(&snap, "guid")?));
+        }
+        let not_here = format!("{snap} is not here, and the key depends on its GUID");
+        let mut makers = super::prereq::snapshot_makers(plan, self.opts);
+        let (Some(maker), true, true) = (makers.pop(), makers.is_empty(), depth < DEEPEST) else {
+            return Ok(Err(format!(
+                "{not_here}; no one template of {} makes it",
+                plan.group
+            )));
+        };
+        let maker_guid = match self.input_guid(&maker, depth + 1)? {
+            Ok(g) => g,
+            Err(why) => return Ok(Err(why)),
+        };
+        let key = cache::inputs(&maker, self.opts, self.output_dir, maker_guid)
+            .map_err(BuildError::Sources)?
+            .key();
+        let maker_name = format!("{}/{}", maker.group, maker.name);
+        Ok(match self.store.manifest(&tag(&key)) {
+            Ok(Some((m, _))) => match m.annotations.get(OUTPUT_GUID_ANNOTATION) {
+                Some(guid) => Ok(Some(guid.clone())),
+                None => Err(format!(
+                    "{not_here}; the store's {maker_name} does not say its output GUID"
+                )),
+            },
+            Ok(None) => Err(format!(
+                "{not_here}; the store does not have {maker_name} ({})",
+                tag(&key)
+            )),
+            Err(e) => Err(e.to_string()),
+        })
+    }
 }
