@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::BuildError;
 use super::layout::{self, Layout};
-use super::{BuildOptions, Env, Event, Outcome};
+use super::{BuildOptions, Env, Event};
 use crate::template::{self, Features, Plan, PlanOptions, Target};
 
 /// Takes what `plan` starts from and this machine lacks from the store; `chain` holds the
@@ -194,9 +194,8 @@ fn take(
         ..opts.clone()
     };
     match super::build_in(&maker, &fetch_opts, env, events, chain) {
-        Ok(Outcome::Cached) => Ok(()),
-        // A fetch-only build never runs a step; should one report Built, nothing was lost.
-        Ok(Outcome::Built) => Ok(()),
+        // A fetch-only build runs no step: it is a cache hit or an error.
+        Ok(_) => Ok(()),
         Err(e @ BuildError::InputCycle { .. }) => Err(e),
         Err(source) => Err(BuildError::Input {
             needed_by: me.to_string(),
