@@ -15,6 +15,40 @@ use super::stage_store::{agrees, annotations, lookup, tag, tolerate, Found, Stor
 use super::Event;
 use crate::store::{media, safe_name, ArtifactFile, Store, StoreError, TITLE_ANNOTATION};
 
+/// A file layer's modification time, `SECONDS.NANOSECONDS` since the epoch. A later
+/// stage's key stands for an archive it reads by its size and modification time (not its
+/// bytes, `cache.rs`), so a fetched archive gets the time it had where it was packed:
+/// then the stages that unpack it have the same key on every machine, and come from the
+/// store too.
+const MTIME_ANNOTATION: &str = "org.illumos.image-builder.mtime";
+
+/// The modification time of `path` as [`MTIME_ANNOTATION`] writes it.
+fn mtime_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!("{}.{:09}", m.mtime(), m.mtime_nsec()))
+}
+
+/// Gives `path` the modification time `value` ([`MTIME_ANNOTATION`]); a value that is not
+/// one is ignored (the file keeps the time of its fetch).
+fn set_mtime(path: &Path, value: &str) -> Result<(), BuildError> {
+    let Some((secs, nanos)) = value.split_once('.') else {
+        return Ok(());
+    };
+    let (Ok(secs), Ok(nanos)) = (secs.parse::<u64>(), nanos.parse::<u32>()) else {
+        return Ok(());
+    };
+    if nanos >= 1_000_000_000 {
+        return Ok(());
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(t))
+        .map_err(|e| BuildError::io(path, e))
+}
+
 /// The build record's name in the artifact; the other layers are the stage's files.
 const RECORD: &str = "build.json";
 
@@ -72,9 +106,13 @@ pub(super) fn fetch(
     let mut names = Vec::new();
     for layer in files {
         let name = title(layer).unwrap_or_default();
-        let fetched = store.fetch(layer, &tmp.path().join(&name));
+        let path = tmp.path().join(&name);
+        let fetched = store.fetch(layer, &path);
         if tolerate(opts, &format!("fetching {name} of {tag}"), fetched)?.is_none() {
             return Ok(None);
+        }
+        if let Some(t) = layer.annotations.get(MTIME_ANNOTATION) {
+            set_mtime(&path, t)?;
         }
         names.push(name);
     }
@@ -124,7 +162,17 @@ pub(super) fn push(
         name: RECORD.into(),
     });
     let annotations = annotations(stage.key, stage.input_guid, rec, record);
-    let pushed = store.push_artifact(&tag, media::ARCHIVE_STAGE, &files, annotations);
+    let pushed = files
+        .iter()
+        .map(|f| {
+            let mut layer = store.push_file(f)?;
+            if let Some(t) = mtime_of(&f.path) {
+                layer.annotations.insert(MTIME_ANNOTATION.to_string(), t);
+            }
+            Ok(layer)
+        })
+        .collect::<Result<Vec<_>, StoreError>>()
+        .and_then(|layers| store.push_manifest(&tag, media::ARCHIVE_STAGE, layers, annotations));
     if let Some(digest) = tolerate(opts, &what, pushed)? {
         events(&Event::StorePush {
             store: opts.url.to_string(),
@@ -164,6 +212,13 @@ mod tests {
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("c.tar"), vec![7u8; 100_000]).unwrap();
         std::fs::write(out.join("c.tar.gz"), b"gz").unwrap();
+        // A time of its own, nanoseconds included, that a fetch now could not have.
+        let then = std::time::UNIX_EPOCH + std::time::Duration::new(1_000_000_000, 123_456_789);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(out.join("c.tar"))
+            .unwrap();
+        f.set_modified(then).unwrap();
         let url = format!("file://{}/store", dir.path().display());
         let opts = StoreOptions {
             url: StoreUrl::parse(&url).unwrap(),
@@ -230,6 +285,11 @@ mod tests {
         }
         // Only the files: no record, no temporary directory.
         assert_eq!(listing(&b), ["c.tar", "c.tar.gz"]);
+        // Each with the modification time it had where it was packed, to the nanosecond.
+        for n in ["c.tar", "c.tar.gz"] {
+            let (a, f) = (dir.path().join("a").join(n), b.join(n));
+            assert_eq!(mtime_of(&f), mtime_of(&a), "{n}");
+        }
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub fn inputs(
             &plan.group,
             &opts.external,
         ) {
-            let entry = (path.clone(), digests.sha256(&path)?);
+            let entry = (portable(&path, opts), digests.sha256(&path)?);
             step_files
                 .last_mut()
                 .into_iter()
@@ -173,11 +173,12 @@ pub fn inputs(
                 }
                 Err(_) => "missing".to_string(),
             };
+            let name = Path::new("output").join(name);
             step_files
                 .last_mut()
                 .into_iter()
-                .for_each(|v| v.push((path.clone(), print.clone())));
-            files.push((path, print));
+                .for_each(|v| v.push((name.clone(), print.clone())));
+            files.push((name, print));
         }
     }
     tracing::debug!(
@@ -230,6 +231,23 @@ fn output_files(kind: Option<&StepKind>) -> Vec<&str> {
         Some(StepKind::EnsureFile(f)) => f.outputsrc.as_deref().into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// How the key names a source file: by where it is under the template root
+/// (`templates/GROUP/files/NAME`) or an `-E` directory (`extsrc/NAME`), not by where that
+/// root is on this machine, so that the same templates have the same keys on every
+/// machine (a CI runner checks them out wherever it likes). Output-directory files are
+/// `output/NAME` (see `inputs`). The file's digest says which bytes it holds.
+fn portable(path: &Path, opts: &BuildOptions) -> PathBuf {
+    if let Ok(rel) = path.strip_prefix(&opts.template_root) {
+        return Path::new("templates").join(rel);
+    }
+    for dir in &opts.external {
+        if let Ok(rel) = path.strip_prefix(dir) {
+            return Path::new("extsrc").join(rel);
+        }
+    }
+    path.to_path_buf()
 }
 
 fn ensure_file_source(
@@ -304,6 +322,65 @@ mod tests {
     }
 
     #[test]
+    fn the_same_templates_and_archive_elsewhere_on_another_machine_have_the_same_key() {
+        // Two machines: the template tree, an -E directory and the output directory each
+        // at a path of its own, holding the same bytes (the archive with the same time).
+        let machine = || {
+            let t = tempfile::tempdir().unwrap();
+            for d in ["t/g/files", "ext", "out"] {
+                std::fs::create_dir_all(t.path().join(d)).unwrap();
+            }
+            std::fs::write(t.path().join("t/g/files/motd"), "hello\n").unwrap();
+            std::fs::write(t.path().join("ext/cfg"), "x=1\n").unwrap();
+            std::fs::write(t.path().join("out/root.tar"), "tar bytes").unwrap();
+            let then = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5);
+            std::fs::File::options()
+                .write(true)
+                .open(t.path().join("out/root.tar"))
+                .unwrap()
+                .set_modified(then)
+                .unwrap();
+            std::fs::write(
+                t.path().join("t/g/s.json"),
+                r#"{ "dataset": { "name": "w" }, "steps": [
+                    { "t": "unpack_tar", "name": "root.tar" },
+                    { "t": "ensure_file", "file": "/etc/motd", "src": "motd", "owner": "root", "group": "sys", "mode": "644" },
+                    { "t": "ensure_file", "file": "/etc/cfg", "extsrc": "cfg", "owner": "root", "group": "sys", "mode": "644" } ] }"#,
+            )
+            .unwrap();
+            let opts = BuildOptions {
+                external: vec![t.path().join("ext")],
+                ..BuildOptions::new("rpool/images", t.path().join("t"))
+            };
+            let p = plan(
+                &opts.template_root,
+                "g",
+                "s",
+                &Features::default(),
+                &PlanOptions {
+                    external: &opts.external,
+                    ..PlanOptions::default()
+                },
+            );
+            assert!(p.is_valid(), "{:?}", p.problems);
+            let i = inputs(&p, &opts, &t.path().join("out"), Some("7".into())).unwrap();
+            (t, i)
+        };
+        let ((_a, a), (_b, b)) = (machine(), machine());
+        let names: Vec<String> = a
+            .files
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["output/root.tar", "templates/g/files/motd", "extsrc/cfg"]
+        );
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.prefix_keys(), b.prefix_keys());
+    }
+
+    #[test]
     fn prefix_keys_and_first_change_name_the_first_step_that_differs_and_why() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("g")).unwrap();
@@ -353,13 +430,7 @@ mod tests {
         let new = now(Some("1"));
         let (i, why) = first_change(&old, &new).unwrap();
         assert_eq!(i, 1);
-        assert_eq!(
-            why,
-            format!(
-                "a file it reads changed: {}",
-                t.path().join("files/motd").display()
-            )
-        );
+        assert_eq!(why, "a file it reads changed: templates/files/motd");
         let (a, b) = (old.prefix_keys(), new.prefix_keys());
         assert_eq!(a[0], b[0]);
         assert_ne!(a[1], b[1]);
