@@ -132,6 +132,7 @@ pub fn inputs(
     let mut files = Vec::new();
     let mut step_files = Vec::new();
     let mut steps = Vec::new();
+    let started = std::time::Instant::now();
     let mut digests = Digests::load(&super::layout::state_dir(output_dir));
     for s in &plan.steps {
         step_files.push(Vec::new());
@@ -184,6 +185,7 @@ pub fn inputs(
     tracing::debug!(
         hashed = digests.hashed,
         remembered = digests.remembered,
+        seconds = started.elapsed().as_secs_f64(),
         "source file digests"
     );
     digests.save();
