@@ -22,6 +22,23 @@ use crate::store::{media, safe_name, ArtifactFile, Store, StoreError, TITLE_ANNO
 /// store too.
 const MTIME_ANNOTATION: &str = "org.illumos.image-builder.mtime";
 
+/// Pushes each file as a layer, annotated with its modification time.
+pub(super) fn push_layers(
+    store: &Store,
+    files: &[ArtifactFile],
+) -> Result<Vec<crate::store::Descriptor>, StoreError> {
+    files
+        .iter()
+        .map(|f| {
+            let mut layer = store.push_file(f)?;
+            if let Some(t) = mtime_of(&f.path) {
+                layer.annotations.insert(MTIME_ANNOTATION.to_string(), t);
+            }
+            Ok(layer)
+        })
+        .collect()
+}
+
 /// The modification time of `path` as [`MTIME_ANNOTATION`] writes it.
 fn mtime_of(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
@@ -68,12 +85,33 @@ pub(super) fn fetch(
     output_dir: &Path,
     events: &mut dyn FnMut(&Event),
 ) -> Result<Option<Vec<String>>, BuildError> {
+    fetch_files(
+        opts,
+        &tag(stage.key),
+        media::ARCHIVE_STAGE,
+        stage,
+        output_dir,
+        events,
+    )
+}
+
+/// [`fetch`] of the artifact under `tag` of type `artifact_type` (an archive stage's, or
+/// an image's by its key): every layer but the build record and `SHA256SUMS`, which the
+/// build writes itself.
+pub(super) fn fetch_files(
+    opts: &StoreOptions,
+    tag: &str,
+    artifact_type: &str,
+    stage: &ArchiveRef,
+    output_dir: &Path,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Option<Vec<String>>, BuildError> {
     let Some(Found {
         store,
         tag,
         manifest,
         digest,
-    }) = lookup(opts, stage.key)?
+    }) = lookup(opts, tag)?
     else {
         return Ok(None);
     };
@@ -81,9 +119,11 @@ pub(super) fn fetch(
     let files: Vec<_> = manifest
         .layers
         .iter()
-        .filter(|l| title(l).as_deref() != Some(RECORD))
+        .filter(|l| {
+            title(l).is_none_or(|t| t != RECORD && t != "SHA256SUMS" && !t.ends_with(".build.json"))
+        })
         .collect();
-    let agrees = agrees(&manifest, media::ARCHIVE_STAGE, stage.key, stage.input_guid)
+    let agrees = agrees(&manifest, artifact_type, stage.key, stage.input_guid)
         && !files.is_empty()
         && files
             .iter()
@@ -162,16 +202,7 @@ pub(super) fn push(
         name: RECORD.into(),
     });
     let annotations = annotations(stage.key, stage.input_guid, rec, record);
-    let pushed = files
-        .iter()
-        .map(|f| {
-            let mut layer = store.push_file(f)?;
-            if let Some(t) = mtime_of(&f.path) {
-                layer.annotations.insert(MTIME_ANNOTATION.to_string(), t);
-            }
-            Ok(layer)
-        })
-        .collect::<Result<Vec<_>, StoreError>>()
+    let pushed = push_layers(&store, &files)
         .and_then(|layers| store.push_manifest(&tag, media::ARCHIVE_STAGE, layers, annotations));
     if let Some(digest) = tolerate(opts, &what, pushed)? {
         events(&Event::StorePush {

@@ -6,11 +6,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::BuildError;
+use sha2::{Digest as _, Sha256};
+
+use super::archive_store::{fetch_files, push_layers, ArchiveRef};
+use super::cache;
 use super::stage_store::{
-    tolerate, StoreOptions, RECORD_ANNOTATION, TEMPLATE_ANNOTATION, VERSION_ANNOTATION,
+    tolerate, StoreOptions, KEY_ANNOTATION, RECORD_ANNOTATION, TEMPLATE_ANNOTATION,
+    VERSION_ANNOTATION,
 };
+use super::BuildOptions;
 use super::Event;
 use crate::store::{media, ArtifactFile, Store};
+use crate::template::Plan;
 
 /// The tag an image build's outputs are stored under: `image-GROUP-OUTPUT`, with
 /// characters a tag cannot hold replaced by `_`.
@@ -125,11 +132,26 @@ pub fn push(
             VERSION_ANNOTATION.to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
-        (RECORD_ANNOTATION.to_string(), record_text),
+        (RECORD_ANNOTATION.to_string(), record_text.clone()),
     ]);
+    // The build's key, from its record: the image is also tagged by it, for a later build
+    // with the same inputs to fetch (`fetch`).
+    let key = serde_json::from_str::<serde_json::Value>(&record_text)
+        .ok()
+        .and_then(|r| r["key"].as_str().map(str::to_string));
+    let mut annotations = annotations;
+    if let Some(k) = &key {
+        annotations.insert(KEY_ANNOTATION.to_string(), k.clone());
+    }
     let tag = tag(group, output_name);
-    let pushed = Store::open(&opts.url)
-        .and_then(|s| s.push_artifact(&tag, media::IMAGE, &files, annotations));
+    let pushed = Store::open(&opts.url).and_then(|s| {
+        let layers = push_layers(&s, &files)?;
+        let digest = s.push_manifest(&tag, media::IMAGE, layers.clone(), annotations.clone())?;
+        if let Some(k) = &key {
+            s.push_manifest(&keyed_tag(k), media::IMAGE, layers, annotations)?;
+        }
+        Ok(digest)
+    });
     if let Some(digest) = tolerate(opts, &format!("pushing {tag} to {}", opts.url), pushed)? {
         events(&Event::StorePush {
             store: opts.url.to_string(),
@@ -138,4 +160,52 @@ pub fn push(
         });
     }
     Ok(())
+}
+
+/// The tag an image build's outputs are also stored under: `image-KEY`, by its key.
+pub fn keyed_tag(key: &str) -> String {
+    format!("image-{key}")
+}
+
+/// An image build's key: what a dataset stage's key hashes (the tool, the target, the
+/// steps, the features and the files they read, `cache::inputs`), and the names and
+/// formats of the files it writes (`-N`, `--format`).
+pub(super) fn key(
+    plan: &Plan,
+    opts: &BuildOptions,
+    output_name: &str,
+    output_dir: &Path,
+) -> Result<String, BuildError> {
+    let inputs = cache::inputs(plan, opts, output_dir, None).map_err(BuildError::Sources)?;
+    let formats: Vec<&str> = opts.formats.iter().map(|f| f.extension()).collect();
+    let canonical = serde_json::to_vec(&serde_json::json!({
+        "stage": inputs.key(),
+        "output_name": output_name,
+        "formats": formats,
+    }))
+    .unwrap_or_default();
+    Ok(cache::hex(&Sha256::digest(&canonical)))
+}
+
+/// Looks the image with `key` up and, on a hit, fetches its files into `output_dir`, each
+/// checked against its digest and given the modification time it had: an image build
+/// with the same inputs is not run again. `None` on a miss.
+pub(super) fn fetch(
+    opts: &StoreOptions,
+    key: &str,
+    output_dir: &Path,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Option<Vec<String>>, BuildError> {
+    let image = ArchiveRef {
+        key,
+        input_guid: None,
+    };
+    fetch_files(
+        opts,
+        &keyed_tag(key),
+        media::IMAGE,
+        &image,
+        output_dir,
+        events,
+    )
 }

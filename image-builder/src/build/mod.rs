@@ -266,6 +266,16 @@ fn build_in(
             return build_and_push_image(plan, store, opts, env, events);
         }
     }
+    run_target(plan, opts, env, events)
+}
+
+/// Builds `plan` as its target says, once the checks and the inputs are done.
+fn run_target(
+    plan: &Plan,
+    opts: &BuildOptions,
+    env: &Env,
+    events: &mut dyn FnMut(&Event),
+) -> Result<Outcome, BuildError> {
     let (mut d, mut k, mut z);
     let t: &mut dyn target::Target = match &plan.target {
         Some(Target::Dataset(dataset)) => {
@@ -297,8 +307,8 @@ fn build_in(
     target::drive(t, plan, opts, env, events)
 }
 
-/// An image or zone build with `--store`: built as without it, then its outputs pushed
-/// (`image_store`).
+/// An image or zone build with `--store`: an image with its key is fetched from the store
+/// (`work.rs`), else it is built and its outputs pushed (`image_store`).
 fn build_and_push_image(
     plan: &Plan,
     store: &stage_store::StoreOptions,
@@ -306,12 +316,8 @@ fn build_and_push_image(
     env: &Env,
     events: &mut dyn FnMut(&Event),
 ) -> Result<Outcome, BuildError> {
-    let local = BuildOptions {
-        store: None,
-        ..opts.clone()
-    };
     let mut finished = None;
-    let outcome = build(plan, &local, env, &mut |e| {
+    let outcome = run_target(plan, opts, env, &mut |e| {
         if let Event::Finish {
             outputs, record, ..
         } = e
@@ -320,7 +326,7 @@ fn build_and_push_image(
         }
         events(e)
     })?;
-    if let Some((outputs, record)) = finished {
+    if let (Outcome::Built, Some((outputs, record))) = (&outcome, finished) {
         let dir = record.parent().unwrap_or(std::path::Path::new("."));
         let output_name = opts.output_name.as_deref().unwrap_or(&plan.name);
         image_store::push(

@@ -87,10 +87,10 @@ pub(super) struct Found {
     pub digest: String,
 }
 
-/// Looks the stage with `key` up: `None` on a miss, or (without `--store-required`) when
-/// the store cannot be asked.
-pub(super) fn lookup(opts: &StoreOptions, key: &str) -> Result<Option<Found>, BuildError> {
-    let tag = tag(key);
+/// Looks the artifact under `tag` up: `None` on a miss, or (without `--store-required`)
+/// when the store cannot be asked.
+pub(super) fn lookup(opts: &StoreOptions, tag: &str) -> Result<Option<Found>, BuildError> {
+    let tag = tag.to_string();
     let Some(store) = tolerate(opts, "the store", Store::open(&opts.url))? else {
         return Ok(None);
     };
@@ -99,7 +99,7 @@ pub(super) fn lookup(opts: &StoreOptions, key: &str) -> Result<Option<Found>, Bu
         return Ok(None);
     };
     let Some((manifest, digest)) = found else {
-        tracing::info!("{} has no stage with key {key}", opts.url);
+        tracing::info!("{} has no {tag}", opts.url);
         return Ok(None);
     };
     Ok(Some(Found {
@@ -167,7 +167,7 @@ pub(super) fn receive(
         tag,
         manifest,
         digest,
-    }) = lookup(opts, stage.key)?
+    }) = lookup(opts, &tag(stage.key))?
     else {
         return Ok(false);
     };

@@ -146,6 +146,16 @@ impl Target for Kind<'_> {
     }
 
     fn run(&mut self, cx: &mut TargetCx) -> Result<Outcome, BuildError> {
+        // With --store, an image with this build's key is fetched rather than built.
+        if let Some(store) = &cx.opts.store {
+            let key = super::image_store::key(cx.plan, cx.opts, cx.output_name, cx.output_dir)?;
+            cx.rec.key = Some(key.clone());
+            if let Some(files) = super::image_store::fetch(store, &key, cx.output_dir, cx.events)? {
+                cx.rec.cache = "store".into();
+                cx.rec.outputs = files;
+                return Ok(Outcome::Cached);
+            }
+        }
         run(cx, *self)?;
         Ok(Outcome::Built)
     }

@@ -131,3 +131,60 @@ fn linux_iso_is_a_real_bootable_iso() {
         .unwrap();
     assert_eq!(files.stdout, b"multi dot\n");
 }
+
+#[test]
+fn a_pcfs_image_with_the_same_inputs_is_fetched_from_the_store_not_built() {
+    if !have(
+        &["/usr/sbin/mkfs.vfat", "/usr/bin/mcopy"],
+        "a_pcfs_image_with_the_same_inputs_is_fetched_from_the_store_not_built",
+    ) {
+        return;
+    }
+    let w = World::new(Host::Linux);
+    let template = |text: &str| {
+        w.template(&format!(
+            r#"{{ "pcfs": {{ "label": "OIESP", "size": 40 }},
+                 "steps": [
+                   {{ "t": "ensure_file", "file": "/LOADER", "contents": "{text}", "owner": "root", "group": "root", "mode": "644" }} ] }}"#
+        ))
+    };
+    let split = Split {
+        rec: w.rec.clone(),
+        real: SystemRunner::new(),
+    };
+    let url = format!("file://{}", w.dir("store").display());
+    let with_store = |o: BuildOptions| BuildOptions {
+        store: Some(image_builder::build::stage_store::StoreOptions {
+            url: image_builder::store::StoreUrl::parse(&url).unwrap(),
+            required: true,
+        }),
+        ..o
+    };
+    let img = w.dir("output/g-img.pcfs");
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+
+    template("one");
+    let built = w
+        .build_with(Host::Linux, &split, vec![], with_store)
+        .unwrap();
+    assert_eq!(built, Outcome::Built);
+    let (bytes, when) = (std::fs::read(&img).unwrap(), mtime(&img));
+    // Another machine with the same templates: no image yet. It is fetched, whole, with
+    // the time it was made.
+    std::fs::remove_file(&img).unwrap();
+    let again = w
+        .build_with(Host::Linux, &split, vec![], with_store)
+        .unwrap();
+    assert_eq!(again, Outcome::Cached);
+    assert_eq!(std::fs::read(&img).unwrap(), bytes);
+    assert_eq!(mtime(&img), when);
+    let sums = std::fs::read_to_string(w.dir("output/SHA256SUMS")).unwrap();
+    assert!(sums.contains("  g-img.pcfs"), "{sums}");
+    // A changed step is another key: built.
+    template("two");
+    let changed = w
+        .build_with(Host::Linux, &split, vec![], with_store)
+        .unwrap();
+    assert_eq!(changed, Outcome::Built);
+    assert_ne!(std::fs::read(&img).unwrap(), bytes);
+}
