@@ -42,6 +42,7 @@ mod real_zfs_zone;
 mod shipped_templates;
 mod stage_store;
 mod stage_store_oci;
+mod stage_store_plan;
 mod step_select;
 mod steps_illumos;
 mod steps_native;

@@ -123,7 +123,7 @@ impl World {
         self.top.path().join(name)
     }
 
-    fn plan(&self, name: &str) -> Plan {
+    pub(crate) fn plan(&self, name: &str) -> Plan {
         let p = plan(
             &self.dir("t"),
             "g",
@@ -146,7 +146,7 @@ impl World {
         }
     }
 
-    fn store_url(&self) -> String {
+    pub(crate) fn store_url(&self) -> String {
         format!("file://{}", self.dir("store").display())
     }
 
@@ -203,7 +203,7 @@ pub(crate) fn seed_store(w: &World, key: &str, stream: &[u8]) -> Store {
     seed(w, key, Some(GUID_ONE), stream)
 }
 
-fn seed(w: &World, key: &str, input_guid: Option<&str>, stream: &[u8]) -> Store {
+pub(crate) fn seed(w: &World, key: &str, input_guid: Option<&str>, stream: &[u8]) -> Store {
     let store = Store::open(&StoreUrl::parse(&w.store_url()).unwrap()).unwrap();
     let f = w.dir("seed.zfs");
     std::fs::write(&f, stream).unwrap();
@@ -484,62 +484,6 @@ fn an_unreachable_store_is_a_warning_and_the_stage_builds_locally() {
     assert!(e.contains("cannot be reached"), "{e}");
     assert_eq!(steps_run(&events), 0);
     assert!(!Path::new(&w.dir("work/etc/s1")).exists());
-}
-
-#[test]
-fn plan_asks_the_store_for_the_key_a_build_would_have() {
-    use image_builder::build::stage_store::StoreStatus;
-    let w = World::new(&["one"]);
-    let opts = w.opts(&w.store_url(), false);
-    let store = opts.store.clone().unwrap();
-    let zfs = zfs::ZfsCli::new(&w, zfs::ZfsTools::in_dir("/sbin"));
-    let key = w.key("s2", Some(GUID_ONE));
-    let tag = stage_store::tag(&key);
-    let status = |name: &str| stage_store::status(&w.plan(name), &store, &opts, &zfs).unwrap();
-    assert_eq!(status("s2"), Some(StoreStatus::Miss(tag.clone())));
-    seed_store(&w, &key, b"S2");
-    assert_eq!(status("s2"), Some(StoreStatus::Hit(tag)));
-    assert_eq!(
-        status("s1"),
-        Some(StoreStatus::Miss(stage_store::tag(&w.key("s1", None))))
-    );
-    // A machine without stage 1 follows the chain through the store: while the store
-    // lacks stage 1 it cannot know stage 2's key.
-    let empty = World::new(&[]);
-    let zfs = zfs::ZfsCli::new(&empty, zfs::ZfsTools::in_dir("/sbin"));
-    let got = stage_store::status(&empty.plan("s2"), &store, &opts, &zfs).unwrap();
-    let s1_tag = stage_store::tag(&empty.key("s1", None));
-    assert_eq!(
-        got,
-        Some(StoreStatus::Unknown(format!(
-            "{WORK}@one is not here, and the key depends on its GUID; the store does not \
-             have g/s1 ({s1_tag})"
-        )))
-    );
-    // Stage 1 stored without its output GUID (as an older version pushed it): still not.
-    let seeded = seed(&w, &empty.key("s1", None), None, b"S1");
-    let got = stage_store::status(&empty.plan("s2"), &store, &opts, &zfs).unwrap();
-    assert_eq!(
-        got,
-        Some(StoreStatus::Unknown(format!(
-            "{WORK}@one is not here, and the key depends on its GUID; the store's g/s1 does \
-             not say its output GUID"
-        )))
-    );
-    // With it, stage 2's key is the one a build would have after receiving stage 1.
-    let (mut m, _) = seeded.manifest(&s1_tag).unwrap().unwrap();
-    m.annotations.insert(
-        stage_store::OUTPUT_GUID_ANNOTATION.to_string(),
-        GUID_ONE.to_string(),
-    );
-    seeded
-        .push_manifest(&s1_tag, media::STAGE, m.layers, m.annotations)
-        .unwrap();
-    let got = stage_store::status(&empty.plan("s2"), &store, &opts, &zfs).unwrap();
-    assert_eq!(got, Some(StoreStatus::Hit(stage_store::tag(&key))));
-    // Nothing here changed ZFS.
-    assert!(w.actions().is_empty(), "{:?}", w.actions());
-    assert!(empty.actions().is_empty(), "{:?}", empty.actions());
 }
 
 fn run(args: &[&str]) -> std::process::Output {
