@@ -11,7 +11,9 @@ use std::path::Path;
 use super::error::BuildError;
 use super::image_store::output_files;
 use super::record::Record;
-use super::stage_store::{agrees, annotations, lookup, tag, tolerate, Found, StoreOptions};
+use super::stage_store::{
+    agrees, annotations, lookup, pushed_event, tag, tolerate, Found, StoreOptions,
+};
 use super::Event;
 use crate::store::{media, safe_name, ArtifactFile, Store, StoreError, TITLE_ANNOTATION};
 
@@ -204,14 +206,7 @@ pub(super) fn push(
     let annotations = annotations(stage.key, stage.input_guid, rec, record);
     let pushed = push_layers(&store, &files)
         .and_then(|layers| store.push_manifest(&tag, media::ARCHIVE_STAGE, layers, annotations));
-    if let Some(digest) = tolerate(opts, &what, pushed)? {
-        events(&Event::StorePush {
-            store: opts.url.to_string(),
-            tag,
-            digest,
-        });
-    }
-    Ok(())
+    pushed_event(opts, &what, tag, pushed, events)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use super::archive_store::{fetch_files, push_layers, ArchiveRef};
 use super::cache;
 use super::stage_store::{
-    tolerate, StoreOptions, KEY_ANNOTATION, RECORD_ANNOTATION, TEMPLATE_ANNOTATION,
+    pushed_event, StoreOptions, KEY_ANNOTATION, RECORD_ANNOTATION, TEMPLATE_ANNOTATION,
     VERSION_ANNOTATION,
 };
 use super::BuildOptions;
@@ -152,14 +152,13 @@ pub fn push(
         }
         Ok(digest)
     });
-    if let Some(digest) = tolerate(opts, &format!("pushing {tag} to {}", opts.url), pushed)? {
-        events(&Event::StorePush {
-            store: opts.url.to_string(),
-            tag,
-            digest,
-        });
-    }
-    Ok(())
+    pushed_event(
+        opts,
+        &format!("pushing {tag} to {}", opts.url),
+        tag,
+        pushed,
+        events,
+    )
 }
 
 /// The tag an image build's outputs are also stored under: `image-KEY`, by its key.

@@ -267,7 +267,19 @@ pub(super) fn push(
         .push_file(&record_file)
         .and_then(|r| store.push_manifest(&tag, media::STAGE, vec![stream, r], annotations));
     let _ = std::fs::remove_file(&record_path);
-    if let Some(digest) = tolerate(opts, &what, pushed)? {
+    pushed_event(opts, &what, tag, pushed, events)
+}
+
+/// The end of a push: its result tolerated as [`tolerate`] says and, when the manifest is
+/// in, the `store_push` event.
+pub(super) fn pushed_event(
+    opts: &StoreOptions,
+    what: &str,
+    tag: String,
+    pushed: Result<String, StoreError>,
+    events: &mut dyn FnMut(&Event),
+) -> Result<(), BuildError> {
+    if let Some(digest) = tolerate(opts, what, pushed)? {
         events(&Event::StorePush {
             store: opts.url.to_string(),
             tag,
