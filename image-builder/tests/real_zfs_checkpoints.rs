@@ -2,6 +2,11 @@
 //! (run by `scripts/zfs-tier` inside the zfs-vm guest): a 12-step stage rerun from the
 //! checkpoint before an edit, resumed after a failure, and a failed tree kept until
 //! `clean` discards it.
+//!
+//! Each test is `#[ignore]`d because it needs `/dev/zfs`, which a development host has
+//! not: a plain `cargo test` then reports it as ignored instead of passing it untried.
+//! `scripts/zfs-tier` (the ZFS tier of `.ci/run`) runs the ignored tests in the guest on
+//! real OpenZFS.
 
 use crate::real_zfs_build::World;
 use crate::tier;

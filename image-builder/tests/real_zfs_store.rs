@@ -3,6 +3,11 @@
 //! skipped). The two machines are two scratch pools; the store is an OCI image layout
 //! directory inside the guest (`file://`), which takes every code path of a registry
 //! store except HTTP, and keeps the guest off the network.
+//!
+//! Each test is `#[ignore]`d because it needs `/dev/zfs`, which a development host has
+//! not: a plain `cargo test` then reports it as ignored instead of passing it untried.
+//! `scripts/zfs-tier` (the ZFS tier of `.ci/run`) runs the ignored tests in the guest on
+//! real OpenZFS.
 
 use crate::tier;
 
