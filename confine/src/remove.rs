@@ -15,19 +15,7 @@ impl Root {
     /// symlink swapped in mid-walk cannot lead the removal elsewhere. A non-directory at
     /// `path` is removed like [`Root::remove_file`].
     pub fn remove_dir_all(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let op = "remove tree";
-        let (dir, name) = match self.parent(path).map_err(|e| self.err(op, path, e))? {
-            (dir, Some(name)) => (dir, name),
-            (_, None) => {
-                return Err(self.invalid(
-                    op,
-                    path,
-                    "refusing to remove the image root or a `..` path",
-                ))
-            }
-        };
-        remove_entry(&dir, &name, None).map_err(|e| self.err(op, path, e))
+        self.remove_tree(path.as_ref(), false)
     }
 
     /// [`Root::remove_dir_all`], staying on the file system of `path`'s parent: a directory
@@ -35,7 +23,11 @@ impl Root {
     /// (`EXDEV`), and nothing beneath it is touched. Entries removed before it was met stay
     /// removed.
     pub fn remove_dir_all_one_fs(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
+        self.remove_tree(path.as_ref(), true)
+    }
+
+    /// Both: with `one_fs`, on the device of `path`'s parent only.
+    fn remove_tree(&self, path: &Path, one_fs: bool) -> Result<()> {
         let op = "remove tree";
         let (dir, name) = match self.parent(path).map_err(|e| self.err(op, path, e))? {
             (dir, Some(name)) => (dir, name),
@@ -47,10 +39,13 @@ impl Root {
                 ))
             }
         };
-        let dev = rustix::fs::fstat(&dir)
-            .map_err(|e| self.err(op, path, io::Error::from(e)))?
-            .st_dev;
-        remove_entry(&dir, &name, Some(dev)).map_err(|e| self.err(op, path, e))
+        let dev = if one_fs {
+            let st = rustix::fs::fstat(&dir).map_err(|e| self.err(op, path, io::Error::from(e)))?;
+            Some(st.st_dev)
+        } else {
+            None
+        };
+        remove_entry(&dir, &name, dev).map_err(|e| self.err(op, path, e))
     }
 }
 
