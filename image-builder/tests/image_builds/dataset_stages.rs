@@ -186,13 +186,7 @@ fn checkpoint_world(snaps: &[&str], props: &[(&str, &str)]) -> World {
 
 /// The prefix keys of `checkpoint_world`'s stage, as the build computes them.
 fn checkpoint_keys(w: &World) -> Vec<String> {
-    let p = plan(
-        &w.dir("t"),
-        "g",
-        "img",
-        &Features::default(),
-        &PlanOptions::default(),
-    );
+    let p = w.plan();
     let opts = BuildOptions {
         smf: SmfSeeding::AtFirstBoot,
         ..BuildOptions::new("rpool/images", w.dir("t"))
@@ -329,13 +323,7 @@ fn plan_d_names_the_checkpoint_a_build_would_resume_from() {
         &["strap", "ib:after-000", "ib:after-001"],
         &[("ib:after-001", &keys[1]), ("ib:after-000", &keys[0])],
     );
-    let p = plan(
-        &w.dir("t"),
-        "g",
-        "img",
-        &Features::default(),
-        &PlanOptions::default(),
-    );
+    let p = w.plan();
     let zfs = zfs::ZfsCli::new(&*w.rec, zfs::ZfsTools::in_dir("/sbin"));
     let opts = BuildOptions {
         smf: SmfSeeding::AtFirstBoot,

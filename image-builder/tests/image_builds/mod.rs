@@ -118,13 +118,8 @@ impl World {
         self.build_with(host, runner, formats, |o| o)
     }
 
-    fn build_with(
-        &self,
-        host: Host,
-        runner: &dyn Runner,
-        formats: Vec<Format>,
-        change: impl FnOnce(BuildOptions) -> BuildOptions,
-    ) -> Result<Outcome, BuildError> {
+    /// The template `g/img`, planned and valid.
+    fn plan(&self) -> image_builder::template::Plan {
         let p = plan(
             &self.dir("t"),
             "g",
@@ -133,6 +128,17 @@ impl World {
             &PlanOptions::default(),
         );
         assert!(p.is_valid(), "{:?}", p.problems);
+        p
+    }
+
+    fn build_with(
+        &self,
+        host: Host,
+        runner: &dyn Runner,
+        formats: Vec<Format>,
+        change: impl FnOnce(BuildOptions) -> BuildOptions,
+    ) -> Result<Outcome, BuildError> {
+        let p = self.plan();
         let zfs = zfs::ZfsCli::new(runner, zfs::ZfsTools::in_dir(self.zfs_dir));
         let env = Env {
             host,
