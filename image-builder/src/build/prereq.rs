@@ -9,7 +9,7 @@
 //! This is what lets one CI job run on a runner that never saw the jobs before it: the
 //! job's `image-builder build --store` receives the chain of stages it starts from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::error::BuildError;
 use super::layout::{self, Layout};
@@ -91,13 +91,8 @@ fn fetch_for(
             continue;
         }
         let all = all.get_or_insert_with(|| {
-            groups(&opts.template_root)
+            templates(opts)
                 .into_iter()
-                .flat_map(|g| {
-                    templates_in(&opts.template_root, &g)
-                        .into_iter()
-                        .map(move |n| (g.clone(), n))
-                })
                 .filter(|(g, n)| *g != plan.group || *n != plan.name)
                 .map(|(g, n)| planned(plan, opts, &g, &n))
                 .collect()
@@ -140,10 +135,10 @@ pub(super) fn snapshot_makers(plan: &Plan, opts: &BuildOptions) -> Vec<Plan> {
     let Some(input) = &t.input_snapshot else {
         return Vec::new();
     };
-    templates_in(&opts.template_root, &plan.group)
+    templates(opts)
         .into_iter()
-        .filter(|n| *n != plan.name)
-        .map(|n| planned(plan, opts, &plan.group, &n))
+        .filter(|(g, n)| *g == plan.group && *n != plan.name)
+        .map(|(g, n)| planned(plan, opts, &g, &n))
         .filter(|p| match &p.target {
             Some(Target::Dataset(d)) => {
                 d.name == t.name && d.output_snapshot.as_deref() == Some(input)
@@ -206,40 +201,10 @@ fn take(
     }
 }
 
-/// The template groups under `root`: its directories, sorted.
-fn groups(root: &Path) -> Vec<String> {
-    names(root, |p| p.is_dir(), |n| Some(n.to_string()))
-}
-
-/// The templates of a group: `ROOT/GROUP/NAME.json`, sorted.
-fn templates_in(root: &Path, group: &str) -> Vec<String> {
-    names(
-        &root.join(group),
-        |p| p.is_file(),
-        |n| n.strip_suffix(".json").map(str::to_string),
-    )
-}
-
-fn names(
-    dir: &Path,
-    kind: impl Fn(&Path) -> bool,
-    name: impl Fn(&str) -> Option<String>,
-) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| kind(&e.path()))
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with('.') {
-                return None;
-            }
-            name(&n)
-        })
-        .collect();
-    v.sort();
-    v
+/// Every template under the template root, as (group, name); none when it cannot be read
+/// (the build's own checks then say what is missing).
+fn templates(opts: &BuildOptions) -> Vec<(String, String)> {
+    template::load::main_templates(&opts.template_root).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -367,17 +332,10 @@ mod tests {
             &Features::default(),
             &PlanOptions::default(),
         );
-        // Every template of every group, hidden files aside, in order.
-        let all: Vec<(String, String)> = groups(dir.path())
-            .into_iter()
-            .flat_map(|g| {
-                templates_in(dir.path(), &g)
-                    .into_iter()
-                    .map(move |n| (g.clone(), n))
-            })
-            .collect();
+        // Every template of every group, in order.
+        let opts = BuildOptions::new("rpool/ib", dir.path());
         assert_eq!(
-            all,
+            templates(&opts),
             [("g".to_string(), "r".to_string()), ("h".into(), "p".into())]
         );
         assert_eq!(plan.reads(), ["nobody.tar"]);
