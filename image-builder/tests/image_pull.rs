@@ -60,8 +60,11 @@ fn an_image_build_is_pushed_and_pull_verifies_it() {
     image_store::push(
         &opts,
         &out,
-        "g",
-        "esp",
+        &image_store::ImageId {
+            group: "g",
+            output_name: "esp",
+            key: None,
+        },
         &["g-esp.pcfs".to_string()],
         &out.join("g-esp.build.json"),
         &mut |e| events.push(e.clone()),

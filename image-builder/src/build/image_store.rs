@@ -77,17 +77,29 @@ pub(super) fn output_files(output_dir: &Path, outputs: &[String]) -> Vec<Artifac
         .collect()
 }
 
+/// Which image a push is: its group, its output name (`-N`, or the template's name) and,
+/// when it has one, its key.
+pub struct ImageId<'a> {
+    pub group: &'a str,
+    pub output_name: &'a str,
+    pub key: Option<&'a str>,
+}
+
 /// Pushes `outputs` (names in `output_dir`) with their `SHA256SUMS` lines and the build
 /// record at `record`. A store failure is a warning, or with `--store-required` an error.
 pub fn push(
     opts: &StoreOptions,
     output_dir: &Path,
-    group: &str,
-    output_name: &str,
+    image: &ImageId,
     outputs: &[String],
     record: &Path,
     events: &mut dyn FnMut(&Event),
 ) -> Result<(), BuildError> {
+    let ImageId {
+        group,
+        output_name,
+        key,
+    } = *image;
     if outputs.is_empty() {
         return Ok(());
     }
@@ -132,22 +144,19 @@ pub fn push(
             VERSION_ANNOTATION.to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
-        (RECORD_ANNOTATION.to_string(), record_text.clone()),
+        (RECORD_ANNOTATION.to_string(), record_text),
     ]);
-    // The build's key, from its record: the image is also tagged by it, for a later build
-    // with the same inputs to fetch (`fetch`).
-    let key = serde_json::from_str::<serde_json::Value>(&record_text)
-        .ok()
-        .and_then(|r| r["key"].as_str().map(str::to_string));
+    // With the build's key, the image is also tagged by it, for a later build with the
+    // same inputs to fetch (`fetch`).
     let mut annotations = annotations;
-    if let Some(k) = &key {
-        annotations.insert(KEY_ANNOTATION.to_string(), k.clone());
+    if let Some(k) = key {
+        annotations.insert(KEY_ANNOTATION.to_string(), k.to_string());
     }
     let tag = tag(group, output_name);
     let pushed = Store::open(&opts.url).and_then(|s| {
         let layers = push_layers(&s, &files)?;
         let digest = s.push_manifest(&tag, media::IMAGE, layers.clone(), annotations.clone())?;
-        if let Some(k) = &key {
+        if let Some(k) = key {
             s.push_manifest(&keyed_tag(k), media::IMAGE, layers, annotations)?;
         }
         Ok(digest)

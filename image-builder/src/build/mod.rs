@@ -207,6 +207,9 @@ pub enum Event {
         seconds: f64,
         outputs: Vec<String>,
         record: String,
+        /// The build's cache key (stages and images; none for zones).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
 }
 
@@ -322,21 +325,27 @@ fn build_and_push_image(
     let mut finished = None;
     let outcome = run_target(plan, opts, env, &mut |e| {
         if let Event::Finish {
-            outputs, record, ..
+            outputs,
+            record,
+            key,
+            ..
         } = e
         {
-            finished = Some((outputs.clone(), PathBuf::from(record)));
+            finished = Some((outputs.clone(), PathBuf::from(record), key.clone()));
         }
         events(e)
     })?;
-    if let (Outcome::Built, Some((outputs, record))) = (&outcome, finished) {
+    if let (Outcome::Built, Some((outputs, record, key))) = (&outcome, finished) {
         let dir = record.parent().unwrap_or(std::path::Path::new("."));
         let output_name = opts.output_name.as_deref().unwrap_or(&plan.name);
         image_store::push(
             store,
             dir,
-            &plan.group,
-            output_name,
+            &image_store::ImageId {
+                group: &plan.group,
+                output_name,
+                key: key.as_deref(),
+            },
             &outputs,
             &record,
             events,
@@ -345,7 +354,6 @@ fn build_and_push_image(
     Ok(outcome)
 }
 
-/// Runs every step of `plan` against `cx_template`'s root, timing each.
 /// Where a build's steps run: the tree they change and the directories they read and write.
 pub(crate) struct StepPlace<'a> {
     /// The image or zone root (see [`open_root`]).

@@ -138,6 +138,7 @@ impl Session {
             seconds: rec.seconds,
             outputs: rec.outputs.clone(),
             record: path.display().to_string(),
+            key: rec.key.clone(),
         });
         Ok(())
     }

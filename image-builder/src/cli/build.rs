@@ -333,6 +333,7 @@ fn describe(e: &Event) -> String {
             seconds,
             outputs,
             record,
+            ..
         } => {
             let outs = if outputs.is_empty() {
                 String::new()
