@@ -48,11 +48,13 @@ pub(super) fn destroy<R: Runner>(z: &ZfsCli<R>, target: &str, recursive: bool) -
     Ok(())
 }
 
-/// One `zfs destroy DATASET@A,B,C`: zfs-destroy(8) (OpenZFS; illumos zfs(8), "zfs destroy
-/// [-dnpRrv] filesystem|volume@snap[%snap][,snap[%snap]]...") takes "multiple snapshots
-/// (or ranges of snapshots) of the same filesystem or volume ... in a comma-separated
-/// list"; names with a `,` or `%` are refused, as they would change the list. One
-/// command instead of one each, which counts where a `zfs` process is slow to start.
+/// One `zfs destroy DATASET@A,B,C`. The synopsis in illumos-gate's usr/src/man/man8/zfs.8
+/// is `zfs destroy [-Rdnprv] filesystem|volume@snap[%snap[,snap[%snap]]]...`, and
+/// OpenZFS's zfs-destroy(8) has the same form and describes it: "multiple snapshots (or
+/// ranges of snapshots) of the same filesystem or volume may be specified in a
+/// comma-separated list of snapshots" (run against real OpenZFS in the ZFS tier). Names
+/// with a `,` or `%` are refused, as they would change the list. One command instead of
+/// one each, which counts where a `zfs` process is slow to start.
 pub(super) fn destroy_snapshots<R: Runner>(
     z: &ZfsCli<R>,
     dataset: &str,
