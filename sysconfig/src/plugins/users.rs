@@ -60,7 +60,10 @@ pub fn home_of(u: &User) -> String {
         .unwrap_or_else(|| format!("/export/home/{}", u.name))
 }
 
-fn valid_name(n: &str) -> bool {
+/// A user or group name this tool creates: a lowercase letter or `_` first, then lowercase
+/// letters, digits, `_`, `-` and `.`, at most 32 bytes. The cloud-config source drops names
+/// that are not; this plugin refuses them again, as its input may come from elsewhere.
+pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 32
         && n.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')

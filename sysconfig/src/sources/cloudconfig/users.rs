@@ -4,16 +4,8 @@
 use serde_json::{json, Map, Value};
 
 use super::{is_true, py_bool, scalar_text, truthy, uniq_merge, GroupsError, UserData};
+use crate::plugins::users::valid_name;
 use crate::yaml::Node;
-
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 32
-        && n.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && n.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' || b == b'.'
-        })
-}
 
 /// `_normalize_users`: name to its merged configuration, in order.
 fn normalize_users(
