@@ -5,23 +5,10 @@ use std::path::Path;
 
 use crate::cli::{assert_no_panic, run, stderr};
 
-/// One tree of the corpus: `$IMAGE_BUILDER_CORPUS`, or the shared material beside the
-/// checkout. Missing, a test says `skipped: ...` and passes, except under CI (`CI` set).
+/// One tree of the corpus (see `corpus::corpus`): missing, a test says `skipped: ...`
+/// and passes, except under CI.
 fn corpus() -> Option<String> {
-    let p = std::env::var_os("IMAGE_BUILDER_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-        .join("toasterson-installer");
-    if p.is_dir() {
-        return Some(p.display().to_string());
-    }
-    let why = format!(
-        "the template corpus is not at {} (the shared material beside the checkout, or set IMAGE_BUILDER_CORPUS)",
-        p.display()
-    );
-    assert!(std::env::var_os("CI").is_none_or(|v| v.is_empty()), "{why}");
-    eprintln!("skipped: {why}");
-    None
+    crate::corpus::corpus().map(|p| p.join("toasterson-installer").display().to_string())
 }
 
 #[test]

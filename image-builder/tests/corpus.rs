@@ -22,7 +22,7 @@ const FEATURES: &[&str] = &[
 /// The corpus: `$IMAGE_BUILDER_CORPUS`, or the shared material beside the checkout. When
 /// it is missing a test says `skipped: ...` and passes, except under CI (`CI` set), where
 /// the material is always laid beside the clone and its absence is a failure.
-fn corpus() -> Option<PathBuf> {
+pub(crate) fn corpus() -> Option<PathBuf> {
     let p = std::env::var_os("IMAGE_BUILDER_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
