@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
-# Step checkpoints on a 50-step dataset stage (each step installs a file of SIZE MB from
-# the template tree, the same file each time): the time of a full build without checkpoints, of a full build that
-# takes them (the overhead, target < 3 %), and of the rebuild after an edit of step 40
-# (target < 25 % of a full build).
+# Step checkpoints on a 50-step dataset stage: the time of a full build without checkpoints
+# (--no-checkpoints), of a full build that takes them (the overhead, target < 3 %), and of
+# the rebuild after an edit of step 40 (target < 25 % of a full build), in one run.
 #
-# The rebuild's time is a fixed part (starting the tool, one listing, the scratch dataset,
-# the rollback to the checkpoint, the output snapshot: about six zfs commands, each 0.1-0.5
-# s under QEMU TCG) plus the steps after the checkpoint; the full build is its fixed part
-# plus all 50 steps. So the ratio approaches 20-25 % only when the steps cost far more than
-# those commands, as package installs do; a file copy of 4 MB costs about 0.1 s. SIZE-MB
-# sets what each step copies; the command counts are printed beside the times.
+# Two profiles of steps:
+#   copy      every step installs a file of SIZE MB (default 4) from the template tree;
+#   packages  steps 1, 6, ..., 46 unpack a package-like archive (`unpack_tar` of a .tar.xz
+#             holding SIZE MB of text, default 64: decompressing and writing it takes about
+#             10 s under QEMU TCG, a package install far more), the others install a 1 MB
+#             file, as a stage of package installs and small edits does.
 #
-# Needs a real ZFS (/dev/zfs): build on the host, run in the guest:
+# What a checkpoint costs is about fixed (a `zfs snapshot`: 0.15-0.35 s under TCG), so
+# the overhead is their number times that against the steps' time; the budget
+# (--checkpoint-budget, default 3 %) spaces them by their measured cost. The rebuild is a
+# fixed part (starting the tool, one listing, the rollback, the output snapshot) plus the
+# steps after the newest matching checkpoint. Both targets hold together only when the
+# steps between two checkpoints cost far more than a checkpoint: the copy profile's steps
+# cost about what a checkpoint does, the packages profile's heavy steps far more. The
+# command counts are printed beside the times.
+#
+# Needs a real ZFS (/dev/zfs) and a disk for the pool: build on the host, run in the guest:
 #   cargo build --release -p image-builder
-#   scripts/zfs-vm run -- bench/step-cache.sh [SIZE-MB] [CHECKPOINT-AFTER-SECONDS]
-# With a disk (the pool on it rather than on a file in the guest's memory), for sizes
-# over 8 MB: scripts/zfs-vm run --timeout 1800 --disk 8G -- bench/step-cache.sh 32
+#   scripts/zfs-vm run --timeout 2400 --disk 8G -- bench/step-cache.sh [PROFILE] [SIZE-MB] [CHECKPOINT-AFTER-SECONDS]
+# (without --disk the pool is a file in the guest's memory: sizes up to 8 MB only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mb=${1:-4}
+profile=copy
+case ${1:-} in copy | packages) profile=$1; shift ;; esac
+mb=${1:-$([ "$profile" = packages ] && echo 64 || echo 4)}
 after=${2:-0.5}
 bin=${CARGO_TARGET_DIR:-target}/release/image-builder
 [ -e /dev/zfs ] || { echo "needs /dev/zfs: run it as scripts/zfs-vm run -- $0"; exit 1; }
@@ -57,6 +66,8 @@ template() { # $1: the text of step 40's file
 		for i in $(seq 1 49); do
 			if [ "$i" = 40 ]; then
 				printf ',\n  { "t": "ensure_file", "file": "/f/edit", "contents": "%s", "owner": "root", "group": "root", "mode": "644" }' "$1"
+			elif [ "$profile" = packages ] && [ $((i % 5)) = 1 ]; then
+				printf ',\n  { "t": "unpack_tar", "name": "pkg.tar.xz" }'
 			else
 				printf ',\n  { "t": "ensure_file", "file": "/f/%s", "src": "blob", "owner": "root", "group": "root", "mode": "644" }' "$i"
 			fi
@@ -64,9 +75,20 @@ template() { # $1: the text of step 40's file
 		printf '\n] }\n'
 	} >"$t/g/s.json"
 }
-# One file that every step installs (the steps write SIZE MB each; the template tree stays
-# small enough for the pool at sizes that make a step cost what a package install does).
-head -c "${mb}M" /dev/urandom >"$t/files/blob"
+# One file that the copy steps install (SIZE MB each in the copy profile, 1 MB in the
+# packages profile); the template tree stays small enough for the pool.
+if [ "$profile" = packages ]; then
+	head -c 1M /dev/urandom >"$t/files/blob"
+	# The package: text (it compresses as program files do), unpacked over itself each time.
+	zfs create "$pool/images/output"
+	out=$(zfs get -H -o value mountpoint "$pool/images/output")
+	mkdir -p "$work/pkg/opt/pkg"
+	head -c "$((mb * 3 / 4))M" /dev/urandom | base64 >"$work/pkg/opt/pkg/data"
+	tar -C "$work/pkg" -cf - . | xz -0 -T2 >"$out/pkg.tar.xz"
+	rm -rf "$work/pkg"
+else
+	head -c "${mb}M" /dev/urandom >"$t/files/blob"
+fi
 
 now() { date +%s.%N; }
 run() { # options...; prints the seconds the build took
@@ -82,9 +104,9 @@ run() { # options...; prints the seconds the build took
 template one
 # Untimed: the first build reads every file cold and hashes it for the key (later builds
 # take the digests from the output dataset's digests.json, docs/images.md).
-run -x --checkpoint-after 1000000 >/dev/null
-none=$(run -x --checkpoint-after 1000000)
-none2=$(run -x --checkpoint-after 1000000)
+run -x --no-checkpoints >/dev/null
+none=$(run -x --no-checkpoints)
+none2=$(run -x --no-checkpoints)
 with=$(run -x --checkpoint-after "$after" --keep-checkpoints 50)
 with2=$(run -x --checkpoint-after "$after" --keep-checkpoints 50)
 cps=$(zfs list -H -t snapshot -o name -d 1 "$pool/images/work/g/w" | grep -c '@ib:after-' || true)
@@ -96,7 +118,11 @@ rerun=$(grep -c 'step [0-9]*: .* done in' "$work/ib.log" || true)
 
 full=$(echo "($none + $none2) / 2" | bc -l)
 withc=$(echo "($with + $with2) / 2" | bc -l)
-printf 'steps: 50, file per step: %s MB, checkpoint after: %s s (%s checkpoints)\n' "$mb" "$after" "$cps"
+case $profile in
+copy) what="every step installs a $mb MB file" ;;
+packages) what="10 steps unpack a $mb MB package, 40 install a 1 MB file" ;;
+esac
+printf 'steps: 50 (%s), checkpoint after: %s s, budget 3 %% (%s checkpoints)\n' "$what" "$after" "$cps"
 printf 'full build, no checkpoints:   %.2f s (%.2f, %.2f)\n' "$full" "$none" "$none2"
 printf 'full build with checkpoints:  %.2f s (%.2f, %.2f; overhead %.1f %%, target < 3 %%)\n' \
 	"$withc" "$with" "$with2" "$(echo "($withc / $full - 1) * 100" | bc -l)"

@@ -273,3 +273,24 @@ fn unparsable_input_files_exit_2() {
         );
     }
 }
+
+#[test]
+fn checkpoint_options_out_of_range_or_at_odds_are_usage_errors() {
+    for (args, want) in [
+        (
+            vec!["--checkpoint-budget", "250"],
+            "invalid value '250' for '--checkpoint-budget <PERCENT>': \"250\" is not a percentage from 0 to 100",
+        ),
+        (
+            vec!["--no-checkpoints", "--checkpoint-after", "5"],
+            "the argument '--no-checkpoints' cannot be used with '--checkpoint-after <SECONDS>'",
+        ),
+    ] {
+        let mut all = vec!["build", "-d", "nosuchpool/images", "-g", "g", "-n", "s"];
+        all.extend(args);
+        let o = run(&all);
+        assert_no_panic(&o);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{all:?}: {}", stderr(&o));
+    }
+}

@@ -81,6 +81,8 @@ fn step_checkpoints_rerun_only_the_steps_after_an_edit_and_resume_after_a_failur
     let every = BuildOptions {
         checkpoints: build::checkpoint::Policy {
             after_seconds: 0.0,
+            budget: None,
+            never: false,
             keep: 20,
         },
         ..w.opts()
@@ -175,6 +177,8 @@ fn step_checkpoints_rerun_only_the_steps_after_an_edit_and_resume_after_a_failur
         BuildOptions {
             checkpoints: build::checkpoint::Policy {
                 after_seconds: 0.0,
+                budget: None,
+                never: false,
                 keep: 3,
             },
             ..w.opts()

@@ -9,6 +9,8 @@ pub enum Reply {
     Output(Output),
     /// Behave as if the command ran past its timeout.
     Timeout,
+    /// Answer with the output once this much time has passed, as a slow command does.
+    After(Duration, Output),
 }
 
 impl From<Output> for Reply {
@@ -160,24 +162,34 @@ impl Runner for Recorder {
                 ))
             }
         };
+        drop(rules);
         match reply {
-            Reply::Output(o) => match cmd.get_stdout_file() {
-                Some(path) if self.write_stdout_files => {
-                    std::fs::write(path, &o.stdout).map_err(|source| RunError::Io {
-                        cmd: line.clone(),
-                        source,
-                    })?;
-                    Ok(Output {
-                        stdout: Vec::new(),
-                        ..o
-                    })
-                }
-                _ => Ok(o),
-            },
+            Reply::Output(o) => self.answer(cmd, line, o),
+            Reply::After(took, o) => {
+                std::thread::sleep(took);
+                self.answer(cmd, line, o)
+            }
             Reply::Timeout => Err(RunError::Timeout {
                 cmd: line,
                 after: cmd.get_timeout().unwrap_or(Duration::ZERO),
             }),
+        }
+    }
+}
+
+impl Recorder {
+    /// A scripted output, written to the command's stdout file when asked to.
+    fn answer(&self, cmd: &Cmd, line: String, o: Output) -> Result<Output, RunError> {
+        match cmd.get_stdout_file() {
+            Some(path) if self.write_stdout_files => {
+                std::fs::write(path, &o.stdout)
+                    .map_err(|source| RunError::Io { cmd: line, source })?;
+                Ok(Output {
+                    stdout: Vec::new(),
+                    ..o
+                })
+            }
+            _ => Ok(o),
         }
     }
 }
@@ -254,6 +266,18 @@ mod tests {
         writing.on("/usr/sbin/zfs send", Output::ok("bytes"));
         assert!(writing.output(&cmd).unwrap().stdout.is_empty());
         assert_eq!(std::fs::read(&out).unwrap(), b"bytes");
+    }
+
+    #[test]
+    fn a_slow_reply_comes_after_its_time() {
+        let rec = Recorder::new();
+        rec.on(
+            "/bin/x",
+            Reply::After(Duration::from_millis(120), Output::ok("late")),
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(rec.output(&Cmd::new("/bin/x")).unwrap().stdout, b"late");
+        assert!(started.elapsed() >= Duration::from_millis(120));
     }
 
     #[test]

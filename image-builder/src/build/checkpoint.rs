@@ -28,6 +28,12 @@ pub struct Policy {
     pub after_seconds: f64,
     /// Checkpoints a finished stage keeps (the newest ones).
     pub keep: usize,
+    /// The share of the steps' time checkpoints may cost (0.03: 3 %), `None` for no limit:
+    /// the steps between two checkpoints take at least the mean time of this build's
+    /// checkpoints divided by it, whatever `after_seconds` and the next step say.
+    pub budget: Option<f64>,
+    /// No checkpoints at all (`--no-checkpoints`), but the one `--until` keeps.
+    pub never: bool,
 }
 
 impl Default for Policy {
@@ -35,6 +41,33 @@ impl Default for Policy {
         Policy {
             after_seconds: 60.0,
             keep: 2,
+            budget: Some(0.03),
+            never: false,
+        }
+    }
+}
+
+/// What the checkpoints this build took cost, for [`Policy::budget`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Costs {
+    seconds: f64,
+    count: u32,
+}
+
+impl Costs {
+    /// One more checkpoint, which took `seconds`.
+    pub fn add(&mut self, seconds: f64) {
+        self.seconds += seconds;
+        self.count += 1;
+    }
+
+    /// The least time the steps since the last checkpoint must take before the next one:
+    /// the checkpoints' mean time divided by the budget; zero before the first checkpoint
+    /// (nothing is known of their cost yet) and without a budget.
+    pub fn spacing(&self, policy: &Policy) -> f64 {
+        match policy.budget {
+            Some(b) if self.count > 0 && b > 0.0 => self.seconds / f64::from(self.count) / b,
+            _ => 0.0,
         }
     }
 }
@@ -75,13 +108,19 @@ pub fn writes_outputs(kind: Option<&StepKind>) -> bool {
 }
 
 /// Whether to take a checkpoint after a step, given the seconds the steps since the last
-/// checkpoint took (that one included) and the steps after it.
-pub fn wanted(policy: &Policy, since: f64, rest: &[PlannedStep]) -> bool {
+/// checkpoint took (that one included), what this build's checkpoints cost so far and the
+/// steps after it. Before an expensive step the time threshold does not count, the budget
+/// does: rerunning steps that took less than the checkpoint would cost less than taking it.
+pub fn wanted(policy: &Policy, since: f64, costs: &Costs, rest: &[PlannedStep]) -> bool {
+    if policy.never {
+        return false;
+    }
     let Some(next) = rest.iter().find(|s| s.skip.is_none() && s.kind.is_some()) else {
         // The stage's output snapshot follows.
         return false;
     };
-    since >= policy.after_seconds || is_expensive(next.kind.as_ref())
+    since >= costs.spacing(policy)
+        && (since >= policy.after_seconds || is_expensive(next.kind.as_ref()))
 }
 
 /// The checkpoints of `work` made after its snapshot `after` (all of them when `None`),
@@ -272,6 +311,57 @@ mod tests {
             .collect();
         // The scratch tree of `into_tmp` is made afresh each build; an archive is an output.
         assert_eq!(outside, [false, true, true]);
+    }
+
+    #[test]
+    fn the_budget_spaces_checkpoints_by_what_they_cost() {
+        let p = plan_of(
+            r#"{ "dataset": { "name": "w", "output_snapshot": "out" }, "steps": [
+                 { "t": "ensure_dir", "dir": "/a", "owner": "root", "group": "root", "mode": "755" },
+                 { "t": "ensure_dir", "dir": "/b", "owner": "root", "group": "root", "mode": "755" },
+                 { "t": "unpack_tar", "name": "a.tar" } ] }"#,
+        );
+        assert!(p.is_valid(), "{:?}", p.problems);
+        let (before_dir, before_tar) = (&p.steps[1..], &p.steps[2..]);
+        let policy = Policy {
+            after_seconds: 0.5,
+            ..Policy::default()
+        };
+        let mut costs = Costs::default();
+        // Nothing known of the cost before the first checkpoint: the time threshold alone.
+        assert!(!wanted(&policy, 0.4, &costs, before_dir));
+        assert!(wanted(&policy, 0.5, &costs, before_dir));
+        // Checkpoints of 0.2 s and 0.4 s: at 3 %, 10 s of steps between two.
+        costs.add(0.2);
+        costs.add(0.4);
+        assert!((costs.spacing(&policy) - 10.0).abs() < 1e-9);
+        assert!(!wanted(&policy, 9.9, &costs, before_dir));
+        assert!(wanted(&policy, 10.001, &costs, before_dir));
+        // Before an expensive step the threshold does not count, the budget does.
+        assert!(!wanted(&policy, 0.1, &costs, before_tar));
+        assert!(wanted(&policy, 10.001, &costs, before_tar));
+        let long = Policy {
+            after_seconds: 60.0,
+            ..policy
+        };
+        assert!(wanted(&long, 10.001, &costs, before_tar));
+        assert!(!wanted(&long, 10.0, &costs, before_dir));
+        // Without a budget, the threshold and the step type alone, as the policy says.
+        let free = Policy {
+            budget: None,
+            ..policy
+        };
+        assert_eq!(costs.spacing(&free), 0.0);
+        assert!(wanted(&free, 0.0, &costs, before_tar));
+        assert!(wanted(&free, 0.5, &costs, before_dir));
+        // No checkpoint before the output snapshot.
+        assert!(!wanted(&free, 100.0, &costs, &[]));
+        // --no-checkpoints: none at all.
+        let never = Policy {
+            never: true,
+            ..free
+        };
+        assert!(!wanted(&never, 100.0, &costs, before_tar));
     }
 
     #[test]

@@ -311,6 +311,7 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
     let mut stopped_at: Option<String> = None;
     let events = std::cell::RefCell::new(events);
     let mut since = 0.0;
+    let mut costs = checkpoint::Costs::default();
     let mut wrote_outputs = false;
     let mut taken: Vec<(usize, String)> = Vec::new();
     let mut after = |s: &PlannedStep, seconds: f64| -> Result<(), BuildError> {
@@ -326,11 +327,18 @@ fn stage(cx: &mut TargetCx, target: &Dataset) -> Result<Outcome, BuildError> {
             return Ok(());
         };
         let stop = last == Some(s.index);
-        if wrote_outputs || !(stop || checkpoint::wanted(&opts.checkpoints, since, rest)) {
+        if wrote_outputs || !(stop || checkpoint::wanted(&opts.checkpoints, since, &costs, rest)) {
             return Ok(());
         }
         let cp = checkpoint::name(&work, s.index);
+        let started = std::time::Instant::now();
         zfs.snapshot(&cp, &[(checkpoint::PREFIX_PROPERTY, k)])?;
+        let took = started.elapsed().as_secs_f64();
+        costs.add(took);
+        tracing::debug!(
+            "checkpoint {cp} in {took:.3} s; the next after {:.1} s of steps at least",
+            costs.spacing(&opts.checkpoints)
+        );
         // A failure from here on goes back to this checkpoint, not to the stage's start.
         work_mark = journal.replace(
             work_mark,

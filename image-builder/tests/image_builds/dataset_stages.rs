@@ -132,7 +132,17 @@ const CKPT_WORK: &str = "rpool/images/work/g/img";
 /// exist yet; `snaps` lists the work dataset's snapshots (oldest first) as the stage
 /// starts, `props` the prefix key each checkpoint among them carries.
 fn checkpoint_world(snaps: &[&str], props: &[(&str, &str)]) -> World {
+    checkpoint_world_then(snaps, props, |_| {})
+}
+
+/// [`checkpoint_world`] whose recorder answers `first`'s rules before the others.
+fn checkpoint_world_then(
+    snaps: &[&str],
+    props: &[(&str, &str)],
+    first: impl FnOnce(&Recorder),
+) -> World {
     let w = World::with(Host::Illumos, |rec, _| {
+        first(rec);
         // zfs(8) list -H: one tab-separated line per dataset, here one column, name; an
         // absent snapshot: `zfs list` fails, and the parent's listing does not name it.
         rec.always(
@@ -205,6 +215,8 @@ fn every_step_checkpoints(keep: usize) -> impl FnOnce(BuildOptions) -> BuildOpti
     move |o| BuildOptions {
         checkpoints: image_builder::build::checkpoint::Policy {
             after_seconds: 0.0,
+            budget: None,
+            never: false,
             keep,
         },
         ..o
@@ -259,6 +271,62 @@ fn checkpoints_are_snapshots_with_their_prefix_key_and_a_finished_stage_prunes_t
     );
     assert_eq!(keys.len(), 3);
     assert!(keys.iter().all(|k| k.len() == 64));
+}
+
+/// The work dataset's checkpoint snapshots the build took, in order.
+fn checkpoints_taken(w: &World) -> Vec<String> {
+    work_changes(w)
+        .into_iter()
+        .filter(|c| c.starts_with("/sbin/zfs snapshot ") && c.contains("@ib:after-"))
+        .filter_map(|c| c.rsplit_once('@').map(|(_, s)| s.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_budget_spaces_checkpoints_by_what_they_cost_and_no_checkpoints_takes_none() {
+    // Each checkpoint takes 0.3 s: at 3 %, the steps between two must take 10 s; these
+    // three take milliseconds, so after the first (taken before its cost is known) no
+    // other follows, where without a budget one follows every step but the last.
+    let slow = |rec: &Recorder| {
+        rec.always(
+            "/sbin/zfs snapshot -o org.illumos.image-builder:prefix=",
+            runner::Reply::After(std::time::Duration::from_millis(300), Output::ok("")),
+        );
+    };
+    let policy = |budget, never| {
+        move |o| BuildOptions {
+            checkpoints: image_builder::build::checkpoint::Policy {
+                after_seconds: 0.0,
+                budget,
+                never,
+                keep: 5,
+            },
+            ..o
+        }
+    };
+    let cases = [
+        (Some(0.03), false, vec!["ib:after-000"]),
+        (None, false, vec!["ib:after-000", "ib:after-001"]),
+        (Some(0.03), true, vec![]),
+    ];
+    for (budget, never, want) in cases {
+        let w = checkpoint_world_then(&["strap"], &[], slow);
+        assert_eq!(
+            w.build_with(Host::Illumos, &*w.rec, vec![], policy(budget, never))
+                .unwrap(),
+            Outcome::Built
+        );
+        assert_eq!(
+            checkpoints_taken(&w),
+            want,
+            "budget {budget:?}, never {never}"
+        );
+        // The steps ran and the stage is complete either way.
+        assert!(w.dir("work/s0").is_dir() && w.dir("work/s2").is_dir());
+        assert!(work_changes(&w)
+            .iter()
+            .any(|c| c.contains("org.illumos.image-builder:key=") && c.ends_with("@image")));
+    }
 }
 
 #[test]
