@@ -17,7 +17,7 @@
 #     is the least favourable case for the store; a stage that installs packages costs
 #     far more to build than to receive.
 # Then, for scale, the time of one sha256sum and one cp of the big stream, and the size in
-# bytes of every stored stream (the blobs in the layout directory).
+# bytes of every stored stream (the blobs in the store).
 #
 # The push writes the stream once, from `zfs send` into a temporary file in the layout's
 # blob directory renamed to its digest, hashing it as it grows; B checks the blob in place
@@ -25,8 +25,10 @@
 # each command with its wall time; with BENCH_LOG=1 (zfs-vm run --env BENCH_LOG=1) the
 # script prints B's log of (a) at the end.
 #
-# The guest cannot reach the host's network, so the store here is file://; an oci://
-# registry adds the HTTP transfer (see tests/store_registry.rs for that path). SIZE
+# The store is file:// unless BENCH_STORE=oci (zfs-vm run --env BENCH_STORE=oci): then it
+# is a distribution registry (Debian's docker-registry) on the guest's loopback, its
+# storage on the third pool; the push uploads the stream in chunks while `zfs send`
+# writes it, and B downloads it into its scratch dataset, hashing on the way. SIZE
 # defaults to 256 because the guest runs under software emulation (QEMU TCG), where a run
 # at 256 takes about two minutes and one at 1024 about four times that; 1024 is the size
 # the target is stated for.
@@ -47,8 +49,11 @@ bin=${CARGO_TARGET_DIR:-target}/release/image-builder
 case $mb in '' | *[!0-9]*) echo "SIZE-MiB must be a number of MiB, not $mb"; exit 1 ;; esac
 
 work=$(mktemp -d)
-pa=ibsa$$ pb=ibsb$$ ps=ibss$$
+pa=ibsa$$ pb=ibsb$$ ps=ibss$$ regpid=
+kind=${BENCH_STORE:-file}
+case $kind in file | oci) ;; *) echo "BENCH_STORE is file or oci, not $kind"; exit 1 ;; esac
 cleanup() {
+	[ -z "$regpid" ] || kill "$regpid" 2>/dev/null || true
 	for p in "$pa" "$pb" "$ps"; do zpool destroy -f "$p" 2>/dev/null || true; done
 	rm -rf "$work"
 }
@@ -75,6 +80,25 @@ zfs create "$ps/t"
 zfs create "$ps/store"
 t=$(zfs get -H -o value mountpoint "$ps/t")
 store=file://$(zfs get -H -o value mountpoint "$ps/store")/layout
+if [ "$kind" = oci ]; then
+	regroot=$(zfs get -H -o value mountpoint "$ps/store")/registry
+	cat >"$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $regroot
+http:
+  addr: 127.0.0.1:5000
+EOF
+	# The zfs-vm guest starts with its loopback interface down.
+	ip link set lo up
+	docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+	regpid=$!
+	for _ in $(seq 200); do (: </dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.1; done
+	store=oci://127.0.0.1:5000/ib/stages
+fi
 mkdir -p "$t/g" "$t/files"
 
 # Templates: one stage of one SIZE MiB file, and a chain of three on one work dataset.
@@ -160,19 +184,26 @@ for c in c1 c2 c3; do
 		{ echo "$c ran a step on B" >&2; exit 1; }
 done
 
-# Each stored stream: its template and its blob in the layout directory.
-blobs=${store#file://}/blobs/sha256
-for m in $(jq -r '.manifests[].digest | sub("sha256:"; "")' "${store#file://}/index.json"); do
-	jq -r '"\(.annotations["org.illumos.image-builder.template"]) \(
+# Each stored stream: its template and its blob's file in the store.
+if [ "$kind" = oci ]; then
+	blob_file() { echo "$regroot/docker/registry/v2/blobs/sha256/${1:0:2}/$1/data"; }
+	manifests=$(find "$regroot/docker/registry/v2/repositories/ib/stages/_manifests/revisions/sha256" \
+		-mindepth 1 -maxdepth 1 -printf '%f\n')
+else
+	blob_file() { echo "${store#file://}/blobs/sha256/$1"; }
+	manifests=$(jq -r '.manifests[].digest | sub("sha256:"; "")' "${store#file://}/index.json")
+fi
+for m in $manifests; do
+	jq -r '"\(.annotations["org.illumos.image-builder.template"] // "-") \(
 		.layers[] | select(.annotations["org.opencontainers.image.title"] == "stage.zfs")
-		| .digest | sub("sha256:"; ""))"' "$blobs/$m"
-done | sort >"$work/streams"
+		| .digest | sub("sha256:"; ""))"' "$(blob_file "$m")"
+done | grep -v '^- ' | sort >"$work/streams"
 
 # For scale: what one pass over the big stream costs here, and the floor of a verified
 # round trip. The store adds, to the pipe's send and receive, the stream's write into the
 # store and the reads of it (the push's hash, overlapped with the send; the fetch's check,
 # before the receive), and the send and the receive no longer overlap.
-big=$blobs/$(grep '^g/big ' "$work/streams" | cut -d' ' -f2)
+big=$(blob_file "$(grep '^g/big ' "$work/streams" | cut -d' ' -f2)")
 s=$(now)
 sha256sum "$big" >/dev/null
 hash=$(elapsed "$s" "$(now)")
@@ -192,7 +223,7 @@ copy=$(elapsed "$s" "$(now)")
 rm "$t/copy"
 
 printf 'machine: %s cores, %s\n' "$(nproc)" "$(uname -r)"
-printf '(a) a stage of one %s MiB file, a full stream, file:// store\n' "$mb"
+printf '(a) a stage of one %s MiB file, a full stream, %s:// store\n' "$mb" "$kind"
 printf '    A: build and push %.2f s, of which the push %.2f s\n' "$a_build" "$push"
 printf '    B: build --store (fetch, verify, receive) %.2f s\n' "$recv"
 printf '    store round trip (push + B) %.2f s; zfs send | zfs receive %.2f s; ratio %.2f (target < 1.3)\n' \
@@ -211,7 +242,7 @@ if [ -n "${BENCH_LOG:-}" ]; then
 	echo "(a) B's debug log (-vv):"
 	cat "$work/b.log"
 fi
-echo 'stored streams (blob sizes in the layout directory):'
+echo 'stored streams (blob sizes in the store):'
 while read -r name blob; do
-	printf '  %-6s %12s bytes\n' "$name" "$(stat -c %s "$blobs/$blob")"
+	printf '  %-6s %12s bytes\n' "$name" "$(stat -c %s "$(blob_file "$blob")")"
 done <"$work/streams"

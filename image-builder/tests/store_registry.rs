@@ -164,7 +164,7 @@ fn a_corrupted_blob_in_the_registry_is_refused() {
 }
 
 #[test]
-fn a_written_stream_is_uploaded_once_complete_and_read_back_from_a_checked_download() {
+fn a_written_stream_is_uploaded_while_it_is_written_and_read_back_from_a_checked_download() {
     if no_registry() {
         return;
     }
@@ -173,16 +173,30 @@ fn a_written_stream_is_uploaded_once_complete_and_read_back_from_a_checked_downl
     let store = Store::open(&reg.url("ib/stages")).unwrap();
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir(&scratch).unwrap();
-    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    // For a registry the file to write is a temporary one in the scratch directory.
+    let uploads = tmp
+        .path()
+        .join("storage/docker/registry/v2/repositories/ib/stages/_uploads");
+    // Over two 16 MiB chunks, and not a whole number of them.
+    let bytes: Vec<u8> = (0..40_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (first, rest) = bytes.split_at(24_000_000);
+    // For a registry the file to write is a temporary one in the scratch directory, and
+    // the registry has the first chunk before the writer goes on.
     let desc = store
         .push_written(&scratch, media::ZFS_SEND, "stage.zfs", |path| {
             assert_eq!(path.parent(), Some(scratch.as_path()));
-            std::fs::write(path, &bytes)
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            f.write_all(first)?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !uploads_have_data(&uploads) {
+                assert!(Instant::now() < deadline, "nothing uploaded while written");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            f.write_all(rest)
         })
         .unwrap()
         .unwrap();
     assert_eq!(desc.digest, image_builder::store::digest_of(&bytes));
+    assert_eq!(desc.size, bytes.len() as u64);
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     store
         .push_manifest("w", media::STAGE, vec![desc.clone()], BTreeMap::new())
@@ -190,8 +204,22 @@ fn a_written_stream_is_uploaded_once_complete_and_read_back_from_a_checked_downl
     let (m, _) = store.manifest("w").unwrap().unwrap();
     let blob = store.open_verified(&m.layers[0], &scratch).unwrap();
     assert_eq!(blob.path().parent(), Some(scratch.as_path()));
-    assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
+    assert!(std::fs::read(blob.path()).unwrap() == bytes);
     drop(blob);
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
+    // A writer that fails after its first chunk went up: its error, and no blob of what
+    // it wrote (the upload is never closed).
+    let blobs_before = blob_files(tmp.path());
+    let err = store
+        .push_written(&scratch, media::ZFS_SEND, "x", |path| {
+            std::fs::write(path, &first[..20_000_000])?;
+            std::thread::sleep(Duration::from_millis(200));
+            Err::<(), std::io::Error>(std::io::Error::other("zfs send failed"))
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "zfs send failed");
+    assert_eq!(blob_files(tmp.path()), blobs_before);
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
 
     // Corrupted in the registry's storage: refused, and no download left behind.
@@ -255,6 +283,24 @@ fn a_registry_killed_during_a_push_leaves_no_tag() {
         .push_artifact("half", media::STAGE, &[small], BTreeMap::new())
         .unwrap();
     assert!(store.manifest("half").unwrap().is_some());
+}
+
+/// The blob data files in the registry's storage under `top`.
+fn blob_files(top: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name().is_some_and(|n| n == "data") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&top.join("storage/docker/registry/v2/blobs"), &mut out);
+    out.sort();
+    out
 }
 
 fn uploads_have_data(dir: &Path) -> bool {

@@ -220,6 +220,20 @@ trait Backend: Send + Sync {
             .map_err(|e| StoreError::io(staged.path(), e))?;
         self.put_blob(digest, size, &mut f)
     }
+    /// Whether [`Backend::put_streamed`] takes a blob while it is written.
+    fn streams(&self) -> bool {
+        false
+    }
+    /// Store the blob `body` gives, as it gives it, under the digest it has once read to
+    /// its end ([`stream::Follower::digest`]); called only when [`Backend::streams`].
+    fn put_streamed(&self, body: &mut stream::Follower<'_>) -> Result<(), StoreError> {
+        let _ = body;
+        Err(StoreError::Protocol {
+            store: "this store".into(),
+            what: "a streamed upload".into(),
+            reason: "not supported".into(),
+        })
+    }
     /// The blob as a file on this machine (unverified), for a store that keeps its blobs
     /// as files: by default `None`.
     fn blob_file(&self, _digest: &str) -> Result<Option<PathBuf>, StoreError> {

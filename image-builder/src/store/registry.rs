@@ -1,8 +1,9 @@
 //! A registry over the OCI distribution API (distribution-spec `spec.md`), with ureq as
 //! the HTTP client: `GET /v2/` to probe and authenticate, `HEAD`/`GET
-//! /v2/NAME/blobs/DIGEST`, a monolithic upload (`POST /v2/NAME/blobs/uploads/`, then
-//! `PUT LOCATION?digest=DIGEST` with the bytes), and `GET`/`PUT
-//! /v2/NAME/manifests/REFERENCE`.
+//! /v2/NAME/blobs/DIGEST`, a monolithic upload of a file (`POST /v2/NAME/blobs/uploads/`,
+//! then `PUT LOCATION?digest=DIGEST` with the bytes), a chunked upload of a blob still being
+//! written (a `PATCH` per chunk as it comes, then the `PUT` with the digest, known at the
+//! end), and `GET`/`PUT /v2/NAME/manifests/REFERENCE`.
 //!
 //! Loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to over plain HTTP
 //! unless the address is `oci+https://`, every other host over HTTPS, checked against the
@@ -20,7 +21,13 @@ use ureq::tls::TlsConfig;
 use ureq::{Agent, Body, SendBody};
 
 use super::auth::{self, Credentials};
+use super::stream::Follower;
 use super::{tls, Backend, StoreError, StoreUrl, MANIFEST_MEDIA_TYPE};
+
+/// The size of each `PATCH` of a chunked upload: large enough for few requests and above
+/// the least chunk some registries take (5 MiB, as object stores' multipart uploads),
+/// small enough to hold in memory.
+const UPLOAD_CHUNK: usize = 16 << 20;
 
 pub(super) struct Registry {
     agent: Agent,
@@ -226,6 +233,25 @@ impl Registry {
         }
     }
 
+    /// Opens an upload (`POST /v2/NAME/blobs/uploads/`); its `Location`.
+    fn start_upload(&self, what: &str) -> Result<String, StoreError> {
+        let path = format!("/v2/{}/blobs/uploads/", self.repo);
+        let start = self.request("POST", &path, &[], SendBody::none(), what)?;
+        if start.status().as_u16() != 202 {
+            return Err(self.status_error(what, start));
+        }
+        self.location(&start, what)
+    }
+
+    /// The `Location` an upload answer names, where the upload goes on.
+    fn location(&self, resp: &Response<Body>, what: &str) -> Result<String, StoreError> {
+        resp.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| self.protocol(what, "the upload answer has no Location"))
+    }
+
     /// One request; `path` is absolute (`/v2/...`) or a full URL (an upload location).
     fn request(
         &self,
@@ -256,6 +282,26 @@ impl Registry {
         tracing::trace!(method, url, "store request");
         self.agent.run(req).map_err(|e| self.unreachable(what, e))
     }
+}
+
+/// An upload location with the blob's digest added to its query, to close the upload.
+fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={}", encode(digest))
+}
+
+/// Reads from `r` until `buf` is full or `r` ends; how much it read.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// A parameter of a challenge: `realm="https://auth",service="registry"`.
@@ -306,24 +352,61 @@ impl Backend for Registry {
 
     fn put_blob(&self, digest: &str, size: u64, body: &mut dyn Read) -> Result<(), StoreError> {
         let what = format!("upload of blob {digest}");
-        let path = format!("/v2/{}/blobs/uploads/", self.repo);
-        let start = self.request("POST", &path, &[], SendBody::none(), &what)?;
-        if start.status().as_u16() != 202 {
-            return Err(self.status_error(&what, start));
-        }
-        let location = start
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| self.protocol(&what, "the upload answer has no Location"))?
-            .to_string();
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let target = format!("{location}{sep}digest={}", encode(digest));
+        let location = self.start_upload(&what)?;
         let headers = [
             ("Content-Type", "application/octet-stream".to_string()),
             ("Content-Length", size.to_string()),
         ];
+        let target = with_digest(&location, digest);
         let done = self.request("PUT", &target, &headers, SendBody::from_reader(body), &what)?;
+        if done.status().as_u16() != 201 {
+            return Err(self.status_error(&what, done));
+        }
+        Ok(())
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    /// distribution-spec `spec.md`, "Pushing a blob in chunks": `POST` opens the upload,
+    /// each chunk is a `PATCH` to the latest `Location` with `Content-Range: START-END`
+    /// (inclusive, no unit) and `Content-Length`, answered 202 with the next `Location`;
+    /// a `PUT` to it with `?digest=` and no body closes the upload, answered 201.
+    fn put_streamed(&self, body: &mut Follower<'_>) -> Result<(), StoreError> {
+        let what = "upload of a blob being written".to_string();
+        let mut location = self.start_upload(&what)?;
+        let mut chunk = vec![0u8; UPLOAD_CHUNK];
+        let mut start = 0u64;
+        loop {
+            let n = fill(body, &mut chunk).map_err(|e| self.protocol(&what, e))?;
+            if n == 0 {
+                break;
+            }
+            let end = start + n as u64 - 1;
+            let headers = [
+                ("Content-Type", "application/octet-stream".to_string()),
+                ("Content-Range", format!("{start}-{end}")),
+                ("Content-Length", n.to_string()),
+            ];
+            let sent = self.request(
+                "PATCH",
+                &location,
+                &headers,
+                SendBody::from_reader(&mut &chunk[..n]),
+                &what,
+            )?;
+            if sent.status().as_u16() != 202 {
+                return Err(self.status_error(&what, sent));
+            }
+            location = self.location(&sent, &what)?;
+            start = end + 1;
+        }
+        let (digest, _) = body.digest();
+        let what = format!("upload of blob {digest}");
+        let headers = [("Content-Length", "0".to_string())];
+        let target = with_digest(&location, &digest);
+        let done = self.request("PUT", &target, &headers, SendBody::none(), &what)?;
         if done.status().as_u16() != 201 {
             return Err(self.status_error(&what, done));
         }

@@ -21,10 +21,19 @@ const NAP: Duration = Duration::from_millis(2);
 
 /// The digest and size of everything `r` gives.
 pub(super) fn hash_reader(r: &mut dyn Read) -> io::Result<(String, u64)> {
-    follow(r, &AtomicBool::new(true))
+    let done = AtomicBool::new(true);
+    let mut f = Follower::new(r, &done);
+    drain(&mut f)
 }
 
-/// Sets the flag when dropped, so the hashing thread stops even if `write` panics.
+/// Reads `f` to its end in large reads; its digest and size.
+fn drain(f: &mut Follower<'_>) -> io::Result<(String, u64)> {
+    let mut buf = vec![0u8; CHUNK];
+    while f.read(&mut buf)? > 0 {}
+    Ok(f.digest())
+}
+
+/// Sets the flag when dropped, so the follower stops even if `write` panics.
 struct SetOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for SetOnDrop<'_> {
@@ -33,58 +42,113 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-/// Runs `write`, which writes the file at `path` from its start (a command with its
-/// standard output sent there), and meanwhile hashes the file as it grows, in a thread
-/// that reads up to its end, naps when it gets there, and stops at the end once `write`
-/// has returned. The file must exist (empty) before; when it cannot be opened `write` is
-/// not run. `Err` is `write`'s failure; `Ok(Err)` a failure to read the file.
+/// A reader of a file that a command may still be writing, hashing what it gives: it
+/// reads up to the end, naps there while the writer is not done, and ends at the end once
+/// it is. A writer that failed makes it fail, so that what reads it does not take a
+/// truncated blob for a whole one.
 ///
 /// Each read sees a prefix of what was written: reads and writes of a regular file are
 /// atomic with respect to each other (POSIX.1-2017 XSH 2.9.7, "Thread Interactions with
 /// Regular File Operations"), and a read at the end of the file returns 0 bytes rather than
-/// waiting. The end is final only once `write` has returned, that is once the command has
+/// waiting. The end is final only once the writer is done, that is once the command has
 /// exited, so the flag is read before the read that finds the end.
+pub struct Follower<'a> {
+    file: &'a mut dyn Read,
+    /// Set once the writer has returned.
+    done: &'a AtomicBool,
+    /// Set when it returned a failure.
+    failed: Option<&'a AtomicBool>,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<'a> Follower<'a> {
+    fn new(file: &'a mut dyn Read, done: &'a AtomicBool) -> Self {
+        Follower {
+            file,
+            done,
+            failed: None,
+            hash: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// The digest and size of what it gave so far (all of it once it has ended).
+    pub fn digest(&self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex(&self.hash.clone().finalize())),
+            self.len,
+        )
+    }
+}
+
+impl Read for Follower<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let finished = self.done.load(Ordering::Acquire);
+            if finished && self.failed.is_some_and(|f| f.load(Ordering::Acquire)) {
+                return Err(io::Error::other("the command writing the blob failed"));
+            }
+            match self.file.read(buf) {
+                Ok(0) if finished => return Ok(0),
+                Ok(0) => std::thread::sleep(NAP),
+                Ok(n) => {
+                    self.hash.update(&buf[..n]);
+                    self.len += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Runs `write`, which writes the file at `path` from its start (a command with its
+/// standard output sent there), and meanwhile hashes the file as it grows. The file must
+/// exist (empty) before; when it cannot be opened `write` is not run. `Err` is `write`'s
+/// failure; `Ok(Err)` a failure to read the file.
 pub fn hash_while_written<E>(
     path: &Path,
     write: impl FnOnce() -> Result<(), E>,
 ) -> Result<io::Result<(String, u64)>, E> {
+    Ok(read_while_written(path, write, drain)?.and_then(|r| r))
+}
+
+/// Runs `write` as [`hash_while_written`] does, and meanwhile `read`, in a thread, with a
+/// [`Follower`] of the file. `Err` is `write`'s failure (then `read` saw the follower fail,
+/// not end); `Ok(Err)` a failure to open the file; otherwise what `read` returned.
+pub(super) fn read_while_written<E, T: Send>(
+    path: &Path,
+    write: impl FnOnce() -> Result<(), E>,
+    read: impl FnOnce(&mut Follower<'_>) -> T + Send,
+) -> Result<io::Result<T>, E> {
     let mut file = match File::open(path) {
-        Ok(f) => f,
+        Ok(f) => io::BufReader::with_capacity(CHUNK, f),
         Err(e) => return Ok(Err(e)),
     };
     let done = AtomicBool::new(false);
+    // Until `write` returns Ok: a `write` that panics failed too.
+    let failed = AtomicBool::new(true);
     std::thread::scope(|s| {
-        let hasher = s.spawn(|| follow(&mut file, &done));
+        let reader = s.spawn(|| {
+            let mut f = Follower {
+                failed: Some(&failed),
+                ..Follower::new(&mut file, &done)
+            };
+            read(&mut f)
+        });
         let written = {
             let _stop = SetOnDrop(&done);
-            write()
+            let w = write();
+            failed.store(w.is_err(), Ordering::Release);
+            w
         };
-        let hashed = hasher
+        let read = reader
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the hashing thread panicked")));
-        written.map(|()| hashed)
+            .map_err(|_| io::Error::other("the thread reading the blob panicked"));
+        written.map(|()| read)
     })
-}
-
-/// Hashes what `r` gives up to its end; until `done` is set, an end is waited past.
-fn follow(r: &mut dyn Read, done: &AtomicBool) -> io::Result<(String, u64)> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut hash = Sha256::new();
-    let mut len = 0u64;
-    loop {
-        let finished = done.load(Ordering::Acquire);
-        match r.read(&mut buf) {
-            Ok(0) if finished => break,
-            Ok(0) => std::thread::sleep(NAP),
-            Ok(n) => {
-                hash.update(&buf[..n]);
-                len += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((format!("sha256:{}", hex(&hash.finalize())), len))
 }
 
 /// A blob whose bytes matched its descriptor, as a file to read: a layout directory's own
@@ -105,8 +169,8 @@ impl Store {
     /// Pushes a blob that `write` writes into the file it is given (a command's standard
     /// output), hashing it while it is written, and describes it. The file is the
     /// backend's: in a layout directory a temporary file beside the blobs, renamed to its
-    /// digest once complete; for a registry a temporary file in `tmp_dir`, uploaded once
-    /// complete. `Err` is `write`'s failure; `Ok(Err)` the store's, and then (like when
+    /// digest once complete; for a registry a temporary file in `tmp_dir`, uploaded while
+    /// it is written (in chunks, as it grows) and removed afterwards. `Err` is `write`'s failure; `Ok(Err)` the store's, and then (like when
     /// the store cannot give a file) nothing is stored.
     pub fn push_written<E>(
         &self,
@@ -120,13 +184,24 @@ impl Store {
             Err(e) => return Ok(Err(e)),
         };
         let path = staged.path().to_path_buf();
-        let (digest, size) = match hash_while_written(&path, || write(&path))? {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(StoreError::io(&path, e))),
+        let (digest, size) = if self.backend.streams() {
+            // Uploaded as it is written; the staged file goes when `staged` is dropped.
+            let upload = |f: &mut Follower<'_>| self.backend.put_streamed(f).map(|()| f.digest());
+            match read_while_written(&path, || write(&path), upload)? {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => return Ok(Err(e)),
+                Err(e) => return Ok(Err(StoreError::io(&path, e))),
+            }
+        } else {
+            let (digest, size) = match hash_while_written(&path, || write(&path))? {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(StoreError::io(&path, e))),
+            };
+            if let Err(e) = self.backend.commit(staged, &digest, size) {
+                return Ok(Err(e));
+            }
+            (digest, size)
         };
-        if let Err(e) = self.backend.commit(staged, &digest, size) {
-            return Ok(Err(e));
-        }
         Ok(Ok(Descriptor {
             media_type: media_type.to_string(),
             digest,
