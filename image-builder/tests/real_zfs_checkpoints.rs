@@ -1,7 +1,7 @@
 //! ZFS tier: step checkpoints against a real OpenZFS, on the world of `real_zfs_build`
 //! (run by `scripts/zfs-tier` inside the zfs-vm guest): a 12-step stage rerun from the
-//! checkpoint before an edit, resumed after a failure, and a failed tree kept until
-//! `clean` discards it.
+//! checkpoint before an edit, resumed after a failure, a failed tree kept until `clean`
+//! discards it, and builds interrupted while a checkpoint is taken.
 //!
 //! Each test is `#[ignore]`d because it needs `/dev/zfs`, which a development host has
 //! not: a plain `cargo test` then reports it as ignored instead of passing it untried.
@@ -243,5 +243,127 @@ fn keep_failed_leaves_the_failed_tree_until_clean_discards_it() {
     assert_eq!(
         build::clean(&w.dataset(), &sys).unwrap(),
         Vec::<String>::new()
+    );
+}
+
+/// Ctrl-C while a checkpoint is being taken (the build's SIGINT sent as soon as its log says
+/// it runs the `zfs snapshot` of that checkpoint): the build exits 130 and leaves the cache
+/// consistent. Every snapshot left is a whole checkpoint with its prefix key, the tree is
+/// the newest one's (the checkpoint being taken either never came to be or was rolled back
+/// to), no journal is pending, and the next build resumes from the newest checkpoint and
+/// makes what a clean build makes, byte for byte. Interrupted twice: in a first build and in
+/// the rebuild that resumes from what the first left.
+#[test]
+#[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
+fn an_interrupt_while_a_checkpoint_is_taken_leaves_the_cache_consistent() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let Some(zfs) = tier() else { return };
+    let w = World::new(&zfs);
+    w.write("files/three", "three\n");
+    w.write("g/twelve.json", &twelve_steps("marker", None));
+    let dataset = w.dataset();
+    let ib = |extra: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_image-builder"));
+        c.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args([
+                "build",
+                "-v",
+                "--checkpoint-after",
+                "0",
+                "--checkpoint-budget",
+                "0",
+            ])
+            .args([
+                "--keep-checkpoints",
+                "20",
+                "-d",
+                &dataset,
+                "-g",
+                "g",
+                "-n",
+                "twelve",
+            ])
+            .args(extra)
+            .arg("-T")
+            .arg(w.templates());
+        c
+    };
+    let cp = |i: usize| format!("{}@ib:after-{i:03}", w.work());
+    let mut newest = None;
+    for at in [4usize, 7] {
+        let mut child = ib(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let (mut sent, mut log) = (false, String::new());
+        let taking = cp(at);
+        for line in err.lines() {
+            let line = line.unwrap();
+            // runner::system logs each command as it starts it ("run: LINE").
+            if !sent && line.contains("run: /usr/sbin/zfs snapshot") && line.contains(&taking) {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+                    rustix::process::Signal::INT,
+                )
+                .unwrap();
+                sent = true;
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        let status = child.wait().unwrap();
+        assert!(sent, "no snapshot of {} in the log:\n{log}", cp(at));
+        assert_eq!(status.code(), Some(130), "{log}");
+
+        // Whole checkpoints only, each with its key: those before `at`, and `at` itself
+        // when the snapshot was done before the interrupt was seen.
+        let snaps = w.snapshots();
+        let n = snaps.len();
+        eprintln!("interrupted taking {}: {n} checkpoints left", cp(at));
+        assert!(n == at || n == at + 1, "{snaps:?}\n{log}");
+        assert_eq!(snaps, (0..n).map(cp).collect::<Vec<_>>(), "{log}");
+        for c in &snaps {
+            let k = zfs.get(c, "org.illumos.image-builder:prefix").unwrap();
+            assert_eq!(k.map(|k| k.len()), Some(64), "{c}");
+        }
+        // The tree is the newest checkpoint's: the marker of the step after it is not there.
+        assert!(w.work_dir().join(format!("m/{}", n - 1)).exists());
+        assert!(!w.work_dir().join(format!("m/{n}")).exists(), "{log}");
+        let journals = w.output_dir().join(".image-builder/journals");
+        assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 0, "{log}");
+        assert!(!zfs
+            .exists(&format!("{}/tmp/g/twelve", w.dataset()))
+            .unwrap());
+        newest = Some(n - 1);
+    }
+
+    // The next build resumes from the newest checkpoint left.
+    let o = ib(&[]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let newest = newest.unwrap() as u64;
+    assert_eq!(ran(&w), (newest + 1..12).collect::<Vec<u64>>());
+    let resumed = std::fs::read(w.output_dir().join("twelve.tar.gz")).unwrap();
+    let o = ib(&["-x"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(ran(&w), (0..12).collect::<Vec<u64>>());
+    assert_eq!(
+        std::fs::read(w.output_dir().join("twelve.tar.gz")).unwrap(),
+        resumed,
+        "the build resumed after the interrupts differs from a clean build"
     );
 }
