@@ -3,7 +3,7 @@
 # (--no-checkpoints), of a full build that takes them (the overhead, target < 3 %), and of
 # the rebuild after an edit of step 40 (target < 25 % of a full build), in one run.
 #
-# Two profiles of steps:
+# Two profiles of steps (PROFILE, default packages):
 #   copy      every step installs a file of SIZE MB (default 4) from the template tree;
 #   packages  steps 1, 6, ..., 46 unpack a package-like archive (`unpack_tar` of a .tar.xz
 #             holding SIZE MB of text, default 160: decompressing and writing it takes about
@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-profile=copy
+profile=packages
 case ${1:-} in copy | packages) profile=$1; shift ;; esac
 mb=${1:-$([ "$profile" = packages ] && echo 160 || echo 4)}
 after=${2:-0.5}
