@@ -34,7 +34,10 @@ done
 
 ns=ibpush$$ port=5077 work=$(mktemp -d) regpid=
 cleanup() {
-	[ -z "$regpid" ] || kill "$regpid" 2>/dev/null || true
+	if [ -n "$regpid" ]; then
+		kill "$regpid" 2>/dev/null || true
+		wait "$regpid" 2>/dev/null || true
+	fi
 	ip netns delete "$ns" 2>/dev/null || true
 	rm -rf "$work"
 }
@@ -54,7 +57,9 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
-in_ns docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
+# Not through in_ns: a function put in the background is a subshell, and killing it would
+# leave the registry running. `ip netns exec` execs the program, so $! is the registry.
+ip netns exec "$ns" docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
 regpid=$!
 for _ in $(seq 50); do
 	in_ns curl -fs -o /dev/null "http://127.0.0.1:$port/v2/" && break
