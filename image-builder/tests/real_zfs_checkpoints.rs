@@ -252,7 +252,9 @@ fn keep_failed_leaves_the_failed_tree_until_clean_discards_it() {
 /// the newest one's (the checkpoint being taken either never came to be or was rolled back
 /// to), no journal is pending, and the next build resumes from the newest checkpoint and
 /// makes what a clean build makes, byte for byte. Interrupted twice: in a first build and in
-/// the rebuild that resumes from what the first left.
+/// the rebuild that resumes from what the first left. Ignored in a plain `cargo test`, as
+/// the module's other tests: it needs `/dev/zfs` and real OpenZFS, which `scripts/zfs-tier`
+/// gives it in the zfs-vm guest.
 #[test]
 #[ignore = "ZFS tier: needs /dev/zfs; scripts/zfs-tier runs it in the real-OpenZFS guest"]
 fn an_interrupt_while_a_checkpoint_is_taken_leaves_the_cache_consistent() {

@@ -290,20 +290,6 @@ fn with_digest(location: &str, digest: &str) -> String {
     format!("{location}{sep}digest={}", encode(digest))
 }
 
-/// Reads from `r` until `buf` is full or `r` ends; how much it read.
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// A parameter of a challenge: `realm="https://auth",service="registry"`.
 fn challenge_param(params: &str, name: &str) -> Option<String> {
     let mut rest = params.trim();
@@ -376,10 +362,16 @@ impl Backend for Registry {
     fn put_streamed(&self, body: &mut Follower<'_>) -> Result<(), StoreError> {
         let what = "upload of a blob being written".to_string();
         let mut location = self.start_upload(&what)?;
-        let mut chunk = vec![0u8; UPLOAD_CHUNK];
+        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
         let mut start = 0u64;
         loop {
-            let n = fill(body, &mut chunk).map_err(|e| self.protocol(&what, e))?;
+            chunk.clear();
+            // A whole chunk, or what is left at the end (the follower waits for the writer).
+            let n = body
+                .by_ref()
+                .take(UPLOAD_CHUNK as u64)
+                .read_to_end(&mut chunk)
+                .map_err(|e| self.protocol(&what, e))?;
             if n == 0 {
                 break;
             }
@@ -393,7 +385,7 @@ impl Backend for Registry {
                 "PATCH",
                 &location,
                 &headers,
-                SendBody::from_reader(&mut &chunk[..n]),
+                SendBody::from_reader(&mut &chunk[..]),
                 &what,
             )?;
             if sent.status().as_u16() != 202 {

@@ -170,8 +170,9 @@ impl Store {
     /// output), hashing it while it is written, and describes it. The file is the
     /// backend's: in a layout directory a temporary file beside the blobs, renamed to its
     /// digest once complete; for a registry a temporary file in `tmp_dir`, uploaded while
-    /// it is written (in chunks, as it grows) and removed afterwards. `Err` is `write`'s failure; `Ok(Err)` the store's, and then (like when
-    /// the store cannot give a file) nothing is stored.
+    /// it is written (in chunks, as it grows) and removed afterwards. `Err` is `write`'s
+    /// failure; `Ok(Err)` the store's, and then (like when the store cannot give a file)
+    /// nothing is stored.
     pub fn push_written<E>(
         &self,
         tmp_dir: &Path,

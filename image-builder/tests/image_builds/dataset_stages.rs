@@ -287,6 +287,8 @@ fn the_budget_spaces_checkpoints_by_what_they_cost_and_no_checkpoints_takes_none
     // Each checkpoint takes 0.3 s: at 3 %, the steps between two must take 10 s; these
     // three take milliseconds, so after the first (taken before its cost is known) no
     // other follows, where without a budget one follows every step but the last.
+    // zfs(8) snapshot prints nothing on success (illumos-gate usr/src/cmd/zfs/zfs_main.c,
+    // zfs_do_snapshot: only usage errors go to stderr).
     let slow = |rec: &Recorder| {
         rec.always(
             "/sbin/zfs snapshot -o org.illumos.image-builder:prefix=",
