@@ -112,9 +112,7 @@ impl Registry {
                     .unwrap_or_else(|p| p.into_inner()) = Some(header);
                 let again =
                     registry.request("GET", "/v2/", &[], SendBody::none(), "the API probe")?;
-                if again.status().as_u16() != 200 {
-                    return Err(registry.status_error("the API probe (authenticated)", again));
-                }
+                registry.expect(again, 200, "the API probe (authenticated)")?;
             }
             _ => return Err(registry.status_error("the API probe", probe)),
         }
@@ -165,13 +163,11 @@ impl Registry {
         let req = req
             .body(SendBody::none())
             .map_err(|e| self.protocol("the token request", e))?;
-        let mut resp = self
+        let resp = self
             .agent
             .run(req)
             .map_err(|e| self.unreachable("the token realm", e))?;
-        if resp.status().as_u16() != 200 {
-            return Err(self.status_error("the token realm", resp));
-        }
+        let mut resp = self.expect(resp, 200, "the token realm")?;
         let text = resp
             .body_mut()
             .with_config()
@@ -218,6 +214,20 @@ impl Registry {
         }
     }
 
+    /// `resp` when its status is `want`, otherwise the error it makes.
+    fn expect(
+        &self,
+        resp: Response<Body>,
+        want: u16,
+        what: &str,
+    ) -> Result<Response<Body>, StoreError> {
+        if resp.status().as_u16() == want {
+            Ok(resp)
+        } else {
+            Err(self.status_error(what, resp))
+        }
+    }
+
     fn status_error(&self, what: &str, mut resp: Response<Body>) -> StoreError {
         let body = resp
             .body_mut()
@@ -237,10 +247,7 @@ impl Registry {
     fn start_upload(&self, what: &str) -> Result<String, StoreError> {
         let path = format!("/v2/{}/blobs/uploads/", self.repo);
         let start = self.request("POST", &path, &[], SendBody::none(), what)?;
-        if start.status().as_u16() != 202 {
-            return Err(self.status_error(what, start));
-        }
-        self.location(&start, what)
+        self.location(&self.expect(start, 202, what)?, what)
     }
 
     /// The `Location` an upload answer names, where the upload goes on.
@@ -345,10 +352,7 @@ impl Backend for Registry {
         ];
         let target = with_digest(&location, digest);
         let done = self.request("PUT", &target, &headers, SendBody::from_reader(body), &what)?;
-        if done.status().as_u16() != 201 {
-            return Err(self.status_error(&what, done));
-        }
-        Ok(())
+        self.expect(done, 201, &what).map(drop)
     }
 
     fn streams(&self) -> bool {
@@ -388,10 +392,7 @@ impl Backend for Registry {
                 SendBody::from_reader(&mut &chunk[..]),
                 &what,
             )?;
-            if sent.status().as_u16() != 202 {
-                return Err(self.status_error(&what, sent));
-            }
-            location = self.location(&sent, &what)?;
+            location = self.location(&self.expect(sent, 202, &what)?, &what)?;
             start = end + 1;
         }
         let (digest, _) = body.digest();
@@ -399,19 +400,14 @@ impl Backend for Registry {
         let headers = [("Content-Length", "0".to_string())];
         let target = with_digest(&location, &digest);
         let done = self.request("PUT", &target, &headers, SendBody::none(), &what)?;
-        if done.status().as_u16() != 201 {
-            return Err(self.status_error(&what, done));
-        }
-        Ok(())
+        self.expect(done, 201, &what).map(drop)
     }
 
     fn get_blob(&self, digest: &str, out: &mut dyn Write) -> Result<(), StoreError> {
         let what = format!("GET blob {digest}");
         let path = format!("/v2/{}/blobs/{digest}", self.repo);
-        let mut resp = self.request("GET", &path, &[], SendBody::none(), &what)?;
-        if resp.status().as_u16() != 200 {
-            return Err(self.status_error(&what, resp));
-        }
+        let resp = self.request("GET", &path, &[], SendBody::none(), &what)?;
+        let mut resp = self.expect(resp, 200, &what)?;
         let mut reader = resp.body_mut().as_reader();
         std::io::copy(&mut reader, out).map_err(|e| self.protocol(&what, e))?;
         Ok(())
@@ -428,11 +424,7 @@ impl Backend for Registry {
             SendBody::from_reader(&mut &bytes[..]),
             &what,
         );
-        let resp = resp?;
-        if resp.status().as_u16() != 201 {
-            return Err(self.status_error(&what, resp));
-        }
-        Ok(())
+        self.expect(resp?, 201, &what).map(drop)
     }
 
     fn get_manifest(&self, reference: &str) -> Result<Option<Vec<u8>>, StoreError> {
