@@ -87,7 +87,8 @@ pub fn index_of(work: &str, snapshot: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// Steps worth a checkpoint just before them, whatever the time since the last one.
+/// Steps worth a checkpoint just before them, whatever `after_seconds` says (the budget
+/// still applies).
 pub fn is_expensive(kind: Option<&StepKind>) -> bool {
     matches!(
         kind,

@@ -49,8 +49,9 @@ pub struct BuildArgs {
     #[arg(short = 'x', long = "fullreset")]
     fullreset: bool,
     /// Inside a dataset stage, snapshot the work dataset (a step checkpoint) once the steps
-    /// since the last one took SECONDS; one is always taken before pkg_install, unpack_tar
-    /// and onu. A rebuild starts from the newest checkpoint that still matches.
+    /// since the last one took SECONDS, and before pkg_install, unpack_tar and onu whatever
+    /// the time (both within --checkpoint-budget). A rebuild starts from the newest
+    /// checkpoint that still matches.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     checkpoint_after: f64,
     /// The most of the steps' time checkpoints may cost: the steps between two take at least
